@@ -1,0 +1,251 @@
+package consensus
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"slices"
+	"unicode/utf8"
+)
+
+// CommandVersion is the only roster command version this build speaks. A
+// newer node proposing a newer version to an older leader is refused cleanly,
+// never half-understood.
+const CommandVersion = 1
+
+// MaxCommandBytes bounds one encoded roster command.
+const MaxCommandBytes = 64 << 10
+
+// Op names a roster change.
+type Op string
+
+// The roster changes there are.
+const (
+	OpAdmitCentre     Op = "admit_centre"
+	OpUpdateCentre    Op = "update_centre"
+	OpRemoveCentre    Op = "remove_centre"
+	OpPutVolunteer    Op = "put_volunteer"
+	OpRemoveVolunteer Op = "remove_volunteer"
+	OpSetPolicy       Op = "set_policy"
+)
+
+// Command is one versioned roster change, as proposed and as stored in the
+// Raft log.
+type Command struct {
+	Version   int        `json:"v"`
+	Op        Op         `json:"op"`
+	Centre    *Centre    `json:"centre,omitempty"`
+	Volunteer *Volunteer `json:"volunteer,omitempty"`
+	Policy    *Policy    `json:"policy,omitempty"`
+	// ID names the centre or volunteer a remove applies to.
+	ID string `json:"id,omitempty"`
+}
+
+var (
+	idPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	peerPattern = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
+)
+
+const (
+	maxName    = 100
+	maxAddrs   = 8
+	maxAddr    = 256
+	maxTopics  = 64
+	maxLangs   = 64
+	maxCap     = 8
+	maxSeconds = 3600
+)
+
+// EncodeCommand returns the canonical encoding of c.
+func EncodeCommand(c Command) ([]byte, error) {
+	b, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode roster command: %w", err)
+	}
+	if len(b) > MaxCommandBytes {
+		return nil, fmt.Errorf("encode roster command: %d bytes: %w", len(b), ErrBadCommand)
+	}
+	return b, nil
+}
+
+// DecodeCommand parses and shape-checks one command. It refuses oversized
+// input, unknown fields, trailing data and unknown versions.
+func DecodeCommand(b []byte) (Command, error) {
+	var c Command
+	if len(b) > MaxCommandBytes {
+		return c, fmt.Errorf("decode roster command: %d bytes, limit %d: %w", len(b), MaxCommandBytes, ErrBadCommand)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&c); err != nil {
+		return Command{}, fmt.Errorf("decode roster command: %v: %w", err, ErrBadCommand)
+	}
+	if dec.More() {
+		return Command{}, fmt.Errorf("decode roster command: trailing data: %w", ErrBadCommand)
+	}
+	if err := c.Validate(); err != nil {
+		return Command{}, err
+	}
+	return c, nil
+}
+
+// Validate checks everything about c that does not depend on the roster.
+func (c Command) Validate() error {
+	if c.Version != CommandVersion {
+		return fmt.Errorf("roster command version %d (this node speaks %d): %w", c.Version, CommandVersion, ErrUnsupportedVersion)
+	}
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%s: "+format+": %w", append([]any{c.Op}, append(args, ErrBadCommand)...)...)
+	}
+	only := func(centre, volunteer, policy, id bool) error {
+		if (c.Centre != nil) != centre || (c.Volunteer != nil) != volunteer || (c.Policy != nil) != policy || (c.ID != "") != id {
+			return bad("wrong fields for this operation")
+		}
+		return nil
+	}
+	switch c.Op {
+	case OpAdmitCentre, OpUpdateCentre:
+		if err := only(true, false, false, false); err != nil {
+			return err
+		}
+		return c.Centre.validate(bad)
+	case OpRemoveCentre, OpRemoveVolunteer:
+		if err := only(false, false, false, true); err != nil {
+			return err
+		}
+		if !idPattern.MatchString(c.ID) {
+			return bad("id %q must be 1-32 of a-z, 0-9 and -", clip(c.ID))
+		}
+		return nil
+	case OpPutVolunteer:
+		if err := only(false, true, false, false); err != nil {
+			return err
+		}
+		return c.Volunteer.validate(bad)
+	case OpSetPolicy:
+		if err := only(false, false, true, false); err != nil {
+			return err
+		}
+		return c.Policy.validate(bad)
+	default:
+		return fmt.Errorf("unknown operation %q: %w", clip(string(c.Op)), ErrBadCommand)
+	}
+}
+
+type badFunc func(format string, args ...any) error
+
+func (ce *Centre) validate(bad badFunc) error {
+	if !idPattern.MatchString(ce.ID) {
+		return bad("centre id %q must be 1-32 of a-z, 0-9 and -", clip(ce.ID))
+	}
+	if err := checkText("centre name", ce.Name, maxName, bad); err != nil {
+		return err
+	}
+	if !peerPattern.MatchString(ce.PeerID) {
+		return bad("peer id %q is not a libp2p peer id", clip(ce.PeerID))
+	}
+	if len(ce.Addrs) == 0 || len(ce.Addrs) > maxAddrs {
+		return bad("a centre needs 1-%d addresses, got %d", maxAddrs, len(ce.Addrs))
+	}
+	for _, a := range ce.Addrs {
+		if len(a) == 0 || len(a) > maxAddr || a[0] != '/' {
+			return bad("address %q is not a multiaddr", clip(a))
+		}
+	}
+	if len(ce.GossipAddr) == 0 || len(ce.GossipAddr) > maxAddr {
+		return bad("gossip address %q must be host:port", clip(ce.GossipAddr))
+	}
+	if len(ce.HTTPAddr) > maxAddr {
+		return bad("http address too long")
+	}
+	return nil
+}
+
+func (v *Volunteer) validate(bad badFunc) error {
+	if !idPattern.MatchString(v.ID) {
+		return bad("volunteer id %q must be 1-32 of a-z, 0-9 and -", clip(v.ID))
+	}
+	if !idPattern.MatchString(v.Centre) {
+		return bad("home centre %q is not a centre id", clip(v.Centre))
+	}
+	if err := checkText("alias", v.Alias, 40, bad); err != nil {
+		return err
+	}
+	if len(v.Channels) == 0 {
+		return bad("a volunteer needs at least one channel")
+	}
+	for _, ch := range v.Channels {
+		if !slices.Contains(channels, ch) {
+			return bad("unknown channel %q (want chat or phone)", clip(ch))
+		}
+	}
+	if err := checkLanguages(v.Languages, bad); err != nil {
+		return err
+	}
+	if v.Capacity < 1 || v.Capacity > maxCap {
+		return bad("capacity %d must be 1-%d", v.Capacity, maxCap)
+	}
+	if !slices.Contains(roles, v.Role) {
+		return bad("unknown role %q (want volunteer or supervisor)", clip(v.Role))
+	}
+	return nil
+}
+
+func (p *Policy) validate(bad badFunc) error {
+	for ch, s := range p.OverflowAfterSeconds {
+		if !slices.Contains(channels, ch) {
+			return bad("unknown channel %q in overflow_after_seconds", clip(ch))
+		}
+		if s < 0 || s > maxSeconds {
+			return bad("overflow_after_seconds[%s] = %d must be 0-%d", ch, s, maxSeconds)
+		}
+	}
+	if err := checkLanguages(p.Languages, bad); err != nil {
+		return err
+	}
+	if len(p.Topics) == 0 || len(p.Topics) > maxTopics {
+		return bad("the policy needs 1-%d topics", maxTopics)
+	}
+	for _, t := range p.Topics {
+		if !idPattern.MatchString(t) {
+			return bad("topic %q must be 1-32 of a-z, 0-9 and -", clip(t))
+		}
+	}
+	if p.ServiceLevelSeconds < 1 || p.ServiceLevelSeconds > maxSeconds {
+		return bad("service_level_seconds %d must be 1-%d", p.ServiceLevelSeconds, maxSeconds)
+	}
+	return nil
+}
+
+func checkLanguages(langs []string, bad badFunc) error {
+	if len(langs) == 0 || len(langs) > maxLangs {
+		return bad("1-%d languages needed, got %d", maxLangs, len(langs))
+	}
+	for _, l := range langs {
+		if !KnownLanguage(l) {
+			return bad("unknown language code %q (want ISO 639-1, e.g. nb, en)", clip(l))
+		}
+	}
+	return nil
+}
+
+func checkText(what, s string, limit int, bad badFunc) error {
+	if s == "" || len(s) > limit || !utf8.ValidString(s) {
+		return bad("%s must be 1-%d bytes of UTF-8", what, limit)
+	}
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f {
+			return bad("%s has a control character", what)
+		}
+	}
+	return nil
+}
+
+// clip keeps hostile input short in error messages and logs.
+func clip(s string) string {
+	if len(s) > 40 {
+		return s[:40] + "..."
+	}
+	return s
+}

@@ -1,0 +1,152 @@
+package consensus
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/hashicorp/raft"
+)
+
+// maxSnapshotBytes bounds a roster snapshot read back from disk or a peer.
+const maxSnapshotBytes = 256 << 20
+
+// apply is the command processor: it checks cmd against the roster and then
+// changes it. It checks everything before it changes anything, so a refused
+// command leaves the roster exactly as it was. It must be deterministic: every
+// centre replays the same log to the same roster.
+func apply(r *Roster, cmd Command) error {
+	if err := cmd.Validate(); err != nil {
+		return err
+	}
+	switch cmd.Op {
+	case OpAdmitCentre:
+		c := *cmd.Centre
+		if _, ok := r.Centres[c.ID]; ok {
+			return fmt.Errorf("admit centre %q: %w", c.ID, ErrDuplicate)
+		}
+		if other, ok := r.CentreByPeer(c.PeerID); ok {
+			return fmt.Errorf("admit centre %q: peer id already belongs to centre %q: %w", c.ID, other.ID, ErrDuplicate)
+		}
+		r.Centres[c.ID] = c
+	case OpUpdateCentre:
+		c := *cmd.Centre
+		if _, ok := r.Centres[c.ID]; !ok {
+			return fmt.Errorf("update centre %q: %w", c.ID, ErrUnknownCentre)
+		}
+		if other, ok := r.CentreByPeer(c.PeerID); ok && other.ID != c.ID {
+			return fmt.Errorf("update centre %q: peer id already belongs to centre %q: %w", c.ID, other.ID, ErrDuplicate)
+		}
+		r.Centres[c.ID] = c
+	case OpRemoveCentre:
+		if _, ok := r.Centres[cmd.ID]; !ok {
+			return fmt.Errorf("remove centre %q: %w", cmd.ID, ErrUnknownCentre)
+		}
+		delete(r.Centres, cmd.ID)
+		// A centre's volunteers go with it: nobody else may assign them.
+		for id, v := range r.Volunteers {
+			if v.Centre == cmd.ID {
+				delete(r.Volunteers, id)
+			}
+		}
+	case OpPutVolunteer:
+		v := *cmd.Volunteer
+		if _, ok := r.Centres[v.Centre]; !ok {
+			return fmt.Errorf("put volunteer %q: home centre %q: %w", v.ID, v.Centre, ErrUnknownCentre)
+		}
+		if old, ok := r.Volunteers[v.ID]; ok && old.Centre != v.Centre {
+			return fmt.Errorf("put volunteer %q: id belongs to centre %q: %w", v.ID, old.Centre, ErrDuplicate)
+		}
+		r.Volunteers[v.ID] = v
+	case OpRemoveVolunteer:
+		if _, ok := r.Volunteers[cmd.ID]; !ok {
+			return fmt.Errorf("remove volunteer %q: %w", cmd.ID, ErrUnknownVolunteer)
+		}
+		delete(r.Volunteers, cmd.ID)
+	case OpSetPolicy:
+		r.Policy = cmd.Policy.clone()
+	}
+	return nil
+}
+
+// fsm is the thin Raft shim over apply: decode, apply under the lock, report.
+type fsm struct {
+	mu     sync.RWMutex
+	roster Roster
+	// changed is poked (never blocking) after every applied change.
+	changed func()
+}
+
+func newFSM(changed func()) *fsm {
+	return &fsm{roster: NewRoster(), changed: changed}
+}
+
+// applyResult is what Raft hands back to the proposer.
+type applyResult struct{ err error }
+
+func (f *fsm) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return applyResult{}
+	}
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		return applyResult{err: err}
+	}
+	f.mu.Lock()
+	err = apply(&f.roster, cmd)
+	f.mu.Unlock()
+	if err == nil {
+		f.changed()
+	}
+	return applyResult{err: err}
+}
+
+func (f *fsm) read() Roster {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.roster.Clone()
+}
+
+// check runs cmd against a copy of the roster, so the leader can refuse a bad
+// command before it ever reaches the log.
+func (f *fsm) check(cmd Command) error {
+	r := f.read()
+	return apply(&r, cmd)
+}
+
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	return &snapshot{roster: f.read()}, nil
+}
+
+func (f *fsm) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	dec := json.NewDecoder(io.LimitReader(rc, maxSnapshotBytes))
+	r := NewRoster()
+	if err := dec.Decode(&r); err != nil {
+		return fmt.Errorf("restore roster snapshot: %w", err)
+	}
+	if r.Centres == nil {
+		r.Centres = map[string]Centre{}
+	}
+	if r.Volunteers == nil {
+		r.Volunteers = map[string]Volunteer{}
+	}
+	f.mu.Lock()
+	f.roster = r
+	f.mu.Unlock()
+	f.changed()
+	return nil
+}
+
+type snapshot struct{ roster Roster }
+
+func (s *snapshot) Persist(sink raft.SnapshotSink) error {
+	if err := json.NewEncoder(sink).Encode(s.roster); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist roster snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *snapshot) Release() {}

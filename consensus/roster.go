@@ -1,0 +1,132 @@
+package consensus
+
+import (
+	"maps"
+	"slices"
+	"strings"
+)
+
+// Roster is the federation's replicated, slowly changing truth: which centres
+// are admitted, which volunteers belong to which centre, and the national
+// policy. It never holds anything about a visitor or a conversation.
+type Roster struct {
+	Centres    map[string]Centre    `json:"centres"`
+	Volunteers map[string]Volunteer `json:"volunteers"`
+	Policy     Policy               `json:"policy"`
+}
+
+// Centre is one admitted centre and how to reach its node.
+type Centre struct {
+	ID         string   `json:"id"`
+	Name       string   `json:"name"`
+	PeerID     string   `json:"peer_id"`
+	Addrs      []string `json:"addrs"`
+	GossipAddr string   `json:"gossip_addr"`
+	HTTPAddr   string   `json:"http_addr,omitempty"`
+}
+
+// Volunteer is the roster's view of a volunteer: an opaque id, the home centre
+// that alone decides their live state, and what they can answer.
+type Volunteer struct {
+	ID        string   `json:"id"`
+	Centre    string   `json:"centre"`
+	Alias     string   `json:"alias"`
+	Channels  []string `json:"channels"`
+	Languages []string `json:"languages"`
+	Capacity  int      `json:"capacity"`
+	Role      string   `json:"role"`
+}
+
+// Policy is the national overflow policy every centre routes by.
+type Policy struct {
+	// OverflowAfterSeconds is how long a contact waits locally before it is
+	// offered to other centres, per channel.
+	OverflowAfterSeconds map[string]int `json:"overflow_after_seconds"`
+	// Languages are the language codes the federation serves.
+	Languages []string `json:"languages"`
+	// Topics are the categorisation list, the same at every centre.
+	Topics []string `json:"topics"`
+	// ServiceLevelSeconds is the speed-to-answer target.
+	ServiceLevelSeconds int `json:"service_level_seconds"`
+}
+
+// Channels a contact can arrive on.
+var channels = []string{"chat", "phone"}
+
+// Roles a volunteer can hold.
+var roles = []string{"volunteer", "supervisor"}
+
+// DefaultPolicy is what a new federation starts with. The topics follow the
+// main categories Child Helpline International compares helplines by.
+func DefaultPolicy() Policy {
+	return Policy{
+		OverflowAfterSeconds: map[string]int{"chat": 60, "phone": 45},
+		Languages:            []string{"nb", "nn", "en", "fr", "de"},
+		Topics: []string{
+			"mental-health", "abuse-violence", "family", "peers", "sexuality",
+			"physical-health", "school-work", "loneliness", "substance-use",
+			"suicidal-thoughts", "other",
+		},
+		ServiceLevelSeconds: 60,
+	}
+}
+
+// NewRoster returns an empty roster with the default policy.
+func NewRoster() Roster {
+	return Roster{Centres: map[string]Centre{}, Volunteers: map[string]Volunteer{}, Policy: DefaultPolicy()}
+}
+
+// Clone returns a deep copy, so readers never share maps with the FSM.
+func (r Roster) Clone() Roster {
+	out := Roster{
+		Centres:    make(map[string]Centre, len(r.Centres)),
+		Volunteers: make(map[string]Volunteer, len(r.Volunteers)),
+		Policy:     r.Policy.clone(),
+	}
+	for k, c := range r.Centres {
+		c.Addrs = slices.Clone(c.Addrs)
+		out.Centres[k] = c
+	}
+	for k, v := range r.Volunteers {
+		v.Channels = slices.Clone(v.Channels)
+		v.Languages = slices.Clone(v.Languages)
+		out.Volunteers[k] = v
+	}
+	return out
+}
+
+func (p Policy) clone() Policy {
+	p.OverflowAfterSeconds = maps.Clone(p.OverflowAfterSeconds)
+	p.Languages = slices.Clone(p.Languages)
+	p.Topics = slices.Clone(p.Topics)
+	return p
+}
+
+// CentreByPeer finds the centre whose node has the given libp2p peer id.
+func (r Roster) CentreByPeer(peerID string) (Centre, bool) {
+	for _, c := range r.Centres {
+		if c.PeerID == peerID {
+			return c, true
+		}
+	}
+	return Centre{}, false
+}
+
+// CentreIDs returns the admitted centres' ids in order.
+func (r Roster) CentreIDs() []string {
+	return slices.Sorted(maps.Keys(r.Centres))
+}
+
+// iso6391 holds the ISO 639-1 two-letter language codes; a roster entry with
+// any other code is refused so that routing by language never silently misses.
+const iso6391 = "aa ab ae af ak am an ar as av ay az ba be bg bi bm bn bo br bs ca ce ch co cr cs cu cv cy " +
+	"da de dv dz ee el en eo es et eu fa ff fi fj fo fr fy ga gd gl gn gu gv ha he hi ho hr ht hu hy hz " +
+	"ia id ie ig ii ik io is it iu ja jv ka kg ki kj kk kl km kn ko kr ks ku kv kw ky la lb lg li ln lo lt " +
+	"lu lv mg mh mi mk ml mn mr ms mt my na nb nd ne ng nl nn no nr nv ny oc oj om or os pa pi pl ps pt " +
+	"qu rm rn ro ru rw sa sc sd se sg si sk sl sm sn so sq sr ss st su sv sw ta te tg th ti tk tl tn to " +
+	"tr ts tt tw ty ug uk ur uz ve vi vo wa wo xh yi yo za zh zu"
+
+// KnownLanguage reports whether code is an ISO 639-1 language code.
+func KnownLanguage(code string) bool {
+	return len(code) == 2 && strings.Contains(" "+iso6391+" ", " "+code+" ")
+}

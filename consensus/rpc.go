@@ -1,0 +1,216 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/helpmesh/helpmesh/internal/wire"
+)
+
+// rosterProtocol carries writes, linearizable reads and join requests from a
+// follower to the leader, so any centre can take a coordinator's command.
+const rosterProtocol = "/helpmesh/roster/1"
+
+const (
+	maxRosterRequest  = MaxCommandBytes + 1024
+	maxRosterResponse = 64 << 20
+	rpcTimeout        = 10 * time.Second
+)
+
+type rpcKind string
+
+const (
+	rpcApply     rpcKind = "apply"
+	rpcRead      rpcKind = "read"
+	rpcAddServer rpcKind = "add_server"
+)
+
+type rosterRequest struct {
+	Kind    rpcKind  `json:"kind"`
+	Command *Command `json:"command,omitempty"`
+	Centre  string   `json:"centre,omitempty"`
+	PeerID  string   `json:"peer_id,omitempty"`
+}
+
+type rosterResponse struct {
+	Code   string  `json:"code,omitempty"`
+	Error  string  `json:"error,omitempty"`
+	Roster *Roster `json:"roster,omitempty"`
+}
+
+// Propose writes cmd to the roster. It is refused with a clear error, and
+// nothing changes, when cmd is malformed or does not fit the roster. On a
+// follower it is forwarded to the leader. It waits for a leader until ctx ends.
+func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
+	if err := cmd.Validate(); err != nil {
+		return fmt.Errorf("propose: %w", err)
+	}
+	_, err := c.onLeader(ctx, rosterRequest{Kind: rpcApply, Command: &cmd})
+	if err != nil {
+		return fmt.Errorf("propose %s: %w", cmd.Op, err)
+	}
+	return nil
+}
+
+// ReadRoster returns the roster as of a moment within the call: it is
+// answered by the leader after a barrier, so it reflects every write that
+// completed before the call began.
+func (c *Consensus) ReadRoster(ctx context.Context) (Roster, error) {
+	r, err := c.onLeader(ctx, rosterRequest{Kind: rpcRead})
+	if err != nil {
+		return Roster{}, fmt.Errorf("read roster: %w", err)
+	}
+	return r, nil
+}
+
+// AddServer asks the leader to take an admitted centre into the Raft group
+// as a non-voter; the leader promotes it when a voter seat is free.
+func (c *Consensus) AddServer(ctx context.Context, centre, peerID string) error {
+	if _, err := c.onLeader(ctx, rosterRequest{Kind: rpcAddServer, Centre: centre, PeerID: peerID}); err != nil {
+		return fmt.Errorf("add %s to the roster group: %w", centre, err)
+	}
+	return nil
+}
+
+// onLeader runs req here if this node leads, else on the leader, retrying
+// while no leader is known or leadership moves, until ctx ends.
+func (c *Consensus) onLeader(ctx context.Context, req rosterRequest) (Roster, error) {
+	backoff := 20 * time.Millisecond
+	for {
+		var r Roster
+		var err error
+		if c.IsLeader() {
+			r, err = c.handle(ctx, req)
+		} else if addr, _ := c.raft.LeaderWithID(); addr != "" {
+			r, err = c.forward(ctx, addr, req)
+		} else {
+			err = ErrNotLeader
+		}
+		// Retry only when the request surely did not take effect.
+		if !errors.Is(err, ErrNotLeader) {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return Roster{}, fmt.Errorf("%w: %w", err, ctx.Err())
+		case <-c.stop.Done():
+			return Roster{}, ErrStopped
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 500*time.Millisecond)
+	}
+}
+
+// handle executes req on the leader.
+func (c *Consensus) handle(ctx context.Context, req rosterRequest) (Roster, error) {
+	timeout := timeoutFrom(ctx, rpcTimeout)
+	switch req.Kind {
+	case rpcApply:
+		if req.Command == nil {
+			return Roster{}, fmt.Errorf("apply without a command: %w", ErrBadCommand)
+		}
+		// Refused before the log: a bad command never becomes an entry.
+		if err := c.fsm.check(*req.Command); err != nil {
+			return Roster{}, err
+		}
+		b, err := EncodeCommand(*req.Command)
+		if err != nil {
+			return Roster{}, err
+		}
+		f := c.raft.Apply(b, timeout)
+		if err := f.Error(); err != nil {
+			return Roster{}, raftError(err)
+		}
+		if res, ok := f.Response().(applyResult); ok && res.err != nil {
+			return Roster{}, res.err
+		}
+		return Roster{}, nil
+	case rpcRead:
+		// The barrier commits in this leader's term, so the FSM holds every
+		// write acknowledged before this read began.
+		if err := c.raft.Barrier(timeout).Error(); err != nil {
+			return Roster{}, raftError(err)
+		}
+		return c.fsm.read(), nil
+	case rpcAddServer:
+		return Roster{}, c.addServer(req.Centre, req.PeerID, timeout)
+	default:
+		return Roster{}, fmt.Errorf("unknown roster request %q: %w", clip(string(req.Kind)), ErrBadCommand)
+	}
+}
+
+// raftError maps Raft's "not leader before we started" errors to
+// ErrNotLeader (safe to retry) and keeps every other error as it is, since the
+// write may or may not have happened.
+func raftError(err error) error {
+	if errors.Is(err, raft.ErrNotLeader) {
+		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	}
+	return err
+}
+
+func (c *Consensus) forward(ctx context.Context, leader raft.ServerAddress, req rosterRequest) (Roster, error) {
+	pid, err := peer.Decode(string(leader))
+	if err != nil {
+		return Roster{}, fmt.Errorf("leader address %q: %w", leader, err)
+	}
+	timeout := timeoutFrom(ctx, rpcTimeout)
+	sctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	s, err := c.cfg.Host.NewStream(sctx, pid, rosterProtocol)
+	if err != nil {
+		// Nothing was sent, so retrying is safe.
+		return Roster{}, fmt.Errorf("%w: reach leader %s: %w", ErrNotLeader, pid.ShortString(), err)
+	}
+	defer s.Close()
+	var resp rosterResponse
+	if err := wire.Exchange(s, s, req, &resp, maxRosterRequest, maxRosterResponse, timeout); err != nil {
+		_ = s.Reset()
+		return Roster{}, fmt.Errorf("forward to leader %s: %w", pid.ShortString(), err)
+	}
+	if err := fromWire(resp.Code, resp.Error); err != nil {
+		return Roster{}, err
+	}
+	if resp.Roster != nil {
+		return *resp.Roster, nil
+	}
+	return Roster{}, nil
+}
+
+// serveRoster answers a forwarded request. Only admitted centres reach it:
+// the node's connection gater refuses everyone else.
+func (c *Consensus) serveRoster(s network.Stream) {
+	defer s.Close()
+	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var req rosterRequest
+	if err := wire.Read(s, &req, maxRosterRequest); err != nil {
+		c.log.Warn("refused roster request", "from", s.Conn().RemotePeer().ShortString(), "err", err)
+		_ = wire.Write(s, rosterResponse{Code: "bad_command", Error: fmt.Sprintf("bad roster request: %v", err)}, maxRosterResponse)
+		return
+	}
+	// An add_server request may only add the centre that is asking, unless a
+	// member forwards it on the joiner's behalf (then the member vouched).
+	var resp rosterResponse
+	if !c.IsLeader() {
+		resp = rosterResponse{Code: "not_leader", Error: ErrNotLeader.Error()}
+	} else {
+		ctx, cancel := context.WithTimeout(c.stop.Context(), rpcTimeout)
+		r, err := c.handle(ctx, req)
+		cancel()
+		if err != nil {
+			resp = rosterResponse{Code: codeOf(err), Error: err.Error()}
+		} else if req.Kind == rpcRead {
+			resp.Roster = &r
+		}
+	}
+	_ = s.SetWriteDeadline(time.Now().Add(rpcTimeout))
+	if err := wire.Write(s, resp, maxRosterResponse); err != nil {
+		c.log.Warn("answer roster request", "err", err)
+	}
+}

@@ -1,0 +1,87 @@
+package node
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/helpmesh/helpmesh/consensus"
+)
+
+func putVolunteer(id, centre string) consensus.Command {
+	return consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpPutVolunteer, Volunteer: &consensus.Volunteer{
+		ID: id, Centre: centre, Alias: "Alias " + id, Channels: []string{"chat"}, Languages: []string{"nb", "en"}, Capacity: 2, Role: "volunteer",
+	}}
+}
+
+func visibleEverywhere(t *testing.T, f *federation, volunteer string) {
+	t.Helper()
+	eventually(t, 10*time.Second, "volunteer "+volunteer+" on every centre", func() bool {
+		for _, n := range f.live() {
+			if _, ok := n.Roster().Volunteers[volunteer]; !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A write at a follower reaches the leader and every centre; the federation
+// survives the leader's death; a restarted centre catches up from a snapshot
+// after the log was compacted past what it had.
+func TestFederationRosterWritesSurviveLeaderLoss(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{snapshotThreshold: 8, trailingLogs: 4})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+
+	follower := f.follower()
+	if err := follower.Propose(ctx, putVolunteer("v-follower", follower.Centre())); err != nil {
+		t.Fatalf("write at follower: %v", err)
+	}
+	visibleEverywhere(t, f, "v-follower")
+
+	old := f.leader()
+	oldID := old.Centre()
+	_, oldLast, err := old.consensus.LogBounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.kill(oldID)
+	newLeader := f.leader()
+	if newLeader.Centre() == oldID {
+		t.Fatalf("killed leader %s still leads", oldID)
+	}
+	// Writes go on: enough of them, then a snapshot, that the log the
+	// killed centre had is compacted away.
+	for i := range 20 {
+		if err := f.follower().Propose(ctx, putVolunteer(volID(i), newLeader.Centre())); err != nil {
+			t.Fatalf("write %d after leader loss: %v", i, err)
+		}
+	}
+	for _, n := range f.live() {
+		if err := n.consensus.Snapshot(); err != nil {
+			t.Fatalf("snapshot at %s: %v", n.Centre(), err)
+		}
+	}
+	visibleEverywhere(t, f, volID(19))
+	first, _, err := f.leader().consensus.LogBounds()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= oldLast+1 {
+		t.Fatalf("log not compacted past the killed centre's last index %d (first is %d): the restart would not need a snapshot", oldLast, first)
+	}
+
+	back := f.restart(oldID)
+	visibleEverywhere(t, f, volID(19))
+	if got, want := len(back.Roster().Volunteers), len(newLeader.Roster().Volunteers); got != want {
+		t.Fatalf("restarted centre has %d volunteers, leader %d", got, want)
+	}
+	// And it takes part again: a write through it lands everywhere.
+	if err := back.Propose(ctx, putVolunteer("v-after-restart", oldID)); err != nil {
+		t.Fatalf("write through restarted centre: %v", err)
+	}
+	visibleEverywhere(t, f, "v-after-restart")
+}
+
+func volID(i int) string { return "v-" + string(rune('a'+i)) }

@@ -1,0 +1,146 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+)
+
+// Files in a centre's data directory.
+const (
+	ConfigFile     = "helpmesh.json"
+	IdentityFile   = "identity.key"
+	AdminTokenFile = "admin.token"
+	FederationFile = "federation.json"
+)
+
+// FileConfig is a centre's configuration as `helpmesh init` writes it.
+type FileConfig struct {
+	Centre     string `json:"centre"`
+	Name       string `json:"name"`
+	HTTPAddr   string `json:"http_addr"`
+	P2PAddr    string `json:"p2p_addr"`
+	GossipAddr string `json:"gossip_addr"`
+}
+
+// Federation is what every centre of one federation shares: the gossip
+// label and key. A joining centre receives it over the authenticated,
+// encrypted libp2p stream from the member it joins through.
+type Federation struct {
+	Label string `json:"label"`
+	// GossipKey is the memberlist key (32 bytes), base64 on disk.
+	GossipKey []byte `json:"gossip_key"`
+}
+
+// InitResult is what `helpmesh init` reports.
+type InitResult struct {
+	Config     FileConfig
+	PeerID     string
+	AdminToken string
+}
+
+// Init writes a new centre's data directory: configuration, identity, admin
+// token and fresh federation secrets (replaced if the centre later joins).
+// It refuses a directory that already holds a centre.
+func Init(dir string, cfg FileConfig) (InitResult, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return InitResult{}, fmt.Errorf("init centre: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
+		return InitResult{}, fmt.Errorf("init centre: %s already holds a centre", dir)
+	}
+	key, err := LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init centre: %w", err)
+	}
+	pid, err := PeerIDOf(key)
+	if err != nil {
+		return InitResult{}, fmt.Errorf("init centre: %w", err)
+	}
+	token := randomHex(32)
+	if err := writeFileAtomic(filepath.Join(dir, AdminTokenFile), []byte(token+"\n"), 0o600); err != nil {
+		return InitResult{}, fmt.Errorf("init centre: write admin token: %w", err)
+	}
+	fed := Federation{Label: "helpmesh-" + randomHex(8), GossipKey: randomBytes(32)}
+	if err := SaveFederation(dir, fed); err != nil {
+		return InitResult{}, fmt.Errorf("init centre: %w", err)
+	}
+	b, _ := json.MarshalIndent(cfg, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, ConfigFile), append(b, '\n'), 0o600); err != nil {
+		return InitResult{}, fmt.Errorf("init centre: write config: %w", err)
+	}
+	return InitResult{Config: cfg, PeerID: pid.String(), AdminToken: token}, nil
+}
+
+// LoadFileConfig reads a centre's configuration.
+func LoadFileConfig(dir string) (FileConfig, error) {
+	var c FileConfig
+	b, err := os.ReadFile(filepath.Join(dir, ConfigFile))
+	if err != nil {
+		return c, fmt.Errorf("load centre config (did you run helpmesh init?): %w", err)
+	}
+	if err := json.Unmarshal(b, &c); err != nil {
+		return c, fmt.Errorf("load centre config: %w", err)
+	}
+	return c, nil
+}
+
+// LoadAdminToken reads the centre's admin token.
+func LoadAdminToken(dir string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, AdminTokenFile))
+	if err != nil {
+		return "", fmt.Errorf("load admin token: %w", err)
+	}
+	tok := string(b)
+	for len(tok) > 0 && (tok[len(tok)-1] == '\n' || tok[len(tok)-1] == '\r') {
+		tok = tok[:len(tok)-1]
+	}
+	if tok == "" {
+		return "", errors.New("load admin token: empty")
+	}
+	return tok, nil
+}
+
+// LoadFederation reads the federation secrets.
+func LoadFederation(dir string) (Federation, error) {
+	var f Federation
+	b, err := os.ReadFile(filepath.Join(dir, FederationFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return f, fmt.Errorf("load federation secrets: %w", err)
+	}
+	if err != nil {
+		return f, fmt.Errorf("load federation secrets: %w", err)
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return f, fmt.Errorf("load federation secrets: %w", err)
+	}
+	if len(f.GossipKey) != 32 || f.Label == "" {
+		return f, fmt.Errorf("load federation secrets: need a label and a 32-byte key")
+	}
+	return f, nil
+}
+
+// SaveFederation writes the federation secrets (mode 0600).
+func SaveFederation(dir string, f Federation) error {
+	b, _ := json.MarshalIndent(f, "", "  ")
+	if err := writeFileAtomic(filepath.Join(dir, FederationFile), append(b, '\n'), 0o600); err != nil {
+		return fmt.Errorf("save federation secrets: %w", err)
+	}
+	return nil
+}
+
+func randomBytes(n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand never fails on supported platforms
+	}
+	return b
+}
+
+func randomHex(n int) string { return hex.EncodeToString(randomBytes(n)) }
+

@@ -1,0 +1,223 @@
+package node
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/helpmesh/helpmesh/consensus"
+)
+
+// federation is an in-process federation of real nodes on loopback: real
+// libp2p, Raft, Pebble and memberlist.
+type federation struct {
+	t     testing.TB
+	mu    sync.Mutex
+	nodes map[string]*Node
+	cfgs  map[string]Config
+	order []string
+	opts  fedOptions
+}
+
+type fedOptions struct {
+	snapshotThreshold, trailingLogs uint64
+	maxVoters                       int
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if os.Getenv("HELPMESH_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newFederation starts n centres c1..cn: c1 bootstraps, the others are
+// admitted at c1 and join through it.
+func newFederation(t testing.TB, n int, opts fedOptions) *federation {
+	t.Helper()
+	f := &federation{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, opts: opts}
+	t.Cleanup(f.stopAll)
+	for i := 1; i <= n; i++ {
+		f.add(fmt.Sprintf("c%d", i))
+	}
+	return f
+}
+
+func (f *federation) config(id string) Config {
+	base := f.t.TempDir()
+	return Config{
+		Centre:            id,
+		Name:              "Centre " + id,
+		DataDir:           filepath.Join(base, id),
+		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
+		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
+		Timing:            TimingTest,
+		Logger:            testLogger(f.t).With("centre", id),
+		MaxVoters:         f.opts.maxVoters,
+		SnapshotThreshold: f.opts.snapshotThreshold,
+		TrailingLogs:      f.opts.trailingLogs,
+	}
+}
+
+// add creates, admits and starts a new centre.
+func (f *federation) add(id string) *Node {
+	f.t.Helper()
+	cfg := f.config(id)
+	if len(f.order) == 0 {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			f.t.Fatal(err)
+		}
+		if _, err := Init(cfg.DataDir, FileConfig{Centre: id}); err != nil {
+			f.t.Fatal(err)
+		}
+	} else {
+		first := f.node(f.order[0])
+		f.admit(first, id, cfg)
+		cfg.Join = first.P2PAddrs()[0]
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		f.t.Fatalf("start %s: %v", id, err)
+	}
+	f.mu.Lock()
+	f.nodes[id], f.cfgs[id] = n, cfg
+	f.order = append(f.order, id)
+	f.mu.Unlock()
+	return n
+}
+
+// admit does what a coordinator does: writes the new centre into the roster.
+func (f *federation) admit(via *Node, id string, cfg Config) {
+	f.t.Helper()
+	key, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	pid, _ := PeerIDOf(key)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = via.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &consensus.Centre{
+		ID: id, Name: cfg.Name, PeerID: pid.String(), Addrs: []string{cfg.P2PAddr}, GossipAddr: cfg.GossipAddr,
+	}})
+	if err != nil {
+		f.t.Fatalf("admit %s: %v", id, err)
+	}
+}
+
+func (f *federation) node(id string) *Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.nodes[id]
+}
+
+func (f *federation) live() []*Node {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []*Node
+	for _, id := range f.order {
+		if n := f.nodes[id]; n != nil {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// kill stops a centre abruptly (no gossip leave) and forgets it.
+func (f *federation) kill(id string) {
+	f.t.Helper()
+	f.mu.Lock()
+	n := f.nodes[id]
+	f.nodes[id] = nil
+	f.mu.Unlock()
+	if n == nil {
+		return
+	}
+	n.crash()
+}
+
+// restart starts a killed centre again on its data directory (no --join).
+func (f *federation) restart(id string) *Node {
+	f.t.Helper()
+	cfg := f.cfgs[id]
+	cfg.Join = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	n, err := Start(ctx, cfg)
+	if err != nil {
+		f.t.Fatalf("restart %s: %v", id, err)
+	}
+	f.mu.Lock()
+	f.nodes[id] = n
+	f.mu.Unlock()
+	return n
+}
+
+func (f *federation) stopAll() {
+	for _, n := range f.live() {
+		_ = n.Stop()
+	}
+}
+
+// leader waits until the live centres agree on one leader and returns it.
+func (f *federation) leader() *Node {
+	f.t.Helper()
+	var found *Node
+	eventually(f.t, 20*time.Second, "one agreed leader", func() bool {
+		found = nil
+		leaderID := ""
+		for _, n := range f.live() {
+			st := n.consensus.Status()
+			if leaderID == "" {
+				leaderID = st.Leader
+			}
+			if st.Leader == "" || st.Leader != leaderID {
+				return false
+			}
+		}
+		found = f.node(leaderID)
+		return found != nil
+	})
+	return found
+}
+
+func (f *federation) follower() *Node {
+	l := f.leader()
+	for _, n := range f.live() {
+		if n != l {
+			return n
+		}
+	}
+	f.t.Fatal("no follower")
+	return nil
+}
+
+// eventually polls cond until it holds or the deadline passes. It waits on
+// the event (the condition), with a deadline, never a fixed sleep.
+func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", within, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -1,0 +1,520 @@
+// Package node is one centre: its identity, its libp2p host with the roster
+// allowlist, its member of the roster Raft group and its availability gossip,
+// wired together with one lifecycle. Start returns once the centre is ready;
+// Stop ends every goroutine it started.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/peer"
+	"github.com/libp2p/go-libp2p/core/peerstore"
+	"github.com/libp2p/go-libp2p/p2p/security/noise"
+	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
+	ma "github.com/multiformats/go-multiaddr"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/stopper"
+	"github.com/helpmesh/helpmesh/overflow"
+)
+
+// Timing picks the Raft and gossip timeouts for a deployment.
+type Timing int
+
+const (
+	// TimingNational suits centres tens of milliseconds apart.
+	TimingNational Timing = iota
+	// TimingTest detects failures quickly on loopback.
+	TimingTest
+)
+
+// Config configures one centre's node.
+type Config struct {
+	Centre string
+	Name   string
+	// DataDir holds the identity, the federation secrets and the roster.
+	DataDir string
+	// P2PAddr is the libp2p listen multiaddr, e.g. /ip4/0.0.0.0/tcp/7001.
+	P2PAddr string
+	// GossipAddr is the memberlist bind address, host:port.
+	GossipAddr string
+	// HTTPAddr is published in the roster so coordinators can find the API.
+	HTTPAddr string
+	// Join is the multiaddr (with /p2p/<peer id>) of a member to join
+	// through. Empty on the first centre, which bootstraps.
+	Join string
+	// MaxVoters caps Raft voters (0: consensus.DefaultMaxVoters).
+	MaxVoters int
+	Timing    Timing
+	Logger    *slog.Logger
+	// Registry receives the node's metrics; nil makes a private one.
+	Registry *prometheus.Registry
+	// SnapshotThreshold and TrailingLogs tune Raft compaction (0: defaults).
+	SnapshotThreshold uint64
+	TrailingLogs      uint64
+}
+
+var (
+	// ErrBadConfig means the node was given a configuration it cannot run.
+	ErrBadConfig = errors.New("bad node configuration")
+	// ErrJoinRefused means the member we tried to join through said no.
+	ErrJoinRefused = errors.New("join refused")
+)
+
+// Node is one running centre.
+type Node struct {
+	cfg       Config
+	log       *slog.Logger
+	registry  *prometheus.Registry
+	host      host.Host
+	gater     *gater
+	consensus *consensus.Consensus
+	gossip    *overflow.Gossip
+	fed       Federation
+	stop      *stopper.Stopper
+
+	mu sync.Mutex
+	// seeds are peers the join target vouched for, allowed until our own
+	// roster knows them.
+	seeds    map[peer.ID]struct{}
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start brings a centre up and returns once it is ready: listening, in the
+// roster group, gossiping, and (on a new federation) admitted to its own
+// roster. ctx bounds the start-up.
+func Start(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Centre == "" || cfg.DataDir == "" {
+		return nil, fmt.Errorf("start node: centre and data dir are required: %w", ErrBadConfig)
+	}
+	if cfg.P2PAddr == "" {
+		cfg.P2PAddr = "/ip4/127.0.0.1/tcp/0"
+	}
+	if cfg.GossipAddr == "" {
+		cfg.GossipAddr = "127.0.0.1:0"
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Name == "" {
+		cfg.Name = cfg.Centre
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("centre", cfg.Centre),
+		registry: cfg.Registry,
+		gater:    newGater(),
+		stop:     stopper.New(),
+		seeds:    map[peer.ID]struct{}{},
+	}
+	if n.registry == nil {
+		n.registry = prometheus.NewRegistry()
+	}
+	if err := n.start(ctx); err != nil {
+		_ = n.Stop()
+		return nil, fmt.Errorf("start centre %s: %w", cfg.Centre, err)
+	}
+	n.log.Info("centre ready", "peer", n.host.ID().String(), "p2p", n.P2PAddrs(), "gossip", n.gossip.LocalAddr())
+	return n, nil
+}
+
+func (n *Node) start(ctx context.Context) error {
+	key, err := LoadOrCreateIdentity(filepath.Join(n.cfg.DataDir, IdentityFile))
+	if err != nil {
+		return err
+	}
+	var join *peer.AddrInfo
+	if n.cfg.Join != "" {
+		if join, err = peer.AddrInfoFromString(n.cfg.Join); err != nil {
+			return fmt.Errorf("join address %q needs /p2p/<peer id>: %v: %w", n.cfg.Join, err, ErrBadConfig)
+		}
+		n.seeds[join.ID] = struct{}{}
+		n.refreshAllowlist()
+	}
+	n.host, err = libp2p.New(
+		libp2p.Identity(key),
+		libp2p.ListenAddrStrings(n.cfg.P2PAddr),
+		libp2p.Transport(tcp.NewTCPTransport),
+		libp2p.Security(noise.ID, noise.New),
+		libp2p.ConnectionGater(n.gater),
+		libp2p.DisableRelay(),
+		libp2p.PrometheusRegisterer(n.registry),
+	)
+	if err != nil {
+		return fmt.Errorf("start libp2p host: %w", err)
+	}
+	if join != nil {
+		n.host.Peerstore().AddAddrs(join.ID, join.Addrs, peerstore.PermanentAddrTTL)
+	}
+
+	n.consensus, err = consensus.Start(ctx, consensus.Config{
+		Centre:            n.cfg.Centre,
+		Dir:               n.cfg.DataDir,
+		Host:              n.host,
+		Logger:            n.cfg.Logger,
+		Bootstrap:         n.cfg.Join == "",
+		MaxVoters:         n.cfg.MaxVoters,
+		Timing:            consensus.Timing(n.cfg.Timing),
+		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		TrailingLogs:      n.cfg.TrailingLogs,
+	})
+	if err != nil {
+		return err
+	}
+	n.onRosterChange()
+
+	var gossipSeeds []string
+	if join != nil {
+		resp, err := n.joinThrough(ctx, *join)
+		if err != nil {
+			return err
+		}
+		n.fed = resp.Federation
+		if err := SaveFederation(n.cfg.DataDir, n.fed); err != nil {
+			return err
+		}
+		for _, c := range resp.Centres {
+			n.learnCentre(c)
+			gossipSeeds = append(gossipSeeds, c.GossipAddr)
+		}
+	} else if n.fed, err = LoadFederation(n.cfg.DataDir); err != nil {
+		return err
+	}
+
+	gossipTiming := "lan"
+	if n.cfg.Timing == TimingTest {
+		gossipTiming = "test"
+	}
+	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{
+		Centre:   n.cfg.Centre,
+		BindAddr: n.cfg.GossipAddr,
+		Key:      n.fed.GossipKey,
+		Label:    n.fed.Label,
+		Logger:   n.cfg.Logger,
+		Timing:   gossipTiming,
+	})
+	if err != nil {
+		return err
+	}
+	if _, err := n.gossip.SetLocal(overflow.Availability{Centre: n.cfg.Centre, Accepting: true}); err != nil {
+		return err
+	}
+	// Only now do we hold the secrets a joining centre needs from us.
+	n.host.SetStreamHandler(joinProtocol, n.serveJoin)
+
+	switch {
+	case n.consensus.Bootstrapped():
+		// A new federation: the centre admits itself before it is ready.
+		if _, err := n.consensus.WaitForLeader(ctx); err != nil {
+			return err
+		}
+		self := n.selfEntry()
+		if err := n.consensus.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &self}); err != nil {
+			return fmt.Errorf("admit self: %w", err)
+		}
+	case join != nil:
+		if err := n.waitForSelfInRoster(ctx); err != nil {
+			return err
+		}
+	}
+	n.joinGossip(ctx, gossipSeeds)
+	n.stop.Go(n.rosterWatch)
+	n.stop.Go(n.gossipRejoinLoop)
+	n.stop.Go(n.refreshSelfLoop)
+	return nil
+}
+
+// Stop leaves the gossip, stops Raft and closes the host. Idempotent.
+func (n *Node) Stop() error {
+	n.stopOnce.Do(func() {
+		n.stop.Stop()
+		var errs []error
+		if n.gossip != nil {
+			errs = append(errs, n.gossip.Stop())
+		}
+		if n.consensus != nil {
+			errs = append(errs, n.consensus.Stop())
+		}
+		if n.host != nil {
+			errs = append(errs, n.host.Close())
+		}
+		if err := errors.Join(errs...); err != nil {
+			n.stopErr = fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
+		}
+	})
+	return n.stopErr
+}
+
+// Centre returns this centre's id.
+func (n *Node) Centre() string { return n.cfg.Centre }
+
+// PeerID returns the centre's libp2p peer id.
+func (n *Node) PeerID() string { return n.host.ID().String() }
+
+// P2PAddrs returns the full multiaddrs (with /p2p/) others reach us on.
+func (n *Node) P2PAddrs() []string {
+	var out []string
+	for _, a := range n.host.Addrs() {
+		out = append(out, a.String()+"/p2p/"+n.host.ID().String())
+	}
+	return out
+}
+
+// GossipAddr returns the bound gossip address.
+func (n *Node) GossipAddr() string { return n.gossip.LocalAddr() }
+
+// Registry returns the node's metrics registry.
+func (n *Node) Registry() *prometheus.Registry { return n.registry }
+
+// Consensus returns the centre's roster member.
+func (n *Node) Consensus() *consensus.Consensus { return n.consensus }
+
+// Gossip returns the centre's availability gossip.
+func (n *Node) Gossip() *overflow.Gossip { return n.gossip }
+
+// SetAvailability publishes this centre's availability to the federation.
+func (n *Node) SetAvailability(a overflow.Availability) error {
+	a.Centre = n.cfg.Centre
+	if _, err := n.gossip.SetLocal(a); err != nil {
+		return fmt.Errorf("publish availability: %w", err)
+	}
+	return nil
+}
+
+// selfEntry is this centre as the roster should list it.
+func (n *Node) selfEntry() consensus.Centre {
+	var addrs []string
+	for _, a := range n.host.Addrs() {
+		addrs = append(addrs, a.String())
+	}
+	if len(addrs) > 8 {
+		addrs = addrs[:8]
+	}
+	return consensus.Centre{
+		ID: n.cfg.Centre, Name: n.cfg.Name, PeerID: n.host.ID().String(),
+		Addrs: addrs, GossipAddr: n.gossip.LocalAddr(), HTTPAddr: n.cfg.HTTPAddr,
+	}
+}
+
+func sameCentre(a, b consensus.Centre) bool {
+	return a.ID == b.ID && a.Name == b.Name && a.PeerID == b.PeerID && slices.Equal(a.Addrs, b.Addrs) &&
+		a.GossipAddr == b.GossipAddr && a.HTTPAddr == b.HTTPAddr
+}
+
+// waitForSelfInRoster waits until a joining centre has caught up far enough
+// to see its own admission.
+func (n *Node) waitForSelfInRoster(ctx context.Context) error {
+	changes, unsubscribe := n.consensus.Subscribe()
+	defer unsubscribe()
+	for {
+		if _, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("catch up with the roster: %w", ctx.Err())
+		case <-changes:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// refreshSelfLoop keeps this centre's roster entry true to its real
+// addresses (a coordinator admits what it was told; a restart may move a
+// port). It runs in the background because a centre cut off from the quorum
+// must still start and answer its own visitors.
+func (n *Node) refreshSelfLoop(ctx context.Context) {
+	changes, unsubscribe := n.consensus.Subscribe()
+	defer unsubscribe()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if have, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
+			want := n.selfEntry()
+			if sameCentre(have, want) {
+				return
+			}
+			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			err := n.consensus.Propose(pctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpUpdateCentre, Centre: &want})
+			cancel()
+			if err == nil {
+				n.log.Info("refreshed own roster entry")
+			} else if ctx.Err() == nil {
+				n.log.Warn("could not refresh own roster entry yet", "err", err)
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-t.C:
+		}
+	}
+}
+
+// rosterWatch keeps the allowlist, the peerstore and the gossip in step with
+// the roster.
+func (n *Node) rosterWatch(ctx context.Context) {
+	changes, unsubscribe := n.consensus.Subscribe()
+	defer unsubscribe()
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-changes:
+		case <-t.C:
+		}
+		n.onRosterChange()
+	}
+}
+
+func (n *Node) onRosterChange() {
+	r := n.consensus.Roster()
+	for _, c := range r.Centres {
+		n.learnCentre(c)
+	}
+	n.refreshAllowlist()
+}
+
+// learnCentre puts a centre's addresses in the peerstore so Raft and the
+// overflow protocols can dial it by peer id.
+func (n *Node) learnCentre(c consensus.Centre) {
+	pid, err := peer.Decode(c.PeerID)
+	if err != nil || pid == n.host.ID() {
+		return
+	}
+	var addrs []ma.Multiaddr
+	for _, s := range c.Addrs {
+		if a, err := ma.NewMultiaddr(s); err == nil {
+			addrs = append(addrs, a)
+		}
+	}
+	n.host.Peerstore().AddAddrs(pid, addrs, peerstore.PermanentAddrTTL)
+	n.mu.Lock()
+	n.seeds[pid] = struct{}{}
+	n.mu.Unlock()
+}
+
+// refreshAllowlist admits the roster's centres, the Raft group's servers
+// (so a restarted centre accepts its leader before its roster catches up) and
+// the join seeds. A centre removed from the roster loses its connections.
+func (n *Node) refreshAllowlist() {
+	allowed := map[peer.ID]struct{}{}
+	if n.consensus != nil {
+		r := n.consensus.Roster()
+		for _, c := range r.Centres {
+			if pid, err := peer.Decode(c.PeerID); err == nil {
+				allowed[pid] = struct{}{}
+			}
+		}
+		for _, s := range n.consensus.Servers() {
+			if pid, err := peer.Decode(s); err == nil {
+				allowed[pid] = struct{}{}
+			}
+		}
+		// Once the roster has caught up, it alone decides: seeds that the
+		// roster no longer lists are dropped.
+		if _, self := r.Centres[n.cfg.Centre]; self {
+			n.mu.Lock()
+			for pid := range n.seeds {
+				if _, ok := allowed[pid]; !ok {
+					delete(n.seeds, pid)
+				}
+			}
+			n.mu.Unlock()
+		}
+	}
+	n.mu.Lock()
+	for pid := range n.seeds {
+		allowed[pid] = struct{}{}
+	}
+	n.mu.Unlock()
+	for _, pid := range n.gater.set(allowed) {
+		if n.host != nil {
+			n.log.Info("closing connections of a centre no longer admitted", "peer", pid.ShortString())
+			_ = n.host.Network().ClosePeer(pid)
+		}
+	}
+}
+
+// joinGossip joins the memberlist of the centres we know. Failure is not
+// fatal: the rejoin loop keeps trying, and routing works on what we see.
+func (n *Node) joinGossip(ctx context.Context, extra []string) {
+	addrs := slices.Clone(extra)
+	for _, c := range n.consensus.Roster().Centres {
+		if c.ID != n.cfg.Centre && c.GossipAddr != "" {
+			addrs = append(addrs, c.GossipAddr)
+		}
+	}
+	slices.Sort(addrs)
+	addrs = slices.Compact(addrs)
+	if len(addrs) == 0 {
+		return
+	}
+	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := n.gossip.Join(jctx, addrs); err != nil {
+		n.log.Debug("gossip join", "err", err)
+	}
+}
+
+// gossipRejoinLoop rejoins centres the gossip has lost (after a partition
+// healed, or when we restarted while they were down).
+func (n *Node) gossipRejoinLoop(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		alive := map[string]bool{}
+		for _, s := range n.gossip.View() {
+			if s.State == "alive" {
+				alive[s.Centre] = true
+			}
+		}
+		var missing []string
+		for _, c := range n.consensus.Roster().Centres {
+			if !alive[c.ID] && c.GossipAddr != "" {
+				missing = append(missing, c.GossipAddr)
+			}
+		}
+		if len(missing) > 0 {
+			jctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, _ = n.gossip.Join(jctx, missing)
+			cancel()
+		}
+	}
+}
+
+// crash stops the node the way a power cut would look to the others: gossip
+// is shut without a goodbye. Used by tests.
+func (n *Node) crash() {
+	n.stopOnce.Do(func() {
+		n.stop.Stop()
+		if n.gossip != nil {
+			_ = n.gossip.Crash()
+		}
+		if n.consensus != nil {
+			_ = n.consensus.Stop()
+		}
+		if n.host != nil {
+			_ = n.host.Close()
+		}
+	})
+}
