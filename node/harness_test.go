@@ -68,7 +68,7 @@ func (f *federation) config(id string) Config {
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
 		Timing:            TimingTest,
-		Logger:            testLogger(f.t).With("centre", id),
+		Logger:            testLogger(f.t),
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,
@@ -219,5 +219,34 @@ func eventually(t testing.TB, within time.Duration, what string, cond func() boo
 			t.Fatalf("timed out after %v waiting for %s", within, what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// partition cuts id off from every other live centre, both ways, at the
+// libp2p layer (Raft, roster and join traffic). heal undoes it.
+func (f *federation) partition(id string) {
+	f.setCut(id, true)
+}
+
+func (f *federation) heal(id string) {
+	f.setCut(id, false)
+}
+
+func (f *federation) setCut(id string, cut bool) {
+	f.t.Helper()
+	a := f.node(id)
+	if a == nil {
+		return
+	}
+	for _, b := range f.live() {
+		if b == a {
+			continue
+		}
+		a.gater.setCut(b.host.ID(), cut)
+		b.gater.setCut(a.host.ID(), cut)
+		if cut {
+			_ = a.host.Network().ClosePeer(b.host.ID())
+			_ = b.host.Network().ClosePeer(a.host.ID())
+		}
 	}
 }

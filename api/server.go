@@ -1,0 +1,267 @@
+// Package api is a centre's HTTP surface: health and readiness, the
+// federation view, and the admin endpoints the CLI drives. See docs/api.md.
+package api
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/node"
+)
+
+// Centre is what the API needs of a running centre.
+type Centre interface {
+	Centre() string
+	P2PAddrs() []string
+	Ready() error
+	Federation() node.FederationView
+	Roster() consensus.Roster
+	Propose(ctx context.Context, cmd consensus.Command) error
+}
+
+// Config configures a centre's HTTP server.
+type Config struct {
+	// Addr is the listen address, host:port (port 0 picks one).
+	Addr       string
+	Centre     Centre
+	AdminToken string
+	Logger     *slog.Logger
+}
+
+// maxBody bounds every request body the API reads.
+const maxBody = 64 << 10
+
+// Server is a running HTTP server for one centre.
+type Server struct {
+	cfg  Config
+	log  *slog.Logger
+	http *http.Server
+	ln   net.Listener
+	done chan error
+}
+
+// Start listens and serves until Stop. It returns once the listener is bound.
+func Start(cfg Config) (*Server, error) {
+	if cfg.AdminToken == "" {
+		return nil, errors.New("start api: an admin token is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return nil, fmt.Errorf("start api: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), ln: ln, done: make(chan error, 1)}
+	s.http = &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    16 << 10,
+		// The standard library's error log would print client addresses.
+		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
+	}
+	go func() { s.done <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// Addr returns the bound address.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
+
+// Stop shuts the server down gracefully within ctx.
+func (s *Server) Stop(ctx context.Context) error {
+	err := s.http.Shutdown(ctx)
+	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+		err = errors.Join(err, serveErr)
+	}
+	if err != nil {
+		return fmt.Errorf("stop api: %w", err)
+	}
+	return nil
+}
+
+// Handler returns the API's routes.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /readyz", s.readyz)
+	mux.Handle("GET /v1/federation", s.admin(s.federation))
+	mux.Handle("GET /v1/roster", s.admin(s.roster))
+	mux.Handle("POST /v1/centres", s.admin(s.admitCentre))
+	mux.Handle("DELETE /v1/centres/{id}", s.admin(s.removeCentre))
+	mux.Handle("PUT /v1/policy", s.admin(s.setPolicy))
+	mux.Handle("POST /v1/volunteers", s.admin(s.putVolunteer))
+	mux.Handle("DELETE /v1/volunteers/{id}", s.admin(s.removeVolunteer))
+	return mux
+}
+
+// admin refuses requests without the centre's admin token.
+func (s *Server) admin(h http.HandlerFunc) http.Handler {
+	want := []byte(s.cfg.AdminToken)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if !ok || got == "" {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="helpmesh"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin token is required (Authorization: Bearer <token>)")
+			return
+		}
+		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="helpmesh", error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "the admin token is wrong")
+			return
+		}
+		h(w, r)
+	})
+}
+
+func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "centre": s.cfg.Centre.Centre()})
+}
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if err := s.cfg.Centre.Ready(); err != nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "centre": s.cfg.Centre.Centre()})
+}
+
+func (s *Server) federation(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Centre.Federation())
+}
+
+func (s *Server) roster(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.cfg.Centre.Roster())
+}
+
+// AdmitResponse tells the coordinator how the new centre joins.
+type AdmitResponse struct {
+	Centre consensus.Centre `json:"centre"`
+	// JoinAddrs are this member's libp2p addresses, for `helpmesh run --join`.
+	JoinAddrs []string `json:"join_addrs"`
+}
+
+func (s *Server) admitCentre(w http.ResponseWriter, r *http.Request) {
+	var c consensus.Centre
+	if !decodeBody(w, r, &c) {
+		return
+	}
+	cmd := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &c}
+	if !s.propose(w, r, cmd) {
+		return
+	}
+	s.log.Info("centre admitted", "admitted", c.ID)
+	writeJSON(w, http.StatusCreated, AdmitResponse{Centre: c, JoinAddrs: s.cfg.Centre.P2PAddrs()})
+}
+
+func (s *Server) removeCentre(w http.ResponseWriter, r *http.Request) {
+	cmd := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpRemoveCentre, ID: r.PathValue("id")}
+	if s.propose(w, r, cmd) {
+		s.log.Info("centre removed", "removed", cmd.ID)
+		writeJSON(w, http.StatusOK, map[string]string{"removed": cmd.ID})
+	}
+}
+
+func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) {
+	var p consensus.Policy
+	if !decodeBody(w, r, &p) {
+		return
+	}
+	if s.propose(w, r, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &p}) {
+		writeJSON(w, http.StatusOK, p)
+	}
+}
+
+func (s *Server) putVolunteer(w http.ResponseWriter, r *http.Request) {
+	var v consensus.Volunteer
+	if !decodeBody(w, r, &v) {
+		return
+	}
+	if s.propose(w, r, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpPutVolunteer, Volunteer: &v}) {
+		writeJSON(w, http.StatusOK, v)
+	}
+}
+
+func (s *Server) removeVolunteer(w http.ResponseWriter, r *http.Request) {
+	cmd := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpRemoveVolunteer, ID: r.PathValue("id")}
+	if s.propose(w, r, cmd) {
+		writeJSON(w, http.StatusOK, map[string]string{"removed": cmd.ID})
+	}
+}
+
+// propose writes cmd and maps a refusal to a clear HTTP error.
+func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.Command) bool {
+	ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+	defer cancel()
+	err := s.cfg.Centre.Propose(ctx, cmd)
+	if err == nil {
+		return true
+	}
+	status, code := http.StatusInternalServerError, "internal"
+	switch {
+	case errors.Is(err, consensus.ErrBadCommand), errors.Is(err, consensus.ErrUnsupportedVersion):
+		status, code = http.StatusBadRequest, "bad_request"
+	case errors.Is(err, consensus.ErrUnknownCentre), errors.Is(err, consensus.ErrUnknownVolunteer):
+		status, code = http.StatusNotFound, "not_found"
+	case errors.Is(err, consensus.ErrDuplicate):
+		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
+		status, code = http.StatusServiceUnavailable, "no_quorum"
+	}
+	if status == http.StatusInternalServerError {
+		s.log.Error("roster write failed", "op", cmd.Op, "err", err)
+	}
+	writeError(w, status, code, err.Error())
+	return false
+}
+
+// decodeBody reads one bounded, strictly shaped JSON body.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body over %d bytes", maxBody))
+			return false
+		}
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+err.Error())
+		return false
+	}
+	if dec.More() {
+		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: trailing data")
+		return false
+	}
+	return true
+}
+
+// ErrorBody is every error response's shape.
+type ErrorBody struct {
+	Code  string `json:"code"`
+	Error string `json:"error"`
+}
+
+func writeError(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, ErrorBody{Code: code, Error: msg})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

@@ -1,0 +1,121 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/helpmesh/helpmesh/api"
+	"github.com/helpmesh/helpmesh/node"
+)
+
+// startCentre runs a node and its HTTP API from a data directory.
+func startCentre(ctx context.Context, dir, join string, timing node.Timing, log *slog.Logger) (*node.Node, *api.Server, error) {
+	fc, err := node.LoadFileConfig(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	token, err := node.LoadAdminToken(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	n, err := node.Start(sctx, node.Config{
+		Centre: fc.Centre, Name: fc.Name, DataDir: dir,
+		P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
+		Join: join, Timing: timing, Logger: log,
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	srv, err := api.Start(api.Config{Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log})
+	if err != nil {
+		_ = n.Stop()
+		return nil, nil, err
+	}
+	return n, srv, nil
+}
+
+func stopCentre(n *node.Node, srv *api.Server) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := srv.Stop(ctx)
+	if nerr := n.Stop(); nerr != nil {
+		return nerr
+	}
+	return err
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	dir := fs.String("dir", "", "the centre's data directory (from helpmesh init)")
+	join := fs.String("join", "", "multiaddr of a member to join through, with /p2p/<peer id> (only the first start of an admitted centre)")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	fast := fs.Bool("fast-timing", false, "loopback timings (tests only)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" {
+		return fmt.Errorf("run: --dir is required")
+	}
+	log := newLogger(stderr, *logLevel)
+	timing := node.TimingNational
+	if *fast {
+		timing = node.TimingTest
+	}
+	n, srv, err := startCentre(ctx, *dir, *join, timing, log)
+	if err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	log.Info("serving", "http", srv.Addr(), "p2p", n.P2PAddrs(), "gossip", n.GossipAddr())
+	<-ctx.Done()
+	log.Info("stopping")
+	return stopCentre(n, srv)
+}
+
+func newLogger(w io.Writer, level string) *slog.Logger {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		l = slog.LevelInfo
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
+}
+
+func cmdInit(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("init", flag.ContinueOnError)
+	dir := fs.String("dir", "", "data directory to create")
+	id := fs.String("centre", "", "the centre's id: 1-32 of a-z, 0-9 and -")
+	name := fs.String("name", "", "the centre's name as people say it")
+	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address")
+	p2p := fs.String("p2p", "/ip4/0.0.0.0/tcp/4001", "libp2p listen multiaddr")
+	gossip := fs.String("gossip", "0.0.0.0:7946", "gossip listen address (TCP and UDP)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *dir == "" || *id == "" {
+		return fmt.Errorf("init: --dir and --centre are required")
+	}
+	if *name == "" {
+		*name = *id
+	}
+	res, err := node.Init(*dir, node.FileConfig{Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "centre %s initialised in %s\n", *id, *dir)
+	fmt.Fprintf(stdout, "peer id:     %s\n", res.PeerID)
+	fmt.Fprintf(stdout, "admin token: %s/%s (keep it secret)\n\n", *dir, node.AdminTokenFile)
+	fmt.Fprintf(stdout, "First centre of a new federation:  helpmesh run --dir %s\n", *dir)
+	fmt.Fprintf(stdout, "Joining a federation: a coordinator admits this centre at any member with\n")
+	fmt.Fprintf(stdout, "  helpmesh centre admit --server http://MEMBER:PORT --token-file TOKEN \\\n")
+	fmt.Fprintf(stdout, "    --id %s --name %q --peer-id %s \\\n", *id, *name, res.PeerID)
+	fmt.Fprintf(stdout, "    --addr %s --gossip %s --http %s\n", *p2p, *gossip, *httpAddr)
+	fmt.Fprintf(stdout, "(replace 0.0.0.0 with this server's address), then here:\n")
+	fmt.Fprintf(stdout, "  helpmesh run --dir %s --join MEMBER_P2P_MULTIADDR\n", *dir)
+	return nil
+}
+

@@ -1,0 +1,73 @@
+// Command helpmesh runs a helpline centre's node and talks to one.
+//
+//	helpmesh demo [--centres N] [--dir DIR]
+//	helpmesh init --dir DIR --centre ID [--name NAME] [--http ADDR] [--p2p ADDR] [--gossip ADDR]
+//	helpmesh run --dir DIR [--join MULTIADDR]
+//	helpmesh centre admit --dir MEMBER_DIR (--from NEW_DIR | --id ID --name NAME --peer-id P --addr MA --gossip HOST:PORT)
+//	helpmesh centre remove --dir MEMBER_DIR --id ID
+//	helpmesh status --dir DIR [--json]
+//
+// The binary only parses flags and wires packages together.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+const usage = `helpmesh joins a helpline's centres into one network.
+
+Commands:
+  demo            run a whole federation on loopback in one process
+  init            create a centre's data directory
+  run             run a centre
+  centre admit    admit a new centre to the federation (coordinator)
+  centre remove   remove a centre from the federation (coordinator)
+  status          show the federation as a centre sees it
+
+Run 'helpmesh COMMAND -h' for a command's flags.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := dispatch(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "helpmesh:", err)
+		os.Exit(1)
+	}
+}
+
+func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		args = []string{"demo"}
+	}
+	switch args[0] {
+	case "demo":
+		return cmdDemo(ctx, args[1:], stdout, stderr)
+	case "init":
+		return cmdInit(args[1:], stdout)
+	case "run":
+		return cmdRun(ctx, args[1:], stderr)
+	case "centre", "center":
+		if len(args) < 2 {
+			return fmt.Errorf("centre: want 'admit' or 'remove'")
+		}
+		switch args[1] {
+		case "admit":
+			return cmdCentreAdmit(ctx, args[2:], stdout)
+		case "remove":
+			return cmdCentreRemove(ctx, args[2:], stdout)
+		}
+		return fmt.Errorf("centre: unknown subcommand %q (want admit or remove)", args[1])
+	case "status":
+		return cmdStatus(ctx, args[1:], stdout)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	return fmt.Errorf("unknown command %q\n\n%s", args[0], usage)
+}

@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"text/tabwriter"
+
+	"github.com/helpmesh/helpmesh/node"
+)
+
+func cmdStatus(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("status", flag.ContinueOnError)
+	cf := addClientFlags(fs)
+	asJSON := fs.Bool("json", false, "print the federation view as JSON, for scripts")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	client, err := cf.client()
+	if err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	var v node.FederationView
+	if err := client.do(ctx, http.MethodGet, "/v1/federation", nil, &v); err != nil {
+		return fmt.Errorf("status: %w", err)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	printStatus(stdout, v)
+	return nil
+}
+
+func printStatus(w io.Writer, v node.FederationView) {
+	leader := v.Leader
+	if leader == "" {
+		leader = "(none known)"
+	}
+	fmt.Fprintf(w, "as seen from %s; roster leader: %s; applied index %d\n\n", v.Observer, leader, v.Raft.AppliedIndex)
+	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "CENTRE\tNAME\tGOSSIP\tRAFT\tACCEPTING\tFREE CHAT\tQUEUE\tSEEN")
+	for _, c := range v.Centres {
+		accepting, free, queue, seen := "-", "-", "-", "never"
+		if a := c.Availability; a != nil {
+			accepting = fmt.Sprint(a.Accepting)
+			f, q := 0, 0
+			if ch, ok := a.Channels["chat"]; ok {
+				for _, n := range ch.Free {
+					f += n
+				}
+				q = ch.QueueLength
+			}
+			free, queue = fmt.Sprint(f), fmt.Sprint(q)
+			seen = fmt.Sprintf("%.1fs ago", c.AvailabilityAgeSeconds)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Gossip, c.RaftRole, accepting, free, queue, seen)
+	}
+	_ = tw.Flush()
+}
