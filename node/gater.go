@@ -56,9 +56,9 @@ func (g *gater) setCut(p peer.ID, cut bool) {
 	}
 }
 
-func (g *gater) InterceptPeerDial(p peer.ID) bool               { return g.allows(p) }
+func (g *gater) InterceptPeerDial(p peer.ID) bool                 { return g.allows(p) }
 func (g *gater) InterceptAddrDial(p peer.ID, _ ma.Multiaddr) bool { return g.allows(p) }
-func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool     { return true }
+func (g *gater) InterceptAccept(network.ConnMultiaddrs) bool      { return true }
 func (g *gater) InterceptSecured(_ network.Direction, p peer.ID, _ network.ConnMultiaddrs) bool {
 	return g.allows(p)
 }

@@ -118,4 +118,3 @@ func cmdInit(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "  helpmesh run --dir %s --join MEMBER_P2P_MULTIADDR\n", *dir)
 	return nil
 }
-

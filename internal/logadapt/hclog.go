@@ -91,4 +91,3 @@ func (w *levelWriter) Write(p []byte) (int, error) {
 	w.l.Log(context.Background(), level, msg)
 	return len(p), nil
 }
-
