@@ -1,0 +1,110 @@
+package consensus
+
+import (
+	"context"
+	"errors"
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/libp2p/go-libp2p"
+)
+
+// startOne runs a real one-centre federation: Raft on Pebble over a libp2p
+// host on loopback.
+func startOne(t *testing.T) *Consensus {
+	t.Helper()
+	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	c, err := Start(context.Background(), Config{Centre: "oslo", Dir: t.TempDir(), Host: h, Bootstrap: true, Timing: TimingTest})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Stop() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c.WaitForLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	self := admit("oslo", h.ID().String())
+	if err := c.Propose(ctx, self); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Propose(ctx, volunteer("v0", "oslo", "nb")); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// Bad roster commands proposed through real Raft are refused with a clear
+// error, reach neither the log nor the roster.
+func TestProposeRefusesBadCommandsBeforeTheLog(t *testing.T) {
+	c := startOne(t)
+	// Make "duplicate peer id" collide with the real centre's peer.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, tc := range badCommands() {
+		if tc.cmd.Centre != nil && tc.cmd.Centre.PeerID == testPeer {
+			cc := *tc.cmd.Centre
+			cc.PeerID = c.Roster().Centres["oslo"].PeerID
+			tc.cmd.Centre = &cc
+		}
+		t.Run(tc.name, func(t *testing.T) {
+			before := c.Roster()
+			_, lastBefore, _ := c.LogBounds()
+			err := c.Propose(ctx, tc.cmd)
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("got %v, want %v", err, tc.want)
+			}
+			_, lastAfter, _ := c.LogBounds()
+			if lastAfter != lastBefore {
+				t.Fatalf("a refused command reached the log (%d -> %d)", lastBefore, lastAfter)
+			}
+			if !reflect.DeepEqual(before, c.Roster()) {
+				t.Fatal("a refused command changed the roster")
+			}
+		})
+	}
+}
+
+// A command that passed the leader's check but is refused when applied
+// (two racing admissions of one id) changes nothing: the FSM checks again.
+func TestFSMRefusesAtApplyTime(t *testing.T) {
+	c := startOne(t)
+	before := c.Roster()
+	b, err := EncodeCommand(admit("oslo", testPeer2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := c.raft.Apply(b, 5*time.Second)
+	if err := f.Error(); err != nil {
+		t.Fatal(err)
+	}
+	res, _ := f.Response().(applyResult)
+	if !errors.Is(res.err, ErrDuplicate) {
+		t.Fatalf("apply-time refusal: got %v, want ErrDuplicate", res.err)
+	}
+	if !reflect.DeepEqual(before, c.Roster()) {
+		t.Fatal("refused entry changed the roster")
+	}
+}
+
+// A linearizable read sees a write that completed before it began.
+func TestReadRosterSeesCompletedWrites(t *testing.T) {
+	c := startOne(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Propose(ctx, volunteer("v9", "oslo", "en")); err != nil {
+		t.Fatal(err)
+	}
+	r, err := c.ReadRoster(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Volunteers["v9"]; !ok {
+		t.Fatal("read missed a completed write")
+	}
+}
