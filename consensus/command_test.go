@@ -126,15 +126,15 @@ func TestDecodeCommandRefusesMalformedInput(t *testing.T) {
 		t.Fatalf("good command refused: %v", err)
 	}
 	cases := map[string]string{
-		"empty":          ``,
-		"not json":       `hello`,
-		"unknown field":  `{"v":1,"op":"remove_centre","id":"oslo","evil":true}`,
-		"trailing data":  `{"v":1,"op":"remove_centre","id":"oslo"} {}`,
-		"wrong type":     `{"v":"1","op":"remove_centre","id":"oslo"}`,
-		"wrong version":  `{"v":7,"op":"remove_centre","id":"oslo"}`,
-		"null centre":    `{"v":1,"op":"admit_centre","centre":null}`,
-		"oversized":      `{"v":1,"op":"remove_centre","id":"` + strings.Repeat("a", MaxCommandBytes) + `"}`,
-		"deeply nested":  strings.Repeat("[", 10000),
+		"empty":           ``,
+		"not json":        `hello`,
+		"unknown field":   `{"v":1,"op":"remove_centre","id":"oslo","evil":true}`,
+		"trailing data":   `{"v":1,"op":"remove_centre","id":"oslo"} {}`,
+		"wrong type":      `{"v":"1","op":"remove_centre","id":"oslo"}`,
+		"wrong version":   `{"v":7,"op":"remove_centre","id":"oslo"}`,
+		"null centre":     `{"v":1,"op":"admit_centre","centre":null}`,
+		"oversized":       `{"v":1,"op":"remove_centre","id":"` + strings.Repeat("a", MaxCommandBytes) + `"}`,
+		"deeply nested":   strings.Repeat("[", 10000),
 		"invalid utf8 id": "{\"v\":1,\"op\":\"remove_centre\",\"id\":\"\xff\"}",
 	}
 	for name, in := range cases {

@@ -308,33 +308,29 @@ func TestRosterLinearizableUnderLeaderFaults(t *testing.T) {
 	// Faults run on the test goroutine: the harness helpers may t.Fatal.
 	pause := func() { time.Sleep(dwell) } // workload time under this configuration, not a wait for an event
 	deadline := start.Add(budget)
-	for cycle := 0; cycle == 0 || time.Now().Before(deadline); cycle++ {
+	// Alternate the two faults, at least one of each, until the budget is spent.
+	for i := 0; s.kills == 0 || s.partitions == 0 || time.Now().Before(deadline); i++ {
 		pause()
 		id := f.leader().Centre()
-		s.fault(start, "kill leader %s", id)
-		f.kill(id)
-		s.kills++
-		next := f.leader().Centre()
-		s.fault(start, "new leader %s", next)
-		pause()
-		f.restart(id)
-		s.fault(start, "restarted %s", id)
-		f.leader()
-		pause()
-		if cycle > 0 && !time.Now().Before(deadline) {
-			break
+		if i%2 == 0 {
+			s.fault(start, "kill leader %s", id)
+			f.kill(id)
+			s.kills++
+			s.fault(start, "new leader %s", f.leader().Centre())
+			pause()
+			f.restart(id)
+			s.fault(start, "restarted %s", id)
+			s.fault(start, "all agree on leader %s", f.leader().Centre())
+		} else {
+			s.fault(start, "partition leader %s", id)
+			f.partition(id)
+			s.partitions++
+			s.fault(start, "new leader %s on the majority side", leaderAmong(t, f, id))
+			pause()
+			f.heal(id)
+			s.fault(start, "healed %s", id)
+			s.fault(start, "all agree on leader %s", f.leader().Centre())
 		}
-		id = f.leader().Centre()
-		s.fault(start, "partition leader %s", id)
-		f.partition(id)
-		s.partitions++
-		next = leaderAmong(t, f, id)
-		s.fault(start, "new leader %s on the majority side", next)
-		pause()
-		f.heal(id)
-		s.fault(start, "healed %s", id)
-		agreed := f.leader().Centre()
-		s.fault(start, "all agree on leader %s", agreed)
 	}
 	pause()
 	stopClients()
