@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/overflow"
 )
 
 func putVolunteer(id, centre string) consensus.Command {
@@ -85,3 +86,37 @@ func TestFederationRosterWritesSurviveLeaderLoss(t *testing.T) {
 }
 
 func volID(i int) string { return "v-" + string(rune('a'+i)) }
+
+// A change of availability at one centre is seen at the others; a killed
+// centre is marked dead at the survivors, in the federation view coordinators
+// read.
+func TestAvailabilityChangeAndDeadCentreInFederationView(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{})
+	c1, c2 := f.node("c1"), f.node("c2")
+	err := c1.SetAvailability(overflow.Availability{Accepting: true, Channels: map[string]overflow.ChannelState{
+		"chat": {Free: map[string]int{"nb": 2}, Busy: map[string]int{"nb": 1}, QueueLength: 3, OldestWaitMillis: 42_000},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "c1's new availability at c2", func() bool {
+		for _, c := range c2.Federation().Centres {
+			if c.ID == "c1" && c.Availability != nil {
+				ch := c.Availability.Channels["chat"]
+				return ch.Free["nb"] == 2 && ch.QueueLength == 3 && ch.OldestWaitMillis == 42_000
+			}
+		}
+		return false
+	})
+	f.kill("c3")
+	for _, id := range []string{"c1", "c2"} {
+		eventually(t, 15*time.Second, "c3 dead at "+id, func() bool {
+			for _, c := range f.node(id).Federation().Centres {
+				if c.ID == "c3" {
+					return c.Gossip == overflow.StateDead
+				}
+			}
+			return false
+		})
+	}
+}

@@ -157,6 +157,18 @@ func (n *Node) start(ctx context.Context) error {
 	if join != nil {
 		n.host.Peerstore().AddAddrs(join.ID, join.Addrs, peerstore.PermanentAddrTTL)
 	}
+	known, err := loadAddressBook(n.cfg.DataDir)
+	if err != nil {
+		n.log.Warn("ignoring the address book", "err", err)
+	}
+	var gossipSeeds []string
+	for _, c := range known {
+		n.learnCentre(c)
+		if c.ID != n.cfg.Centre {
+			gossipSeeds = append(gossipSeeds, c.GossipAddr)
+		}
+	}
+	n.refreshAllowlist()
 
 	n.consensus, err = consensus.Start(ctx, consensus.Config{
 		Centre:            n.cfg.Centre,
@@ -174,7 +186,6 @@ func (n *Node) start(ctx context.Context) error {
 	}
 	n.onRosterChange()
 
-	var gossipSeeds []string
 	if join != nil {
 		resp, err := n.joinThrough(ctx, *join)
 		if err != nil {
@@ -387,6 +398,12 @@ func (n *Node) onRosterChange() {
 		n.learnCentre(c)
 	}
 	n.refreshAllowlist()
+	// Only a roster that has caught up (it lists us) replaces the book.
+	if _, self := r.Centres[n.cfg.Centre]; self {
+		if err := saveAddressBook(n.cfg.DataDir, r); err != nil {
+			n.log.Warn("address book not saved", "err", err)
+		}
+	}
 }
 
 // learnCentre puts a centre's addresses in the peerstore so Raft and the
