@@ -1,0 +1,44 @@
+package switchboard
+
+import "sync"
+
+// outbox delivers calls to one sink in the order they were posted, on a
+// goroutine of its own that exists only while there is something to deliver.
+// The switchboard posts under its lock, so a sink never runs under it and the
+// order of posts is the order of events.
+type outbox struct {
+	mu      sync.Mutex
+	q       []func()
+	running bool
+	wg      *sync.WaitGroup
+}
+
+func newOutbox(wg *sync.WaitGroup) *outbox { return &outbox{wg: wg} }
+
+func (o *outbox) post(f func()) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.q = append(o.q, f)
+	if !o.running {
+		o.running = true
+		o.wg.Add(1)
+		go o.drain()
+	}
+}
+
+func (o *outbox) drain() {
+	defer o.wg.Done()
+	for {
+		o.mu.Lock()
+		if len(o.q) == 0 {
+			o.running = false
+			o.mu.Unlock()
+			return
+		}
+		f := o.q[0]
+		o.q[0] = nil
+		o.q = o.q[1:]
+		o.mu.Unlock()
+		f()
+	}
+}

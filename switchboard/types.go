@@ -1,0 +1,141 @@
+// Package switchboard is one centre's live desk: the contacts waiting at it,
+// its signed-in volunteers, the offers ringing on their consoles, and the
+// conversations in progress. It decides everything a centre alone may decide
+// (DESIGN.md invariant 3): which of its volunteers is offered what, and which
+// acceptance wins for a contact it owns. It does no networking: the overflow
+// package carries its offers and conversations to other centres.
+package switchboard
+
+import (
+	"errors"
+	"time"
+)
+
+var (
+	// ErrUnknownContact means no contact with that id is known here.
+	ErrUnknownContact = errors.New("unknown contact")
+	// ErrOfferGone means the offer was withdrawn or already taken.
+	ErrOfferGone = errors.New("offer no longer open")
+	// ErrNotSignedIn means the volunteer has no console open here.
+	ErrNotSignedIn = errors.New("volunteer not signed in")
+	// ErrBadMessage means a message is empty, too long or not UTF-8.
+	ErrBadMessage = errors.New("bad message")
+	// ErrBadRequest means a channel, language, topic or age group is unknown.
+	ErrBadRequest = errors.New("bad request")
+	// ErrNoVolunteer means no volunteer is free for an incoming offer.
+	ErrNoVolunteer = errors.New("no volunteer free")
+	// ErrEnded means the conversation has ended.
+	ErrEnded = errors.New("conversation ended")
+	// ErrClosed means the switchboard has been closed.
+	ErrClosed = errors.New("switchboard closed")
+)
+
+// Limits on what a visitor or volunteer may send.
+const (
+	MaxTextBytes      = 4000
+	MaxMessageIDBytes = 64
+)
+
+// Channels a contact can come on.
+const (
+	ChannelChat  = "chat"
+	ChannelPhone = "phone"
+)
+
+// Who ended a conversation, or why it ended.
+const (
+	ByVisitor   = "visitor"
+	ByVolunteer = "volunteer"
+)
+
+// AgeGroups a volunteer may record at the end of a contact.
+var AgeGroups = []string{"unknown", "under-13", "13-15", "16-18", "19-24", "25-plus"}
+
+// State is where a contact is in its life.
+type State string
+
+// The contact states.
+const (
+	StateQueued    State = "queued"
+	StateOffered   State = "offered"
+	StateConnected State = "connected"
+	StateEnded     State = "ended"
+	StateAbandoned State = "abandoned"
+)
+
+// Categorisation is the only record a contact leaves: no free text.
+type Categorisation struct {
+	Topics   []string `json:"topics"`
+	AgeGroup string   `json:"age_group"`
+}
+
+// EventKind names what travels between the two ends of a conversation.
+type EventKind string
+
+// The event kinds.
+const (
+	EventMessage   EventKind = "message"
+	EventTyping    EventKind = "typing"
+	EventDelivered EventKind = "delivered"
+	EventEnded     EventKind = "ended"
+)
+
+// Event is one thing one end of a conversation tells the other.
+type Event struct {
+	Kind EventKind `json:"kind"`
+	// ID is the sender's id of a message (echoed in Delivered).
+	ID   string `json:"id,omitempty"`
+	Text string `json:"text,omitempty"`
+	// By says who ended the conversation.
+	By string `json:"by,omitempty"`
+}
+
+// VisitorSink receives what the switchboard tells a visitor. Calls are made
+// from one goroutine per contact, in order; they must not block for long.
+type VisitorSink interface {
+	Queued(position int, estimatedWait time.Duration)
+	Connected(alias string)
+	Event(e Event)
+	// Requeued says the volunteer's centre was lost; undelivered counts the
+	// visitor's messages that were not acknowledged.
+	Requeued(undelivered int)
+	Closed(reason string)
+}
+
+// Offer is what rings on a volunteer's console.
+type Offer struct {
+	Contact  string    `json:"contact"`
+	Channel  string    `json:"channel"`
+	Language string    `json:"language"`
+	From     string    `json:"from_centre,omitempty"`
+	Until    time.Time `json:"until"`
+}
+
+// ConsoleSink receives what the switchboard tells a volunteer's console.
+// Calls are made in order from one goroutine per volunteer.
+type ConsoleSink interface {
+	Offer(o Offer)
+	OfferWithdrawn(contact, reason string)
+	Connected(contact, fromCentre string)
+	Event(contact string, e Event)
+	// Lost says the visitor's centre was lost mid-conversation.
+	Lost(contact string, undelivered int)
+	Availability(channels map[string]bool, active, capacity int)
+}
+
+// Peer is the far end of an overflowed conversation (the relay to the other
+// centre). Send must not block for long.
+type Peer interface {
+	Send(e Event) error
+	// Close ends the relay; reason is for the other side.
+	Close(reason string)
+}
+
+// Volunteer is what the switchboard needs of a roster volunteer.
+type Volunteer struct {
+	ID        string
+	Alias     string
+	Channels  []string
+	Languages []string
+	Capacity  int
+}
