@@ -26,6 +26,7 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/stopper"
 	"github.com/helpmesh/helpmesh/overflow"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // Timing picks the Raft and gossip timeouts for a deployment.
@@ -59,6 +60,8 @@ type Config struct {
 	Logger    *slog.Logger
 	// Registry receives the node's metrics; nil makes a private one.
 	Registry *prometheus.Registry
+	// RingTimeout bounds how long an offer rings on a console (0: 20 s).
+	RingTimeout time.Duration
 	// SnapshotThreshold and TrailingLogs tune Raft compaction (0: defaults).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
@@ -82,6 +85,10 @@ type Node struct {
 	gossip    *overflow.Gossip
 	fed       Federation
 	stop      *stopper.Stopper
+	sb        *switchboard.Switchboard
+	router    *overflow.Router
+	late      *lateOverflow
+	publish   chan struct{}
 
 	mu sync.Mutex
 	// seeds are peers the join target vouched for, allowed until our own
@@ -117,6 +124,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		gater:    newGater(),
 		stop:     stopper.New(),
 		seeds:    map[peer.ID]struct{}{},
+		late:     &lateOverflow{},
+		publish:  make(chan struct{}, 1),
 	}
 	if n.registry == nil {
 		n.registry = prometheus.NewRegistry()
@@ -207,6 +216,7 @@ func (n *Node) start(ctx context.Context) error {
 	if n.cfg.Timing == TimingTest {
 		gossipTiming = "test"
 	}
+	n.sb = n.newSwitchboard()
 	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{
 		Centre:   n.cfg.Centre,
 		BindAddr: n.cfg.GossipAddr,
@@ -214,13 +224,18 @@ func (n *Node) start(ctx context.Context) error {
 		Label:    n.fed.Label,
 		Logger:   n.cfg.Logger,
 		Timing:   gossipTiming,
+		// Another centre's availability changed: contacts waiting here may
+		// now have somewhere to go.
+		OnChange: func(string) { n.sb.Kick() },
 	})
 	if err != nil {
 		return err
 	}
-	if _, err := n.gossip.SetLocal(overflow.Availability{Centre: n.cfg.Centre, Accepting: true}); err != nil {
-		return err
-	}
+	n.router = overflow.NewRouter(overflow.RouterConfig{
+		Centre: n.cfg.Centre, Host: n.host, Gossip: n.gossip, Directory: directory{n}, Desk: n.sb, Logger: n.cfg.Logger,
+	})
+	n.late.set(n.router)
+	n.publishAvailability()
 	// Only now do we hold the secrets a joining centre needs from us.
 	n.host.SetStreamHandler(joinProtocol, n.serveJoin)
 
@@ -243,12 +258,14 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.rosterWatch)
 	n.stop.Go(n.gossipRejoinLoop)
 	n.stop.Go(n.refreshSelfLoop)
+	n.stop.Go(n.publishLoop)
 	return nil
 }
 
 // Stop leaves the gossip, stops Raft and closes the host. Idempotent.
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
+		n.stopDesk()
 		n.stop.Stop()
 		var errs []error
 		if n.gossip != nil {
@@ -265,6 +282,15 @@ func (n *Node) Stop() error {
 		}
 	})
 	return n.stopErr
+}
+
+func (n *Node) stopDesk() {
+	if n.router != nil {
+		n.router.Close()
+	}
+	if n.sb != nil {
+		n.sb.Close()
+	}
 }
 
 // Centre returns this centre's id.
@@ -523,6 +549,19 @@ func (n *Node) gossipRejoinLoop(ctx context.Context) {
 // is shut without a goodbye. Used by tests.
 func (n *Node) crash() {
 	n.stopOnce.Do(func() {
+		if n.router != nil {
+			n.router.Close()
+		}
+		// A crash drops every stream at once: reset the host's connections
+		// before the switchboard could say goodbye on them.
+		if n.host != nil {
+			for _, c := range n.host.Network().Conns() {
+				_ = c.Close()
+			}
+		}
+		if n.sb != nil {
+			n.sb.Close()
+		}
 		n.stop.Stop()
 		if n.gossip != nil {
 			_ = n.gossip.Crash()

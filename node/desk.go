@@ -1,0 +1,133 @@
+package node
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/helpmesh/helpmesh/overflow"
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// The desk is the contact plane's wiring: the switchboard decides, the
+// router carries offers and conversations to other centres, and the
+// availability the switchboard computes is published by gossip.
+
+// directory answers the router's roster look-ups from the local roster copy:
+// routing never waits on Raft.
+type directory struct{ n *Node }
+
+func (d directory) PeerOf(centre string) (peer.ID, bool) {
+	c, ok := d.n.consensus.Roster().Centres[centre]
+	if !ok {
+		return "", false
+	}
+	pid, err := peer.Decode(c.PeerID)
+	return pid, err == nil
+}
+
+func (d directory) CentreOf(p peer.ID) (string, bool) {
+	c, ok := d.n.consensus.Roster().CentreByPeer(p.String())
+	return c.ID, ok
+}
+
+// lateOverflow lets the switchboard be built before the router that needs it.
+type lateOverflow struct {
+	mu sync.RWMutex
+	r  *overflow.Router
+}
+
+func (l *lateOverflow) set(r *overflow.Router) {
+	l.mu.Lock()
+	l.r = r
+	l.mu.Unlock()
+}
+
+func (l *lateOverflow) get() *overflow.Router {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.r
+}
+
+func (l *lateOverflow) Candidates(channel, language string) []switchboard.Candidate {
+	if r := l.get(); r != nil {
+		return r.Candidates(channel, language)
+	}
+	return nil
+}
+
+func (l *lateOverflow) Offer(ctx context.Context, centre string, o switchboard.OutgoingOffer) (switchboard.Answer, error) {
+	if r := l.get(); r != nil {
+		return r.Offer(ctx, centre, o)
+	}
+	return nil, overflow.ErrDeclined
+}
+
+func (n *Node) newSwitchboard() *switchboard.Switchboard {
+	ring := 20 * time.Second
+	if n.cfg.RingTimeout > 0 {
+		ring = n.cfg.RingTimeout
+	}
+	return switchboard.New(switchboard.Config{
+		Centre:      n.cfg.Centre,
+		RingTimeout: ring,
+		OverflowAfter: func(channel string) time.Duration {
+			return time.Duration(n.consensus.Roster().Policy.OverflowAfterSeconds[channel]) * time.Second
+		},
+		Languages: func() []string { return n.consensus.Roster().Policy.Languages },
+		Topics:    func() []string { return n.consensus.Roster().Policy.Topics },
+		Overflow:  n.late,
+		OnChange:  n.pokePublish,
+		Logger:    n.cfg.Logger,
+	})
+}
+
+func (n *Node) pokePublish() {
+	select {
+	case n.publish <- struct{}{}:
+	default:
+	}
+}
+
+// publishLoop sends the switchboard's availability to the federation,
+// coalescing bursts of changes.
+func (n *Node) publishLoop(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.publish:
+		}
+		n.publishAvailability()
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func (n *Node) publishAvailability() {
+	a := overflow.Availability{Centre: n.cfg.Centre, Channels: map[string]overflow.ChannelState{}}
+	for ch, v := range n.sb.Availability() {
+		free := 0
+		for _, f := range v.Free {
+			free += f
+		}
+		if free > 0 {
+			a.Accepting = true
+		}
+		a.Channels[ch] = overflow.ChannelState{Free: v.Free, Busy: v.Busy, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
+	}
+	if err := n.SetAvailability(a); err != nil {
+		n.log.Warn("availability not published", "err", err)
+	}
+}
+
+// Switchboard returns the centre's desk.
+func (n *Node) Switchboard() *switchboard.Switchboard { return n.sb }
+
+// DataDir returns the centre's data directory.
+func (n *Node) DataDir() string { return n.cfg.DataDir }

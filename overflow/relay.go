@@ -1,0 +1,249 @@
+package overflow
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/libp2p/go-libp2p/core/network"
+
+	"github.com/helpmesh/helpmesh/internal/wire"
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// Relay timing: a heartbeat every second when idle; a peer silent for
+// longer than relayDeadAfter is taken for dead (a killed process usually
+// resets the stream at once; a frozen or cut-off one is caught by this).
+const (
+	relayHeartbeat = time.Second
+	relayDeadAfter = 3500 * time.Millisecond
+	relayOutbox    = 512
+	relayWriteWait = 5 * time.Second
+)
+
+// ErrRelayClosed means the conversation's relay has ended.
+var ErrRelayClosed = errors.New("relay closed")
+
+// relay carries one overflowed conversation between two centres on the
+// stream its offer came on. Every event has a sequence number and the other
+// side acknowledges what it received, so when the stream dies each side
+// knows how many of its messages never arrived and says so: a message is
+// never lost silently. Text lives only in memory, in flight.
+type relay struct {
+	s network.Stream
+
+	mu       sync.Mutex
+	handler  switchboard.PeerHandler
+	nextSeq  uint64
+	unacked  map[uint64]bool // seq -> is a message
+	received uint64          // highest in-order seq received
+	ackDue   bool
+	closed   bool
+	out      chan frame
+	done     chan struct{}
+	wg       sync.WaitGroup
+}
+
+func newRelay(s network.Stream) *relay {
+	return &relay{s: s, unacked: map[uint64]bool{}, out: make(chan frame, relayOutbox), done: make(chan struct{})}
+}
+
+// start runs the reader and writer; h hears events and loss.
+func (r *relay) start(h switchboard.PeerHandler) {
+	r.mu.Lock()
+	r.handler = h
+	r.mu.Unlock()
+	r.wg.Add(2)
+	go r.writeLoop()
+	go r.readLoop()
+}
+
+// Send queues an event for the other centre. It never blocks: a relay
+// whose outbox is full is broken and is closed.
+func (r *relay) Send(e switchboard.Event) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return ErrRelayClosed
+	}
+	r.nextSeq++
+	seq := r.nextSeq
+	r.unacked[seq] = e.Kind == switchboard.EventMessage
+	ev := e
+	select {
+	case r.out <- frame{Type: frameEvent, Seq: seq, Ack: r.received, Event: &ev}:
+		return nil
+	default:
+		r.closeLocked()
+		return fmt.Errorf("relay outbox full: %w", ErrRelayClosed)
+	}
+}
+
+// Close ends the relay from our side; the other side hears a bye.
+func (r *relay) Close(reason string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	select {
+	case r.out <- frame{Type: frameBye, Reason: reason, Ack: r.received}:
+	default:
+	}
+	r.closeLocked()
+}
+
+func (r *relay) closeLocked() {
+	r.closed = true
+	close(r.done)
+}
+
+func (r *relay) undeliveredLocked() int {
+	n := 0
+	for _, msg := range r.unacked {
+		if msg {
+			n++
+		}
+	}
+	return n
+}
+
+func (r *relay) writeLoop() {
+	defer r.wg.Done()
+	t := time.NewTicker(relayHeartbeat)
+	defer t.Stop()
+	write := func(f frame) bool {
+		_ = r.s.SetWriteDeadline(time.Now().Add(relayWriteWait))
+		return wire.Write(r.s, f, maxFrame) == nil
+	}
+	for {
+		select {
+		case f := <-r.out:
+			if !write(f) {
+				r.lost()
+				return
+			}
+			if f.Type == frameBye {
+				_ = r.s.CloseWrite()
+				return
+			}
+		case <-t.C:
+			r.mu.Lock()
+			ack := r.received
+			r.ackDue = false
+			r.mu.Unlock()
+			if !write(frame{Type: frameHeartbeat, Ack: ack}) {
+				r.lost()
+				return
+			}
+		case <-r.done:
+			// Flush what was queued before the close (the bye last).
+			for {
+				select {
+				case f := <-r.out:
+					if !write(f) || f.Type == frameBye {
+						_ = r.s.CloseWrite()
+						return
+					}
+				default:
+					_ = r.s.CloseWrite()
+					return
+				}
+			}
+		}
+	}
+}
+
+func (r *relay) readLoop() {
+	defer r.wg.Done()
+	defer func() {
+		// Give the writer a moment to flush, then free the stream.
+		go func() { r.wg.Wait(); _ = r.s.Close() }()
+	}()
+	for {
+		_ = r.s.SetReadDeadline(time.Now().Add(relayDeadAfter))
+		var f frame
+		if err := wire.Read(r.s, &f, maxFrame); err != nil {
+			r.lost()
+			return
+		}
+		r.mu.Lock()
+		for seq := range r.unacked {
+			if seq <= f.Ack {
+				delete(r.unacked, seq)
+			}
+		}
+		switch f.Type {
+		case frameHeartbeat, frameAck:
+			r.mu.Unlock()
+		case frameEvent:
+			if f.Event == nil || f.Seq != r.received+1 {
+				r.mu.Unlock()
+				if f.Event != nil && f.Seq <= r.received {
+					continue // a duplicate; already delivered
+				}
+				r.lost() // a gap means a broken peer
+				return
+			}
+			r.received = f.Seq
+			h := r.handler
+			if !r.closed && !r.ackDue {
+				r.ackDue = true
+				select {
+				case r.out <- frame{Type: frameAck, Ack: r.received}:
+				default:
+				}
+			}
+			r.mu.Unlock()
+			if err := checkEvent(*f.Event); err != nil {
+				r.lost()
+				return
+			}
+			h.OnEvent(*f.Event)
+		case frameBye:
+			r.mu.Unlock()
+			r.lost()
+			return
+		default:
+			r.mu.Unlock()
+			r.lost()
+			return
+		}
+	}
+}
+
+// lost reports the relay's death to the handler once, unless we closed it.
+func (r *relay) lost() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	n := r.undeliveredLocked()
+	h := r.handler
+	r.closeLocked()
+	r.mu.Unlock()
+	_ = r.s.Reset()
+	if h != nil {
+		h.OnLost(n)
+	}
+}
+
+// checkEvent refuses what no honest centre sends.
+func checkEvent(e switchboard.Event) error {
+	switch e.Kind {
+	case switchboard.EventMessage:
+		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Text) == 0 || len(e.Text) > switchboard.MaxTextBytes {
+			return fmt.Errorf("relay message out of bounds")
+		}
+	case switchboard.EventTyping, switchboard.EventEnded:
+	case switchboard.EventDelivered:
+		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes {
+			return fmt.Errorf("relay delivered id out of bounds")
+		}
+	default:
+		return fmt.Errorf("relay event kind %q unknown", e.Kind)
+	}
+	return nil
+}
