@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"slices"
 	"unicode/utf8"
@@ -81,7 +82,8 @@ func DecodeCommand(b []byte) (Command, error) {
 	if err := dec.Decode(&c); err != nil {
 		return Command{}, fmt.Errorf("decode roster command: %v: %w", err, ErrBadCommand)
 	}
-	if dec.More() {
+	// More() is false before a stray '}' or ']': only the end will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return Command{}, fmt.Errorf("decode roster command: trailing data: %w", ErrBadCommand)
 	}
 	if err := c.Validate(); err != nil {

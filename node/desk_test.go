@@ -1,7 +1,10 @@
 package node
 
 import (
+	"context"
+
 	"fmt"
+	"github.com/helpmesh/helpmesh/consensus"
 	"testing"
 	"time"
 
@@ -39,7 +42,7 @@ func (p *consoleProbe) Connected(c, from string) { p.ev <- "connected " + from }
 func (p *consoleProbe) Event(c string, e switchboard.Event) {
 	p.ev <- fmt.Sprintf("%s %s %s%s", e.Kind, e.ID, e.Text, e.By)
 }
-func (p *consoleProbe) Lost(c string, n int)                  { p.ev <- fmt.Sprintf("lost %d", n) }
+func (p *consoleProbe) Lost(c string, n int)                   { p.ev <- fmt.Sprintf("lost %d", n) }
 func (p *consoleProbe) Availability(map[string]bool, int, int) {}
 
 // expect waits for a recorded event with the given text, skipping others.
@@ -156,4 +159,125 @@ func TestKilledAnsweringCentreRequeuesVisitor(t *testing.T) {
 	expect(t, vp.ev, "requeued 0", 5*time.Second)
 	t.Logf("visitor requeued %v after the answering centre was killed", time.Since(killed).Round(time.Millisecond))
 	expect(t, vp.ev, "queued 1", 5*time.Second)
+}
+
+func setOverflowAfter(t *testing.T, n *Node, seconds int) {
+	t.Helper()
+	p := n.Roster().Policy
+	p.OverflowAfterSeconds = map[string]int{"chat": seconds, "phone": seconds}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &p}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A's own volunteer does not answer within overflow_after: the contact is
+// offered to B as well, and B's volunteer gets it; A's ringing offer is
+// withdrawn.
+func TestTimeBasedOverflow(t *testing.T) {
+	f := newFederation(t, 2, fedOptions{ringTimeout: 30 * time.Second})
+	a, b := f.node("c1"), f.node("c2")
+	setOverflowAfter(t, a, 1)
+	eventually(t, 5*time.Second, "policy at c1", func() bool { return a.Roster().Policy.OverflowAfterSeconds["chat"] == 1 })
+	_, localProbe := signIn(t, a, "v-a", "Ola")
+	remote, remoteProbe := signIn(t, b, "v-b", "Kari")
+	eventually(t, 10*time.Second, "c2's free volunteer in c1's view", func() bool {
+		return len(a.router.Candidates("chat", "nb")) == 1
+	})
+
+	vp := newVisitorProbe()
+	start := time.Now()
+	if _, err := a.Switchboard().StartContact("chat", "nb", vp); err != nil {
+		t.Fatal(err)
+	}
+	nextOffer(t, localProbe, 5*time.Second) // rings at A, nobody answers
+	o := nextOffer(t, remoteProbe, 10*time.Second)
+	if waited := time.Since(start); waited < time.Second {
+		t.Fatalf("overflowed after %v, before overflow_after (1 s)", waited)
+	}
+	if err := remote.Accept(o.Contact); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vp.ev, "connected Kari", 5*time.Second)
+	expect(t, localProbe.ev, "withdrawn answered at another centre", 5*time.Second)
+}
+
+// B's volunteer declines: the next candidate centre (C) is tried. When no
+// centre is free the contact stays queued at A and is offered again as soon
+// as availability changes.
+func TestDeclinedOverflowTriesNextCentreThenWaitsForAvailability(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{})
+	a, b, c := f.node("c1"), f.node("c2"), f.node("c3")
+	cb, pb := signIn(t, b, "v-b", "Kari")
+	cc, pc := signIn(t, c, "v-c", "Nils")
+	eventually(t, 10*time.Second, "two candidates in c1's view", func() bool {
+		return len(a.router.Candidates("chat", "nb")) == 2
+	})
+	vp := newVisitorProbe()
+	if _, err := a.Switchboard().StartContact("chat", "nb", vp); err != nil {
+		t.Fatal(err)
+	}
+	// Whoever rings first declines; the other centre must be tried next.
+	var first, second *switchboard.Console
+	var secondProbe *consoleProbe
+	var o switchboard.Offer
+	select {
+	case o = <-pb.offers:
+		first, second, secondProbe = cb, cc, pc
+	case o = <-pc.offers:
+		first, second, secondProbe = cc, cb, pb
+	case <-time.After(10 * time.Second):
+		t.Fatal("no centre rang")
+	}
+	if err := first.Decline(o.Contact); err != nil {
+		t.Fatal(err)
+	}
+	o2 := nextOffer(t, secondProbe, 10*time.Second)
+	if o2.Contact != o.Contact {
+		t.Fatal("a different contact rang at the next centre")
+	}
+	if err := second.Decline(o2.Contact); err != nil {
+		t.Fatal(err)
+	}
+	// Both decliners go off duty: nobody anywhere is free now.
+	if err := first.SetAvailable("chat", false); err != nil {
+		t.Fatal(err)
+	}
+	if err := second.SetAvailable("chat", false); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody else is free: the contact waits at A...
+	if st := a.Switchboard().Stats(); st.Waiting != 1 {
+		t.Fatalf("contact should still wait at A: %+v", st)
+	}
+	// ...until availability changes: a new volunteer at B switches on.
+	late, lateProbe := signIn(t, b, "v-b2", "Siri")
+	o3 := nextOffer(t, lateProbe, 10*time.Second)
+	if err := late.Accept(o3.Contact); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vp.ev, "connected Siri", 5*time.Second)
+}
+
+// A visitor who leaves while an overflowed offer rings at B cancels it there
+// and frees B's volunteer; the contact counts as abandoned.
+func TestVisitorLeavingCancelsRemoteOffer(t *testing.T) {
+	f := newFederation(t, 2, fedOptions{})
+	a, b := f.node("c1"), f.node("c2")
+	_, pb := signIn(t, b, "v-b", "Kari")
+	vp := newVisitorProbe()
+	h, err := a.Switchboard().StartContact("chat", "nb", vp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextOffer(t, pb, 10*time.Second)
+	h.End()
+	expect(t, pb.ev, "withdrawn withdrawn by the visitor's centre", 5*time.Second)
+	eventually(t, 5*time.Second, "B's volunteer free again", func() bool {
+		return b.Switchboard().Availability()["chat"].Free["nb"] == 1
+	})
+	if st := a.Switchboard().Stats(); st.Abandoned != 1 || st.Waiting != 0 {
+		t.Fatalf("A's stats after the visitor left: %+v", st)
+	}
 }

@@ -28,6 +28,7 @@ type federation struct {
 type fedOptions struct {
 	snapshotThreshold, trailingLogs uint64
 	maxVoters                       int
+	ringTimeout                     time.Duration
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -72,6 +73,7 @@ func (f *federation) config(id string) Config {
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,
+		RingTimeout:       f.opts.ringTimeout,
 	}
 }
 

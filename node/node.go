@@ -208,6 +208,9 @@ func (n *Node) start(ctx context.Context) error {
 			n.learnCentre(c)
 			gossipSeeds = append(gossipSeeds, c.GossipAddr)
 		}
+		// The leader may be another member: admit every centre the member
+		// vouched for before Raft starts sending us the log.
+		n.refreshAllowlist()
 	} else if n.fed, err = LoadFederation(n.cfg.DataDir); err != nil {
 		return err
 	}

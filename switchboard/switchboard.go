@@ -511,6 +511,9 @@ func (s *Switchboard) Kick() {
 }
 
 func (s *Switchboard) dispatchLocked() {
+	if s.closed {
+		return
+	}
 	now := time.Now()
 	for _, c := range s.queue {
 		if c.connecting {

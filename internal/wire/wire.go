@@ -72,7 +72,9 @@ func Unmarshal(body []byte, v any) error {
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode frame: %w", err)
 	}
-	if dec.More() {
+	// More() is false before a stray '}' or ']', so ask for the next token:
+	// only the end of the input will do.
+	if _, err := dec.Token(); err != io.EOF {
 		return fmt.Errorf("decode frame: trailing data")
 	}
 	return nil
