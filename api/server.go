@@ -8,14 +8,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // Centre is what the API needs of a running centre.
@@ -26,6 +32,13 @@ type Centre interface {
 	Federation() node.FederationView
 	Roster() consensus.Roster
 	Propose(ctx context.Context, cmd consensus.Command) error
+	// Switchboard is the centre's live desk: visitors' contacts and
+	// volunteers' consoles.
+	Switchboard() *switchboard.Switchboard
+	Registry() *prometheus.Registry
+	// DataDir is the centre's data directory; the API keeps its volunteers'
+	// credentials there (credentials.json), never in the roster.
+	DataDir() string
 }
 
 // Config configures a centre's HTTP server.
@@ -35,6 +48,23 @@ type Config struct {
 	Centre     Centre
 	AdminToken string
 	Logger     *slog.Logger
+
+	// AllowedOrigins are extra origins allowed to open the visitor chat
+	// socket, for a centre's embedding site: host patterns in path.Match
+	// syntax ("www.example.org", "*.example.org") or with a scheme
+	// ("https://www.example.org"). The page's own origin is always allowed;
+	// the volunteer console is same-origin only.
+	AllowedOrigins []string
+	// TrustProxy takes a visitor's address from the last X-Forwarded-For
+	// entry. Set it only behind a reverse proxy that appends that header.
+	TrustProxy bool
+	// ChatStartsPerMinute and ChatStartBurst bound how many chats one visitor
+	// address may start (defaults 5 and 5).
+	ChatStartsPerMinute int
+	ChatStartBurst      int
+
+	// argon overrides the password hashing cost (tests only).
+	argon argonParams
 }
 
 // maxBody bounds every request body the API reads.
@@ -47,21 +77,32 @@ type Server struct {
 	http *http.Server
 	ln   net.Listener
 	done chan error
+
+	creds      *credStore
+	sessions   *sessionStore
+	logins     *limiterSet // login attempts per volunteer id
+	enrols     *limiterSet // enrolment attempts per volunteer id
+	chatStarts *addrLimiter
+	timing     socketTiming
+
+	sockMu   sync.Mutex
+	socks    map[*wsock]struct{}
+	consoles map[string]*consoleConn // by volunteer id
+	stopping bool
+	sockWG   sync.WaitGroup
 }
 
 // Start listens and serves until Stop. It returns once the listener is bound.
 func Start(cfg Config) (*Server, error) {
-	if cfg.AdminToken == "" {
-		return nil, errors.New("start api: an admin token is required")
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+	s, err := newServer(cfg)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return nil, fmt.Errorf("start api: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api"), ln: ln, done: make(chan error, 1)}
+	s.ln, s.done = ln, make(chan error, 1)
 	s.http = &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
@@ -72,7 +113,24 @@ func Start(cfg Config) (*Server, error) {
 		// The standard library's error log would print client addresses.
 		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
 	}
+	// Hijacked WebSockets outlive Shutdown: close them with a reason.
+	s.http.RegisterOnShutdown(func() { s.closeSockets("the centre is shutting down") })
 	go func() { s.done <- s.http.Serve(ln) }()
+	return s, nil
+}
+
+// newServer checks cfg and builds the server's state, without listening.
+func newServer(cfg Config) (*Server, error) {
+	if cfg.AdminToken == "" {
+		return nil, errors.New("start api: an admin token is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api")}
+	if err := s.initVolunteerDesk(); err != nil {
+		return nil, fmt.Errorf("start api: %w", err)
+	}
 	return s, nil
 }
 
@@ -85,6 +143,7 @@ func (s *Server) Stop(ctx context.Context) error {
 	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
 		err = errors.Join(err, serveErr)
 	}
+	err = errors.Join(err, s.waitSockets(ctx))
 	if err != nil {
 		return fmt.Errorf("stop api: %w", err)
 	}
@@ -96,6 +155,9 @@ func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /readyz", s.readyz)
+	// Counts only, per centre and channel: never a visitor, contact or
+	// volunteer id, never text.
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Centre.Registry(), promhttp.HandlerOpts{}))
 	mux.Handle("GET /v1/federation", s.admin(s.federation))
 	mux.Handle("GET /v1/roster", s.admin(s.roster))
 	mux.Handle("POST /v1/centres", s.admin(s.admitCentre))
@@ -103,6 +165,12 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("PUT /v1/policy", s.admin(s.setPolicy))
 	mux.Handle("POST /v1/volunteers", s.admin(s.putVolunteer))
 	mux.Handle("DELETE /v1/volunteers/{id}", s.admin(s.removeVolunteer))
+	mux.Handle("POST /v1/volunteers/{id}/enrolment", s.admin(s.newEnrolment))
+	mux.HandleFunc("POST /v1/volunteer/enrol", s.enrol)
+	mux.HandleFunc("POST /v1/volunteer/login", s.login)
+	mux.HandleFunc("POST /v1/volunteer/logout", s.logout)
+	mux.HandleFunc("GET /v1/chat", s.visitorChat)
+	mux.HandleFunc("GET /v1/console", s.console)
 	return mux
 }
 
@@ -189,13 +257,14 @@ func (s *Server) putVolunteer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if s.propose(w, r, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpPutVolunteer, Volunteer: &v}) {
-		writeJSON(w, http.StatusOK, v)
+		s.volunteerWritten(w, v)
 	}
 }
 
 func (s *Server) removeVolunteer(w http.ResponseWriter, r *http.Request) {
 	cmd := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpRemoveVolunteer, ID: r.PathValue("id")}
 	if s.propose(w, r, cmd) {
+		s.forgetVolunteer(cmd.ID, "you were removed from the roster")
 		writeJSON(w, http.StatusOK, map[string]string{"removed": cmd.ID})
 	}
 }
@@ -239,7 +308,8 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: "+err.Error())
 		return false
 	}
-	if dec.More() {
+	// More() is false before a stray '}' or ']': only the end will do.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		writeError(w, http.StatusBadRequest, "bad_request", "malformed JSON body: trailing data")
 		return false
 	}

@@ -1,6 +1,9 @@
 package switchboard
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // outbox delivers calls to one sink in the order they were posted, on a
 // goroutine of its own that exists only while there is something to deliver.
@@ -11,11 +14,20 @@ type outbox struct {
 	q       []func()
 	running bool
 	wg      *sync.WaitGroup
+	// sealed is set by Close (under the switchboard's lock) once it has
+	// posted its last words; later posts are dropped, so no goroutine is
+	// started while Close waits for the others.
+	sealed *atomic.Bool
 }
 
-func newOutbox(wg *sync.WaitGroup) *outbox { return &outbox{wg: wg} }
+func newOutbox(wg *sync.WaitGroup, sealed *atomic.Bool) *outbox {
+	return &outbox{wg: wg, sealed: sealed}
+}
 
 func (o *outbox) post(f func()) {
+	if o.sealed.Load() {
+		return
+	}
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	o.q = append(o.q, f)

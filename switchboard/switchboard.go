@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -99,6 +100,7 @@ type Switchboard struct {
 
 	mu         sync.Mutex
 	closed     bool
+	sealed     atomic.Bool
 	contacts   map[string]*contact
 	queue      []*contact
 	volunteers map[string]*volunteer
@@ -250,7 +252,7 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	}
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
-		visitor: visitor, out: newOutbox(&s.wg), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
+		visitor: visitor, out: newOutbox(&s.wg, &s.sealed), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
 	}
 	s.contacts[c.id] = c
 	s.queue = append(s.queue, c)
@@ -275,7 +277,10 @@ func (h *VisitorHandle) event(e Event) error {
 	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h.c.conv == nil {
+	if s.closed {
+		return ErrClosed
+	}
+	if h.c.conv == nil || h.c.state != StateConnected {
 		if h.c.waiting() {
 			return fmt.Errorf("not connected to a volunteer yet: %w", ErrBadRequest)
 		}
@@ -292,8 +297,11 @@ func (h *VisitorHandle) End() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := h.c
+	if s.closed {
+		return
+	}
 	switch {
-	case c.conv != nil:
+	case c.conv != nil && c.state == StateConnected:
 		s.fromVisitorLocked(c.conv, Event{Kind: EventEnded, By: ByVisitor})
 	case c.waiting():
 		s.abandonLocked(c)
@@ -335,7 +343,7 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 		s.signOutLocked(old, "signed in elsewhere")
 	}
 	vol := &volunteer{
-		Volunteer: v, sink: sink, out: newOutbox(&s.wg), available: map[string]bool{},
+		Volunteer: v, sink: sink, out: newOutbox(&s.wg, &s.sealed), available: map[string]bool{},
 		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{},
 	}
 	s.volunteers[v.ID] = vol
@@ -532,6 +540,19 @@ func (s *Switchboard) dispatchLocked() {
 	s.cfg.OnChange()
 }
 
+// longerIdle orders volunteers for an offer: those in fewer conversations
+// first (someone already talking is not idle), then whoever has waited
+// longest since their last contact, then by id so the choice is stable.
+func longerIdle(a, b *volunteer) bool {
+	if len(a.active) != len(b.active) {
+		return len(a.active) < len(b.active)
+	}
+	if !a.idleSince.Equal(b.idleSince) {
+		return a.idleSince.Before(b.idleSince)
+	}
+	return a.ID < b.ID
+}
+
 // declineCooldown: a volunteer who declined a contact is asked again only
 // after everyone else, and not before this.
 const declineCooldown = 30 * time.Second
@@ -546,7 +567,7 @@ func (s *Switchboard) pickLocked(c *contact, now time.Time) *volunteer {
 		if at, ok := c.declined[v]; ok && now.Sub(at) < declineCooldown {
 			continue
 		}
-		if best == nil || v.idleSince.Before(best.idleSince) || v.idleSince.Equal(best.idleSince) && v.ID < best.ID {
+		if best == nil || longerIdle(v, best) {
 			best = v
 		}
 	}
@@ -585,6 +606,9 @@ func (s *Switchboard) unringLocked(r *ringing, reason string) {
 		id = r.contact.id
 		r.contact.local = nil
 		r.contact.declined[v] = time.Now()
+		// If nobody else takes it, this volunteer is asked again once the
+		// cooldown is over: something must re-run dispatch then.
+		time.AfterFunc(declineCooldown, s.Kick)
 		if r.contact.waiting() && r.contact.remote == nil && !r.contact.connecting {
 			r.contact.state = StateQueued
 		}
@@ -710,10 +734,22 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		peer.Close("the visitor left")
 		return
 	}
+	if h.lost {
+		// The relay died while we confirmed: the contact never reached the
+		// volunteer; it waits on, and that centre is not tried again.
+		c.state = StateQueued
+		c.tried[ro.centre] = ^uint64(0) >> 1
+		s.dispatchLocked()
+		return
+	}
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias(), ro.centre)
 	s.stats.AnsweredOverflow++
+	for _, e := range h.early {
+		h.handleLocked(e)
+	}
+	h.early = nil
 	s.dispatchLocked()
 }
 
@@ -749,6 +785,9 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 	}
 	s.queue = append([]*contact{c}, s.queue...)
 	c.lastPos = -1
+	// Its wait counts from its arrival: overflow is due at the same moment
+	// it would have been had it never been answered.
+	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
 	s.stats.Requeued++
 	c.out.post(func() { c.visitor.Requeued(undelivered) })
 	s.dispatchLocked()
@@ -840,18 +879,37 @@ func (s *Switchboard) endLocked(cv *conv) {
 }
 
 // ownerPeerHandler receives the far volunteer's side of one of our contacts.
+// The relay starts reading before we have taken the lock back after
+// confirming, so what arrives before the conversation is set up is kept
+// (events) or remembered (loss) and dealt with once it is.
 type ownerPeerHandler struct {
-	s  *Switchboard
-	c  *contact
-	cv *conv
+	s           *Switchboard
+	c           *contact
+	cv          *conv
+	early       []Event
+	lost        bool
+	undelivered int
 }
 
 func (h *ownerPeerHandler) OnEvent(e Event) {
 	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if h.cv == nil {
+		if !h.lost {
+			h.early = append(h.early, e)
+		}
+		return
+	}
+	h.handleLocked(e)
+}
+
+func (h *ownerPeerHandler) handleLocked(e Event) {
 	c := h.c
-	if h.cv == nil || c.conv != h.cv {
+	if c.conv != h.cv || c.state != StateConnected {
 		return
 	}
 	c.out.post(func() { c.visitor.Event(e) })
@@ -859,7 +917,7 @@ func (h *ownerPeerHandler) OnEvent(e Event) {
 		_ = h.cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
 	}
 	if e.Kind == EventEnded {
-		s.endLocked(h.cv)
+		h.s.endLocked(h.cv)
 	}
 }
 
@@ -867,7 +925,14 @@ func (h *ownerPeerHandler) OnLost(undelivered int) {
 	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if h.cv == nil || h.c.conv != h.cv {
+	if s.closed {
+		return
+	}
+	if h.cv == nil {
+		h.lost, h.undelivered = true, undelivered
+		return
+	}
+	if h.c.conv != h.cv {
 		return
 	}
 	s.requeueLocked(h.c, undelivered, h.cv.other)
@@ -906,7 +971,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	}
 	var best *volunteer
 	for _, v := range s.volunteers {
-		if v.free(o.Channel, o.Language) && (best == nil || v.idleSince.Before(best.idleSince)) {
+		if v.free(o.Channel, o.Language) && (best == nil || longerIdle(v, best)) {
 			best = v
 		}
 	}
@@ -1160,6 +1225,7 @@ func (s *Switchboard) Close() {
 		default:
 		}
 	}
+	s.sealed.Store(true)
 	s.mu.Unlock()
 	s.wg.Wait()
 }

@@ -6,6 +6,8 @@
 //	helpmesh centre admit --dir MEMBER_DIR (--from NEW_DIR | --id ID --name NAME --peer-id P --addr MA --gossip HOST:PORT)
 //	helpmesh centre remove --dir MEMBER_DIR --id ID
 //	helpmesh status --dir DIR [--json]
+//	helpmesh chat --server URL [--lang nb]
+//	helpmesh volunteer --server URL --id ID --password PASSWORD
 //
 // The binary only parses flags and wires packages together.
 package main
@@ -28,6 +30,8 @@ Commands:
   centre admit    admit a new centre to the federation (coordinator)
   centre remove   remove a centre from the federation (coordinator)
   status          show the federation as a centre sees it
+  chat            chat at a centre as a visitor, in the terminal
+  volunteer       sign in at your centre as a volunteer, in the terminal
 
 Run 'helpmesh COMMAND -h' for a command's flags.
 `
@@ -65,6 +69,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return fmt.Errorf("centre: unknown subcommand %q (want admit or remove)", args[1])
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout)
+	case "chat":
+		return cmdChat(ctx, args[1:], os.Stdin, stdout)
+	case "volunteer":
+		return cmdVolunteer(ctx, args[1:], os.Stdin, stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -1,0 +1,358 @@
+package api
+
+// The volunteer console socket.
+//
+// # GET /v1/console
+//
+// Needs the helpmesh_session cookie from POST /v1/volunteer/login, and the
+// page's own origin (no cross-origin console, whatever AllowedOrigins says).
+// Before the upgrade: 401 unauthorized (no or expired session, or the
+// volunteer is no longer this centre's) and 503 not_ready as JSON errors; 403
+// (text/plain) for a foreign Origin. Opening a second console for the same
+// volunteer closes the first (1008 "signed in elsewhere").
+//
+// Frames are JSON objects in text frames, at most 16 KiB each (a bigger one
+// closes with 1009), decoded strictly as on the visitor's socket.
+//
+// Server to volunteer:
+//
+//	{"type":"policy","topics":["family","other"],"age_groups":["unknown","under-13",...]}
+//	    First frame: what "end" may categorise with.
+//	{"type":"availability","channels":{"chat":true,"phone":false},"active":1,"capacity":2}
+//	    The volunteer's own state: on or off per channel, conversations
+//	    open, capacity. Sent on connect and on every change.
+//	{"type":"offer","contact":"<id>","channel":"chat","language":"nb","from_centre":"bergen","ring_seconds":20}
+//	    A contact rings: answer with accept or decline within ring_seconds.
+//	    from_centre names the visitor's centre when the contact overflowed
+//	    from another centre; it is omitted for this centre's own visitors.
+//	{"type":"offer_withdrawn","contact":"<id>","reason":"no answer in time"}
+//	    The offer stopped ringing (declined, timed out, the visitor left,
+//	    answered elsewhere, signed out).
+//	{"type":"connected","contact":"<id>","from_centre":"bergen"}
+//	    The conversation is open (from_centre omitted if local).
+//	{"type":"message","contact":"<id>","id":"c1","text":"..."}
+//	    The visitor's message; id is the visitor's message id.
+//	{"type":"typing","contact":"<id>"}
+//	{"type":"delivered","contact":"<id>","id":"v17"}
+//	    The volunteer's message v17 reached the visitor's centre.
+//	{"type":"ended","contact":"<id>","by":"visitor"}
+//	    The visitor left (by is "visitor"). The volunteer still sends "end"
+//	    with the categorisation.
+//	{"type":"lost","contact":"<id>","undelivered":1}
+//	    The visitor's centre was lost mid-conversation; undelivered counts
+//	    the volunteer's unacknowledged messages. Nothing to categorise.
+//	{"type":"categorised","contact":"<id>"}
+//	    The answer to a successful "end": the conversation is over and its
+//	    categorisation recorded.
+//	{"type":"error","code":"offer_gone","error":"...","contact":"<id>","id":"v17"}
+//	    The last frame was refused; nothing else changed. contact and id are
+//	    those of the refused frame, when it had them. Codes: malformed,
+//	    bad_frame, unknown_type (as for visitors), bad_message, bad_request
+//	    (unknown channel, topic or age group), unknown_contact (no such
+//	    conversation), offer_gone (the offer was withdrawn or taken),
+//	    not_signed_in, closed, internal.
+//	{"type":"closed","reason":"logged out"}
+//	    The server is closing the console (logged out, signed in elsewhere,
+//	    password changed, removed from the roster, shutting down); the
+//	    socket closes with 1008 (1001 when the centre shuts down).
+//
+// Volunteer to server:
+//
+//	{"type":"available","channel":"chat","on":true}
+//	{"type":"accept","contact":"<id>"}
+//	{"type":"decline","contact":"<id>"}
+//	{"type":"message","contact":"<id>","id":"v17","text":"..."}
+//	    id 1-64 bytes, text 1-4000 bytes of UTF-8.
+//	{"type":"typing","contact":"<id>"}
+//	    Ignored when the conversation is not open.
+//	{"type":"end","contact":"<id>","topics":["family"],"age_group":"16-18"}
+//	    Ends the conversation if it is still open, and records its
+//	    categorisation (1-8 topics from the policy, one age group); also
+//	    categorises a conversation the visitor ended. No free text.
+//
+// Closing the console signs the volunteer out: a ringing offer moves on,
+// and visitors still in conversation with them go back to the front of the
+// queue ("requeued"). Logging out closes the console.
+
+import (
+	"math"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// consoleFrame is what a volunteer may send.
+type consoleFrame struct {
+	Type     string   `json:"type"`
+	Channel  string   `json:"channel,omitempty"`
+	On       *bool    `json:"on,omitempty"`
+	Contact  string   `json:"contact,omitempty"`
+	ID       string   `json:"id,omitempty"`
+	Text     string   `json:"text,omitempty"`
+	Topics   []string `json:"topics,omitempty"`
+	AgeGroup string   `json:"age_group,omitempty"`
+}
+
+// consoleFields lists the fields each console frame type takes; those
+// marked true are required.
+var consoleFields = map[string]map[string]bool{
+	"available": {"channel": true, "on": true},
+	"accept":    {"contact": true},
+	"decline":   {"contact": true},
+	"typing":    {"contact": true},
+	"message":   {"contact": true, "id": true, "text": true},
+	"end":       {"contact": true, "topics": false, "age_group": false},
+}
+
+// decodeConsoleFrame parses and shape-checks one console frame. What the
+// values mean (a known contact, topic, channel) is the switchboard's to
+// check.
+func decodeConsoleFrame(b []byte) (consoleFrame, error) {
+	var f consoleFrame
+	if err := decodeFrame(b, &f); err != nil {
+		return consoleFrame{}, err
+	}
+	if f.Type == "" {
+		return consoleFrame{}, badFrame("bad_frame", "the frame has no type")
+	}
+	fields, ok := consoleFields[f.Type]
+	if !ok {
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, accept, decline, message, typing or end)", clipText(f.Type))
+	}
+	present := map[string]bool{
+		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
+		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "",
+	}
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group"} {
+		required, allowed := fields[name]
+		switch {
+		case present[name] && !allowed:
+			return consoleFrame{}, badFrame("bad_frame", "%s takes no %s", f.Type, name)
+		case required && !present[name]:
+			return consoleFrame{}, badFrame("bad_frame", "%s needs %s", f.Type, name)
+		}
+	}
+	return f, nil
+}
+
+// Console frames beyond the shared ones.
+type (
+	policyFrame struct {
+		Type      string   `json:"type"`
+		Topics    []string `json:"topics"`
+		AgeGroups []string `json:"age_groups"`
+	}
+	availabilityFrame struct {
+		Type     string          `json:"type"`
+		Channels map[string]bool `json:"channels"`
+		Active   int             `json:"active"`
+		Capacity int             `json:"capacity"`
+	}
+	offerFrame struct {
+		Type        string `json:"type"`
+		Contact     string `json:"contact"`
+		Channel     string `json:"channel"`
+		Language    string `json:"language"`
+		FromCentre  string `json:"from_centre,omitempty"`
+		RingSeconds int    `json:"ring_seconds"`
+	}
+	withdrawnFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		Reason  string `json:"reason"`
+	}
+	consoleConnectedFrame struct {
+		Type       string `json:"type"`
+		Contact    string `json:"contact"`
+		FromCentre string `json:"from_centre,omitempty"`
+	}
+)
+
+// consoleConn is one volunteer's console socket: their
+// switchboard.ConsoleSink.
+type consoleConn struct {
+	ws         *wsock
+	volunteer  string
+	sessionKey string
+	console    *switchboard.Console
+
+	mu   sync.Mutex
+	live map[string]bool // conversations open on this console
+}
+
+func (s *Server) console(w http.ResponseWriter, r *http.Request) {
+	sess, ok := s.sessionFrom(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
+		return
+	}
+	vol, ok := s.localVolunteer(sess.volunteer)
+	if !ok {
+		s.sessions.drop(sess.key)
+		writeError(w, http.StatusUnauthorized, "unauthorized", "you are no longer a volunteer of this centre")
+		return
+	}
+	sb := s.cfg.Centre.Switchboard()
+	if sb == nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", "the centre's switchboard is not running yet")
+		return
+	}
+	ws, ok := s.acceptSocket(w, r, &websocket.AcceptOptions{})
+	if !ok {
+		return
+	}
+	defer ws.finish()
+	c := &consoleConn{ws: ws, volunteer: vol.ID, sessionKey: sess.key, live: map[string]bool{}}
+	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
+
+	s.sockMu.Lock()
+	if old := s.consoles[vol.ID]; old != nil {
+		old.ws.sendThenClose(closedFrame{Type: "closed", Reason: "signed in elsewhere"}, websocket.StatusPolicyViolation, "signed in elsewhere")
+	}
+	s.consoles[vol.ID] = c
+	s.sockMu.Unlock()
+	defer func() {
+		s.sockMu.Lock()
+		if s.consoles[vol.ID] == c {
+			delete(s.consoles, vol.ID)
+		}
+		s.sockMu.Unlock()
+	}()
+
+	console, err := sb.SignIn(switchboard.Volunteer{
+		ID: vol.ID, Alias: vol.Alias, Channels: slices.Clone(vol.Channels),
+		Languages: slices.Clone(vol.Languages), Capacity: vol.Capacity,
+	}, c)
+	if err != nil {
+		ws.sendThenClose(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
+			websocket.StatusPolicyViolation, "the console could not open: "+errorCode(err))
+		ws.run(func(websocket.MessageType, []byte) {})
+		return
+	}
+	c.console = console
+	ws.run(c.handle)
+	console.SignOut()
+}
+
+// closeConsole closes volunteer's console, if sessionKey is empty or the
+// console was opened with that session.
+func (s *Server) closeConsole(volunteer, sessionKey, reason string) {
+	s.sockMu.Lock()
+	defer s.sockMu.Unlock()
+	c := s.consoles[volunteer]
+	if c == nil || sessionKey != "" && c.sessionKey != sessionKey {
+		return
+	}
+	c.ws.sendThenClose(closedFrame{Type: "closed", Reason: reason}, websocket.StatusPolicyViolation, reason)
+}
+
+func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
+	if typ != websocket.MessageText {
+		c.ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
+		return
+	}
+	f, err := decodeConsoleFrame(b)
+	if err != nil {
+		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+		return
+	}
+	cs := c.console
+	switch f.Type {
+	case "available":
+		err = cs.SetAvailable(f.Channel, *f.On)
+	case "accept":
+		err = cs.Accept(f.Contact)
+	case "decline":
+		err = cs.Decline(f.Contact)
+	case "message":
+		err = cs.Send(f.Contact, f.ID, f.Text)
+	case "typing":
+		if c.isLive(f.Contact) {
+			_ = cs.Typing(f.Contact) // a race with the end is harmless
+		}
+	case "end":
+		err = cs.End(f.Contact, switchboard.Categorisation{Topics: f.Topics, AgeGroup: f.AgeGroup})
+		if err == nil {
+			c.mu.Lock()
+			delete(c.live, f.Contact)
+			c.mu.Unlock()
+			c.ws.send(contactFrame{Type: "categorised", Contact: f.Contact})
+		}
+	}
+	if err != nil {
+		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error(), Contact: clipText(f.Contact), ID: clipText(f.ID)})
+		if errorCode(err) == "not_signed_in" {
+			c.ws.sendThenClose(closedFrame{Type: "closed", Reason: "signed in elsewhere"}, websocket.StatusPolicyViolation, "signed in elsewhere")
+		}
+	}
+}
+
+func (c *consoleConn) isLive(contact string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.live[contact]
+}
+
+// The switchboard.ConsoleSink methods: called in order from the
+// volunteer's outbox goroutine; they only queue frames.
+
+func (c *consoleConn) Offer(o switchboard.Offer) {
+	ring := max(int(math.Ceil(time.Until(o.Until).Seconds())), 0)
+	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring})
+}
+
+func (c *consoleConn) OfferWithdrawn(contact, reason string) {
+	c.ws.send(withdrawnFrame{Type: "offer_withdrawn", Contact: contact, Reason: reason})
+}
+
+func (c *consoleConn) Connected(contact, fromCentre string) {
+	c.mu.Lock()
+	c.live[contact] = true
+	c.mu.Unlock()
+	c.ws.send(consoleConnectedFrame{Type: "connected", Contact: contact, FromCentre: fromCentre})
+}
+
+// Event passes on what the visitor's side said. A message, typing or end
+// for a conversation no longer open on this console (ended here, or an echo
+// of an end) is dropped; a late "delivered" still goes through.
+func (c *consoleConn) Event(contact string, e switchboard.Event) {
+	c.mu.Lock()
+	live := c.live[contact]
+	if live && e.Kind == switchboard.EventEnded {
+		delete(c.live, contact)
+	}
+	c.mu.Unlock()
+	if !live && e.Kind != switchboard.EventDelivered {
+		return
+	}
+	switch e.Kind {
+	case switchboard.EventMessage:
+		c.ws.send(messageFrame{Type: "message", Contact: contact, ID: e.ID, Text: e.Text})
+	case switchboard.EventTyping:
+		c.ws.send(contactFrame{Type: "typing", Contact: contact})
+	case switchboard.EventDelivered:
+		c.ws.send(idFrame{Type: "delivered", Contact: contact, ID: e.ID})
+	case switchboard.EventEnded:
+		by := e.By
+		if by == "" {
+			by = switchboard.ByVisitor
+		}
+		c.ws.send(endedFrame{Type: "ended", Contact: contact, By: by})
+	}
+}
+
+func (c *consoleConn) Lost(contact string, undelivered int) {
+	c.mu.Lock()
+	delete(c.live, contact)
+	c.mu.Unlock()
+	c.ws.send(undeliveredFrame{Type: "lost", Contact: contact, Undelivered: undelivered})
+}
+
+func (c *consoleConn) Availability(channels map[string]bool, active, capacity int) {
+	c.ws.send(availabilityFrame{Type: "availability", Channels: channels, Active: active, Capacity: capacity})
+}

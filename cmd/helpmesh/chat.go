@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/coder/websocket/wsjson"
+)
+
+// The terminal clients let the demo be tried without pages: one visitor
+// chat, one volunteer console, each a line-based loop over the documented
+// WebSocket protocol (docs/api.md).
+
+func wsURL(server, path string) string {
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	u := strings.Replace(strings.Replace(server, "https://", "wss://", 1), "http://", "ws://", 1)
+	return strings.TrimRight(u, "/") + path
+}
+
+func originOf(server string) string {
+	if !strings.Contains(server, "://") {
+		server = "http://" + server
+	}
+	return strings.TrimRight(server, "/")
+}
+
+func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "the centre to chat at")
+	lang := fs.String("lang", "nb", "language code")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	c, _, err := websocket.Dial(ctx, wsURL(*server, "/v1/chat?channel=chat&lang="+url.QueryEscape(*lang)),
+		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {originOf(*server)}}})
+	if err != nil {
+		return fmt.Errorf("chat: %w", err)
+	}
+	defer c.CloseNow()
+	fmt.Fprintln(stdout, "connected to the centre; type a message and Enter, /end to leave")
+	var mu sync.Mutex
+	go func() {
+		for {
+			var m map[string]any
+			if err := wsjson.Read(ctx, c, &m); err != nil {
+				return
+			}
+			mu.Lock()
+			switch m["type"] {
+			case "queued":
+				fmt.Fprintf(stdout, "[you are number %v in the queue, about %vs]\n", m["position"], m["estimated_wait_seconds"])
+			case "connected":
+				fmt.Fprintf(stdout, "[%v is here to listen]\n", m["alias"])
+			case "message":
+				fmt.Fprintf(stdout, "volunteer: %v\n", m["text"])
+			case "typing":
+				fmt.Fprintln(stdout, "[typing...]")
+			case "delivered":
+			case "ended":
+				fmt.Fprintf(stdout, "[the conversation ended (%v)]\n", m["by"])
+			case "requeued":
+				fmt.Fprintf(stdout, "[the connection to the volunteer was lost; you are back in the queue (%v messages may not have arrived)]\n", m["undelivered"])
+			default:
+				b, _ := json.Marshal(m)
+				fmt.Fprintf(stdout, "[%s]\n", b)
+			}
+			mu.Unlock()
+		}
+	}()
+	sc := bufio.NewScanner(stdin)
+	n := 0
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if line == "/end" {
+			_ = wsjson.Write(ctx, c, map[string]string{"type": "end"})
+			break
+		}
+		n++
+		if err := wsjson.Write(ctx, c, map[string]string{"type": "message", "id": fmt.Sprintf("m%d", n), "text": line}); err != nil {
+			return fmt.Errorf("chat: %w", err)
+		}
+	}
+	_ = c.Close(websocket.StatusNormalClosure, "bye")
+	return nil
+}
+
+func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	fs := flag.NewFlagSet("volunteer", flag.ContinueOnError)
+	server := fs.String("server", "http://127.0.0.1:8080", "your home centre")
+	id := fs.String("id", "", "your volunteer id")
+	password := fs.String("password", "", "your password")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	jar, _ := cookiejar.New(nil)
+	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
+	body, _ := json.Marshal(map[string]string{"volunteer": *id, "password": *password})
+	base := originOf(*server)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/volunteer/login", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Origin", base)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("volunteer: login: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return fmt.Errorf("volunteer: login refused (HTTP %d)", resp.StatusCode)
+	}
+	c, _, err := websocket.Dial(ctx, wsURL(*server, "/v1/console"), &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Origin": {base}}})
+	if err != nil {
+		return fmt.Errorf("volunteer: console: %w", err)
+	}
+	defer c.CloseNow()
+	if err := wsjson.Write(ctx, c, map[string]any{"type": "available", "channel": "chat", "on": true}); err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, "signed in and available for chat. /accept, /decline, /end TOPIC AGE-GROUP, or type to answer")
+	var mu sync.Mutex
+	current := ""
+	go func() {
+		for {
+			var m map[string]any
+			if err := wsjson.Read(ctx, c, &m); err != nil {
+				return
+			}
+			mu.Lock()
+			switch m["type"] {
+			case "offer":
+				current, _ = m["contact"].(string)
+				from := ""
+				if f, ok := m["from_centre"].(string); ok && f != "" {
+					from = " from " + f
+				}
+				fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
+			case "connected":
+				fmt.Fprintln(stdout, "[connected]")
+			case "message":
+				fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
+			case "ended":
+				fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
+			case "delivered", "availability", "typing":
+			default:
+				b, _ := json.Marshal(m)
+				fmt.Fprintf(stdout, "[%s]\n", b)
+			}
+			mu.Unlock()
+		}
+	}()
+	sc := bufio.NewScanner(stdin)
+	n := 0
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		mu.Lock()
+		contact := current
+		mu.Unlock()
+		var msg map[string]any
+		switch f := strings.Fields(line); {
+		case line == "":
+			continue
+		case line == "/accept":
+			msg = map[string]any{"type": "accept", "contact": contact}
+		case line == "/decline":
+			msg = map[string]any{"type": "decline", "contact": contact}
+		case len(f) > 0 && f[0] == "/end":
+			topic, age := "other", "unknown"
+			if len(f) > 1 {
+				topic = f[1]
+			}
+			if len(f) > 2 {
+				age = f[2]
+			}
+			msg = map[string]any{"type": "end", "contact": contact, "topics": []string{topic}, "age_group": age}
+		default:
+			n++
+			msg = map[string]any{"type": "message", "contact": contact, "id": fmt.Sprintf("r%d", n), "text": line}
+		}
+		if err := wsjson.Write(ctx, c, msg); err != nil {
+			return err
+		}
+	}
+	return nil
+}
