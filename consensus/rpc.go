@@ -42,6 +42,14 @@ type rosterResponse struct {
 	Code   string  `json:"code,omitempty"`
 	Error  string  `json:"error,omitempty"`
 	Roster *Roster `json:"roster,omitempty"`
+	// Index is the log index a write was committed at.
+	Index uint64 `json:"index,omitempty"`
+}
+
+// result is what the leader produced for a request.
+type result struct {
+	roster Roster
+	index  uint64
 }
 
 // Propose writes cmd to the roster. It is refused with a clear error, and
@@ -51,9 +59,14 @@ func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
 	if err := cmd.Validate(); err != nil {
 		return fmt.Errorf("propose: %w", err)
 	}
-	_, err := c.onLeader(ctx, rosterRequest{Kind: rpcApply, Command: &cmd})
+	res, err := c.onLeader(ctx, rosterRequest{Kind: rpcApply, Command: &cmd})
 	if err != nil {
 		return fmt.Errorf("propose %s: %w", cmd.Op, err)
+	}
+	// Read your writes: whoever proposed through this centre sees the
+	// change in its local roster as soon as Propose returns.
+	if err := c.WaitForIndex(ctx, res.index); err != nil {
+		return fmt.Errorf("propose %s: committed, but not yet applied here: %w", cmd.Op, err)
 	}
 	return nil
 }
@@ -62,11 +75,11 @@ func (c *Consensus) Propose(ctx context.Context, cmd Command) error {
 // answered by the leader after a barrier, so it reflects every write that
 // completed before the call began.
 func (c *Consensus) ReadRoster(ctx context.Context) (Roster, error) {
-	r, err := c.onLeader(ctx, rosterRequest{Kind: rpcRead})
+	res, err := c.onLeader(ctx, rosterRequest{Kind: rpcRead})
 	if err != nil {
 		return Roster{}, fmt.Errorf("read roster: %w", err)
 	}
-	return r, nil
+	return res.roster, nil
 }
 
 // AddServer asks the leader to take an admitted centre into the Raft group
@@ -80,10 +93,10 @@ func (c *Consensus) AddServer(ctx context.Context, centre, peerID string) error 
 
 // onLeader runs req here if this node leads, else on the leader, retrying
 // while no leader is known or leadership moves, until ctx ends.
-func (c *Consensus) onLeader(ctx context.Context, req rosterRequest) (Roster, error) {
+func (c *Consensus) onLeader(ctx context.Context, req rosterRequest) (result, error) {
 	backoff := 20 * time.Millisecond
 	for {
-		var r Roster
+		var r result
 		var err error
 		if c.IsLeader() {
 			r, err = c.handle(ctx, req)
@@ -98,9 +111,9 @@ func (c *Consensus) onLeader(ctx context.Context, req rosterRequest) (Roster, er
 		}
 		select {
 		case <-ctx.Done():
-			return Roster{}, fmt.Errorf("%w: %w", err, ctx.Err())
+			return result{}, fmt.Errorf("%w: %w", err, ctx.Err())
 		case <-c.stop.Done():
-			return Roster{}, ErrStopped
+			return result{}, ErrStopped
 		case <-time.After(backoff):
 		}
 		backoff = min(backoff*2, 500*time.Millisecond)
@@ -108,40 +121,40 @@ func (c *Consensus) onLeader(ctx context.Context, req rosterRequest) (Roster, er
 }
 
 // handle executes req on the leader.
-func (c *Consensus) handle(ctx context.Context, req rosterRequest) (Roster, error) {
+func (c *Consensus) handle(ctx context.Context, req rosterRequest) (result, error) {
 	timeout := timeoutFrom(ctx, rpcTimeout)
 	switch req.Kind {
 	case rpcApply:
 		if req.Command == nil {
-			return Roster{}, fmt.Errorf("apply without a command: %w", ErrBadCommand)
+			return result{}, fmt.Errorf("apply without a command: %w", ErrBadCommand)
 		}
 		// Refused before the log: a bad command never becomes an entry.
 		if err := c.fsm.check(*req.Command); err != nil {
-			return Roster{}, err
+			return result{}, err
 		}
 		b, err := EncodeCommand(*req.Command)
 		if err != nil {
-			return Roster{}, err
+			return result{}, err
 		}
 		f := c.raft.Apply(b, timeout)
 		if err := f.Error(); err != nil {
-			return Roster{}, raftError(err)
+			return result{}, raftError(err)
 		}
 		if res, ok := f.Response().(applyResult); ok && res.err != nil {
-			return Roster{}, res.err
+			return result{}, res.err
 		}
-		return Roster{}, nil
+		return result{index: f.Index()}, nil
 	case rpcRead:
 		// The barrier commits in this leader's term, so the FSM holds every
 		// write acknowledged before this read began.
 		if err := c.raft.Barrier(timeout).Error(); err != nil {
-			return Roster{}, raftError(err)
+			return result{}, raftError(err)
 		}
-		return c.fsm.read(), nil
+		return result{roster: c.fsm.read(), index: c.raft.AppliedIndex()}, nil
 	case rpcAddServer:
-		return Roster{}, c.addServer(req.Centre, req.PeerID, timeout)
+		return result{}, c.addServer(req.Centre, req.PeerID, timeout)
 	default:
-		return Roster{}, fmt.Errorf("unknown roster request %q: %w", clip(string(req.Kind)), ErrBadCommand)
+		return result{}, fmt.Errorf("unknown roster request %q: %w", clip(string(req.Kind)), ErrBadCommand)
 	}
 }
 
@@ -155,10 +168,10 @@ func raftError(err error) error {
 	return err
 }
 
-func (c *Consensus) forward(ctx context.Context, leader raft.ServerAddress, req rosterRequest) (Roster, error) {
+func (c *Consensus) forward(ctx context.Context, leader raft.ServerAddress, req rosterRequest) (result, error) {
 	pid, err := peer.Decode(string(leader))
 	if err != nil {
-		return Roster{}, fmt.Errorf("leader address %q: %w", leader, err)
+		return result{}, fmt.Errorf("leader address %q: %w", leader, err)
 	}
 	timeout := timeoutFrom(ctx, rpcTimeout)
 	sctx, cancel := context.WithTimeout(ctx, timeout)
@@ -166,21 +179,22 @@ func (c *Consensus) forward(ctx context.Context, leader raft.ServerAddress, req 
 	s, err := c.cfg.Host.NewStream(sctx, pid, rosterProtocol)
 	if err != nil {
 		// Nothing was sent, so retrying is safe.
-		return Roster{}, fmt.Errorf("%w: reach leader %s: %w", ErrNotLeader, pid.ShortString(), err)
+		return result{}, fmt.Errorf("%w: reach leader %s: %w", ErrNotLeader, pid.ShortString(), err)
 	}
 	defer s.Close()
 	var resp rosterResponse
 	if err := wire.Exchange(s, s, req, &resp, maxRosterRequest, maxRosterResponse, timeout); err != nil {
 		_ = s.Reset()
-		return Roster{}, fmt.Errorf("forward to leader %s: %w", pid.ShortString(), err)
+		return result{}, fmt.Errorf("forward to leader %s: %w", pid.ShortString(), err)
 	}
 	if err := fromWire(resp.Code, resp.Error); err != nil {
-		return Roster{}, err
+		return result{}, err
 	}
+	out := result{index: resp.Index}
 	if resp.Roster != nil {
-		return *resp.Roster, nil
+		out.roster = *resp.Roster
 	}
-	return Roster{}, nil
+	return out, nil
 }
 
 // serveRoster answers a forwarded request. Only admitted centres reach it:
@@ -205,8 +219,11 @@ func (c *Consensus) serveRoster(s network.Stream) {
 		cancel()
 		if err != nil {
 			resp = rosterResponse{Code: codeOf(err), Error: err.Error()}
-		} else if req.Kind == rpcRead {
-			resp.Roster = &r
+		} else {
+			resp.Index = r.index
+			if req.Kind == rpcRead {
+				resp.Roster = &r.roster
+			}
 		}
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(rpcTimeout))

@@ -156,6 +156,10 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 				fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
 			case "ended":
 				fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
+			case "policy":
+				fmt.Fprintf(stdout, "[topics: %v; age groups: %v]\n", m["topics"], m["age_groups"])
+			case "categorised":
+				fmt.Fprintln(stdout, "[categorisation recorded]")
 			case "delivered", "availability", "typing":
 			default:
 				b, _ := json.Marshal(m)

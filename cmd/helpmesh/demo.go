@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -53,11 +54,12 @@ type demoOptions struct {
 // until ctx ends. A --dir from an earlier run is started again as it was.
 func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
 	type running struct {
-		stop  func() error
-		http  string
-		id    string
-		dir   string
-		admit *node.Node
+		stop       func() error
+		http       string
+		id         string
+		dir        string
+		admit      *node.Node
+		volunteers []string
 	}
 	var centres []running
 	defer func() {
@@ -104,13 +106,38 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		if i == 0 {
 			firstJoin = n.P2PAddrs()[0]
 		}
-		centres = append(centres, running{stop: func() error { return stopCentre(n, srv) }, http: srv.Addr(), id: id, dir: dir, admit: n})
+		c := running{stop: func() error { return stopCentre(n, srv) }, http: srv.Addr(), id: id, dir: dir, admit: n}
+		if fresh {
+			token, err := node.LoadAdminToken(dir)
+			if err != nil {
+				return err
+			}
+			client := &adminClient{base: "http://" + c.http, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+			if c.volunteers, err = seedVolunteers(ctx, client, id, i); err != nil {
+				return fmt.Errorf("demo: %w", err)
+			}
+		} else {
+			for _, v := range n.Roster().Volunteers {
+				if v.Centre == id {
+					c.volunteers = append(c.volunteers, v.ID)
+				}
+			}
+		}
+		centres = append(centres, c)
 	}
 	fmt.Fprintf(stdout, "helpmesh demo: %d centres on loopback, data in %s\n\n", len(centres), o.dir)
 	for _, c := range centres {
 		fmt.Fprintf(stdout, "  %-12s http://%s   admin token: %s\n", c.id, c.http, filepath.Join(c.dir, node.AdminTokenFile))
 	}
-	fmt.Fprintf(stdout, "\nTry:\n  helpmesh status --dir %s\n", centres[0].dir)
+	fmt.Fprintf(stdout, "\nVolunteers (password %q):\n", DemoPassword)
+	for _, c := range centres {
+		for _, v := range c.volunteers {
+			fmt.Fprintf(stdout, "  helpmesh volunteer --server http://%s --id %s --password %s\n", c.http, v, DemoPassword)
+		}
+	}
+	fmt.Fprintf(stdout, "\nA visitor at %s, which has no volunteer on duty, overflows to a centre where one has signed in:\n", centres[0].id)
+	fmt.Fprintf(stdout, "  helpmesh chat --server http://%s\n", centres[0].http)
+	fmt.Fprintf(stdout, "\nThe federation:\n  helpmesh status --dir %s\n", centres[0].dir)
 	fmt.Fprintf(stdout, "  curl http://%s/healthz\n", centres[0].http)
 	fmt.Fprintf(stdout, "\nready; press Ctrl-C to stop\n")
 	<-ctx.Done()
