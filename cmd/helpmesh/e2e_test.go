@@ -131,15 +131,40 @@ func TestBinaryFederationJoinAndKill9(t *testing.T) {
 	}
 }
 
+// The binary is built once for all tests of this package.
+var built struct {
+	once sync.Once
+	path string
+	err  error
+}
+
 func buildBinary(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "helpmesh")
-	cmd := exec.Command("go", "build", "-o", bin, ".")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build helpmesh: %v\n%s", err, out)
+	built.once.Do(func() {
+		dir, err := os.MkdirTemp("", "helpmesh-bin-")
+		if err != nil {
+			built.err = err
+			return
+		}
+		built.path = filepath.Join(dir, "helpmesh")
+		cmd := exec.Command("go", "build", "-o", built.path, ".")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("build helpmesh: %v\n%s", err, out)
+		}
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	return bin
+	return built.path
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.path != "" {
+		os.RemoveAll(filepath.Dir(built.path))
+	}
+	os.Exit(code)
 }
 
 func runErr(bin string, args ...string) (string, error) {
@@ -204,6 +229,24 @@ func start(t *testing.T, bin string, args ...string) *process {
 		}
 	})
 	return p
+}
+
+// stop interrupts the process and waits for it to exit cleanly.
+func (p *process) stop(t *testing.T) {
+	t.Helper()
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("centre did not stop within 20 s of an interrupt")
+	}
+}
+
+// output is everything the process logged so far.
+func (p *process) output() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.log.String()
 }
 
 func (p *process) kill9(t *testing.T) {
