@@ -401,9 +401,14 @@ func (c *Console) Accept(contactID string) error {
 		s.dispatchLocked()
 		return nil
 	case r.received != nil && r.received.id == contactID && !r.received.accepted:
+		// The slot may hold Close's ErrClosed: then there is no one to tell.
+		select {
+		case r.received.decided <- nil:
+		default:
+			return fmt.Errorf("accept %s: %w", clip(contactID), ErrOfferGone)
+		}
 		r.timer.Stop()
 		r.received.accepted = true
-		r.received.decided <- nil
 		return nil
 	}
 	return fmt.Errorf("accept %s: %w", clip(contactID), ErrOfferGone)
@@ -1020,6 +1025,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	v := rc.vol
 	h := &receivedPeerHandler{s: s, rc: rc}
 	if v.ring != rc.ring || s.volunteers[v.ID] != v {
+		delete(s.received, rc.id)
 		peer.Close("the volunteer is gone")
 		return h
 	}
