@@ -134,31 +134,89 @@ func TestOverflowChatThroughRelay(t *testing.T) {
 }
 
 // Kill B mid-conversation: the visitor at A is told and requeued at the
-// front within 5 seconds.
+// front within 5 seconds; a conversation A->C and a local one at A go on.
+// Before that, 50 messages each way over the relay all arrive, in order,
+// and every one is acknowledged: nothing is lost silently.
 func TestKilledAnsweringCentreRequeuesVisitor(t *testing.T) {
 	f := newFederation(t, 3, fedOptions{})
-	a, b := f.node("c1"), f.node("c2")
-	console, cp := signIn(t, b, "v-b", "Kari")
+	a := f.node("c1")
+	// Only B is on duty at first, so the first visitor overflows to B.
+	consoleB, pb := signIn(t, f.node("c2"), "v-b", "Kari")
 	vp := newVisitorProbe()
 	h, err := a.Switchboard().StartContact("chat", "nb", vp)
 	if err != nil {
 		t.Fatal(err)
 	}
-	o := nextOffer(t, cp, 10*time.Second)
-	if err := console.Accept(o.Contact); err != nil {
+	o := nextOffer(t, pb, 10*time.Second)
+	if err := consoleB.Accept(o.Contact); err != nil {
 		t.Fatal(err)
 	}
 	expect(t, vp.ev, "connected Kari", 5*time.Second)
-	if err := h.Send("m1", "hello"); err != nil {
+	expect(t, pb.ev, "connected c1", 5*time.Second)
+	for i := range 50 {
+		id := fmt.Sprintf("m%02d", i)
+		if err := h.Send(id, "visitor line "+id); err != nil {
+			t.Fatal(err)
+		}
+		if err := consoleB.Send(o.Contact, "r"+id, "volunteer line "+id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 50 {
+		id := fmt.Sprintf("m%02d", i)
+		expect(t, pb.ev, "message "+id+" visitor line "+id, 5*time.Second)
+	}
+	for i := range 50 {
+		id := fmt.Sprintf("m%02d", i)
+		expect(t, vp.ev, "message r"+id+" volunteer line "+id, 5*time.Second)
+	}
+
+	// A second visitor goes to C, a third stays local at A.
+	consoleC, pc := signIn(t, f.node("c3"), "v-c", "Nils")
+	if err := consoleB.SetAvailable("chat", false); err != nil {
 		t.Fatal(err)
 	}
-	expect(t, vp.ev, "delivered m1 ", 5*time.Second)
+	eventually(t, 10*time.Second, "c1 to see only c3 free", func() bool {
+		c := a.router.Candidates("chat", "nb")
+		return len(c) == 1 && c[0].Centre == "c3"
+	})
+	vpC := newVisitorProbe()
+	hC, err := a.Switchboard().StartContact("chat", "nb", vpC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oC := nextOffer(t, pc, 10*time.Second)
+	if err := consoleC.Accept(oC.Contact); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vpC.ev, "connected Nils", 5*time.Second)
+	consoleA, pa := signIn(t, a, "v-a", "Ola")
+	vpA := newVisitorProbe()
+	hA, err := a.Switchboard().StartContact("chat", "nb", vpA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oA := nextOffer(t, pa, 5*time.Second)
+	if err := consoleA.Accept(oA.Contact); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vpA.ev, "connected Ola", 5*time.Second)
 
 	killed := time.Now()
 	f.kill("c2")
 	expect(t, vp.ev, "requeued 0", 5*time.Second)
 	t.Logf("visitor requeued %v after the answering centre was killed", time.Since(killed).Round(time.Millisecond))
 	expect(t, vp.ev, "queued 1", 5*time.Second)
+
+	// The other conversations go on.
+	if err := hC.Send("x1", "still there?"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, pc.ev, "message x1 still there?", 5*time.Second)
+	if err := hA.Send("y1", "and here?"); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, pa.ev, "message y1 and here?", 5*time.Second)
 }
 
 func setOverflowAfter(t *testing.T, n *Node, seconds int) {

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -128,6 +129,30 @@ func TestBinaryFederationJoinAndKill9(t *testing.T) {
 		if !strings.Contains(table, c.id) {
 			t.Fatalf("status table lacks %s:\n%s", c.id, table)
 		}
+	}
+
+	// A coordinator removes a centre with the CLI: it leaves the roster and
+	// the Raft group at every remaining centre.
+	removed := centres[2]
+	if removed.id == view.Leader {
+		removed = centres[1]
+	}
+	run(t, bin, "centre", "remove", "--dir", first.dir, "--id", removed.id)
+	waitFor(t, 30*time.Second, removed.id+" gone from the federation view", func() bool {
+		out, err := runErr(bin, "status", "--dir", first.dir, "--json")
+		var v node.FederationView
+		if err != nil || json.Unmarshal([]byte(out), &v) != nil {
+			return false
+		}
+		for _, c := range v.Centres {
+			if c.ID == removed.id {
+				return false
+			}
+		}
+		return len(v.Centres) == 2 && !slices.Contains(v.Raft.Voters, removed.id) && !slices.Contains(v.Raft.Nonvoters, removed.id)
+	})
+	if out, err := runErr(bin, "centre", "remove", "--dir", first.dir, "--id", removed.id); err == nil || !strings.Contains(out, "unknown centre") {
+		t.Fatalf("removing it again should fail with 'unknown centre': %v %s", err, out)
 	}
 }
 
