@@ -160,6 +160,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Centre.Registry(), promhttp.HandlerOpts{}))
 	mux.Handle("GET /v1/federation", s.admin(s.federation))
 	mux.Handle("GET /v1/roster", s.admin(s.roster))
+	mux.Handle("GET /v1/federation/events", s.admin(s.federationEvents))
 	mux.Handle("POST /v1/centres", s.admin(s.admitCentre))
 	mux.Handle("DELETE /v1/centres/{id}", s.admin(s.removeCentre))
 	mux.Handle("PUT /v1/policy", s.admin(s.setPolicy))
@@ -171,6 +172,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v1/volunteer/logout", s.logout)
 	mux.HandleFunc("GET /v1/chat", s.visitorChat)
 	mux.HandleFunc("GET /v1/console", s.console)
+	s.pages(mux)
 	return mux
 }
 

@@ -7,6 +7,7 @@ import (
 	"io"
 	"regexp"
 	"slices"
+	"time"
 	"unicode/utf8"
 )
 
@@ -44,8 +45,10 @@ type Command struct {
 }
 
 var (
-	idPattern   = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	peerPattern = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
+	idPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	peerPattern  = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
+	phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ()-]{1,19}$`)
+	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 )
 
 const (
@@ -216,6 +219,31 @@ func (p *Policy) validate(bad badFunc) error {
 	}
 	if p.ServiceLevelSeconds < 1 || p.ServiceLevelSeconds > maxSeconds {
 		return bad("service_level_seconds %d must be 1-%d", p.ServiceLevelSeconds, maxSeconds)
+	}
+	if len(p.EmergencyNumbers) > 8 {
+		return bad("at most 8 emergency numbers")
+	}
+	for _, e := range p.EmergencyNumbers {
+		if err := checkText("emergency number name", e.Name, 60, bad); err != nil {
+			return err
+		}
+		if !phonePattern.MatchString(e.Number) {
+			return bad("emergency number %q must be digits, spaces and + - ( )", clip(e.Number))
+		}
+	}
+	if len(p.OpenHours) > 28 {
+		return bad("at most 28 opening periods")
+	}
+	for _, o := range p.OpenHours {
+		if o.Weekday < 0 || o.Weekday > 6 || !clockPattern.MatchString(o.From) || !clockPattern.MatchString(o.To) {
+			return bad("opening period %d %q-%q: weekday 0-6 (0 is Sunday) and HH:MM times", o.Weekday, clip(o.From), clip(o.To))
+		}
+	}
+	if len(p.TimeZone) > 64 {
+		return bad("time zone too long")
+	}
+	if _, err := time.LoadLocation(p.TimeZone); err != nil {
+		return bad("time zone %q is not an IANA zone", clip(p.TimeZone))
 	}
 	return nil
 }

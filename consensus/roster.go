@@ -48,6 +48,26 @@ type Policy struct {
 	Topics []string `json:"topics"`
 	// ServiceLevelSeconds is the speed-to-answer target.
 	ServiceLevelSeconds int `json:"service_level_seconds"`
+	// EmergencyNumbers are shown to a visitor when the helpline is closed
+	// or nobody is free.
+	EmergencyNumbers []EmergencyNumber `json:"emergency_numbers,omitempty"`
+	// OpenHours are when volunteers answer, in TimeZone; none means always.
+	OpenHours []OpenPeriod `json:"open_hours,omitempty"`
+	TimeZone  string       `json:"time_zone,omitempty"`
+}
+
+// EmergencyNumber is a number to call when the helpline cannot answer.
+type EmergencyNumber struct {
+	Name   string `json:"name"`
+	Number string `json:"number"`
+}
+
+// OpenPeriod is one daily opening, e.g. weekday 1 (Monday) 18:00-06:00;
+// a period whose end is before its start runs past midnight.
+type OpenPeriod struct {
+	Weekday int    `json:"weekday"`
+	From    string `json:"from"`
+	To      string `json:"to"`
 }
 
 // Channels a contact can arrive on.
@@ -68,6 +88,11 @@ func DefaultPolicy() Policy {
 			"suicidal-thoughts", "other",
 		},
 		ServiceLevelSeconds: 60,
+		EmergencyNumbers: []EmergencyNumber{
+			{Name: "Medical emergency", Number: "113"},
+			{Name: "Police", Number: "112"},
+		},
+		TimeZone: "Europe/Oslo",
 	}
 }
 
@@ -96,6 +121,8 @@ func (r Roster) Clone() Roster {
 }
 
 func (p Policy) clone() Policy {
+	p.EmergencyNumbers = slices.Clone(p.EmergencyNumbers)
+	p.OpenHours = slices.Clone(p.OpenHours)
 	p.OverflowAfterSeconds = maps.Clone(p.OverflowAfterSeconds)
 	p.Languages = slices.Clone(p.Languages)
 	p.Topics = slices.Clone(p.Topics)

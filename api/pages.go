@@ -1,0 +1,116 @@
+package api
+
+import (
+	"embed"
+	"io/fs"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// web holds the pages: plain HTML, CSS and JavaScript, no build step.
+//
+//go:embed web
+var web embed.FS
+
+// pageCSP forbids inline script and anything from another origin. frame-
+// ancestors admits the origins a centre lets embed the chat as a widget.
+func (s *Server) pageCSP() string {
+	ancestors := "'self'"
+	for _, o := range s.cfg.AllowedOrigins {
+		if strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://") {
+			ancestors += " " + o
+		}
+	}
+	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+		"connect-src 'self'; media-src 'self' data:; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; " +
+		"frame-ancestors " + ancestors
+}
+
+// pages adds the page routes to mux.
+func (s *Server) pages(mux *http.ServeMux) {
+	sub, err := fs.Sub(web, "web")
+	if err != nil {
+		panic(err) // the embedded tree is fixed at build time
+	}
+	files := http.FileServerFS(sub)
+	serve := func(name string) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) {
+			s.pageHeaders(w)
+			http.ServeFileFS(w, r, sub, name)
+		}
+	}
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/chat", http.StatusFound)
+	})
+	mux.HandleFunc("GET /chat", serve("chat.html"))
+	mux.HandleFunc("GET /console", serve("console.html"))
+	mux.HandleFunc("GET /overview", serve("overview.html"))
+	mux.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.pageHeaders(w)
+		files.ServeHTTP(w, r)
+	}))
+	mux.Handle("GET /i18n/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.pageHeaders(w)
+		files.ServeHTTP(w, r)
+	}))
+	mux.HandleFunc("GET /widget.js", func(w http.ResponseWriter, r *http.Request) {
+		s.pageHeaders(w)
+		http.ServeFileFS(w, r, sub, "static/widget.js")
+	})
+	mux.HandleFunc("GET /v1/info", s.info)
+}
+
+func (s *Server) pageHeaders(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Content-Security-Policy", s.pageCSP())
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+}
+
+// Info is what the public pages need before a chat starts.
+type Info struct {
+	Centre           string                `json:"centre"`
+	Name             string                `json:"name"`
+	Languages        []string              `json:"languages"`
+	Open             bool                  `json:"open"`
+	VolunteersFree   bool                  `json:"volunteers_free"`
+	EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
+	Topics           []string              `json:"topics"`
+	AgeGroups        []string              `json:"age_groups"`
+}
+
+type emergencyNumberView struct {
+	Name   string `json:"name"`
+	Number string `json:"number"`
+}
+
+// info answers GET /v1/info: public, cacheable for a few seconds, no
+// identities. volunteers_free says whether anyone in the federation is free
+// for chat now, so the page can say "no one is free right now" honestly.
+func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
+	r := s.cfg.Centre.Roster()
+	p := r.Policy
+	in := Info{
+		Centre: s.cfg.Centre.Centre(), Name: r.Centres[s.cfg.Centre.Centre()].Name,
+		Languages: p.Languages, Open: p.OpenAt(time.Now()), Topics: p.Topics, AgeGroups: switchboard.AgeGroups,
+	}
+	for _, e := range p.EmergencyNumbers {
+		in.EmergencyNumbers = append(in.EmergencyNumbers, emergencyNumberView{e.Name, e.Number})
+	}
+	for _, c := range s.cfg.Centre.Federation().Centres {
+		if c.Gossip != "alive" || c.Availability == nil {
+			continue
+		}
+		for _, n := range c.Availability.Channels["chat"].Free {
+			if n > 0 {
+				in.VolunteersFree = true
+			}
+		}
+	}
+	writeJSON(w, http.StatusOK, in)
+}
