@@ -10,6 +10,8 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/crypto"
 	"github.com/libp2p/go-libp2p/core/peer"
+
+	"github.com/helpmesh/helpmesh/internal/atomicfile"
 )
 
 // LoadOrCreateIdentity reads the centre's Ed25519 key from path, creating it
@@ -52,21 +54,5 @@ func PeerIDOf(k crypto.PrivKey) (peer.ID, error) {
 // writeFileAtomic writes via a synced temporary file and a rename, so a crash
 // leaves either the old file or the new one.
 func writeFileAtomic(path string, b []byte, mode os.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, mode)
 }
