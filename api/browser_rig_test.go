@@ -76,11 +76,12 @@ func screenshotDir(t testing.TB) string {
 	return dir
 }
 
-// screenshot saves the tab's full page as name.png.
+// screenshot saves the tab's full page as name.png (quality 100 makes
+// chromedp capture PNG rather than JPEG).
 func screenshot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 90)); err != nil {
+	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
 	path := filepath.Join(screenshotDir(t), name+".png")

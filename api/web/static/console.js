@@ -1,0 +1,549 @@
+// helpmesh volunteer console. Plain JavaScript, no build step, no inline
+// script (the page's CSP forbids it). Speaks the /v1/console protocol
+// described in api/console.go.
+(function () {
+  'use strict';
+
+  var $ = function (sel, root) { return (root || document).querySelector(sel); };
+  var ws = null;
+  var policy = { topics: [], age_groups: [] };
+  var offers = {};   // contact -> {el, timer, until}
+  var chats = {};    // contact -> {el, ...}
+  var msgSeq = 0;
+  var audio = null;
+  var closingOnPurpose = false;
+  var CHANNEL_NAMES = { chat: 'chat', phone: 'phone' };
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === 'class') { e.className = attrs[k]; } else { e.setAttribute(k, attrs[k]); }
+      });
+    }
+    if (text !== undefined && text !== null) { e.textContent = text; }
+    return e;
+  }
+
+  function status(text) { $('#status').textContent = text; }
+  function announce(text) {
+    var a = $('#announce');
+    a.textContent = '';
+    // A fresh text node makes screen readers announce repeated messages too.
+    window.setTimeout(function () { a.textContent = text; }, 30);
+  }
+
+  // ---- sound: a short two-tone chime, never throws ----
+  function unlockAudio() {
+    try {
+      if (!audio) {
+        var AC = window.AudioContext || window.webkitAudioContext;
+        if (AC) { audio = new AC(); }
+      }
+      if (audio && audio.state === 'suspended') { audio.resume().catch(function () {}); }
+    } catch (e) { audio = null; }
+  }
+  function chime() {
+    try {
+      unlockAudio();
+      if (!audio) { return; }
+      var t = audio.currentTime;
+      [660, 880].forEach(function (f, i) {
+        var o = audio.createOscillator();
+        var g = audio.createGain();
+        o.type = 'sine';
+        o.frequency.value = f;
+        g.gain.setValueAtTime(0.0001, t + i * 0.18);
+        g.gain.exponentialRampToValueAtTime(0.2, t + i * 0.18 + 0.02);
+        g.gain.exponentialRampToValueAtTime(0.0001, t + i * 0.18 + 0.16);
+        o.connect(g);
+        g.connect(audio.destination);
+        o.start(t + i * 0.18);
+        o.stop(t + i * 0.18 + 0.18);
+      });
+    } catch (e) { /* sound is a nicety */ }
+  }
+
+  // ---- login ----
+  function showLogin(message) {
+    $('#desk').hidden = true;
+    $('#logout').hidden = true;
+    $('#login').hidden = false;
+    $('#login-error').textContent = message || '';
+    clearDesk();
+  }
+
+  function clearDesk() {
+    Object.keys(offers).forEach(removeOffer);
+    Object.keys(chats).forEach(function (c) { chats[c].el.remove(); delete chats[c]; });
+    updateNoChats();
+  }
+
+  function showDesk() {
+    $('#login').hidden = true;
+    $('#desk').hidden = false;
+    $('#logout').hidden = false;
+    $('#login-error').textContent = '';
+  }
+
+  $('#login').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    unlockAudio();
+    var id = $('#volunteer').value.trim();
+    var pw = $('#password').value;
+    if (!id || !pw) { $('#login-error').textContent = 'Enter your volunteer id and password.'; return; }
+    $('#login-submit').disabled = true;
+    $('#login-error').textContent = '';
+    fetch('/v1/volunteer/login', {
+      method: 'POST', credentials: 'same-origin',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ volunteer: id, password: pw })
+    }).then(function (r) {
+      if (r.status === 204) {
+        $('#password').value = '';
+        openConsole(true);
+        return;
+      }
+      return r.json().catch(function () { return {}; }).then(function (b) {
+        var msg = b.error || ('Login failed (HTTP ' + r.status + ')');
+        if (r.status === 429) {
+          var after = r.headers.get('Retry-After');
+          msg = 'Too many attempts. Try again' + (after ? ' in ' + after + ' seconds.' : ' later.');
+        }
+        $('#login-error').textContent = msg;
+      });
+    }).catch(function () {
+      $('#login-error').textContent = 'Cannot reach the centre. Check the connection and try again.';
+    }).then(function () { $('#login-submit').disabled = false; });
+  });
+
+  $('#logout').addEventListener('click', function () {
+    closingOnPurpose = true;
+    fetch('/v1/volunteer/logout', { method: 'POST', credentials: 'same-origin' })
+      .catch(function () {})
+      .then(function () {
+        if (ws) { try { ws.close(1000, 'logged out'); } catch (e) { /* ignore */ } }
+        ws = null;
+        showLogin('');
+        status('You are logged out.');
+        $('#volunteer').focus();
+      });
+  });
+
+  // ---- the console socket ----
+  function openConsole(fromLogin) {
+    var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    var sock;
+    try { sock = new WebSocket(proto + '//' + location.host + '/v1/console'); } catch (e) { showLogin('Cannot open the console.'); return; }
+    ws = sock;
+    closingOnPurpose = false;
+    var opened = false;
+    sock.onopen = function () {
+      opened = true;
+      showDesk();
+      status('Connected. You are signed in but not available until you switch a channel on.');
+      if (fromLogin) { $('#available-chat').focus(); }
+    };
+    sock.onmessage = function (ev) {
+      var f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      handle(f);
+    };
+    sock.onclose = function (ev) {
+      if (ws !== sock) { return; }
+      ws = null;
+      if (closingOnPurpose) { return; }
+      if (!opened) {
+        if (fromLogin) { showLogin('The console could not open. Log in again.'); }
+        else { showLogin(''); }
+        return;
+      }
+      showLogin(ev.reason ? 'The console closed: ' + ev.reason + '.' : 'The connection to the centre was lost. Log in again.');
+      status('Disconnected.');
+    };
+  }
+
+  function send(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) {
+      status('Not connected to the centre.');
+      return false;
+    }
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function handle(f) {
+    switch (f.type) {
+      case 'policy':
+        policy.topics = f.topics || [];
+        policy.age_groups = f.age_groups || [];
+        break;
+      case 'availability': onAvailability(f); break;
+      case 'offer': onOffer(f); break;
+      case 'offer_withdrawn': onWithdrawn(f); break;
+      case 'connected': onConnected(f); break;
+      case 'message': onMessage(f); break;
+      case 'typing': onTyping(f); break;
+      case 'delivered': onDelivered(f); break;
+      case 'ended': onEnded(f); break;
+      case 'lost': onLost(f); break;
+      case 'categorised': onCategorised(f); break;
+      case 'closed':
+        closingOnPurpose = true;
+        showLogin('The console was closed: ' + (f.reason || 'no reason given') + '.');
+        status('Disconnected: ' + (f.reason || ''));
+        break;
+      case 'error': onError(f); break;
+    }
+  }
+
+  // ---- availability ----
+  var lastAvailability = null;
+  function onAvailability(f) {
+    lastAvailability = f;
+    var chans = f.channels || {};
+    var known = Object.keys(chans).length > 0;
+    ['chat', 'phone'].forEach(function (ch) {
+      var box = $('#available-' + ch);
+      var has = !known || Object.prototype.hasOwnProperty.call(chans, ch);
+      $('#available-' + ch + '-label').hidden = !has;
+      box.checked = !!chans[ch];
+    });
+    var on = Object.keys(chans).filter(function (c) { return chans[c]; });
+    $('#load').textContent = (on.length ? 'Available for ' + on.join(' and ') : 'Away (not available)') +
+      ' · ' + f.active + ' of ' + f.capacity + ' conversations open';
+    $('#availability').classList.toggle('is-on', on.length > 0);
+    status(on.length ? 'You are available for ' + on.join(' and ') + '. Offers ring here.' :
+      'You are signed in but away: switch a channel on to receive offers.');
+  }
+  ['chat', 'phone'].forEach(function (ch) {
+    $('#available-' + ch).addEventListener('change', function (ev) {
+      unlockAudio();
+      if (!send({ type: 'available', channel: ch, on: ev.target.checked })) { ev.target.checked = !ev.target.checked; }
+    });
+  });
+  $('#away').addEventListener('click', function () {
+    var chans = (lastAvailability && lastAvailability.channels) || {};
+    var any = false;
+    Object.keys(chans).forEach(function (ch) {
+      if (chans[ch]) { any = true; send({ type: 'available', channel: ch, on: false }); }
+    });
+    status(any ? 'You are on a break: no new offers until you switch a channel on again.' : 'You are already away.');
+  });
+
+  // ---- offers ----
+  function onOffer(f) {
+    if (offers[f.contact]) { removeOffer(f.contact); }
+    var ring = Math.max(0, f.ring_seconds | 0);
+    var box = el('article', { class: 'offer', 'data-contact': f.contact, 'aria-labelledby': 'offer-t-' + f.contact });
+    var title = el('h3', { id: 'offer-t-' + f.contact });
+    title.textContent = 'Incoming ' + (CHANNEL_NAMES[f.channel] || f.channel) + ' · language ' + f.language;
+    box.appendChild(title);
+    if (f.from_centre) {
+      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+    }
+    var cd = el('p', { class: 'countdown-line' });
+    cd.appendChild(document.createTextNode('Rings for '));
+    var secs = el('span', { class: 'countdown', 'aria-live': 'off' }, String(ring));
+    cd.appendChild(secs);
+    cd.appendChild(document.createTextNode(' s'));
+    box.appendChild(cd);
+    var actions = el('div', { class: 'actions' });
+    var acc = el('button', { type: 'button', class: 'accept' }, 'Accept');
+    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
+    acc.setAttribute('aria-label', 'Accept ' + f.channel + ' in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
+    dec.setAttribute('aria-label', 'Decline ' + f.channel + ' in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
+    acc.addEventListener('click', function () {
+      acc.disabled = true; dec.disabled = true;
+      send({ type: 'accept', contact: f.contact });
+    });
+    dec.addEventListener('click', function () {
+      acc.disabled = true; dec.disabled = true;
+      send({ type: 'decline', contact: f.contact });
+    });
+    actions.appendChild(acc);
+    actions.appendChild(dec);
+    box.appendChild(actions);
+    $('#offers').appendChild(box);
+    var until = Date.now() + ring * 1000;
+    var timer = window.setInterval(function () {
+      var left = Math.max(0, Math.ceil((until - Date.now()) / 1000));
+      secs.textContent = String(left);
+      if (left <= 5) { box.classList.add('urgent'); }
+    }, 1000);
+    offers[f.contact] = { el: box, timer: timer, language: f.language, channel: f.channel };
+    announce('Incoming ' + f.channel + ' in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') +
+      '. ' + ring + ' seconds to accept.');
+    chime();
+  }
+
+  // removeOffer drops an offer's box; it says whether the box had focus
+  // (then focus moves on, unless keepFocus: the caller places it).
+  function removeOffer(contact, keepFocus) {
+    var o = offers[contact];
+    if (!o) { return false; }
+    window.clearInterval(o.timer);
+    var hadFocus = o.el.contains(document.activeElement);
+    o.el.remove();
+    delete offers[contact];
+    if (hadFocus && !keepFocus) { focusSomewhere(); }
+    return hadFocus;
+  }
+
+  function focusSomewhere() {
+    var b = $('#offers button.accept') || $('#chats textarea.reply') || $('#available-chat');
+    if (b) { b.focus(); }
+  }
+
+  function onWithdrawn(f) {
+    if (!offers[f.contact]) { return; }
+    removeOffer(f.contact);
+    status('Offer withdrawn: ' + (f.reason || 'no longer ringing') + '.');
+  }
+
+  // ---- conversations ----
+  function updateNoChats() {
+    $('#no-chats').hidden = Object.keys(chats).length > 0;
+  }
+
+  function onConnected(f) {
+    var o = offers[f.contact];
+    var lang = o ? o.language : '';
+    var active = document.activeElement;
+    var focusHere = removeOffer(f.contact, true) || !active || active === document.body;
+    if (chats[f.contact]) { return; }
+    var n = Object.keys(chats).length + 1;
+    var id = 'chat-' + f.contact;
+    var box = el('section', { class: 'chat card', 'data-contact': f.contact, 'aria-labelledby': id + '-t' });
+    var head = el('header', { class: 'chat-head' });
+    var title = el('h3', { id: id + '-t' }, 'Conversation ' + n + (lang ? ' · ' + lang : ''));
+    head.appendChild(title);
+    if (f.from_centre) {
+      head.appendChild(el('span', { class: 'badge badge-centre' }, 'From centre ' + f.from_centre));
+    }
+    box.appendChild(head);
+    var log = el('div', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages in conversation ' + n, tabindex: '0' });
+    box.appendChild(log);
+    var typing = el('p', { class: 'typing', 'aria-live': 'polite' });
+    box.appendChild(typing);
+    var form = el('form', { class: 'compose' });
+    var lab = el('label', { for: id + '-reply', class: 'visually-hidden' }, 'Reply in conversation ' + n);
+    var ta = el('textarea', { id: id + '-reply', class: 'reply', rows: '2', maxlength: '4000', placeholder: 'Write a reply (Enter sends, Shift+Enter for a new line)' });
+    var sendB = el('button', { type: 'submit', class: 'send' }, 'Send');
+    sendB.setAttribute('aria-label', 'Send reply in conversation ' + n);
+    form.appendChild(lab);
+    form.appendChild(ta);
+    form.appendChild(sendB);
+    box.appendChild(form);
+    var endB = el('button', { type: 'button', class: 'end' }, 'End conversation');
+    endB.setAttribute('aria-label', 'End conversation ' + n);
+    box.appendChild(endB);
+    var c = { el: box, log: log, typing: typing, ta: ta, send: sendB, end: endB, n: n, open: true, typingTimer: 0, lastTyping: 0 };
+    chats[f.contact] = c;
+
+    form.addEventListener('submit', function (ev) { ev.preventDefault(); sendReply(f.contact); });
+    ta.addEventListener('keydown', function (ev) {
+      if (ev.key === 'Enter' && !ev.shiftKey && !ev.isComposing) { ev.preventDefault(); sendReply(f.contact); }
+    });
+    ta.addEventListener('input', function () {
+      var now = Date.now();
+      if (c.open && ta.value && now - c.lastTyping > 3000) {
+        c.lastTyping = now;
+        send({ type: 'typing', contact: f.contact });
+      }
+    });
+    endB.addEventListener('click', function () { showCategorise(f.contact, false); });
+
+    $('#chats').appendChild(box);
+    updateNoChats();
+    note(c, f.from_centre ? 'Connected. The visitor came to centre ' + f.from_centre + '.' : 'Connected.');
+    announce('Conversation ' + n + ' is open.');
+    if (focusHere) { ta.focus(); }
+  }
+
+  function note(c, text) {
+    c.log.appendChild(el('p', { class: 'msg note' }, text));
+    c.log.scrollTop = c.log.scrollHeight;
+  }
+
+  function addMsg(c, who, id, text) {
+    var p = el('p', { class: 'msg ' + who });
+    if (id) { p.setAttribute('data-id', id); }
+    p.appendChild(el('span', { class: 'visually-hidden' }, who === 'visitor' ? 'Visitor: ' : 'You: '));
+    p.appendChild(document.createTextNode(text));
+    c.log.appendChild(p);
+    c.log.scrollTop = c.log.scrollHeight;
+    return p;
+  }
+
+  function sendReply(contact) {
+    var c = chats[contact];
+    if (!c || !c.open) { return; }
+    var text = c.ta.value.trim();
+    if (!text) { return; }
+    msgSeq += 1;
+    var id = 'v' + msgSeq;
+    if (send({ type: 'message', contact: contact, id: id, text: text })) {
+      var p = addMsg(c, 'volunteer', id, text);
+      p.classList.add('pending');
+      c.ta.value = '';
+    }
+  }
+
+  function onMessage(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    c.typing.textContent = '';
+    addMsg(c, 'visitor', f.id, f.text);
+  }
+
+  function onTyping(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    c.typing.textContent = 'The visitor is typing…';
+    window.clearTimeout(c.typingTimer);
+    c.typingTimer = window.setTimeout(function () { c.typing.textContent = ''; }, 4000);
+  }
+
+  function onDelivered(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    var p = c.log.querySelector('.msg.volunteer[data-id="' + String(f.id).replace(/["\\]/g, '') + '"]');
+    if (p) { p.classList.remove('pending'); p.classList.add('delivered'); }
+  }
+
+  function closeChat(c) {
+    c.open = false;
+    c.ta.disabled = true;
+    c.send.disabled = true;
+    c.end.hidden = true;
+    c.typing.textContent = '';
+  }
+
+  function onEnded(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    closeChat(c);
+    note(c, 'The visitor has left the conversation. Please categorise it.');
+    announce('The visitor left conversation ' + c.n + '.');
+    showCategorise(f.contact, true);
+  }
+
+  function onLost(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    closeChat(c);
+    var form = c.el.querySelector('.categorise');
+    if (form) { form.remove(); }
+    var msg = 'The connection to the visitor\'s centre was lost. The visitor has been put back in the queue for another volunteer.';
+    if (f.undelivered > 0) { msg += ' ' + f.undelivered + ' of your last messages may not have reached them.'; }
+    msg += ' Nothing to categorise.';
+    var box = el('div', { class: 'lost', role: 'alert' });
+    box.appendChild(el('p', null, msg));
+    var b = el('button', { type: 'button', class: 'dismiss' }, 'Close this conversation');
+    b.addEventListener('click', function () { removeChat(f.contact); });
+    box.appendChild(b);
+    c.el.appendChild(box);
+  }
+
+  function removeChat(contact) {
+    var c = chats[contact];
+    if (!c) { return; }
+    var hadFocus = c.el.contains(document.activeElement);
+    c.el.remove();
+    delete chats[contact];
+    updateNoChats();
+    if (hadFocus) { focusSomewhere(); }
+  }
+
+  function showCategorise(contact, visitorEnded) {
+    var c = chats[contact];
+    if (!c) { return; }
+    var existing = c.el.querySelector('.categorise');
+    if (existing) { existing.querySelector('input, select').focus(); return; }
+    var fid = 'cat-' + contact;
+    var form = el('form', { class: 'categorise', 'aria-labelledby': fid + '-t' });
+    form.appendChild(el('h4', { id: fid + '-t' }, 'Categorise conversation ' + c.n));
+    var fs = el('fieldset', { class: 'topics' });
+    fs.appendChild(el('legend', null, 'Topics (1 to 8)'));
+    policy.topics.forEach(function (t, i) {
+      var lab = el('label', { class: 'topic' });
+      var cb = el('input', { type: 'checkbox', name: 'topic', value: t, id: fid + '-topic-' + i });
+      lab.appendChild(cb);
+      lab.appendChild(document.createTextNode(' ' + t.replace(/-/g, ' ')));
+      fs.appendChild(lab);
+    });
+    form.appendChild(fs);
+    var al = el('label', { for: fid + '-age' }, 'Age group');
+    var sel = el('select', { id: fid + '-age', class: 'age-group' });
+    policy.age_groups.forEach(function (g) { sel.appendChild(el('option', { value: g }, g)); });
+    form.appendChild(al);
+    form.appendChild(sel);
+    var err = el('p', { class: 'error', role: 'alert' });
+    form.appendChild(err);
+    var actions = el('div', { class: 'actions' });
+    var submit = el('button', { type: 'submit', class: 'submit-categorisation' }, visitorEnded ? 'Save categorisation' : 'End and save categorisation');
+    actions.appendChild(submit);
+    if (!visitorEnded) {
+      var cancel = el('button', { type: 'button', class: 'cancel-end' }, 'Back to the conversation');
+      cancel.addEventListener('click', function () { form.remove(); c.ta.focus(); });
+      actions.appendChild(cancel);
+    }
+    form.appendChild(actions);
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var topics = Array.prototype.map.call(form.querySelectorAll('input[name=topic]:checked'), function (x) { return x.value; });
+      if (topics.length < 1 || topics.length > 8) {
+        err.textContent = 'Choose between 1 and 8 topics.';
+        var first = form.querySelector('input[name=topic]');
+        if (first) { first.focus(); }
+        return;
+      }
+      err.textContent = '';
+      submit.disabled = true;
+      if (!send({ type: 'end', contact: contact, topics: topics, age_group: sel.value })) { submit.disabled = false; }
+    });
+    c.el.appendChild(form);
+    var firstBox = form.querySelector('input[name=topic]');
+    if (firstBox) { firstBox.focus(); } else { sel.focus(); }
+  }
+
+  function onCategorised(f) {
+    var c = chats[f.contact];
+    var n = c ? c.n : '';
+    removeChat(f.contact);
+    status('Conversation ' + n + ' ended and categorised. Thank you.');
+  }
+
+  function onError(f) {
+    var text = f.error || f.code || 'error';
+    if (f.contact && chats[f.contact]) {
+      var c = chats[f.contact];
+      var form = c.el.querySelector('.categorise');
+      if (form) {
+        form.querySelector('.error').textContent = text;
+        var b = form.querySelector('.submit-categorisation');
+        if (b) { b.disabled = false; }
+        return;
+      }
+      if (f.id) {
+        var p = c.log.querySelector('.msg.volunteer[data-id="' + String(f.id).replace(/["\\]/g, '') + '"]');
+        if (p) { p.classList.add('failed'); }
+      }
+      note(c, 'Not sent: ' + text);
+      return;
+    }
+    if (f.contact && offers[f.contact]) {
+      removeOffer(f.contact);
+    }
+    status('Problem: ' + text);
+  }
+
+  // ---- start ----
+  fetch('/v1/info', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; })
+    .then(function (info) {
+      if (info && info.name) { $('#centre-name').textContent = info.name; document.title = 'Volunteer console · ' + info.name; }
+    }).catch(function () {});
+  // A session cookie may still be valid (reload): try the console quietly.
+  openConsole(false);
+})();
