@@ -82,6 +82,8 @@ type Info struct {
 	EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
 	Topics           []string              `json:"topics"`
 	AgeGroups        []string              `json:"age_groups"`
+	// QuickExitURL is where the page's quick exit goes (Config.QuickExitURL).
+	QuickExitURL string `json:"quick_exit_url"`
 }
 
 type emergencyNumberView struct {
@@ -98,6 +100,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 	in := Info{
 		Centre: s.cfg.Centre.Centre(), Name: r.Centres[s.cfg.Centre.Centre()].Name,
 		Languages: p.Languages, Open: p.OpenAt(time.Now()), Topics: p.Topics, AgeGroups: switchboard.AgeGroups,
+		QuickExitURL: s.cfg.QuickExitURL,
 	}
 	for _, e := range p.EmergencyNumbers {
 		in.EmergencyNumbers = append(in.EmergencyNumbers, emergencyNumberView{e.Name, e.Number})

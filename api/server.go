@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -62,6 +63,11 @@ type Config struct {
 	// address may start (defaults 5 and 5).
 	ChatStartsPerMinute int
 	ChatStartBurst      int
+	// QuickExitURL is where the chat page's quick exit sends the visitor
+	// (location.replace, so Back does not return). A centre sets a neutral
+	// site, such as a weather or news page; the default is "about:blank".
+	// It must be an http(s) URL or "about:blank".
+	QuickExitURL string
 
 	// argon overrides the password hashing cost (tests only).
 	argon argonParams
@@ -126,6 +132,13 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.QuickExitURL == "" {
+		cfg.QuickExitURL = "about:blank"
+	}
+	if u, err := url.Parse(cfg.QuickExitURL); cfg.QuickExitURL != "about:blank" &&
+		(err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
+		return nil, fmt.Errorf("start api: quick exit URL %q must be an http(s) URL or about:blank", cfg.QuickExitURL)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api")}
 	if err := s.initVolunteerDesk(); err != nil {

@@ -26,6 +26,23 @@ type FileConfig struct {
 	HTTPAddr   string `json:"http_addr"`
 	P2PAddr    string `json:"p2p_addr"`
 	GossipAddr string `json:"gossip_addr"`
+	// Web holds the settings of the centre's public pages and sockets.
+	Web WebConfig `json:"web,omitempty"`
+}
+
+// WebConfig is what a centre tunes about its visitor-facing HTTP surface.
+type WebConfig struct {
+	// AllowedOrigins may embed the chat (widget) and open its socket, e.g.
+	// "https://www.kirkens-sos.example".
+	AllowedOrigins []string `json:"allowed_origins,omitempty"`
+	// TrustProxy takes the visitor's address from X-Forwarded-For (only
+	// behind a reverse proxy that sets it), for rate limiting.
+	TrustProxy bool `json:"trust_proxy,omitempty"`
+	// ChatStartsPerMinute and ChatStartBurst bound chat starts per address.
+	ChatStartsPerMinute int `json:"chat_starts_per_minute,omitempty"`
+	ChatStartBurst      int `json:"chat_start_burst,omitempty"`
+	// QuickExitURL is where the quick exit sends a visitor: a neutral site.
+	QuickExitURL string `json:"quick_exit_url,omitempty"`
 }
 
 // Federation is what every centre of one federation shares: the gossip

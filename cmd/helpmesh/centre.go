@@ -32,7 +32,12 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	if err != nil {
 		return nil, nil, err
 	}
-	srv, err := api.Start(api.Config{Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log})
+	srv, err := api.Start(api.Config{
+		Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log,
+		AllowedOrigins: fc.Web.AllowedOrigins, TrustProxy: fc.Web.TrustProxy,
+		ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
+		QuickExitURL: fc.Web.QuickExitURL,
+	})
 	if err != nil {
 		_ = n.Stop()
 		return nil, nil, err

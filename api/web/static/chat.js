@@ -1,0 +1,414 @@
+// The visitor chat page. Plain JavaScript, no build step, nothing from other
+// origins. The page stores nothing: no cookies, no localStorage, no
+// sessionStorage. The transcript lives only in this page's memory and DOM.
+// Every visible text comes from the catalogue /i18n/<lang>.json: elements
+// carry data-i18n="key" (their text) or data-i18n-attr="attr:key;attr:key".
+//
+// Catalogues are embedded in the binary (api/web/i18n). A centre changes a
+// text, or adds a language, by editing or adding <lang>.json with exactly the
+// keys of en.json (TestCatalogueKeysComplete checks this), adding the code to
+// LANGS below and an <option> to #lang in chat.html, and rebuilding. There is
+// no run-time override.
+(function () {
+  'use strict';
+
+  var LANGS = ['nb', 'nn', 'en', 'fr', 'de'];
+  var $ = function (id) { return document.getElementById(id); };
+
+  var cat = {};           // the current catalogue
+  var lang = 'nb';        // the page's language
+  var info = null;        // GET /v1/info
+  var exitURL = 'about:blank';
+  var ws = null;
+  var phase = 'pre';      // pre | connecting | queued | connected | ended
+  var alias = '';
+  var status = null;      // {key, params} so a language switch re-renders it
+  var notice = null;      // 'closed' | 'busy' | null
+  var pending = [];       // visitor messages written before a volunteer joined
+  var nextID = 1;
+  var lastTyping = 0;
+  var typingTimer = 0;
+  var pollTimer = 0;
+  var firstPoll = 0;
+  var lastEscape = 0;
+
+  // setPhase records where the chat is; data-phase on <body> lets styles and
+  // tests follow it.
+  function setPhase(p) {
+    phase = p;
+    document.body.setAttribute('data-phase', p);
+  }
+
+  // ---- i18n ----
+
+  function t(key, params) {
+    var s = Object.prototype.hasOwnProperty.call(cat, key) ? cat[key] : key;
+    if (params) {
+      s = s.replace(/\{(\w+)\}/g, function (m, name) {
+        return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : m;
+      });
+    }
+    return s;
+  }
+
+  // i18nEl marks el as showing catalogue key, and shows it.
+  function i18nEl(el, key) {
+    el.setAttribute('data-i18n', key);
+    el.textContent = t(key);
+    return el;
+  }
+
+  function applyCatalogue() {
+    document.documentElement.lang = lang;
+    document.querySelectorAll('[data-i18n]').forEach(function (el) {
+      el.textContent = t(el.getAttribute('data-i18n'));
+    });
+    document.querySelectorAll('[data-i18n-attr]').forEach(function (el) {
+      el.getAttribute('data-i18n-attr').split(';').forEach(function (pair) {
+        var i = pair.indexOf(':');
+        if (i > 0) el.setAttribute(pair.slice(0, i).trim(), t(pair.slice(i + 1).trim()));
+      });
+    });
+    renderStatus();
+    renderNotice();
+    document.documentElement.setAttribute('data-lang-loaded', lang);
+  }
+
+  function loadLanguage(l) {
+    return fetch('/i18n/' + l + '.json', { credentials: 'omit', cache: 'no-store' })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (c) { cat = c; lang = l; $('lang').value = l; applyCatalogue(); });
+  }
+
+  // The page's first language: ?lang= (the widget passes the host page's
+  // language), else the browser's preferences, else nb.
+  function browserLanguage() {
+    var asked = new URLSearchParams(location.search).get('lang');
+    if (asked && LANGS.indexOf(asked) >= 0) return asked;
+    var prefs = navigator.languages && navigator.languages.length ? navigator.languages : [navigator.language || ''];
+    for (var i = 0; i < prefs.length; i++) {
+      var p = String(prefs[i]).toLowerCase();
+      var base = p.split('-')[0];
+      if (base === 'no') return 'nb';
+      if (p === 'nb' || p.indexOf('nb-') === 0) return 'nb';
+      if (LANGS.indexOf(base) >= 0) return base;
+    }
+    return 'nb';
+  }
+
+  // ---- status and notices ----
+
+  function setStatus(key, params) {
+    status = key ? { key: key, params: params || null } : null;
+    renderStatus();
+  }
+
+  function renderStatus() {
+    var el = $('status');
+    if (!status) { el.textContent = ''; return; }
+    var p = status.params ? Object.assign({}, status.params) : null;
+    if (p && typeof p.waitSeconds === 'number') {
+      p.wait = p.waitSeconds < 60 ? t('wait_under_minute') : t('wait_minutes', { minutes: Math.round(p.waitSeconds / 60) });
+    }
+    el.textContent = t(status.key, p);
+  }
+
+  function setNotice(kind) {
+    notice = kind;
+    renderNotice();
+  }
+
+  function renderNotice() {
+    var box = $('notice');
+    if (!notice || !info) { box.hidden = true; return; }
+    $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : t('notice_busy');
+    var ul = $('emergency');
+    ul.replaceChildren();
+    (info.emergency_numbers || []).forEach(function (e) {
+      var li = document.createElement('li');
+      var a = document.createElement('a');
+      a.href = 'tel:' + String(e.number).replace(/[^0-9+]/g, '');
+      a.textContent = e.name + ': ' + e.number;
+      li.appendChild(a);
+      ul.appendChild(li);
+    });
+    box.hidden = false;
+  }
+
+  function loadInfo() {
+    return fetch('/v1/info', { credentials: 'omit', cache: 'no-store' })
+      .then(function (r) { return r.json(); })
+      .then(function (i) {
+        info = i;
+        if (typeof i.quick_exit_url === 'string' && /^(https?:\/\/|about:blank$)/.test(i.quick_exit_url)) {
+          exitURL = i.quick_exit_url;
+        }
+        if (!i.open) setNotice('closed');
+        else if (phase === 'queued' && !i.volunteers_free) setNotice('busy');
+        else setNotice(null);
+      })
+      .catch(function () { /* the chat works without it */ });
+  }
+
+  function fillAgeGroups() {
+    var sel = $('age-group');
+    sel.replaceChildren();
+    var none = document.createElement('option');
+    none.value = '';
+    sel.appendChild(i18nEl(none, 'age.unknown'));
+    var groups = (info && info.age_groups) || [];
+    groups.forEach(function (g) {
+      if (g === 'unknown') return;
+      var o = document.createElement('option');
+      o.value = g;
+      sel.appendChild(i18nEl(o, 'age.' + g));
+    });
+  }
+
+  // ---- the transcript ----
+
+  function addMessage(who, text) {
+    var div = document.createElement('div');
+    div.className = 'msg ' + who;
+    var from = document.createElement('span');
+    from.className = 'from';
+    if (who === 'visitor') i18nEl(from, 'you');
+    else from.textContent = alias;
+    var body = document.createElement('p');
+    body.className = 'text';
+    body.textContent = text;
+    div.appendChild(from);
+    div.appendChild(body);
+    $('messages').appendChild(div);
+    div.scrollIntoView({ block: 'end' });
+    return div;
+  }
+
+  function markPending(div, on) {
+    var old = div.querySelector('.note');
+    if (old) old.remove();
+    div.classList.toggle('pending', on);
+    if (on) {
+      var n = document.createElement('span');
+      n.className = 'note';
+      div.appendChild(i18nEl(n, 'pending'));
+    }
+  }
+
+  // ---- the socket ----
+
+  function send(obj) {
+    if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
+  }
+
+  function start() {
+    if (ws) return;
+    // The language switch is the visitor's choice, even before its
+    // catalogue has arrived.
+    var chatLang = LANGS.indexOf($('lang').value) >= 0 ? $('lang').value : lang;
+    if (info && info.languages && info.languages.length && info.languages.indexOf(lang) < 0) chatLang = info.languages[0];
+    setPhase('connecting');
+    $('prechat').hidden = true;
+    $('chat').hidden = false;
+    $('again').hidden = true;
+    $('end').hidden = false;
+    $('message').disabled = false;
+    $('send').disabled = false;
+    setStatus('status_connecting');
+    var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
+    ws = new WebSocket(proto + '//' + location.host + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
+    ws.onmessage = function (ev) {
+      var f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      onFrame(f);
+    };
+    ws.onclose = function () {
+      ws = null;
+      stopPolling();
+      if (phase !== 'ended') {
+        finish();
+        if (!status || (status.key !== 'status_closed' && status.key !== 'status_not_open')) setStatus('status_lost');
+      }
+    };
+    $('message').focus();
+  }
+
+  function onFrame(f) {
+    switch (f.type) {
+      case 'queued':
+        setPhase('queued');
+        setStatus('status_queued', { position: f.position, waitSeconds: f.estimated_wait_seconds });
+        startPolling();
+        break;
+      case 'connected':
+        setPhase('connected');
+        alias = String(f.alias || '');
+        stopPolling();
+        setNotice(info && !info.open ? 'closed' : null);
+        setStatus('status_connected', { alias: alias });
+        pending.splice(0).forEach(function (m) {
+          markPending(m.div, false);
+          send({ type: 'message', id: m.id, text: m.text });
+        });
+        break;
+      case 'message':
+        hideTyping();
+        addMessage('volunteer', String(f.text || ''));
+        break;
+      case 'typing':
+        showTyping();
+        break;
+      case 'delivered':
+        var d = document.querySelector('#messages [data-id="' + CSS.escape(String(f.id)) + '"]');
+        if (d) d.classList.add('delivered');
+        break;
+      case 'ended':
+        finish();
+        if (f.by === 'visitor') setStatus('status_ended_visitor');
+        else setStatus('status_ended_volunteer');
+        break;
+      case 'requeued':
+        setPhase('queued');
+        hideTyping();
+        if (f.undelivered > 0) setStatus('status_requeued_undelivered', { count: f.undelivered });
+        else setStatus('status_requeued');
+        startPolling();
+        break;
+      case 'error':
+        if (f.code === 'not_connected' && f.id) {
+          var div = document.querySelector('#messages [data-id="' + CSS.escape(String(f.id)) + '"]');
+          if (div) {
+            markPending(div, true);
+            pending.push({ id: f.id, text: div.querySelector('.text').textContent, div: div });
+          }
+        } else if (phase === 'connecting') {
+          setStatus('status_not_open');
+        } else {
+          setStatus('status_error');
+        }
+        break;
+      case 'closed':
+        finish();
+        setStatus('status_closed');
+        break;
+    }
+  }
+
+  function finish() {
+    setPhase('ended');
+    hideTyping();
+    stopPolling();
+    pending = [];
+    $('message').disabled = true;
+    $('send').disabled = true;
+    $('end').hidden = true;
+    $('again').hidden = false;
+    var f = document.activeElement;
+    if (!f || f === document.body || f === $('end') || f === $('message') || f === $('send')) $('again').focus();
+    if (ws) { try { ws.close(1000); } catch (e) { /* gone already */ } }
+  }
+
+  function showTyping() {
+    $('typing').hidden = false;
+    clearTimeout(typingTimer);
+    typingTimer = setTimeout(hideTyping, 5000);
+  }
+
+  function hideTyping() {
+    clearTimeout(typingTimer);
+    $('typing').hidden = true;
+  }
+
+  // While queued, /v1/info is checked every 10 s (the first time after 5 s,
+  // so a volunteer who is being offered the chat right now is not reported
+  // as "no one free").
+  function startPolling() {
+    if (pollTimer) return;
+    firstPoll = setTimeout(loadInfo, 5000);
+    pollTimer = setInterval(loadInfo, 10000);
+  }
+
+  function stopPolling() {
+    clearTimeout(firstPoll);
+    clearInterval(pollTimer);
+    pollTimer = 0;
+  }
+
+  function submitMessage() {
+    var box = $('message');
+    var text = box.value.trim();
+    if (!text || phase === 'ended' || phase === 'pre') return;
+    var id = 'c' + (nextID++);
+    var div = addMessage('visitor', text);
+    div.setAttribute('data-id', id);
+    box.value = '';
+    if (phase === 'connected') {
+      send({ type: 'message', id: id, text: text });
+    } else {
+      markPending(div, true);
+      pending.push({ id: id, text: text, div: div });
+    }
+  }
+
+  // ---- quick exit ----
+
+  function quickExit() {
+    try { send({ type: 'end' }); } catch (e) { /* leaving anyway */ }
+    try { if (ws) ws.close(1000); } catch (e) { /* leaving anyway */ }
+    ws = null;
+    pending = [];
+    try { $('messages').replaceChildren(); $('message').value = ''; } catch (e) { /* leaving anyway */ }
+    try { sessionStorage.clear(); } catch (e) { /* storage may be blocked */ }
+    try { localStorage.clear(); } catch (e) { /* storage may be blocked */ }
+    if (window.parent !== window) {
+      // Embedded by widget.js: the host page leaves too.
+      try { window.parent.postMessage({ type: 'helpmesh:quick-exit', url: exitURL }, '*'); } catch (e) { /* no parent */ }
+    }
+    location.replace(exitURL);
+  }
+
+  // ---- wiring ----
+
+  document.addEventListener('keydown', function (e) {
+    if (e.key !== 'Escape') return;
+    var now = Date.now();
+    if (now - lastEscape < 1000) { quickExit(); return; }
+    lastEscape = now;
+  });
+
+  function init() {
+    $('quick-exit').addEventListener('click', quickExit);
+    $('lang').addEventListener('change', function () { loadLanguage(this.value); });
+    $('prechat').addEventListener('submit', function (e) { e.preventDefault(); start(); });
+    $('composer').addEventListener('submit', function (e) { e.preventDefault(); submitMessage(); });
+    $('message').addEventListener('keydown', function (e) {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) { e.preventDefault(); submitMessage(); }
+    });
+    $('message').addEventListener('input', function () {
+      var now = Date.now();
+      if (phase === 'connected' && now - lastTyping > 3000) { lastTyping = now; send({ type: 'typing' }); }
+    });
+    $('end').addEventListener('click', function () {
+      if (ws && ws.readyState === WebSocket.OPEN) send({ type: 'end' });
+      else { finish(); setStatus('status_ended_visitor'); }
+    });
+    $('again').addEventListener('click', function () {
+      $('messages').replaceChildren();
+      alias = '';
+      setPhase('pre');
+      setStatus(null);
+      setNotice(info && !info.open ? 'closed' : null);
+      $('chat').hidden = true;
+      $('prechat').hidden = false;
+      $('start').focus();
+    });
+    setPhase('pre');
+    fillAgeGroups();
+    loadLanguage(browserLanguage()).catch(function () { return loadLanguage('nb'); });
+    loadInfo().then(fillAgeGroups);
+    window.addEventListener('pagehide', function () { if (ws) { try { ws.close(1000); } catch (e) { /* leaving */ } } });
+  }
+
+  if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', init);
+  else init();
+})();
