@@ -137,11 +137,24 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	}
 	fmt.Fprintf(stdout, "\nA visitor at %s, which has no volunteer on duty, overflows to a centre where one has signed in:\n", centres[0].id)
 	fmt.Fprintf(stdout, "  helpmesh chat --server http://%s\n", centres[0].http)
+	fmt.Fprintf(stdout, "\nIn a browser:\n")
+	fmt.Fprintf(stdout, "  visitor chat       http://%s/chat\n", centres[0].http)
+	if len(centres) > 1 {
+		fmt.Fprintf(stdout, "  volunteer console  http://%s/console   (e.g. %s / %s)\n", centres[1].http, firstOr(centres[1].volunteers), DemoPassword)
+	}
+	fmt.Fprintf(stdout, "  overview           http://%s/overview  (admin token: %s)\n", centres[0].http, filepath.Join(centres[0].dir, node.AdminTokenFile))
 	fmt.Fprintf(stdout, "\nThe federation:\n  helpmesh status --dir %s\n", centres[0].dir)
 	fmt.Fprintf(stdout, "  curl http://%s/healthz\n", centres[0].http)
 	fmt.Fprintf(stdout, "\nready; press Ctrl-C to stop\n")
 	<-ctx.Done()
 	return nil
+}
+
+func firstOr(ids []string) string {
+	if len(ids) == 0 {
+		return "-"
+	}
+	return ids[0]
 }
 
 func demoName(i int) string {
