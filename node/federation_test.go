@@ -93,17 +93,17 @@ func volID(i int) string { return "v-" + string(rune('a'+i)) }
 func TestAvailabilityChangeAndDeadCentreInFederationView(t *testing.T) {
 	f := newFederation(t, 3, fedOptions{})
 	c1, c2 := f.node("c1"), f.node("c2")
-	err := c1.SetAvailability(overflow.Availability{Accepting: true, Channels: map[string]overflow.ChannelState{
-		"chat": {Free: map[string]int{"nb": 2}, Busy: map[string]int{"nb": 1}, QueueLength: 3, OldestWaitMillis: 42_000},
-	}})
-	if err != nil {
+	// A volunteer switches on at c1 and a visitor waits there in a language
+	// nobody speaks: c1's published state changes on its own.
+	signIn(t, c1, "v-1", "Ola")
+	if _, err := c1.Switchboard().StartContact("chat", "nn", newVisitorProbe()); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 10*time.Second, "c1's new availability at c2", func() bool {
 		for _, c := range c2.Federation().Centres {
 			if c.ID == "c1" && c.Availability != nil {
 				ch := c.Availability.Channels["chat"]
-				return ch.Free["nb"] == 2 && ch.QueueLength == 3 && ch.OldestWaitMillis == 42_000
+				return ch.Free["nb"] == 1 && ch.Free["en"] == 1 && ch.QueueLength == 1 && c.Availability.Accepting
 			}
 		}
 		return false
