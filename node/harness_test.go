@@ -23,6 +23,7 @@ type federation struct {
 	cfgs  map[string]Config
 	order []string
 	opts  fedOptions
+	base  string
 }
 
 type fedOptions struct {
@@ -53,6 +54,9 @@ func freePort(t testing.TB) int {
 func newFederation(t testing.TB, n int, opts fedOptions) *federation {
 	t.Helper()
 	f := &federation{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, opts: opts}
+	// The data directory's cleanup must run after the nodes stop: cleanups
+	// run last-registered first, so register the directory before stopAll.
+	f.base = t.TempDir()
 	t.Cleanup(f.stopAll)
 	for i := 1; i <= n; i++ {
 		f.add(fmt.Sprintf("c%d", i))
@@ -61,11 +65,10 @@ func newFederation(t testing.TB, n int, opts fedOptions) *federation {
 }
 
 func (f *federation) config(id string) Config {
-	base := f.t.TempDir()
 	return Config{
 		Centre:            id,
 		Name:              "Centre " + id,
-		DataDir:           filepath.Join(base, id),
+		DataDir:           filepath.Join(f.base, id),
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
 		Timing:            TimingTest,
