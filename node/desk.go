@@ -2,6 +2,8 @@ package node
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -59,10 +61,16 @@ func (l *lateOverflow) Candidates(channel, language string) []switchboard.Candid
 }
 
 func (l *lateOverflow) Offer(ctx context.Context, centre string, o switchboard.OutgoingOffer) (switchboard.Answer, error) {
-	if r := l.get(); r != nil {
-		return r.Offer(ctx, centre, o)
+	r := l.get()
+	if r == nil {
+		return nil, fmt.Errorf("%w: %w", switchboard.ErrDeclined, overflow.ErrDeclined)
 	}
-	return nil, overflow.ErrDeclined
+	ans, err := r.Offer(ctx, centre, o)
+	if errors.Is(err, overflow.ErrDeclined) {
+		// The switchboard tells a no from a failure for the KPIs.
+		err = fmt.Errorf("%w: %w", switchboard.ErrDeclined, err)
+	}
+	return ans, err
 }
 
 func (n *Node) newSwitchboard() *switchboard.Switchboard {
@@ -80,7 +88,9 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		Topics:    func() []string { return n.consensus.Roster().Policy.Topics },
 		Overflow:  n.late,
 		OnChange:  n.pokePublish,
-		Logger:    n.cfg.Logger,
+		// Speed-to-answer buckets: the same as the exported histogram's.
+		AnswerBuckets: speedToAnswerBuckets,
+		Logger:        n.cfg.Logger,
 	})
 }
 

@@ -65,10 +65,16 @@ func newFederation(t testing.TB, n int, opts fedOptions) *federation {
 }
 
 func (f *federation) config(id string) Config {
+	// Every call gets a directory of its own (a new identity), like a new
+	// server; restart reuses the config and so the directory.
+	dir, err := os.MkdirTemp(f.base, id+"-")
+	if err != nil {
+		f.t.Fatal(err)
+	}
 	return Config{
 		Centre:            id,
 		Name:              "Centre " + id,
-		DataDir:           filepath.Join(f.base, id),
+		DataDir:           dir,
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
 		Timing:            TimingTest,

@@ -277,7 +277,9 @@ func leaderAmong(t *testing.T, f *federation, excluded string) string {
 // history linearizable.
 func TestRosterLinearizableUnderLeaderFaults(t *testing.T) {
 	const clients = 4
-	budget, minOps := 9*time.Second, 50
+	// minOps keeps the check from passing on an empty history; it is set
+	// well below a quiet machine's ~300 so a loaded CI machine still passes.
+	budget, minOps := 9*time.Second, 25
 	if testing.Short() {
 		budget = 4 * time.Second
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -72,7 +73,84 @@ type Config struct {
 	// can publish it. It runs under the switchboard's lock: it must only
 	// poke (never block, never call back in).
 	OnChange func()
-	Logger   *slog.Logger
+	// AnswerBuckets are the upper bounds, in seconds, of the speed-to-answer
+	// histogram in Stats (nil: DefaultAnswerBuckets).
+	AnswerBuckets []float64
+	Logger        *slog.Logger
+}
+
+// DefaultAnswerBuckets are the speed-to-answer histogram's upper bounds in
+// seconds; they include the policy's default service level (60 s).
+var DefaultAnswerBuckets = []float64{5, 10, 15, 20, 30, 45, 60, 90, 120, 180, 300, 600}
+
+// How a contact was answered, in Tally and the KPIs.
+const (
+	AnsweredByLocal    = "local"
+	AnsweredByOverflow = "overflow"
+)
+
+// Results of an overflow offer, sent or received (Stats.OffersSent and
+// OffersReceived). A received offer is never "failed".
+const (
+	OfferAccepted  = "accepted"  // the conversation was set up
+	OfferDeclined  = "declined"  // the other centre (or our volunteer) said no
+	OfferFailed    = "failed"    // unreachable, or the hand-off broke
+	OfferWithdrawn = "withdrawn" // the owner took it back before it was set up
+)
+
+// Key is one channel and language.
+type Key struct{ Channel, Language string }
+
+// Tally counts one channel and language of this centre's own contacts. At
+// every snapshot Offered == AnsweredLocal + AnsweredOverflow + Abandoned +
+// Waiting + InProgress: a contact is counted as answered when a conversation
+// of it ends (by either side, or because this centre shut down), by who
+// answered that conversation; a contact requeued after losing its volunteer
+// is waiting again and counted once, when it finally ends or is abandoned.
+// A contact still waiting when this centre shuts down is abandoned.
+type Tally struct {
+	Offered          uint64
+	AnsweredLocal    uint64
+	AnsweredOverflow uint64
+	Abandoned        uint64
+	Waiting          int
+	InProgress       int
+}
+
+// Histogram is a cumulative histogram of seconds.
+type Histogram struct {
+	Count uint64
+	Sum   float64
+	// Buckets maps each upper bound to the number of observations <= it.
+	Buckets map[float64]uint64
+}
+
+func (h *Histogram) observe(bounds []float64, v float64) {
+	if h.Buckets == nil {
+		h.Buckets = make(map[float64]uint64, len(bounds))
+	}
+	h.Count++
+	h.Sum += v
+	for _, b := range bounds {
+		if v <= b {
+			h.Buckets[b]++
+		}
+	}
+}
+
+// OfferKey is the other centre of an overflow offer and its result.
+type OfferKey struct{ Centre, Result string }
+
+// VolunteerCount counts the volunteers switched on for one channel.
+type VolunteerCount struct {
+	Free int // can take an offer now
+	Busy int // ringing or at capacity
+}
+
+// QueueView is one channel's queue now.
+type QueueView struct {
+	Length     int
+	OldestWait time.Duration
 }
 
 // Stats counts contacts for the KPIs; never per person.
@@ -89,6 +167,15 @@ type Stats struct {
 	ReceivedInProgress int // other centres' conversations with our volunteers now
 	Topics             map[string]uint64
 	AgeGroups          map[string]uint64
+
+	// The KPIs by label (see Tally). Keys are bounded: channels, the
+	// policy's languages, and roster centres; never a person or a contact.
+	Contacts       map[Key]Tally
+	SpeedToAnswer  map[string]Histogram // per channel: arrival to first connect
+	OffersSent     map[OfferKey]uint64  // our contacts offered to other centres
+	OffersReceived map[OfferKey]uint64  // other centres' contacts offered to us
+	Volunteers     map[string]VolunteerCount
+	Queues         map[string]QueueView
 }
 
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
@@ -133,10 +220,17 @@ func New(cfg Config) *Switchboard {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.AnswerBuckets == nil {
+		cfg.AnswerBuckets = DefaultAnswerBuckets
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
-		stats:       Stats{Topics: map[string]uint64{}, AgeGroups: map[string]uint64{}},
+		stats: Stats{
+			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
+			Contacts: map[Key]Tally{}, SpeedToAnswer: map[string]Histogram{},
+			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
+		},
 		answerEvery: 30 * time.Second,
 	}
 }
@@ -157,6 +251,7 @@ type contact struct {
 	overflowTimer         *time.Timer
 	lastPos               int
 	lastWait              time.Duration
+	answered              bool // connected at least once (speed to answer observed)
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
@@ -183,6 +278,7 @@ type received struct {
 	decided                     chan error
 	accepted                    bool
 	conv                        *conv
+	result                      string // the offer's result, once settled
 }
 
 // conv is one conversation in progress, seen from this centre. Exactly two
@@ -257,6 +353,7 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	s.contacts[c.id] = c
 	s.queue = append(s.queue, c)
 	s.stats.Offered++
+	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
 	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
 	return &VisitorHandle{s: s, c: c}, nil
@@ -311,6 +408,7 @@ func (h *VisitorHandle) End() {
 func (s *Switchboard) abandonLocked(c *contact) {
 	c.state = StateAbandoned
 	s.stats.Abandoned++
+	s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 	s.removeFromQueueLocked(c)
 	if c.local != nil {
 		s.withdrawLocked(c.local, "the visitor left")
@@ -696,6 +794,16 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	ans, err := s.cfg.Overflow.Offer(ctx, ro.centre, req)
 	s.mu.Lock()
 	if c.remote != ro || err != nil || !c.waiting() || s.closed {
+		switch {
+		case c.remote != ro || ctx.Err() != nil || err == nil:
+			// We took the offer back (answered here, visitor left, shut
+			// down), whatever the other centre had said.
+			s.offerSentLocked(ro.centre, OfferWithdrawn)
+		case errors.Is(err, ErrDeclined):
+			s.offerSentLocked(ro.centre, OfferDeclined)
+		default:
+			s.offerSentLocked(ro.centre, OfferFailed)
+		}
 		if c.remote == ro {
 			c.remote = nil
 			if c.waiting() && c.local == nil {
@@ -728,6 +836,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	defer s.mu.Unlock()
 	c.connecting = false
 	if err != nil {
+		s.offerSentLocked(ro.centre, OfferFailed)
 		s.log.Warn("overflow confirm failed", "to", ro.centre, "err", err)
 		if c.waiting() {
 			c.state = StateQueued
@@ -736,10 +845,12 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		return
 	}
 	if !c.waiting() || s.closed {
+		s.offerSentLocked(ro.centre, OfferWithdrawn)
 		peer.Close("the visitor left")
 		return
 	}
 	if h.lost {
+		s.offerSentLocked(ro.centre, OfferFailed)
 		// The relay died while we confirmed: the contact never reached the
 		// volunteer; it waits on, and that centre is not tried again.
 		c.state = StateQueued
@@ -751,6 +862,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias(), ro.centre)
 	s.stats.AnsweredOverflow++
+	s.offerSentLocked(ro.centre, OfferAccepted)
 	for _, e := range h.early {
 		h.handleLocked(e)
 	}
@@ -769,6 +881,12 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias, _ string) {
 		s.answerEvery = (s.answerEvery*4 + now.Sub(s.lastAnswer)) / 5
 	}
 	s.lastAnswer = now
+	if !c.answered {
+		c.answered = true
+		h := s.stats.SpeedToAnswer[c.channel]
+		h.observe(s.cfg.AnswerBuckets, now.Sub(c.created).Seconds())
+		s.stats.SpeedToAnswer[c.channel] = h
+	}
 	c.out.post(func() { c.visitor.Connected(alias) })
 	if cv.vol != nil {
 		cv.vol.active[c.id] = cv
@@ -872,6 +990,7 @@ func (s *Switchboard) endLocked(cv *conv) {
 	}
 	if c := cv.visitor; c != nil && c.state == StateConnected {
 		c.state = StateEnded
+		s.countAnsweredLocked(c, cv)
 		delete(s.contacts, c.id)
 	}
 	if cv.received != nil {
@@ -969,9 +1088,11 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
+		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, ErrClosed
 	}
 	if _, dup := s.received[o.Contact]; dup {
+		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
 	}
 	var best *volunteer
@@ -981,6 +1102,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		}
 	}
 	if best == nil {
+		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrNoVolunteer)
 	}
 	ring := min(max(o.Ring, time.Second), s.cfg.RingTimeout)
@@ -1005,6 +1127,7 @@ func (res *Reservation) Wait(ctx context.Context) (alias string, err error) {
 		if err != nil {
 			res.s.mu.Lock()
 			delete(res.s.received, res.r.id)
+			res.s.settleReceivedLocked(res.r, OfferDeclined)
 			res.s.mu.Unlock()
 			return "", err
 		}
@@ -1026,6 +1149,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	h := &receivedPeerHandler{s: s, rc: rc}
 	if v.ring != rc.ring || s.volunteers[v.ID] != v {
 		delete(s.received, rc.id)
+		s.settleReceivedLocked(rc, OfferDeclined)
 		peer.Close("the volunteer is gone")
 		return h
 	}
@@ -1033,6 +1157,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
 	v.active[rc.id] = rc.conv
 	s.stats.OverflowReceived++
+	s.settleReceivedLocked(rc, OfferAccepted)
 	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
 	s.postAvailabilityLocked(v)
 	return h
@@ -1048,6 +1173,7 @@ func (res *Reservation) Release(reason string) {
 		return
 	}
 	delete(s.received, rc.id)
+	s.settleReceivedLocked(rc, OfferWithdrawn)
 	if rc.vol.ring == rc.ring {
 		rc.ring.timer.Stop()
 		rc.vol.ring = nil
@@ -1111,6 +1237,42 @@ func (h *receivedPeerHandler) OnLost(undelivered int) {
 	v.out.post(func() { v.sink.Lost(id, undelivered) })
 	s.postAvailabilityLocked(v)
 	s.dispatchLocked()
+}
+
+// ---- KPI counting (under the lock) ----
+
+func (s *Switchboard) tallyLocked(c *contact, f func(t *Tally)) {
+	k := Key{c.channel, c.language}
+	t := s.stats.Contacts[k]
+	f(&t)
+	s.stats.Contacts[k] = t
+}
+
+// countAnsweredLocked counts a contact whose conversation cv ended.
+func (s *Switchboard) countAnsweredLocked(c *contact, cv *conv) {
+	s.tallyLocked(c, func(t *Tally) {
+		if cv != nil && cv.peer != nil {
+			t.AnsweredOverflow++
+		} else {
+			t.AnsweredLocal++
+		}
+	})
+}
+
+func (s *Switchboard) offerSentLocked(to, result string) {
+	s.stats.OffersSent[OfferKey{to, result}]++
+}
+
+func (s *Switchboard) offerReceivedLocked(from, result string) {
+	s.stats.OffersReceived[OfferKey{from, result}]++
+}
+
+// settleReceivedLocked counts a received offer's result once.
+func (s *Switchboard) settleReceivedLocked(rc *received, result string) {
+	if rc.result == "" {
+		rc.result = result
+		s.offerReceivedLocked(rc.from, result)
+	}
 }
 
 // ---- views ----
@@ -1177,10 +1339,56 @@ func (s *Switchboard) Stats() Stats {
 	st := s.stats
 	st.Topics = maps(s.stats.Topics)
 	st.AgeGroups = maps(s.stats.AgeGroups)
+	st.Contacts = make(map[Key]Tally, len(s.stats.Contacts))
+	for k, t := range s.stats.Contacts {
+		st.Contacts[k] = t
+	}
+	st.SpeedToAnswer = make(map[string]Histogram, len(s.stats.SpeedToAnswer))
+	for ch, h := range s.stats.SpeedToAnswer {
+		b := make(map[float64]uint64, len(s.cfg.AnswerBuckets))
+		for _, le := range s.cfg.AnswerBuckets {
+			b[le] = h.Buckets[le]
+		}
+		h.Buckets = b
+		st.SpeedToAnswer[ch] = h
+	}
+	st.OffersSent = make(map[OfferKey]uint64, len(s.stats.OffersSent))
+	for k, n := range s.stats.OffersSent {
+		st.OffersSent[k] = n
+	}
+	st.OffersReceived = make(map[OfferKey]uint64, len(s.stats.OffersReceived))
+	for k, n := range s.stats.OffersReceived {
+		st.OffersReceived[k] = n
+	}
 	st.Waiting = len(s.queue)
+	st.Queues = map[string]QueueView{}
+	now := time.Now()
+	for _, c := range s.queue {
+		s.tallyView(st.Contacts, c, func(t *Tally) { t.Waiting++ })
+		q := st.Queues[c.channel]
+		q.Length++
+		q.OldestWait = max(q.OldestWait, now.Sub(c.created))
+		st.Queues[c.channel] = q
+	}
 	for _, c := range s.contacts {
 		if c.state == StateConnected {
 			st.InProgress++
+			s.tallyView(st.Contacts, c, func(t *Tally) { t.InProgress++ })
+		}
+	}
+	st.Volunteers = map[string]VolunteerCount{}
+	for _, v := range s.volunteers {
+		for _, ch := range v.Channels {
+			if !v.available[ch] {
+				continue
+			}
+			vc := st.Volunteers[ch]
+			if v.ring == nil && v.load() < v.Capacity {
+				vc.Free++
+			} else {
+				vc.Busy++
+			}
+			st.Volunteers[ch] = vc
 		}
 	}
 	for _, rc := range s.received {
@@ -1189,6 +1397,13 @@ func (s *Switchboard) Stats() Stats {
 		}
 	}
 	return st
+}
+
+func (s *Switchboard) tallyView(m map[Key]Tally, c *contact, f func(t *Tally)) {
+	k := Key{c.channel, c.language}
+	t := m[k]
+	f(&t)
+	m[k] = t
 }
 
 func maps(m map[string]uint64) map[string]uint64 {
@@ -1221,7 +1436,19 @@ func (s *Switchboard) Close() {
 		}
 		vis := c.visitor
 		c.out.post(func() { vis.Closed("the centre is shutting down") })
+		// The KPIs: a conversation cut short happened (answered); a
+		// contact still waiting was abandoned.
+		switch {
+		case c.state == StateConnected:
+			c.state = StateEnded
+			s.countAnsweredLocked(c, c.conv)
+		case c.waiting():
+			c.state = StateAbandoned
+			s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
+		}
+		delete(s.contacts, c.id)
 	}
+	s.queue = nil
 	for _, rc := range s.received {
 		if rc.conv != nil {
 			rc.conv.peer.Close("centre shutting down")

@@ -28,6 +28,10 @@ var (
 	ErrEnded = errors.New("conversation ended")
 	// ErrClosed means the switchboard has been closed.
 	ErrClosed = errors.New("switchboard closed")
+	// ErrDeclined is what an Overflow's Offer error wraps when the other
+	// centre said no (as opposed to being unreachable): the KPIs tell the
+	// two apart.
+	ErrDeclined = errors.New("offer declined")
 )
 
 // Limits on what a visitor or volunteer may send.

@@ -1,0 +1,207 @@
+package node
+
+import (
+	"errors"
+	"math"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpmesh/helpmesh/overflow"
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// The centre's KPIs (DESIGN.md, Metrics; docs/operations.md, Metrics).
+//
+// Every number is read at scrape time from one snapshot of the switchboard
+// (switchboard.Stats, taken under its lock), so the contact counters and
+// gauges of one scrape always conserve exactly:
+//
+//	offered = answered{local} + answered{overflow} + abandoned + waiting + in_progress
+//
+// per centre, channel and language. Labels are bounded: centre ids from the
+// roster, the two channels, the policy's languages, topics and age groups,
+// and fixed result and state names. Never a contact, visitor or volunteer id,
+// an alias, or any text.
+//
+// Raft and memberlist report their own numbers through hashicorp/go-metrics,
+// whose sink is one global per process. We do not wire that global: an
+// in-process federation (the tests, the demo) runs several centres in one
+// process, which would mix their numbers under one name, and a global would
+// break the rule that each node owns its registry. What a coordinator needs
+// of them is re-exported here from the centre's own view: Raft state, time
+// since the leader was last heard from, applied index and voter count
+// (consensus.Status), and the gossip members by state (overflow.Gossip.View).
+
+// speedToAnswerBuckets are the speed-to-answer histogram's upper bounds in
+// seconds. They include 60, the policy's default service level; a policy
+// with another service_level_seconds is read between buckets (see
+// docs/operations.md).
+var speedToAnswerBuckets = switchboard.DefaultAnswerBuckets
+
+// metricsCollector exports a node's KPIs. It reads the node at scrape time;
+// the node pointer is swapped when a restarted centre reuses a registry.
+type metricsCollector struct {
+	node atomic.Pointer[Node]
+
+	offered, answered, abandoned, waiting, inProgress *prometheus.Desc
+	speedToAnswer                                     *prometheus.Desc
+	offersSent, offersReceived                        *prometheus.Desc
+	volunteers, queueLength, queueOldestWait          *prometheus.Desc
+	categorised, categorisedAgeGroups                 *prometheus.Desc
+	federationMembers                                 *prometheus.Desc
+	raftState, raftLastContact, raftApplied           *prometheus.Desc
+	raftVoters, up                                    *prometheus.Desc
+}
+
+func newMetricsCollector(centre string) *metricsCollector {
+	c := prometheus.Labels{"centre": centre}
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc(name, help, labels, c)
+	}
+	return &metricsCollector{
+		offered:    d("helpmesh_contacts_offered_total", "Contacts that arrived at this centre.", "channel", "language"),
+		answered:   d("helpmesh_contacts_answered_total", "Contacts of this centre whose conversation ended, by who answered it (local or overflow). A requeued contact counts once, when it finally ends.", "channel", "language", "answered_by"),
+		abandoned:  d("helpmesh_contacts_abandoned_total", "Contacts of this centre that left (or were shut down) while waiting.", "channel", "language"),
+		waiting:    d("helpmesh_contacts_waiting", "Contacts of this centre queued or offered now.", "channel", "language"),
+		inProgress: d("helpmesh_contacts_in_progress", "Contacts of this centre in a conversation now (answered here or elsewhere).", "channel", "language"),
+		speedToAnswer: d("helpmesh_speed_to_answer_seconds",
+			"Time from a contact's arrival to its first connection to a volunteer.", "channel"),
+		offersSent:           d("helpmesh_overflow_offers_sent_total", "This centre's contacts offered to another centre, by result (accepted, declined, failed, withdrawn).", "to", "result"),
+		offersReceived:       d("helpmesh_overflow_offers_received_total", "Other centres' contacts offered to this centre, by result (accepted, declined, withdrawn).", "from", "result"),
+		volunteers:           d("helpmesh_volunteers", "Signed-in volunteers switched on for a channel: free (can take an offer now) or busy.", "channel", "state"),
+		queueLength:          d("helpmesh_queue_length", "Contacts waiting in this centre's queue.", "channel"),
+		queueOldestWait:      d("helpmesh_queue_oldest_wait_seconds", "How long the oldest waiting contact has waited since it arrived (0 if none).", "channel"),
+		categorised:          d("helpmesh_categorised_total", "Topics recorded by this centre's volunteers at the end of contacts.", "topic"),
+		categorisedAgeGroups: d("helpmesh_categorised_age_groups_total", "Age groups recorded by this centre's volunteers at the end of contacts.", "age_group"),
+		federationMembers:    d("helpmesh_federation_members", "Centres in this centre's gossip view, by state.", "state"),
+		raftState:            d("helpmesh_raft_state", "1 for this centre's current Raft state.", "state"),
+		raftLastContact:      d("helpmesh_raft_leader_last_contact_seconds", "Seconds since this centre last heard from the Raft leader (0 on the leader, +Inf if never)."),
+		raftApplied:          d("helpmesh_raft_applied_index", "The last Raft log index applied to this centre's roster."),
+		raftVoters:           d("helpmesh_raft_voters", "Raft voters in this centre's configuration."),
+		up:                   d("helpmesh_up", "1 while the centre's metrics are served."),
+	}
+}
+
+// registerMetrics puts the KPI collector on the node's own registry (never
+// the default one). A registry reused by a restarted centre keeps its
+// collector, which then reads the new node.
+func (n *Node) registerMetrics() error {
+	mc := newMetricsCollector(n.cfg.Centre)
+	mc.node.Store(n)
+	err := n.registry.Register(mc)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(*metricsCollector); ok {
+			old.node.Store(n)
+			return nil
+		}
+	}
+	return err
+}
+
+func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{
+		mc.offered, mc.answered, mc.abandoned, mc.waiting, mc.inProgress, mc.speedToAnswer,
+		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
+		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
+		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up,
+	} {
+		ch <- d
+	}
+}
+
+var (
+	raftStates   = []string{"Leader", "Follower", "Candidate", "Shutdown"}
+	gossipStates = []string{overflow.StateAlive, overflow.StateSuspect, overflow.StateDead, overflow.StateLeft}
+	channels     = []string{switchboard.ChannelChat, switchboard.ChannelPhone}
+)
+
+func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
+	n := mc.node.Load()
+	if n == nil {
+		return
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	gauge(mc.up, 1)
+
+	st := n.sb.Stats()
+	// Every language of the policy is exported (zeros included), so rates
+	// and sums see a series before its first contact.
+	keys := map[switchboard.Key]switchboard.Tally{}
+	for _, l := range n.consensus.Roster().Policy.Languages {
+		for _, c := range channels {
+			keys[switchboard.Key{Channel: c, Language: l}] = switchboard.Tally{}
+		}
+	}
+	for k, t := range st.Contacts {
+		keys[k] = t
+	}
+	for k, t := range keys {
+		counter(mc.offered, t.Offered, k.Channel, k.Language)
+		counter(mc.answered, t.AnsweredLocal, k.Channel, k.Language, switchboard.AnsweredByLocal)
+		counter(mc.answered, t.AnsweredOverflow, k.Channel, k.Language, switchboard.AnsweredByOverflow)
+		counter(mc.abandoned, t.Abandoned, k.Channel, k.Language)
+		gauge(mc.waiting, float64(t.Waiting), k.Channel, k.Language)
+		gauge(mc.inProgress, float64(t.InProgress), k.Channel, k.Language)
+	}
+	for _, c := range channels {
+		h := st.SpeedToAnswer[c]
+		buckets := make(map[float64]uint64, len(speedToAnswerBuckets))
+		for _, le := range speedToAnswerBuckets {
+			buckets[le] = h.Buckets[le]
+		}
+		ch <- prometheus.MustNewConstHistogram(mc.speedToAnswer, h.Count, h.Sum, buckets, c)
+		v := st.Volunteers[c]
+		gauge(mc.volunteers, float64(v.Free), c, "free")
+		gauge(mc.volunteers, float64(v.Busy), c, "busy")
+		q := st.Queues[c]
+		gauge(mc.queueLength, float64(q.Length), c)
+		gauge(mc.queueOldestWait, q.OldestWait.Seconds(), c)
+	}
+	for k, v := range st.OffersSent {
+		counter(mc.offersSent, v, k.Centre, k.Result)
+	}
+	for k, v := range st.OffersReceived {
+		counter(mc.offersReceived, v, k.Centre, k.Result)
+	}
+	for t, v := range st.Topics {
+		counter(mc.categorised, v, t)
+	}
+	for a, v := range st.AgeGroups {
+		counter(mc.categorisedAgeGroups, v, a)
+	}
+
+	members := map[string]int{}
+	for _, s := range n.gossip.View() {
+		members[s.State]++
+	}
+	for _, s := range gossipStates {
+		gauge(mc.federationMembers, float64(members[s]), s)
+	}
+
+	rs := n.consensus.Status()
+	for _, s := range raftStates {
+		v := 0.0
+		if rs.State == s {
+			v = 1
+		}
+		gauge(mc.raftState, v, s)
+	}
+	last := math.Inf(1)
+	switch {
+	case rs.State == "Leader":
+		last = 0
+	case !rs.LastContact.IsZero():
+		last = time.Since(rs.LastContact).Seconds()
+	}
+	gauge(mc.raftLastContact, last)
+	gauge(mc.raftApplied, float64(rs.AppliedIndex))
+	gauge(mc.raftVoters, float64(len(rs.Voters)))
+}
