@@ -118,9 +118,11 @@ func (c *Consensus) start() error {
 	rc.LocalID = raft.ServerID(c.cfg.Centre)
 	rc.Logger = logadapt.HCLog(c.log, "raft")
 	if c.cfg.Timing == TimingTest {
-		rc.HeartbeatTimeout = 300 * time.Millisecond
-		rc.ElectionTimeout = 300 * time.Millisecond
-		rc.LeaderLeaseTimeout = 150 * time.Millisecond
+		// Quick on loopback, but not so quick that a CI machine running
+		// -race tests on 2 busy cores makes a healthy leader step down.
+		rc.HeartbeatTimeout = 700 * time.Millisecond
+		rc.ElectionTimeout = 700 * time.Millisecond
+		rc.LeaderLeaseTimeout = 350 * time.Millisecond
 		rc.CommitTimeout = 20 * time.Millisecond
 	}
 	if c.cfg.SnapshotThreshold > 0 {
