@@ -6,6 +6,8 @@
 //	helpmesh centre admit --dir MEMBER_DIR (--from NEW_DIR | --id ID --name NAME --peer-id P --addr MA --gossip HOST:PORT)
 //	helpmesh centre remove --dir MEMBER_DIR --id ID
 //	helpmesh status --dir DIR [--json]
+//	helpmesh health [--url http://127.0.0.1:8080/readyz]
+//	helpmesh up --dir DIR --centre ID (--bootstrap | --join-via URL) --token-file F
 //	helpmesh chat --server URL [--lang nb]
 //	helpmesh volunteer --server URL --id ID --password PASSWORD
 //
@@ -30,6 +32,8 @@ Commands:
   centre admit    admit a new centre to the federation (coordinator)
   centre remove   remove a centre from the federation (coordinator)
   status          show the federation as a centre sees it
+  health          probe a centre's /readyz (for container health checks)
+  up              init, self-admit and run a centre (trusted private networks, e.g. compose)
   chat            chat at a centre as a visitor, in the terminal
   volunteer       sign in at your centre as a volunteer, in the terminal
 
@@ -67,6 +71,10 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return cmdCentreRemove(ctx, args[2:], stdout)
 		}
 		return fmt.Errorf("centre: unknown subcommand %q (want admit or remove)", args[1])
+	case "health":
+		return cmdHealth(ctx, args[1:], stdout)
+	case "up":
+		return cmdUp(ctx, args[1:], stdout, stderr)
 	case "status":
 		return cmdStatus(ctx, args[1:], stdout)
 	case "chat":
