@@ -22,6 +22,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -44,6 +45,15 @@ type fed struct {
 	root    string
 	compose []string
 	c       map[string]*centre
+	figs    []string // every FIGURE line, printed again in one block at the end
+}
+
+// figure logs a measured figure and keeps it for the summary.
+func (f *fed) figure(t *testing.T, format string, args ...any) {
+	t.Helper()
+	line := fmt.Sprintf(format, args...)
+	f.figs = append(f.figs, line)
+	t.Logf("FIGURE %s", line)
 }
 
 func (f *fed) all() []*centre { return []*centre{f.c["centre-a"], f.c["centre-b"], f.c["centre-c"]} }
@@ -120,7 +130,7 @@ func up(t *testing.T) *fed {
 		}
 		return true
 	})
-	t.Logf("FIGURE federation up (compose up to all alive): %v", time.Since(start).Round(100*time.Millisecond))
+	f.figure(t, "federation up (compose up to all alive): %v", time.Since(start).Round(100*time.Millisecond))
 	return f
 }
 
@@ -184,10 +194,25 @@ func (f *fed) waitReady(c *centre, d time.Duration) time.Duration {
 type view struct {
 	Leader  string `json:"leader"`
 	Centres []struct {
-		ID       string `json:"id"`
-		Gossip   string `json:"gossip"`
-		RaftRole string `json:"raft_role"`
+		ID           string `json:"id"`
+		Gossip       string `json:"gossip"`
+		RaftRole     string `json:"raft_role"`
+		Availability *struct {
+			Channels map[string]struct {
+				Free map[string]int `json:"Free"`
+			} `json:"Channels"`
+		} `json:"availability"`
 	} `json:"centres"`
+}
+
+// free is the number of free chat volunteers for nb that this view shows at id.
+func (v view) free(id string) int {
+	for _, c := range v.Centres {
+		if c.ID == id && c.Availability != nil {
+			return c.Availability.Channels["chat"].Free["nb"]
+		}
+	}
+	return 0
 }
 
 func (v view) gossip(id string) string {
@@ -200,13 +225,17 @@ func (v view) gossip(id string) string {
 }
 
 func (f *fed) api(c *centre, method, path, body string) (int, []byte, error) {
+	return f.apiWithin(c, method, path, body, 5*time.Second)
+}
+
+func (f *fed) apiWithin(c *centre, method, path, body string, d time.Duration) (int, []byte, error) {
 	req, err := http.NewRequest(method, "http://"+c.http+path, strings.NewReader(body))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	req.Header.Set("Content-Type", "application/json")
-	cl := http.Client{Timeout: 5 * time.Second}
+	cl := http.Client{Timeout: d}
 	resp, err := cl.Do(req)
 	if err != nil {
 		return 0, nil, err
@@ -232,6 +261,13 @@ func (f *fed) federation(c *centre) (view, error) {
 // signs them in at the console.
 func (f *fed) enrol(ctx context.Context, c *centre, id string) *ws {
 	f.t.Helper()
+	return f.signIn(ctx, c, id, f.register(c, id))
+}
+
+// register writes a volunteer at c (a roster write) and returns the
+// enrolment code.
+func (f *fed) register(c *centre, id string) string {
+	f.t.Helper()
 	body := fmt.Sprintf(`{"id":%q,"centre":%q,"alias":%q,"channels":["chat"],"languages":["nb","en"],"capacity":2,"role":"volunteer"}`, id, c.svc, id)
 	code, b, err := f.api(c, http.MethodPost, "/v1/volunteers", body)
 	if err != nil || code != http.StatusOK {
@@ -243,6 +279,13 @@ func (f *fed) enrol(ctx context.Context, c *centre, id string) *ws {
 	if json.Unmarshal(b, &w) != nil || w.Code == "" {
 		f.t.Fatalf("no enrolment code in %s", b)
 	}
+	return w.Code
+}
+
+// signIn enrols a registered volunteer with code, logs in and opens the
+// console with chat on. It only talks to c: no roster write.
+func (f *fed) signIn(ctx context.Context, c *centre, id, code string) *ws {
+	f.t.Helper()
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	post := func(path string, body any) {
@@ -260,7 +303,7 @@ func (f *fed) enrol(ctx context.Context, c *centre, id string) *ws {
 			f.t.Fatalf("%s: %d %s", path, resp.StatusCode, msg)
 		}
 	}
-	post("/v1/volunteer/enrol", map[string]string{"volunteer": id, "code": w.Code, "password": "a long enough password"})
+	post("/v1/volunteer/enrol", map[string]string{"volunteer": id, "code": code, "password": "a long enough password"})
 	post("/v1/volunteer/login", map[string]string{"volunteer": id, "password": "a long enough password"})
 	conn, _, err := websocket.Dial(ctx, "ws://"+c.http+"/v1/console", &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Origin": {"http://" + c.http}}})
 	if err != nil {
@@ -376,6 +419,9 @@ func chatBothWays(t *testing.T, visitor, vol *ws, contact, tag string) {
 // takes most of the time.
 func TestFaults(t *testing.T) {
 	f := up(t)
+	defer func() {
+		t.Logf("FIGURES (go test -tags faults -count=1 -v ./deploy/faults/):\n  %s", strings.Join(f.figs, "\n  "))
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	a, b, c := f.c["centre-a"], f.c["centre-b"], f.c["centre-c"]
@@ -414,7 +460,7 @@ func TestFaults(t *testing.T) {
 		killed := time.Now()
 		f.docker("kill", id)
 		v1.expectWithin("requeued", 5*time.Second)
-		t.Logf("FIGURE time to requeue after docker kill of %s: %v", victim.svc, time.Since(killed).Round(10*time.Millisecond))
+		f.figure(t, "time to requeue after docker kill of %s: %v", victim.svc, time.Since(killed).Round(10*time.Millisecond))
 
 		chatBothWays(t, v2, otherVol, contact2, "during-crash")
 		t.Logf("conversation at %s unaffected by the crash", other.svc)
@@ -429,7 +475,7 @@ func TestFaults(t *testing.T) {
 			v, err := f.federation(a)
 			return err == nil && v.gossip(victim.svc) == "dead"
 		})
-		t.Logf("FIGURE gossip at centre-a after the kill: %s not alive (suspect) after %v, dead after %v", victim.svc,
+		f.figure(t, "gossip at centre-a after the kill: %s not alive (suspect) after %v, dead after %v", victim.svc,
 			notAlive.Round(10*time.Millisecond), time.Since(killed).Round(10*time.Millisecond))
 
 		restarted := time.Now()
@@ -445,7 +491,7 @@ func TestFaults(t *testing.T) {
 			}
 			return true
 		})
-		t.Logf("FIGURE restart of %s: ready after %v, alive at the others after %v", victim.svc,
+		f.figure(t, "restart of %s: ready after %v, alive at the others after %v", victim.svc,
 			readyAfter.Round(10*time.Millisecond), time.Since(restarted).Round(10*time.Millisecond))
 		code, body, err := f.api(victim, http.MethodGet, "/v1/roster", "")
 		if err != nil || code != http.StatusOK || !strings.Contains(string(body), victimVolID) {
@@ -483,7 +529,7 @@ func TestFaults(t *testing.T) {
 			}
 			return false
 		})
-		t.Logf("FIGURE new Raft leader %s %v after docker kill of leader %s", newLeader, time.Since(killed).Round(10*time.Millisecond), leader.svc)
+		f.figure(t, "new Raft leader %s %v after docker kill of leader %s", newLeader, time.Since(killed).Round(10*time.Millisecond), leader.svc)
 		w := rest[0]
 		start := time.Now()
 		f.waitFor(30*time.Second, "a roster write at "+w.svc, func() bool {
@@ -491,7 +537,7 @@ func TestFaults(t *testing.T) {
 			code, _, err := f.api(w, http.MethodPost, "/v1/volunteers", body)
 			return err == nil && code == http.StatusOK
 		})
-		t.Logf("FIGURE roster write at %s accepted %v after the new leader was seen", w.svc, time.Since(start).Round(10*time.Millisecond))
+		f.figure(t, "roster write at %s accepted %v after the new leader was seen", w.svc, time.Since(start).Round(10*time.Millisecond))
 		f.docker("start", id)
 		f.waitReady(leader, 2*time.Minute)
 		f.waitFor(60*time.Second, "the old leader to see the new volunteer", func() bool {
@@ -509,14 +555,14 @@ func TestFaults(t *testing.T) {
 			v, err := f.federation(a)
 			return err == nil && v.gossip("centre-c") == "dead"
 		})
-		t.Logf("FIGURE docker pause of centre-c: dead at centre-a after %v", time.Since(paused).Round(10*time.Millisecond))
+		f.figure(t, "docker pause of centre-c: dead at centre-a after %v", time.Since(paused).Round(10*time.Millisecond))
 		un := time.Now()
 		f.docker("unpause", id)
 		f.waitFor(60*time.Second, "A to see centre-c alive again", func() bool {
 			v, err := f.federation(a)
 			return err == nil && v.gossip("centre-c") == "alive"
 		})
-		t.Logf("FIGURE docker unpause of centre-c: alive at centre-a after %v", time.Since(un).Round(10*time.Millisecond))
+		f.figure(t, "docker unpause of centre-c: alive at centre-a after %v", time.Since(un).Round(10*time.Millisecond))
 	})
 
 	t.Run("network disconnect and connect", func(t *testing.T) {
@@ -531,13 +577,304 @@ func TestFaults(t *testing.T) {
 			v, err := f.federation(a)
 			return err == nil && v.gossip("centre-b") == "dead"
 		})
-		t.Logf("FIGURE network disconnect of centre-b: dead at centre-a after %v", time.Since(cut).Round(10*time.Millisecond))
+		f.figure(t, "network disconnect of centre-b: dead at centre-a after %v", time.Since(cut).Round(10*time.Millisecond))
 		joined := time.Now()
 		f.docker("network", "connect", "--alias", "centre-b", net, id)
 		f.waitFor(90*time.Second, "A to see centre-b alive again", func() bool {
 			v, err := f.federation(a)
 			return err == nil && v.gossip("centre-b") == "alive"
 		})
-		t.Logf("FIGURE network connect of centre-b: alive at centre-a after %v", time.Since(joined).Round(10*time.Millisecond))
+		f.figure(t, "network connect of centre-b: alive at centre-a after %v", time.Since(joined).Round(10*time.Millisecond))
 	})
+
+	// The old consoles are switched off (one of them died with its centre in
+	// the first scenario): from here on only b-nora and c-per answer.
+	tryOff(volB)
+	tryOff(volC)
+	var volB2, volC2 *ws
+	net := project + "_mesh"
+	idB := f.container(b)
+
+	cutOK := t.Run("centre cut off from the network", func(t *testing.T) {
+		codeB := f.register(b, "b-nora")
+		volC2 = f.enrol(ctx, c, "c-per")
+		volC2.send(map[string]any{"type": "available", "channel": "chat", "on": false})
+		f.waitFor(30*time.Second, "b-nora in B's own roster", func() bool {
+			_, body, err := f.api(b, http.MethodGet, "/v1/roster", "")
+			return err == nil && strings.Contains(string(body), `"b-nora"`)
+		})
+		// A second network keeps B's published port reachable from the host
+		// (the test plays B's visitors and volunteer) while B is cut off from
+		// the mesh, where the other centres are.
+		side := project + "_side"
+		_ = exec.Command("docker", "network", "rm", side).Run()
+		sh(t, f.root, "docker", "network", "create", side)
+		f.t.Cleanup(func() {
+			_ = exec.Command("docker", "network", "disconnect", "-f", side, idB).Run()
+			_ = exec.Command("docker", "network", "rm", side).Run()
+		})
+		sh(t, f.root, "docker", "network", "connect", side, idB)
+		cut := time.Now()
+		sh(t, f.root, "docker", "network", "disconnect", net, idB)
+		f.waitFor(60*time.Second, "A and C to stop seeing centre-b alive", func() bool {
+			for _, x := range []*centre{a, c} {
+				v, err := f.federation(x)
+				if err != nil || v.gossip("centre-b") == "alive" {
+					return false
+				}
+			}
+			return true
+		})
+		f.figure(t, "network disconnect of centre-b: not alive at A and C (they stop offering to it) after %v", time.Since(cut).Round(10*time.Millisecond))
+
+		// B keeps answering its own visitors.
+		volB2 = f.signIn(ctx, b, "b-nora", codeB)
+		vb := visitor(ctx, t, b, "visitor-at-cut-off-b")
+		offer := volB2.expect("offer")
+		if offer["from_centre"] != nil {
+			t.Fatalf("B's own visitor came as an overflow: %v", offer)
+		}
+		contactB := offer["contact"].(string)
+		volB2.send(map[string]any{"type": "accept", "contact": contactB})
+		vb.expect("connected")
+		chatBothWays(t, vb, volB2, contactB, "cut-off")
+		t.Logf("cut-off centre-b answered its own visitor with its own volunteer")
+
+		// Roster writes at B are refused, with the cause, in bounded time.
+		start := time.Now()
+		code, body, err := f.apiWithin(b, http.MethodPost, "/v1/volunteers",
+			`{"id":"b-during-cut","centre":"centre-b","alias":"Cut","channels":["chat"],"languages":["nb"],"capacity":1,"role":"volunteer"}`, 30*time.Second)
+		took := time.Since(start)
+		var e struct{ Code, Error string }
+		if err != nil || code != http.StatusServiceUnavailable || json.Unmarshal(body, &e) != nil || e.Code != "no_quorum" || e.Error == "" {
+			t.Fatalf("roster write at cut-off B: want 503 no_quorum with a message, got %d %s (%v) after %v", code, body, err, took)
+		}
+		if took > 15*time.Second {
+			t.Fatalf("roster write at cut-off B took %v to be refused", took)
+		}
+		f.figure(t, "roster write at cut-off centre-b: 503 no_quorum after %v (%q)", took.Round(10*time.Millisecond), e.Error)
+
+		// The majority side still writes, so B has something to catch up on.
+		start = time.Now()
+		f.waitFor(60*time.Second, "a roster write at centre-a during the cut", func() bool {
+			code, _, err := f.apiWithin(a, http.MethodPost, "/v1/volunteers",
+				`{"id":"a-during-cut","centre":"centre-a","alias":"During","channels":["chat"],"languages":["nb"],"capacity":1,"role":"volunteer"}`, 15*time.Second)
+			return err == nil && (code == http.StatusOK || code == http.StatusConflict)
+		})
+		f.figure(t, "roster write at centre-a during the cut accepted after %v", time.Since(start).Round(10*time.Millisecond))
+
+		// A visitor at A (no volunteer at A, c-per off): B has free capacity
+		// but is cut off, so nobody may be offered it.
+		va := visitor(ctx, t, a, "visitor-at-a-during-cut")
+		va.expect("queued")
+		noFrame(t, 6*time.Second, "offer", volB2, volC2)
+		noFrame(t, 0, "connected", va)
+		t.Logf("A's visitor stayed queued, B's volunteer got no offer")
+		va.send(map[string]any{"type": "end"})
+		va.expect("ended")
+		volB2.send(map[string]any{"type": "end", "contact": contactB, "topics": []string{"family"}, "age_group": "16-18"})
+		volB2.expect("categorised")
+
+		joined := time.Now()
+		sh(t, f.root, "docker", "network", "connect", "--alias", "centre-b", net, idB)
+		var rosters []string
+		f.waitFor(90*time.Second, "every centre's roster identical", func() bool {
+			rosters = rosters[:0]
+			for _, x := range f.all() {
+				code, body, err := f.api(x, http.MethodGet, "/v1/roster", "")
+				if err != nil || code != http.StatusOK {
+					return false
+				}
+				r, err := canonicalRoster(body)
+				if err != nil {
+					t.Fatalf("roster of %s: %v", x.svc, err)
+				}
+				rosters = append(rosters, r)
+			}
+			return strings.Contains(rosters[0], `a-during-cut`) && rosters[0] == rosters[1] && rosters[1] == rosters[2]
+		})
+		f.figure(t, "network connect of centre-b: roster (centres, volunteers) identical at all three after %v", time.Since(joined).Round(10*time.Millisecond))
+		if strings.Contains(rosters[0], `b-during-cut`) {
+			t.Fatal("the refused write at B reached the roster")
+		}
+		f.waitFor(60*time.Second, "centre-b alive at A and C", func() bool {
+			for _, x := range []*centre{a, c} {
+				v, err := f.federation(x)
+				if err != nil || v.gossip("centre-b") != "alive" {
+					return false
+				}
+			}
+			return true
+		})
+	})
+
+	t.Run("frozen centre while an overflowed offer rings there", func(t *testing.T) {
+		if !cutOK {
+			t.Skip("needs the cut-off scenario's volunteers and a reconnected centre-b")
+		}
+		// b-nora's console went through the side network; a reconnect may
+		// have cut it. Sign her in again (new code, no roster write).
+	drain:
+		for {
+			select {
+			case _, ok := <-volB2.frames:
+				if !ok {
+					t.Logf("b-nora's console at centre-b closed across the network reconnect; signing in again")
+					break drain
+				}
+			default:
+				break drain
+			}
+		}
+		code, body, err := f.api(b, http.MethodPost, "/v1/volunteers/b-nora/enrolment", "")
+		var w struct {
+			Code string `json:"enrolment_code"`
+		}
+		if err != nil || code != http.StatusOK || json.Unmarshal(body, &w) != nil || w.Code == "" {
+			t.Fatalf("new enrolment code for b-nora: %d %s %v", code, body, err)
+		}
+		volB2.conn.CloseNow()
+		volB2 = f.signIn(ctx, b, "b-nora", w.Code)
+		var last []byte
+		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
+			_, body, err := f.api(a, http.MethodGet, "/v1/federation", "")
+			var v view
+			if err == nil && json.Unmarshal(body, &v) == nil && v.gossip("centre-b") == "alive" && v.free("centre-b") >= 1 && v.free("centre-c") == 0 {
+				break
+			}
+			last = body
+			if time.Since(start) > 30*time.Second {
+				t.Fatalf("A does not see b-nora free at B and nobody free at C: %s", last)
+			}
+		}
+		va := visitor(ctx, t, a, "visitor-at-a-frozen")
+		offer := volB2.expect("offer")
+		if offer["from_centre"] != "centre-a" {
+			t.Fatalf("want an overflowed offer from centre-a at B: %v", offer)
+		}
+		contact := offer["contact"].(string)
+		paused := time.Now()
+		sh(t, f.root, "docker", "pause", idB)
+		unpaused := false
+		t.Cleanup(func() {
+			if !unpaused {
+				_ = exec.Command("docker", "unpause", idB).Run()
+			}
+		})
+		volC2.send(map[string]any{"type": "available", "channel": "chat", "on": true})
+		offerC := volC2.expectWithin("offer", 60*time.Second)
+		if offerC["contact"] != contact {
+			t.Fatalf("c-per was offered %v, want the frozen contact %s", offerC, contact)
+		}
+		f.figure(t, "docker pause of centre-b while A's overflowed offer rang there: offered to centre-c %v after the pause",
+			time.Since(paused).Round(10*time.Millisecond))
+		volC2.send(map[string]any{"type": "accept", "contact": contact})
+		if m := va.expect("connected"); m["alias"] != "c-per" {
+			t.Fatalf("visitor connected to %v, want c-per", m)
+		}
+		// Stay frozen past the ring time (20 s) and B's lease.
+		if d := 26*time.Second - time.Since(paused); d > 0 {
+			time.Sleep(d)
+		}
+		sh(t, f.root, "docker", "unpause", idB)
+		unpaused = true
+		un := time.Now()
+		// The volunteer at B tries to take the stale offer at once.
+		volB2.send(map[string]any{"type": "accept", "contact": contact})
+		reason := ""
+		timeout := time.After(30 * time.Second)
+		for reason == "" {
+			select {
+			case m, ok := <-volB2.frames:
+				if !ok {
+					t.Fatal("B's console closed")
+				}
+				switch {
+				case m["type"] == "connected":
+					t.Fatalf("contact assigned twice: B's volunteer connected %v while c-per has it", m)
+				case m["type"] == "offer_withdrawn" && m["contact"] == contact:
+					reason, _ = m["reason"].(string)
+				case m["type"] == "error":
+					t.Logf("B's console answered the late accept with %v", m)
+				}
+			case <-timeout:
+				t.Fatal("B's volunteer got no offer_withdrawn after unpause")
+			}
+		}
+		f.figure(t, "docker unpause of centre-b (paused %v): its volunteer's offer withdrawn (%q) %v after unpause",
+			un.Sub(paused).Round(100*time.Millisecond), reason, time.Since(un).Round(10*time.Millisecond))
+		noFrame(t, 3*time.Second, "connected", volB2)
+		f.waitFor(30*time.Second, "B's own view to show b-nora free", func() bool {
+			v, err := f.federation(b)
+			return err == nil && v.free("centre-b") >= 1
+		})
+		f.figure(t, "b-nora free again in B's /v1/federation %v after unpause", time.Since(un).Round(10*time.Millisecond))
+		// The visitor still has c-per, and only c-per.
+		noFrame(t, time.Second, "requeued", va)
+		noFrame(t, 0, "connected", va)
+		noFrame(t, 0, "lost", volC2)
+		chatBothWays(t, va, volC2, contact, "after-freeze")
+		volC2.send(map[string]any{"type": "end", "contact": contact, "topics": []string{"family"}, "age_group": "16-18"})
+		volC2.expect("categorised")
+	})
+}
+
+// tryOff switches a console's chat off, ignoring a console that is gone.
+func tryOff(v *ws) {
+	_ = wsjson.Write(v.ctx, v.conn, map[string]any{"type": "available", "channel": "chat", "on": false})
+}
+
+// noFrame fails if any of the sockets delivers a frame of type typ within d
+// (d 0: among the frames already received).
+func noFrame(t *testing.T, d time.Duration, typ string, socks ...*ws) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for {
+		for _, s := range socks {
+		drain:
+			for {
+				select {
+				case m, ok := <-s.frames:
+					if !ok {
+						break drain
+					}
+					if m["type"] == typ {
+						t.Fatalf("%s: unexpected %q: %v", s.name, typ, m)
+					}
+				default:
+					break drain
+				}
+			}
+		}
+		if !time.Now().Before(deadline) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// canonicalRoster is a roster's centres and volunteers, each sorted by id,
+// as comparable JSON.
+func canonicalRoster(body []byte) (string, error) {
+	var r map[string]any
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", err
+	}
+	out := map[string]any{}
+	for _, k := range []string{"centres", "volunteers"} {
+		v, ok := r[k]
+		if !ok {
+			return "", fmt.Errorf("no %q in the roster", k)
+		}
+		if l, ok := v.([]any); ok { // a list: order by id
+			sort.Slice(l, func(i, j int) bool {
+				mi, _ := l[i].(map[string]any)
+				mj, _ := l[j].(map[string]any)
+				return fmt.Sprint(mi["id"]) < fmt.Sprint(mj["id"])
+			})
+		}
+		out[k] = v // maps marshal with sorted keys
+	}
+	b, err := json.Marshal(out)
+	return string(b), err
 }
