@@ -3,6 +3,8 @@ package consensus
 import (
 	"fmt"
 	"time"
+	// The zone database travels in the binary: a FROM-scratch image has none.
+	_ "time/tzdata"
 )
 
 // OpenAt reports whether the helpline is open at t under the policy's hours.
