@@ -494,7 +494,7 @@ func (c *Console) Accept(contactID string) error {
 			ct.remote.cancel()
 			ct.remote = nil
 		}
-		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct}, c.v.Alias, "")
+		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct}, c.v.Alias)
 		s.stats.AnsweredLocal++
 		s.dispatchLocked()
 		return nil
@@ -860,7 +860,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	}
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
 	h.cv = cv
-	s.connectLocked(c, cv, ans.Alias(), ro.centre)
+	s.connectLocked(c, cv, ans.Alias())
 	s.stats.AnsweredOverflow++
 	s.offerSentLocked(ro.centre, OfferAccepted)
 	for _, e := range h.early {
@@ -871,7 +871,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 }
 
 // connectLocked joins a waiting contact of ours to a volunteer.
-func (s *Switchboard) connectLocked(c *contact, cv *conv, alias, _ string) {
+func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	s.removeFromQueueLocked(c)
 	c.state = StateConnected
 	c.conv = cv

@@ -5,6 +5,7 @@
 package wire
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -67,7 +68,7 @@ func Read(r io.Reader, v any, limit int) error {
 // Unmarshal decodes one frame's body strictly: unknown fields and trailing
 // data are errors, so that a version skew is noticed instead of half-read.
 func Unmarshal(body []byte, v any) error {
-	dec := json.NewDecoder(bytesReader(body))
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return fmt.Errorf("decode frame: %w", err)
