@@ -217,6 +217,11 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", err.Error())
 		return
 	}
+	if sb := s.cfg.Centre.Switchboard(); sb != nil && sb.Draining() {
+		// A load balancer stops sending visitors here; conversations go on.
+		writeError(w, http.StatusServiceUnavailable, "draining", drainMessage)
+		return
+	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready", "centre": s.cfg.Centre.Centre()})
 }
 

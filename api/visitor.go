@@ -266,6 +266,8 @@ func errorCode(err error) string {
 		return "closed"
 	case errors.Is(err, switchboard.ErrBadRequest):
 		return "bad_request"
+	case errors.Is(err, switchboard.ErrDraining):
+		return "draining"
 	}
 	return "internal"
 }
@@ -541,6 +543,13 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "the centre is not taking chats yet")
 		return
 	}
+	if sb.Draining() {
+		// Refused before the upgrade: nothing was started, so nothing is
+		// lost, and the page can try again here or at another centre.
+		w.Header().Set("Retry-After", strconv.Itoa(drainRetryAfterSeconds))
+		writeError(w, http.StatusServiceUnavailable, "draining", drainMessage)
+		return
+	}
 	if ok, wait := s.chatStarts.allow(r); !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 		writeError(w, http.StatusTooManyRequests, "too_many_requests",
@@ -554,6 +563,13 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	defer ws.finish()
 	v := &visitorConn{ws: ws}
 	h, err := sb.StartContact(channel, lang, v)
+	if errors.Is(err, switchboard.ErrDraining) {
+		// Drain began during the upgrade: 1013 tells the page to try again.
+		ws.sendThenClose(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
+			websocket.StatusTryAgainLater, "the centre is restarting")
+		ws.run(func(websocket.MessageType, []byte) {})
+		return
+	}
 	if err != nil {
 		ws.sendThenClose(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
 			websocket.StatusPolicyViolation, "the chat could not start: "+errorCode(err))

@@ -156,11 +156,40 @@ func (c *Consensus) start() error {
 // Stop shuts Raft down and closes the store. It is idempotent.
 func (c *Consensus) Stop() error {
 	c.stopOnce.Do(func() {
+		c.handOverLeadership()
 		c.cfg.Host.RemoveStreamHandler(rosterProtocol)
 		c.stop.Stop()
 		c.stopErr = c.closeParts()
 	})
 	return c.stopErr
+}
+
+// handOverLeadership lets a stopping leader pick its successor, so a
+// rolling restart costs the roster one quick hand-over per centre instead
+// of an election timeout: writes wait less, and nobody sees a leaderless
+// federation.
+func (c *Consensus) handOverLeadership() {
+	if c.raft == nil || c.raft.State() != raft.Leader {
+		return
+	}
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return
+	}
+	voters := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	if err := c.raft.LeadershipTransfer().Error(); err != nil {
+		c.log.Warn("leadership not handed over before stop; the others will elect", "err", err)
+		return
+	}
+	c.log.Info("leadership handed over before stop")
 }
 
 func (c *Consensus) closeParts() error {

@@ -275,6 +275,7 @@ func (n *Node) start(ctx context.Context) error {
 func (n *Node) Stop() error {
 	n.stopOnce.Do(func() {
 		n.stopDesk()
+		n.logFinalTallies()
 		n.stop.Stop()
 		var errs []error
 		if n.gossip != nil {

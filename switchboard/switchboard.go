@@ -198,6 +198,9 @@ type Switchboard struct {
 	answerEvery time.Duration
 	lastAnswer  time.Time
 	kickTimer   *time.Timer
+	// drained is non-nil once Drain was called, and closed when no
+	// contact of ours and no conversation for another centre is left.
+	drained chan struct{}
 }
 
 // New returns a switchboard for one centre.
@@ -346,6 +349,9 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	if s.closed {
 		return nil, ErrClosed
 	}
+	if s.drained != nil {
+		return nil, ErrDraining
+	}
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
 		visitor: visitor, out: newOutbox(&s.wg, &s.sealed), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
@@ -418,7 +424,7 @@ func (s *Switchboard) abandonLocked(c *contact) {
 		c.remote = nil
 	}
 	c.overflowTimer.Stop()
-	delete(s.contacts, c.id)
+	s.forgetContactLocked(c)
 	s.dispatchLocked()
 }
 
@@ -748,6 +754,10 @@ func (s *Switchboard) withdrawLocked(r *ringing, reason string) {
 // overflowDueLocked: the contact waited the policy's time, or nobody here
 // can ever answer it (no volunteer switched on for its channel and language).
 func (s *Switchboard) overflowDueLocked(c *contact, now time.Time) bool {
+	if s.drained != nil {
+		// A restart is waiting on this contact: any free volunteer will do.
+		return true
+	}
 	if now.Sub(c.created) >= s.cfg.OverflowAfter(c.channel) {
 		return true
 	}
@@ -991,7 +1001,7 @@ func (s *Switchboard) endLocked(cv *conv) {
 	if c := cv.visitor; c != nil && c.state == StateConnected {
 		c.state = StateEnded
 		s.countAnsweredLocked(c, cv)
-		delete(s.contacts, c.id)
+		s.forgetContactLocked(c)
 	}
 	if cv.received != nil {
 		s.finishReceivedLocked(cv.received)
@@ -1091,6 +1101,10 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, ErrClosed
 	}
+	if s.drained != nil {
+		s.offerReceivedLocked(o.From, OfferDeclined)
+		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrDraining)
+	}
 	if _, dup := s.received[o.Contact]; dup {
 		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
@@ -1148,7 +1162,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	v := rc.vol
 	h := &receivedPeerHandler{s: s, rc: rc}
 	if v.ring != rc.ring || s.volunteers[v.ID] != v {
-		delete(s.received, rc.id)
+		s.forgetReceivedLocked(rc)
 		s.settleReceivedLocked(rc, OfferDeclined)
 		peer.Close("the volunteer is gone")
 		return h
@@ -1172,7 +1186,7 @@ func (res *Reservation) Release(reason string) {
 	if rc.conv != nil {
 		return
 	}
-	delete(s.received, rc.id)
+	s.forgetReceivedLocked(rc)
 	s.settleReceivedLocked(rc, OfferWithdrawn)
 	if rc.vol.ring == rc.ring {
 		rc.ring.timer.Stop()
@@ -1186,7 +1200,7 @@ func (res *Reservation) Release(reason string) {
 
 func (s *Switchboard) finishReceivedLocked(rc *received) {
 	if rc != nil {
-		delete(s.received, rc.id)
+		s.forgetReceivedLocked(rc)
 	}
 }
 
@@ -1313,7 +1327,8 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 			}
 			cv := get(ch)
 			for _, l := range v.Languages {
-				if v.free(ch, l) {
+				// A draining centre takes no one new, so it shows no one free.
+				if v.free(ch, l) && s.drained == nil {
 					cv.Free[l]++
 				} else {
 					cv.Busy[l]++

@@ -32,6 +32,10 @@ var (
 	// centre said no (as opposed to being unreachable): the KPIs tell the
 	// two apart.
 	ErrDeclined = errors.New("offer declined")
+	// ErrDraining means the centre is finishing its conversations before a
+	// restart and takes no new contact; the visitor should try again or
+	// another centre.
+	ErrDraining = errors.New("centre draining for a restart")
 )
 
 // Limits on what a visitor or volunteer may send.

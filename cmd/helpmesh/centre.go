@@ -6,11 +6,20 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/helpmesh/helpmesh/api"
 	"github.com/helpmesh/helpmesh/node"
 )
+
+// defaultDrainTimeout bounds a graceful stop: long enough for most chats
+// to reach a natural end, short enough for an upgrade window. The service
+// manager's stop timeout must be longer (systemd TimeoutStopSec, compose
+// stop_grace_period).
+const defaultDrainTimeout = 10 * time.Minute
 
 // startCentre runs a node and its HTTP API from a data directory.
 func startCentre(ctx context.Context, dir, join string, timing node.Timing, log *slog.Logger) (*node.Node, *api.Server, error) {
@@ -45,6 +54,24 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	return n, srv, nil
 }
 
+// drainThenStop is a centre's graceful stop (SIGTERM): it drains, so that
+// no conversation is cut short by a restart, for at most timeout (a second
+// signal cuts the drain short), then stops.
+func drainThenStop(n *node.Node, srv *api.Server, timeout time.Duration, log *slog.Logger) error {
+	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer cancel()
+	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
+	defer cancelTimeout()
+	log.Info("draining: no new chats; finishing conversations before stopping", "timeout", timeout)
+	start := time.Now()
+	if err := n.Drain(ctx); err != nil {
+		log.Warn("stopping before every conversation ended", "err", err)
+	} else {
+		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+	}
+	return stopCentre(n, srv)
+}
+
 func stopCentre(n *node.Node, srv *api.Server) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -61,6 +88,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	join := fs.String("join", "", "multiaddr of a member to join through, with /p2p/<peer id> (only the first start of an admitted centre)")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	fast := fs.Bool("fast-timing", false, "loopback timings (tests only)")
+	drain := fs.Duration("drain-timeout", defaultDrainTimeout, "on SIGTERM, how long to let conversations end before stopping (a second signal stops at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,8 +106,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	log.Info("serving", "http", srv.Addr(), "p2p", n.P2PAddrs(), "gossip", n.GossipAddr())
 	<-ctx.Done()
-	log.Info("stopping")
-	return stopCentre(n, srv)
+	return drainThenStop(n, srv, *drain, log)
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {

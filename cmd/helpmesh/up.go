@@ -45,6 +45,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "where the first centre writes its admin token and the others read it")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	wait := fs.Duration("wait", 3*time.Minute, "how long a joining centre waits for the first one")
+	drain := fs.Duration("drain-timeout", defaultDrainTimeout, "on SIGTERM, how long to let conversations end before stopping (a second signal stops at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -121,8 +122,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("serving", "http", srv.Addr(), "p2p", n.P2PAddrs(), "gossip", n.GossipAddr())
 	<-ctx.Done()
-	log.Info("stopping")
-	return stopCentre(n, srv)
+	return drainThenStop(n, srv, *drain, log)
 }
 
 func writeTokenFile(path, tok string) error {

@@ -1,0 +1,53 @@
+package switchboard
+
+// A rolling restart must not cut a conversation short. Drain turns the
+// desk into one that only finishes what it has: no new visitor, no offer
+// from another centre, no one shown free by gossip; contacts already
+// queued here are offered everywhere at once, and conversations go on
+// until they end. The process exits when Drained is closed (or the
+// operator's drain timeout passes, and Close counts what is left).
+
+// Drain stops the desk taking new work and returns a channel closed once
+// nothing is left: no contact of ours, no conversation or offer for
+// another centre. Calling it again returns the same channel.
+func (s *Switchboard) Drain() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drained == nil {
+		s.drained = make(chan struct{})
+		s.log.Info("draining: no new contacts or offers; finishing conversations",
+			"contacts", len(s.contacts), "received", len(s.received))
+		s.dispatchLocked()
+		s.checkDrainedLocked()
+	}
+	return s.drained
+}
+
+// Draining reports whether Drain was called.
+func (s *Switchboard) Draining() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drained != nil
+}
+
+func (s *Switchboard) forgetContactLocked(c *contact) {
+	delete(s.contacts, c.id)
+	s.checkDrainedLocked()
+}
+
+func (s *Switchboard) forgetReceivedLocked(rc *received) {
+	delete(s.received, rc.id)
+	s.checkDrainedLocked()
+}
+
+func (s *Switchboard) checkDrainedLocked() {
+	if s.drained == nil || len(s.contacts) > 0 || len(s.received) > 0 {
+		return
+	}
+	select {
+	case <-s.drained:
+	default:
+		close(s.drained)
+		s.log.Info("drained: no contacts or conversations left")
+	}
+}
