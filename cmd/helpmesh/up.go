@@ -45,6 +45,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "where the first centre writes its admin token and the others read it")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	wait := fs.Duration("wait", 3*time.Minute, "how long a joining centre waits for the first one")
+	trustProxy := fs.Bool("trust-proxy", false, "on first start, record that a reverse proxy in front sets X-Forwarded-For (web.trust_proxy)")
 	drain := fs.Duration("drain-timeout", defaultDrainTimeout, "on SIGTERM, how long to let conversations end before stopping (a second signal stops at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -71,7 +72,10 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	log := newLogger(stderr, *logLevel)
 
 	if _, err := os.Stat(filepath.Join(*dir, node.ConfigFile)); errors.Is(err, iofs.ErrNotExist) {
-		res, err := node.Init(*dir, node.FileConfig{Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip})
+		res, err := node.Init(*dir, node.FileConfig{
+			Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip,
+			Web: node.WebConfig{TrustProxy: *trustProxy},
+		})
 		if err != nil {
 			return fmt.Errorf("up: %w", err)
 		}

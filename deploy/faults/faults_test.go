@@ -817,6 +817,17 @@ func TestFaults(t *testing.T) {
 		volC2.send(map[string]any{"type": "end", "contact": contact, "topics": []string{"family"}, "age_group": "16-18"})
 		volC2.expect("categorised")
 	})
+
+	t.Run("rolling restart under live traffic", func(t *testing.T) {
+		// Only the bots answer from here on.
+		for _, v := range []*ws{volB2, volC2} {
+			if v != nil {
+				tryOff(v)
+				v.conn.CloseNow()
+			}
+		}
+		rollingRestart(t, f)
+	})
 }
 
 // tryOff switches a console's chat off, ignoring a console that is gone.
