@@ -2,12 +2,12 @@ package node
 
 import (
 	"context"
-
 	"fmt"
-	"github.com/helpmesh/helpmesh/consensus"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -337,5 +337,51 @@ func TestVisitorLeavingCancelsRemoteOffer(t *testing.T) {
 	})
 	if st := a.Switchboard().Stats(); st.Abandoned != 1 || st.Waiting != 0 {
 		t.Fatalf("A's stats after the visitor left: %+v", st)
+	}
+}
+
+// An offer out to a centre that stops being alive by gossip (frozen, cut
+// off) is withdrawn at once, not after the ring time: the contact goes to
+// the next centre while the silent one still holds the offer stream open.
+func TestOfferToCentreLostByGossipIsWithdrawn(t *testing.T) {
+	const ring = 20 * time.Second
+	f := newFederation(t, 3, fedOptions{ringTimeout: ring})
+	a, b, c := f.node("c1"), f.node("c2"), f.node("c3")
+	_, pb := signIn(t, b, "v-b", "Kari")
+	eventually(t, 10*time.Second, "B the only candidate in c1's view", func() bool {
+		cands := a.router.Candidates("chat", "nb")
+		return len(cands) == 1 && cands[0].Centre == "c2"
+	})
+	vp := newVisitorProbe()
+	if _, err := a.Switchboard().StartContact("chat", "nb", vp); err != nil {
+		t.Fatal(err)
+	}
+	o := nextOffer(t, pb, 10*time.Second)
+	cc, pc := signIn(t, c, "v-c", "Nils")
+	// B's gossip dies while its volunteer's offer rings; its libp2p host,
+	// and so the offer stream, stay up and silent.
+	lost := time.Now()
+	if err := b.gossip.Crash(); err != nil {
+		t.Fatal(err)
+	}
+	o2 := nextOffer(t, pc, ring/2)
+	if o2.Contact != o.Contact {
+		t.Fatalf("C was offered %s, want the contact ringing at B %s", o2.Contact, o.Contact)
+	}
+	t.Logf("offered to C %v after B's gossip stopped (ring time %v)", time.Since(lost).Round(10*time.Millisecond), ring)
+	if err := cc.Accept(o2.Contact); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, vp.ev, "connected Nils", 5*time.Second)
+	// B's volunteer is told the offer is gone.
+	for deadline := time.After(5 * time.Second); ; {
+		select {
+		case e := <-pb.ev:
+			if strings.HasPrefix(e, "withdrawn") {
+				return
+			}
+		case <-deadline:
+			t.Fatal("B's volunteer was not told the offer was withdrawn")
+		}
 	}
 }

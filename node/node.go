@@ -229,9 +229,15 @@ func (n *Node) start(ctx context.Context) error {
 		Label:    n.fed.Label,
 		Logger:   n.cfg.Logger,
 		Timing:   gossipTiming,
-		// Another centre's availability changed: contacts waiting here may
-		// now have somewhere to go.
-		OnChange: func(string) { n.sb.Kick() },
+		// Another centre's availability or state changed: offers waiting
+		// on a centre that is no longer alive are withdrawn, and contacts
+		// waiting here may now have somewhere to go.
+		OnChange: func(centre string) {
+			if r := n.late.get(); r != nil {
+				r.CentreChanged(centre)
+			}
+			n.sb.Kick()
+		},
 	})
 	if err != nil {
 		return err

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"regexp"
 	"slices"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
@@ -33,6 +35,9 @@ var (
 	ErrDeclined = errors.New("offer declined")
 	// ErrUnknownPeerCentre means a centre id has no admitted peer.
 	ErrUnknownPeerCentre = errors.New("centre not in the roster")
+	// ErrCentreLost means gossip stopped seeing the centre alive while our
+	// offer waited for its answer, so the offer was withdrawn.
+	ErrCentreLost = errors.New("centre no longer alive by gossip")
 )
 
 type frameType string
@@ -91,6 +96,17 @@ type RouterConfig struct {
 type Router struct {
 	cfg RouterConfig
 	log *slog.Logger
+
+	mu sync.Mutex
+	// waiting holds, per centre, the withdraw functions of our offers
+	// waiting for that centre's answer.
+	waiting map[string]map[*waitingOffer]struct{}
+}
+
+// waitingOffer is one of our offers waiting for an answer.
+type waitingOffer struct {
+	lost     atomic.Bool
+	withdraw func()
 }
 
 // NewRouter starts answering offers from other centres.
@@ -98,7 +114,7 @@ func NewRouter(cfg RouterConfig) *Router {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "overflow")}
+	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "overflow"), waiting: map[string]map[*waitingOffer]struct{}{}}
 	cfg.Host.SetStreamHandler(offerProtocol, r.serveOffer)
 	return r
 }
@@ -176,11 +192,16 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 		return nil, fmt.Errorf("offer to %s: %w", centre, err)
 	}
 	_ = s.SetReadDeadline(time.Now().Add(o.Ring + 5*time.Second))
+	w := r.await(centre, func() { _ = s.Reset() })
 	var f frame
 	err = wire.Read(s, &f, maxFrame)
+	r.done(centre, w)
 	close(answered)
 	if err == nil && ctx.Err() != nil {
 		err = ctx.Err()
+	}
+	if err != nil && w.lost.Load() {
+		err = fmt.Errorf("%w (withdrawn): %w", ErrCentreLost, err)
 	}
 	if err != nil {
 		_ = s.Reset()
@@ -195,6 +216,58 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	_ = s.Reset()
 	return nil, fmt.Errorf("offer to %s: unexpected %q frame: %w", centre, clipAlias(string(f.Type)), ErrDeclined)
+}
+
+// await registers an offer to centre waiting for its answer.
+func (r *Router) await(centre string, withdraw func()) *waitingOffer {
+	w := &waitingOffer{withdraw: withdraw}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.waiting[centre] == nil {
+		r.waiting[centre] = map[*waitingOffer]struct{}{}
+	}
+	r.waiting[centre][w] = struct{}{}
+	return w
+}
+
+func (r *Router) done(centre string, w *waitingOffer) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.waiting[centre], w)
+	if len(r.waiting[centre]) == 0 {
+		delete(r.waiting, centre)
+	}
+}
+
+// CentreChanged is told when gossip's view of a centre changed. If the
+// centre is no longer alive (suspect, dead or left), our offers waiting
+// for its answer are withdrawn at once: a frozen or cut-off centre would
+// otherwise hold the visitor for the whole ring time and more, though we
+// already stopped offering it anything new. A withdrawn offer ends with
+// ErrCentreLost, and the contact goes to the next centre.
+func (r *Router) CentreChanged(centre string) {
+	r.mu.Lock()
+	n := len(r.waiting[centre])
+	r.mu.Unlock()
+	if n == 0 {
+		return
+	}
+	for _, s := range r.cfg.Gossip.View() {
+		if s.Centre == centre && s.State == StateAlive {
+			return
+		}
+	}
+	r.mu.Lock()
+	var lost []*waitingOffer
+	for w := range r.waiting[centre] {
+		lost = append(lost, w)
+	}
+	r.mu.Unlock()
+	r.log.Info("withdrawing offers from a centre gossip no longer sees alive", "to", centre, "offers", len(lost))
+	for _, w := range lost {
+		w.lost.Store(true)
+		w.withdraw()
+	}
 }
 
 func clipAlias(s string) string {
