@@ -515,6 +515,19 @@ func TestFaults(t *testing.T) {
 				rest = append(rest, x)
 			}
 		}
+		// Live chats at the other two centres, to show that routing
+		// never waits on Raft.
+		tryOff(volB)
+		tryOff(volC)
+		tr := newTraffic(f)
+		for _, x := range rest {
+			tr.volunteerBot(t, x, "lk-"+x.svc)
+		}
+		tr.visitorBots(4, rest)
+		f.waitFor(60*time.Second, "live chats at "+rest[0].svc+" and "+rest[1].svc, func() bool {
+			n, _ := tr.answeredBetween(time.Time{}, time.Now())
+			return n >= 10
+		})
 		id := f.container(leader)
 		killed := time.Now()
 		f.docker("kill", id)
@@ -538,6 +551,17 @@ func TestFaults(t *testing.T) {
 			return err == nil && code == http.StatusOK
 		})
 		f.figure(t, "roster write at %s accepted %v after the new leader was seen", w.svc, time.Since(start).Round(10*time.Millisecond))
+		written := time.Now()
+		n, gap := tr.answeredBetween(killed, written)
+		tr.stop()
+		if len(tr.problems) > 0 {
+			t.Errorf("chats went wrong while the leader was down:\n  %s", strings.Join(tr.problems, "\n  "))
+		}
+		if n == 0 || gap > 3*time.Second {
+			t.Errorf("routing stalled while the leader was down: %d chats answered in %v, longest gap %v", n, written.Sub(killed), gap)
+		}
+		f.figure(t, "routing while the leader was down (docker kill to the first roster write): %d chats answered at %s and %s in %v, longest gap between answers %v",
+			n, rest[0].svc, rest[1].svc, written.Sub(killed).Round(10*time.Millisecond), gap.Round(10*time.Millisecond))
 		f.docker("start", id)
 		f.waitReady(leader, 2*time.Minute)
 		f.waitFor(60*time.Second, "the old leader to see the new volunteer", func() bool {

@@ -32,10 +32,15 @@ import (
 // what happened to every contact, per entry centre, so the test can hold
 // the centres' KPIs to the bots' own tally exactly.
 type traffic struct {
-	f      *fed
-	ctx    context.Context
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	f        *fed
+	ctx      context.Context // visitors start no new contact once it ends
+	cancel   context.CancelFunc
+	visitors sync.WaitGroup
+	// volCtx ends once every visitor is done: only then may the
+	// volunteers sign out, or a waiting visitor would wait forever.
+	volCtx    context.Context
+	volCancel context.CancelFunc
+	wg        sync.WaitGroup // the volunteers
 
 	visits atomic.Int64
 
@@ -46,12 +51,40 @@ type traffic struct {
 	// connected, by whether the contact came from their own centre
 	volLocal, volOverflow map[string]int
 	problems              []string
+	// answeredAt is when each chat ended after a conversation, in order.
+	answeredAt []time.Time
+}
+
+// answered counts a chat that had its conversation, at c.
+func (tr *traffic) countAnswered(c *centre) {
+	tr.mu.Lock()
+	tr.answered[c.svc]++
+	tr.answeredAt = append(tr.answeredAt, time.Now())
+	tr.mu.Unlock()
+}
+
+// answeredBetween is how many chats ended after a conversation in [from,
+// to], and the longest stretch of that window without one.
+func (tr *traffic) answeredBetween(from, to time.Time) (n int, longestGap time.Duration) {
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	last := from
+	for _, at := range tr.answeredAt {
+		if at.Before(from) || at.After(to) {
+			continue
+		}
+		n++
+		longestGap = max(longestGap, at.Sub(last))
+		last = at
+	}
+	return n, max(longestGap, to.Sub(last))
 }
 
 func newTraffic(f *fed) *traffic {
 	ctx, cancel := context.WithCancel(context.Background())
+	volCtx, volCancel := context.WithCancel(context.Background())
 	m := func() map[string]int { return map[string]int{} }
-	return &traffic{f: f, ctx: ctx, cancel: cancel,
+	return &traffic{f: f, ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
 		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(),
 		volLocal: m(), volOverflow: m()}
 }
@@ -69,9 +102,11 @@ func (tr *traffic) problem(format string, args ...any) {
 }
 
 // stop asks the bots to finish: visitors end after their current contact,
-// volunteers once no conversation is left. It waits for all of them.
+// then the volunteers, who answer until the last visitor is done, sign out.
 func (tr *traffic) stop() {
 	tr.cancel()
+	tr.visitors.Wait()
+	tr.volCancel()
 	tr.wg.Wait()
 }
 
@@ -89,11 +124,11 @@ func (tr *traffic) volunteerBot(t *testing.T, home *centre, id string) {
 	tr.wg.Add(1)
 	go func() {
 		defer tr.wg.Done()
-		for tr.ctx.Err() == nil {
-			if err := tr.volunteerSession(home, id, hc); err != nil && tr.ctx.Err() == nil {
+		for tr.volCtx.Err() == nil {
+			if err := tr.volunteerSession(home, id, hc); err != nil && tr.volCtx.Err() == nil {
 				// The centre is restarting: try again shortly.
 				select {
-				case <-tr.ctx.Done():
+				case <-tr.volCtx.Done():
 				case <-time.After(500 * time.Millisecond):
 				}
 			}
@@ -146,7 +181,7 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 		}
 	}()
 	open := map[string]bool{}
-	stopping := tr.ctx.Done()
+	stopping := tr.volCtx.Done()
 	for {
 		select {
 		case <-stopping:
@@ -197,9 +232,9 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 // a random centre until the traffic stops.
 func (tr *traffic) visitorBots(n int, centres []*centre) {
 	for i := range n {
-		tr.wg.Add(1)
+		tr.visitors.Add(1)
 		go func() {
-			defer tr.wg.Done()
+			defer tr.visitors.Done()
 			r := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
 			for tr.ctx.Err() == nil {
 				c := centres[r.IntN(len(centres))]
@@ -294,7 +329,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 		// the visitor ended at once.
 		for m := range frames {
 			if m["type"] == "ended" {
-				tr.count(tr.answered, c.svc)
+				tr.countAnswered(c)
 				return true
 			}
 		}
@@ -325,7 +360,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 	_ = wsjson.Write(ctx, conn, map[string]any{"type": "end"})
 	for m := range frames {
 		if m["type"] == "ended" {
-			tr.count(tr.answered, c.svc)
+			tr.countAnswered(c)
 			return true
 		}
 	}
