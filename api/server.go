@@ -32,6 +32,9 @@ type Centre interface {
 	Ready() error
 	Federation() node.FederationView
 	Roster() consensus.Roster
+	// ReadRoster is a linearizable read of the roster, answered by the Raft
+	// leader after it confirmed its leadership.
+	ReadRoster(ctx context.Context) (consensus.Roster, error)
 	Propose(ctx context.Context, cmd consensus.Command) error
 	// Switchboard is the centre's live desk: visitors' contacts and
 	// volunteers' consoles.
@@ -229,8 +232,32 @@ func (s *Server) federation(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.cfg.Centre.Federation())
 }
 
-func (s *Server) roster(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, s.cfg.Centre.Roster())
+// roster serves the centre's local copy of the roster (which may lag the
+// leader), or with ?consistency=linearizable a copy read through the leader
+// that reflects every write completed before the request.
+func (s *Server) roster(w http.ResponseWriter, r *http.Request) {
+	switch c := r.URL.Query().Get("consistency"); c {
+	case "", "local":
+		writeJSON(w, http.StatusOK, s.cfg.Centre.Roster())
+	case "linearizable":
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		roster, err := s.cfg.Centre.ReadRoster(ctx)
+		if err == nil {
+			writeJSON(w, http.StatusOK, roster)
+			return
+		}
+		// As for a write (propose): no leader within the deadline is a 503.
+		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, context.DeadlineExceeded) {
+			writeError(w, http.StatusServiceUnavailable, "no_quorum", err.Error())
+			return
+		}
+		s.log.Error("linearizable roster read failed", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", err.Error())
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request",
+			fmt.Sprintf("unknown consistency %q: want \"local\" (the default) or \"linearizable\"", clipText(c)))
+	}
 }
 
 // AdmitResponse tells the coordinator how the new centre joins.

@@ -73,6 +73,13 @@ func (n *Node) Federation() FederationView {
 // Roster returns the local copy of the roster.
 func (n *Node) Roster() consensus.Roster { return n.consensus.Roster() }
 
+// ReadRoster returns the roster through the Raft leader, after it confirmed
+// its leadership: unlike Roster it reflects every write that completed before
+// the call. It waits for a leader until ctx ends.
+func (n *Node) ReadRoster(ctx context.Context) (consensus.Roster, error) {
+	return n.consensus.ReadRoster(ctx)
+}
+
 // Propose writes a roster command through Raft (forwarded to the leader).
 func (n *Node) Propose(ctx context.Context, cmd consensus.Command) error {
 	return n.consensus.Propose(ctx, cmd)

@@ -424,6 +424,8 @@ func TestFaults(t *testing.T) {
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
+	hist := startRosterHistory(ctx, f)
+	defer hist.stop()
 	a, b, c := f.c["centre-a"], f.c["centre-b"], f.c["centre-c"]
 
 	// Volunteers at B and C; none at A, so A's visitors overflow.
@@ -852,6 +854,7 @@ func TestFaults(t *testing.T) {
 		}
 		rollingRestart(t, f)
 	})
+	hist.check(t)
 }
 
 // tryOff switches a console's chat off, ignoring a console that is gone.
