@@ -209,7 +209,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	switch f.Type {
 	case frameAccepted:
-		return &answer{s: s, alias: clipAlias(f.Alias)}, nil
+		return &answer{s: s, alias: clipAlias(f.Alias), log: r.log}, nil
 	case frameDeclined:
 		_ = s.Close()
 		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), ErrDeclined)
@@ -281,6 +281,7 @@ func clipAlias(s string) string {
 type answer struct {
 	s     network.Stream
 	alias string
+	log   *slog.Logger
 }
 
 func (a *answer) Alias() string { return a.alias }
@@ -291,7 +292,7 @@ func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 		_ = a.s.Reset()
 		return nil, fmt.Errorf("confirm overflow: %w", err)
 	}
-	rl := newRelay(a.s)
+	rl := newRelay(a.s, a.log)
 	rl.start(h)
 	return rl, nil
 }
@@ -361,7 +362,7 @@ func (r *Router) serveOffer(s network.Stream) {
 		_ = s.Reset()
 		return
 	}
-	rl := newRelay(s)
+	rl := newRelay(s, r.log)
 	h := res.Connect(rl)
 	rl.start(h)
 }

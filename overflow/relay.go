@@ -3,6 +3,7 @@ package overflow
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -31,7 +32,8 @@ var ErrRelayClosed = errors.New("relay closed")
 // knows how many of its messages never arrived and says so: a message is
 // never lost silently. Text lives only in memory, in flight.
 type relay struct {
-	s network.Stream
+	s   network.Stream
+	log *slog.Logger
 
 	mu       sync.Mutex
 	handler  switchboard.PeerHandler
@@ -45,8 +47,8 @@ type relay struct {
 	wg       sync.WaitGroup
 }
 
-func newRelay(s network.Stream) *relay {
-	return &relay{s: s, unacked: map[uint64]bool{}, out: make(chan frame, relayOutbox), done: make(chan struct{})}
+func newRelay(s network.Stream, log *slog.Logger) *relay {
+	return &relay{s: s, log: log, unacked: map[uint64]bool{}, out: make(chan frame, relayOutbox), done: make(chan struct{})}
 }
 
 // start runs the reader and writer; h hears events and loss.
@@ -113,15 +115,15 @@ func (r *relay) writeLoop() {
 	defer r.wg.Done()
 	t := time.NewTicker(relayHeartbeat)
 	defer t.Stop()
-	write := func(f frame) bool {
+	write := func(f frame) error {
 		_ = r.s.SetWriteDeadline(time.Now().Add(relayWriteWait))
-		return wire.Write(r.s, f, maxFrame) == nil
+		return wire.Write(r.s, f, maxFrame)
 	}
 	for {
 		select {
 		case f := <-r.out:
-			if !write(f) {
-				r.lost()
+			if err := write(f); err != nil {
+				r.lost("write: " + err.Error())
 				return
 			}
 			if f.Type == frameBye {
@@ -133,8 +135,8 @@ func (r *relay) writeLoop() {
 			ack := r.received
 			r.ackDue = false
 			r.mu.Unlock()
-			if !write(frame{Type: frameHeartbeat, Ack: ack}) {
-				r.lost()
+			if err := write(frame{Type: frameHeartbeat, Ack: ack}); err != nil {
+				r.lost("heartbeat: " + err.Error())
 				return
 			}
 		case <-r.done:
@@ -142,7 +144,7 @@ func (r *relay) writeLoop() {
 			for {
 				select {
 				case f := <-r.out:
-					if !write(f) || f.Type == frameBye {
+					if write(f) != nil || f.Type == frameBye {
 						_ = r.s.CloseWrite()
 						return
 					}
@@ -165,7 +167,7 @@ func (r *relay) readLoop() {
 		_ = r.s.SetReadDeadline(time.Now().Add(relayDeadAfter))
 		var f frame
 		if err := wire.Read(r.s, &f, maxFrame); err != nil {
-			r.lost()
+			r.lost("read: " + err.Error())
 			return
 		}
 		r.mu.Lock()
@@ -183,7 +185,7 @@ func (r *relay) readLoop() {
 				if f.Event != nil && f.Seq <= r.received {
 					continue // a duplicate; already delivered
 				}
-				r.lost() // a gap means a broken peer
+				r.lost("sequence gap") // a gap means a broken peer
 				return
 			}
 			r.received = f.Seq
@@ -197,29 +199,32 @@ func (r *relay) readLoop() {
 			}
 			r.mu.Unlock()
 			if err := checkEvent(*f.Event); err != nil {
-				r.lost()
+				r.lost(err.Error())
 				return
 			}
 			h.OnEvent(*f.Event)
 		case frameBye:
 			r.mu.Unlock()
-			r.lost()
+			r.lost("the other centre closed it")
 			return
 		default:
 			r.mu.Unlock()
-			r.lost()
+			r.lost("unexpected frame")
 			return
 		}
 	}
 }
 
 // lost reports the relay's death to the handler once, unless we closed it.
-func (r *relay) lost() {
+// The reason is logged (never content): a conversation cut short is what a
+// centre's operator must be able to explain.
+func (r *relay) lost(reason string) {
 	r.mu.Lock()
 	if r.closed {
 		r.mu.Unlock()
 		return
 	}
+	r.log.Info("overflow: relay lost mid-conversation", "peer", r.s.Conn().RemotePeer().ShortString(), "reason", reason)
 	n := r.undeliveredLocked()
 	h := r.handler
 	r.closeLocked()

@@ -106,6 +106,17 @@ func up(t *testing.T) *fed {
 			for _, c := range f.all() {
 				out, _ := exec.Command("docker", "logs", "--tail", "40", f.container(c)).CombinedOutput()
 				t.Logf("last log lines of %s:\n%s", c.svc, out)
+				all, _ := exec.Command("docker", "logs", f.container(c)).CombinedOutput()
+				var notable []string
+				for _, l := range strings.Split(string(all), "\n") {
+					for _, k := range []string{"relay lost", "withdrawing offers", "drain", "centre stopped", "leadership", "level=ERROR msg=\"roster"} {
+						if strings.Contains(l, k) {
+							notable = append(notable, l)
+							break
+						}
+					}
+				}
+				t.Logf("notable log lines of %s (whole run):\n%s", c.svc, strings.Join(notable, "\n"))
 			}
 		}
 		f.dc("down", "-v", "--remove-orphans")

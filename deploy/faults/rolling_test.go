@@ -115,7 +115,7 @@ func rollingRestart(t *testing.T, f *fed) {
 		t.Errorf("%d contacts went wrong:\n  %s", len(tr.problems), strings.Join(tr.problems, "\n  "))
 	}
 	var totals []string
-	sum := 0
+	sum, lost, requeued := 0, 0, 0
 	for _, c := range all {
 		var final kpis
 		f.waitFor(30*time.Second, c.svc+" quiet after the traffic", func() bool {
@@ -139,9 +139,11 @@ func rollingRestart(t *testing.T, f *fed) {
 			t.Errorf("%s: %d contacts lost, %d requeued", s, tr.lost[s], tr.requeued[s])
 		}
 		sum += got.offered
+		lost += tr.lost[s]
+		requeued += tr.requeued[s]
 		totals = append(totals, fmt.Sprintf("%s %d offered (%d answered here, %d overflowed, %d abandoned; %d refused while restarting)",
 			s, got.offered, got.local, got.overflow, got.abandoned, tr.refused[s]))
 	}
-	f.figure(t, "rolling restart: %d contacts, 0 lost, 0 requeued; KPIs equal the bots' tally and conserve exactly at every centre: %s",
-		sum, strings.Join(totals, "; "))
+	f.figure(t, "rolling restart: %d contacts, %d lost, %d requeued; KPIs against the bots' tally: %s; per centre: %s",
+		sum, lost, requeued, map[bool]string{true: "equal, and conserved exactly at every centre", false: "MISMATCH (see errors)"}[!t.Failed()], strings.Join(totals, "; "))
 }

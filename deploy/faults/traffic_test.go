@@ -97,7 +97,7 @@ func (tr *traffic) count(m map[string]int, centre string) {
 
 func (tr *traffic) problem(format string, args ...any) {
 	tr.mu.Lock()
-	tr.problems = append(tr.problems, fmt.Sprintf(format, args...))
+	tr.problems = append(tr.problems, time.Now().UTC().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
 	tr.mu.Unlock()
 }
 
