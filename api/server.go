@@ -180,6 +180,7 @@ func (s *Server) Handler() http.Handler {
 	mux.Handle("POST /v1/centres", s.admin(s.admitCentre))
 	mux.Handle("DELETE /v1/centres/{id}", s.admin(s.removeCentre))
 	mux.Handle("PUT /v1/policy", s.admin(s.setPolicy))
+	mux.Handle("POST /v1/federation/gossip-key", s.admin(s.rotateGossipKey))
 	mux.Handle("POST /v1/volunteers", s.admin(s.putVolunteer))
 	mux.Handle("DELETE /v1/volunteers/{id}", s.admin(s.removeVolunteer))
 	mux.Handle("POST /v1/volunteers/{id}/enrolment", s.admin(s.newEnrolment))
@@ -330,7 +331,7 @@ func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.C
 		status, code = http.StatusBadRequest, "bad_request"
 	case errors.Is(err, consensus.ErrUnknownCentre), errors.Is(err, consensus.ErrUnknownVolunteer):
 		status, code = http.StatusNotFound, "not_found"
-	case errors.Is(err, consensus.ErrDuplicate):
+	case errors.Is(err, consensus.ErrDuplicate), errors.Is(err, consensus.ErrStaleGeneration):
 		status, code = http.StatusConflict, "conflict"
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusServiceUnavailable, "no_quorum"

@@ -206,6 +206,8 @@ func TestAdminEndpointsRefuseMissingOrWrongToken(t *testing.T) {
 		{http.MethodDelete, "/v1/centres/oslo", nil},
 		{http.MethodDelete, "/v1/centres/x", nil},
 		{http.MethodPut, "/v1/policy", mustJSON(t, policy)},
+		{http.MethodPost, "/v1/federation/gossip-key", []byte(`{}`)},
+		{http.MethodPost, "/v1/federation/gossip-key", nil},
 		{http.MethodPost, "/v1/volunteers", mustJSON(t, validVolunteer("v2"))},
 		{http.MethodDelete, "/v1/volunteers/v1", nil},
 		{http.MethodDelete, "/v1/volunteers/x", nil},

@@ -29,6 +29,7 @@ const (
 	OpPutVolunteer    Op = "put_volunteer"
 	OpRemoveVolunteer Op = "remove_volunteer"
 	OpSetPolicy       Op = "set_policy"
+	OpRotateGossipKey Op = "rotate_gossip_key"
 )
 
 // Command is one versioned roster change, as proposed and as stored in the
@@ -41,6 +42,8 @@ type Command struct {
 	Policy    *Policy    `json:"policy,omitempty"`
 	// ID names the centre or volunteer a remove applies to.
 	ID string `json:"id,omitempty"`
+	// GossipKey is a rotate_gossip_key's new key and generation.
+	GossipKey *GossipKey `json:"gossip_key,omitempty"`
 }
 
 var (
@@ -104,7 +107,8 @@ func (c Command) Validate() error {
 		return fmt.Errorf("%s: "+format+": %w", append([]any{c.Op}, append(args, ErrBadCommand)...)...)
 	}
 	only := func(centre, volunteer, policy, id bool) error {
-		if (c.Centre != nil) != centre || (c.Volunteer != nil) != volunteer || (c.Policy != nil) != policy || (c.ID != "") != id {
+		if (c.Centre != nil) != centre || (c.Volunteer != nil) != volunteer || (c.Policy != nil) != policy || (c.ID != "") != id ||
+			(c.GossipKey != nil) != (c.Op == OpRotateGossipKey) {
 			return bad("wrong fields for this operation")
 		}
 		return nil
@@ -133,6 +137,11 @@ func (c Command) Validate() error {
 			return err
 		}
 		return c.Policy.validate(bad)
+	case OpRotateGossipKey:
+		if err := only(false, false, false, false); err != nil {
+			return err
+		}
+		return c.GossipKey.validate(bad)
 	default:
 		return fmt.Errorf("unknown operation %q: %w", clip(string(c.Op)), ErrBadCommand)
 	}

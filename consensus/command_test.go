@@ -48,6 +48,8 @@ func badCommands() []struct {
 	badPolicy.Languages = []string{"xx"}
 	extra := admit("bergen", testPeer2)
 	extra.ID = "oslo"
+	keyOnAdmit := admit("bergen", testPeer2)
+	keyOnAdmit.GossipKey = &GossipKey{Generation: 1, Key: make([]byte, GossipKeyBytes)}
 	return []struct {
 		name string
 		cmd  Command
@@ -71,6 +73,12 @@ func badCommands() []struct {
 		{"remove volunteer unknown", Command{Version: 1, Op: OpRemoveVolunteer, ID: "nobody"}, ErrUnknownVolunteer},
 		{"bad centre id", admit("Oslo!", testPeer2), ErrBadCommand},
 		{"bad peer id", admit("bergen", "not-a-peer"), ErrBadCommand},
+		{"gossip key generation skipped", rotate(2, GossipKeyBytes), ErrStaleGeneration},
+		{"gossip key generation zero", rotate(0, GossipKeyBytes), ErrBadCommand},
+		{"short gossip key", rotate(1, 16), ErrBadCommand},
+		{"long gossip key", rotate(1, 64), ErrBadCommand},
+		{"rotation without a key", Command{Version: 1, Op: OpRotateGossipKey}, ErrBadCommand},
+		{"gossip key on another op", keyOnAdmit, ErrBadCommand},
 	}
 }
 
@@ -126,16 +134,19 @@ func TestDecodeCommandRefusesMalformedInput(t *testing.T) {
 		t.Fatalf("good command refused: %v", err)
 	}
 	cases := map[string]string{
-		"empty":           ``,
-		"not json":        `hello`,
-		"unknown field":   `{"v":1,"op":"remove_centre","id":"oslo","evil":true}`,
-		"trailing data":   `{"v":1,"op":"remove_centre","id":"oslo"} {}`,
-		"wrong type":      `{"v":"1","op":"remove_centre","id":"oslo"}`,
-		"wrong version":   `{"v":7,"op":"remove_centre","id":"oslo"}`,
-		"null centre":     `{"v":1,"op":"admit_centre","centre":null}`,
-		"oversized":       `{"v":1,"op":"remove_centre","id":"` + strings.Repeat("a", MaxCommandBytes) + `"}`,
-		"deeply nested":   strings.Repeat("[", 10000),
-		"invalid utf8 id": "{\"v\":1,\"op\":\"remove_centre\",\"id\":\"\xff\"}",
+		"empty":                  ``,
+		"not json":               `hello`,
+		"unknown field":          `{"v":1,"op":"remove_centre","id":"oslo","evil":true}`,
+		"trailing data":          `{"v":1,"op":"remove_centre","id":"oslo"} {}`,
+		"wrong type":             `{"v":"1","op":"remove_centre","id":"oslo"}`,
+		"wrong version":          `{"v":7,"op":"remove_centre","id":"oslo"}`,
+		"null centre":            `{"v":1,"op":"admit_centre","centre":null}`,
+		"oversized":              `{"v":1,"op":"remove_centre","id":"` + strings.Repeat("a", MaxCommandBytes) + `"}`,
+		"deeply nested":          strings.Repeat("[", 10000),
+		"invalid utf8 id":        "{\"v\":1,\"op\":\"remove_centre\",\"id\":\"\xff\"}",
+		"gossip key not base64":  `{"v":1,"op":"rotate_gossip_key","gossip_key":{"generation":1,"key":"%%%"}}`,
+		"gossip key extra field": `{"v":1,"op":"rotate_gossip_key","gossip_key":{"generation":1,"key":"` + strings.Repeat("A", 43) + `=","old":1}}`,
+		"negative generation":    `{"v":1,"op":"rotate_gossip_key","gossip_key":{"generation":-1,"key":"` + strings.Repeat("A", 43) + `="}}`,
 	}
 	for name, in := range cases {
 		if _, err := DecodeCommand([]byte(in)); err == nil {
@@ -147,7 +158,7 @@ func TestDecodeCommandRefusesMalformedInput(t *testing.T) {
 }
 
 func FuzzDecodeCommand(f *testing.F) {
-	for _, c := range []Command{admit("oslo", testPeer), volunteer("v1", "oslo", "nb", "en"), {Version: 1, Op: OpRemoveCentre, ID: "oslo"}} {
+	for _, c := range []Command{admit("oslo", testPeer), volunteer("v1", "oslo", "nb", "en"), {Version: 1, Op: OpRemoveCentre, ID: "oslo"}, rotate(1, GossipKeyBytes)} {
 		b, _ := EncodeCommand(c)
 		f.Add(b)
 	}

@@ -25,6 +25,10 @@ var (
 	// ErrNotAdmitted means a centre asked to join the Raft group without being
 	// in the roster under the peer id it connected with.
 	ErrNotAdmitted = errors.New("centre not admitted")
+	// ErrStaleGeneration means a gossip key rotation does not carry the
+	// generation that follows the roster's: it was replayed, it lost a race
+	// with another rotation, or it was built from a roster copy that lagged.
+	ErrStaleGeneration = errors.New("gossip key generation out of turn")
 	// ErrStopped means the consensus module has been stopped.
 	ErrStopped = errors.New("consensus stopped")
 )
@@ -38,6 +42,7 @@ var errorCodes = map[string]error{
 	"duplicate":           ErrDuplicate,
 	"unknown_volunteer":   ErrUnknownVolunteer,
 	"not_admitted":        ErrNotAdmitted,
+	"stale_generation":    ErrStaleGeneration,
 	"stopped":             ErrStopped,
 }
 

@@ -66,6 +66,8 @@ func apply(r *Roster, cmd Command) error {
 		delete(r.Volunteers, cmd.ID)
 	case OpSetPolicy:
 		r.Policy = cmd.Policy.clone()
+	case OpRotateGossipKey:
+		return rotateGossipKey(r, *cmd.GossipKey)
 	}
 	return nil
 }
@@ -74,6 +76,10 @@ func apply(r *Roster, cmd Command) error {
 type fsm struct {
 	mu     sync.RWMutex
 	roster Roster
+	// gossipKey is the key of roster.GossipKeyGeneration (nil before the
+	// first rotation), kept beside the roster so that nothing that reads,
+	// sends or prints a Roster can show it. Replaced, never changed in place.
+	gossipKey *GossipKey
 	// changed is poked (never blocking) after every applied change.
 	changed func()
 }
@@ -95,6 +101,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	f.mu.Lock()
 	err = apply(&f.roster, cmd)
+	if err == nil {
+		f.keepGossipKey(cmd)
+	}
 	f.mu.Unlock()
 	if err == nil {
 		f.changed()
@@ -116,14 +125,20 @@ func (f *fsm) check(cmd Command) error {
 }
 
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	return &snapshot{roster: f.read()}, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return &snapshot{body: snapshotBody{Roster: f.roster.Clone(), GossipKey: f.gossipKey}}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	dec := json.NewDecoder(io.LimitReader(rc, maxSnapshotBytes))
-	r := NewRoster()
-	if err := dec.Decode(&r); err != nil {
+	body := snapshotBody{Roster: NewRoster()}
+	if err := dec.Decode(&body); err != nil {
+		return fmt.Errorf("restore roster snapshot: %w", err)
+	}
+	r, key := body.Roster, body.GossipKey
+	if err := body.check(); err != nil {
 		return fmt.Errorf("restore roster snapshot: %w", err)
 	}
 	if r.Centres == nil {
@@ -133,16 +148,16 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		r.Volunteers = map[string]Volunteer{}
 	}
 	f.mu.Lock()
-	f.roster = r
+	f.roster, f.gossipKey = r, key
 	f.mu.Unlock()
 	f.changed()
 	return nil
 }
 
-type snapshot struct{ roster Roster }
+type snapshot struct{ body snapshotBody }
 
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
-	if err := json.NewEncoder(sink).Encode(s.roster); err != nil {
+	if err := json.NewEncoder(sink).Encode(s.body); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist roster snapshot: %w", err)
 	}

@@ -13,6 +13,12 @@ type Roster struct {
 	Centres    map[string]Centre    `json:"centres"`
 	Volunteers map[string]Volunteer `json:"volunteers"`
 	Policy     Policy               `json:"policy"`
+	// GossipKeyGeneration counts rotations of the federation's gossip key:
+	// 0 is the key the federation was created with. Public on purpose, so a
+	// coordinator can see that every centre has caught up with a rotation.
+	// The key itself is never in a Roster (see fsm.gossipKey): a roster is
+	// served by the API, sent by the roster RPC and printed in test failures.
+	GossipKeyGeneration uint64 `json:"gossip_key_generation"`
 }
 
 // Centre is one admitted centre and how to reach its node.
@@ -107,6 +113,8 @@ func (r Roster) Clone() Roster {
 		Centres:    make(map[string]Centre, len(r.Centres)),
 		Volunteers: make(map[string]Volunteer, len(r.Volunteers)),
 		Policy:     r.Policy.clone(),
+
+		GossipKeyGeneration: r.GossipKeyGeneration,
 	}
 	for k, c := range r.Centres {
 		c.Addrs = slices.Clone(c.Addrs)

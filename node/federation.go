@@ -17,7 +17,9 @@ type FederationView struct {
 	Observer string           `json:"observer"`
 	Leader   string           `json:"leader"`
 	Raft     consensus.Status `json:"raft"`
-	Centres  []CentreView     `json:"centres"`
+	// GossipKey is the observer's gossip key generations (never the key).
+	GossipKey GossipKeyStatus `json:"gossip_key"`
+	Centres   []CentreView    `json:"centres"`
 }
 
 // CentreView is what the observer knows of one centre.
@@ -45,7 +47,7 @@ func (n *Node) Federation() FederationView {
 	for _, s := range n.gossip.View() {
 		seen[s.Centre] = s
 	}
-	v := FederationView{Observer: n.cfg.Centre, Leader: st.Leader, Raft: st}
+	v := FederationView{Observer: n.cfg.Centre, Leader: st.Leader, Raft: st, GossipKey: n.GossipKeyStatus()}
 	for _, id := range r.CentreIDs() {
 		c := r.Centres[id]
 		cv := CentreView{ID: c.ID, Name: c.Name, PeerID: c.PeerID, HTTPAddr: c.HTTPAddr, Gossip: "unknown", RaftRole: "none"}

@@ -52,6 +52,9 @@ type Federation struct {
 	Label string `json:"label"`
 	// GossipKey is the memberlist key (32 bytes), base64 on disk.
 	GossipKey []byte `json:"gossip_key"`
+	// GossipKeyGeneration is the roster generation of GossipKey: 0 for the
+	// key the federation was created with, one more for each rotation.
+	GossipKeyGeneration uint64 `json:"gossip_key_generation,omitempty"`
 }
 
 // InitResult is what `helpmesh init` reports.

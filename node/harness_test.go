@@ -30,6 +30,8 @@ type fedOptions struct {
 	snapshotThreshold, trailingLogs uint64
 	maxVoters                       int
 	ringTimeout                     time.Duration
+	// logger, if set, gives each centre its logger (default testLogger).
+	logger func(id string) *slog.Logger
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -78,12 +80,19 @@ func (f *federation) config(id string) Config {
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
 		Timing:            TimingTest,
-		Logger:            testLogger(f.t),
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,
 		RingTimeout:       f.opts.ringTimeout,
+		Logger:            f.logger(id),
 	}
+}
+
+func (f *federation) logger(id string) *slog.Logger {
+	if f.opts.logger != nil {
+		return f.opts.logger(id)
+	}
+	return testLogger(f.t)
 }
 
 // add creates, admits and starts a new centre.

@@ -118,7 +118,7 @@ func (n *Node) serveJoin(s network.Stream) {
 		reply(joinResponse{Error: err.Error()})
 		return
 	}
-	resp := joinResponse{Federation: n.fed}
+	resp := joinResponse{Federation: n.currentFederation()}
 	for _, id := range r.CentreIDs() {
 		if id != req.Centre {
 			resp.Centres = append(resp.Centres, r.Centres[id])

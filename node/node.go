@@ -89,6 +89,7 @@ type Node struct {
 	router    *overflow.Router
 	late      *lateOverflow
 	publish   chan struct{}
+	rotation  gossipRotation // gossip key rotation, see gossipkey.go
 
 	mu sync.Mutex
 	// seeds are peers the join target vouched for, allowed until our own
@@ -274,6 +275,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.gossipRejoinLoop)
 	n.stop.Go(n.refreshSelfLoop)
 	n.stop.Go(n.publishLoop)
+	n.stop.Go(n.gossipKeyLoop)
 	return nil
 }
 

@@ -94,6 +94,10 @@ var (
 	// ErrInvalidKey reports a gossip key that is not exactly 32 bytes.
 	ErrInvalidKey = errors.New("gossip key must be 32 bytes")
 
+	// ErrKeyNotInstalled reports a request to encrypt with a gossip key that
+	// was never added to the keyring (or was already dropped).
+	ErrKeyNotInstalled = errors.New("gossip key not installed")
+
 	// ErrInvalidConfig reports a GossipConfig field that cannot be used:
 	// unparsable address, over-long label.
 	ErrInvalidConfig = errors.New("invalid gossip config")

@@ -102,6 +102,7 @@ type Gossip struct {
 	cfg            GossipConfig
 	log            *slog.Logger
 	ml             *memberlist.Memberlist
+	keys           keyring // see keyring.go
 	queue          *memberlist.TransmitLimitedQueue
 	broadcastLimit int
 	leaveTimeout   time.Duration
@@ -202,7 +203,7 @@ func StartGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	if err != nil {
 		return nil, fmt.Errorf("overflow: start gossip: %w", err)
 	}
-	g.ml = ml
+	g.ml, g.keys.ring = ml, mc.Keyring
 	g.mu.Lock()
 	if self := g.members[cfg.Centre]; self != nil {
 		g.localAddr = hostPort(self.addr, self.port)

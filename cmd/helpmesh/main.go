@@ -5,6 +5,7 @@
 //	helpmesh run --dir DIR [--join MULTIADDR]
 //	helpmesh centre admit --dir MEMBER_DIR (--from NEW_DIR | --id ID --name NAME --peer-id P --addr MA --gossip HOST:PORT)
 //	helpmesh centre remove --dir MEMBER_DIR --id ID
+//	helpmesh gossip-key rotate --dir MEMBER_DIR
 //	helpmesh status --dir DIR [--json]
 //	helpmesh health [--url http://127.0.0.1:8080/readyz]
 //	helpmesh up --dir DIR --centre ID (--bootstrap | --join-via URL) --token-file F
@@ -31,6 +32,7 @@ Commands:
   run             run a centre
   centre admit    admit a new centre to the federation (coordinator)
   centre remove   remove a centre from the federation (coordinator)
+  gossip-key rotate  give the federation a new gossip key (coordinator; after removing a centre)
   status          show the federation as a centre sees it
   health          probe a centre's /readyz (for container health checks)
   up              init, self-admit and run a centre (trusted private networks, e.g. compose)
@@ -71,6 +73,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return cmdCentreRemove(ctx, args[2:], stdout)
 		}
 		return fmt.Errorf("centre: unknown subcommand %q (want admit or remove)", args[1])
+	case "gossip-key":
+		return cmdGossipKey(ctx, args[1:], stdout)
 	case "health":
 		return cmdHealth(ctx, args[1:], stdout)
 	case "up":

@@ -41,7 +41,8 @@ func printStatus(w io.Writer, v node.FederationView) {
 	if leader == "" {
 		leader = "(none known)"
 	}
-	fmt.Fprintf(w, "as seen from %s; roster leader: %s; applied index %d\n\n", v.Observer, leader, v.Raft.AppliedIndex)
+	fmt.Fprintf(w, "as seen from %s; roster leader: %s; applied index %d\n", v.Observer, leader, v.Raft.AppliedIndex)
+	fmt.Fprintf(w, "gossip key: generation %d, in use here %d, keys installed %d\n\n", v.GossipKey.Generation, v.GossipKey.InUse, v.GossipKey.Installed)
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "CENTRE\tNAME\tGOSSIP\tRAFT\tACCEPTING\tFREE CHAT\tQUEUE\tSEEN")
 	for _, c := range v.Centres {
