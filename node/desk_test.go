@@ -385,3 +385,55 @@ func TestOfferToCentreLostByGossipIsWithdrawn(t *testing.T) {
 		}
 	}
 }
+
+// Many overflowed chats in a row, each answered at once and ended by the
+// visitor: none may lose its relay. The offer's context is cancelled as soon
+// as the conversation is set up, and that must never reset the stream the
+// conversation now runs on. (The race behind that rule showed once in about
+// 3000 overflowed chats in the Docker fault suite's rolling restart; on
+// loopback the scheduler has not lost it here, so this is a guard, not a
+// reproduction.)
+func TestOverflowedChatsKeepTheirRelay(t *testing.T) {
+	f := newFederation(t, 2, fedOptions{})
+	a, b := f.node("c1"), f.node("c2")
+	console, cp := signIn(t, b, "v-b", "Kari")
+	const chats = 150
+	for i := range chats {
+		vp := newVisitorProbe()
+		h, err := a.Switchboard().StartContact("chat", "nb", vp)
+		if err != nil {
+			t.Fatal(err)
+		}
+		o := nextOffer(t, cp, 10*time.Second)
+		if err := console.Accept(o.Contact); err != nil {
+			t.Fatal(err)
+		}
+		expect(t, vp.ev, "connected Kari", 5*time.Second)
+		if err := h.Send("m1", "hei"); err != nil {
+			t.Fatal(err)
+		}
+		// The message must reach B and its delivered ack come back; a
+		// relay reset shows as a requeue instead.
+		for deadline := time.After(5 * time.Second); ; {
+			var e string
+			select {
+			case e = <-vp.ev:
+			case <-deadline:
+				t.Fatalf("chat %d: no delivered ack", i)
+			}
+			if strings.HasPrefix(e, "requeued") {
+				t.Fatalf("chat %d: the relay was lost right after the conversation began", i)
+			}
+			if strings.HasPrefix(e, "delivered m1") {
+				break
+			}
+		}
+		h.End()
+		if err := console.End(o.Contact, switchboard.Categorisation{Topics: []string{"other"}, AgeGroup: "unknown"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := a.Switchboard().Stats(); st.Requeued != 0 || st.AnsweredOverflow != chats {
+		t.Fatalf("A's stats: %+v", st)
+	}
+}

@@ -176,12 +176,22 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 		return nil, fmt.Errorf("offer to %s: %w", centre, err)
 	}
 	// Withdrawing (ctx ends) resets the stream: the other centre frees its
-	// volunteer at once.
+	// volunteer at once. Once the answer is in, the stream may become the
+	// conversation's relay, and the offer's ctx is cancelled soon after as
+	// a matter of course: the reset must then never happen. A select on
+	// both channels would pick at random when both are ready, so the
+	// answer's arrival is settled under a lock.
 	answered := make(chan struct{})
+	var settle sync.Mutex
+	settled := false
 	go func() {
 		select {
 		case <-ctx.Done():
-			_ = s.Reset()
+			settle.Lock()
+			if !settled {
+				_ = s.Reset()
+			}
+			settle.Unlock()
 		case <-answered:
 		}
 	}()
@@ -196,8 +206,12 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	var f frame
 	err = wire.Read(s, &f, maxFrame)
 	r.done(centre, w)
+	settle.Lock()
+	settled = true
+	settle.Unlock()
 	close(answered)
 	if err == nil && ctx.Err() != nil {
+		// Withdrawn while the answer came: it may have reset the stream.
 		err = ctx.Err()
 	}
 	if err != nil && w.lost.Load() {
