@@ -15,6 +15,7 @@ func TestDrainingCentreRefusesNewChatsAndFinishesOld(t *testing.T) {
 		t.Fatalf("/readyz before drain: %d %s", r.status, r.body)
 	}
 	vis := rig.visitor("visitor", "nb")
+	vis.expect("queued") // the contact has started
 	drained := rig.centre.sb.Drain()
 
 	wantError(t, "/readyz while draining", rig.call(http.MethodGet, "/readyz", nil, nil), http.StatusServiceUnavailable, "draining")
@@ -25,7 +26,7 @@ func TestDrainingCentreRefusesNewChatsAndFinishesOld(t *testing.T) {
 	}
 	select {
 	case <-drained:
-		t.Fatal("drained with a visitor waiting")
+		t.Fatalf("drained with a visitor waiting: %+v", rig.centre.sb.Stats())
 	default:
 	}
 	vis.send(map[string]string{"type": "end"})
