@@ -82,6 +82,18 @@ type fsm struct {
 	gossipKey *GossipKey
 	// changed is poked (never blocking) after every applied change.
 	changed func()
+	// applied is the index of the last command this FSM has applied (or
+	// refused). Raft's AppliedIndex runs ahead of it: hashicorp/raft
+	// advances it when it hands entries to the FSM goroutine, before Apply
+	// has run, so read-your-writes must wait on this one.
+	applied uint64
+}
+
+// appliedIndex is the index of the last command applied here.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.applied
 }
 
 func newFSM(changed func()) *fsm {
@@ -97,6 +109,9 @@ func (f *fsm) Apply(l *raft.Log) any {
 	}
 	cmd, err := DecodeCommand(l.Data)
 	if err != nil {
+		f.mu.Lock()
+		f.applied = l.Index
+		f.mu.Unlock()
 		return applyResult{err: err}
 	}
 	f.mu.Lock()
@@ -104,6 +119,7 @@ func (f *fsm) Apply(l *raft.Log) any {
 	if err == nil {
 		f.keepGossipKey(cmd)
 	}
+	f.applied = l.Index
 	f.mu.Unlock()
 	if err == nil {
 		f.changed()
@@ -127,7 +143,7 @@ func (f *fsm) check(cmd Command) error {
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	return &snapshot{body: snapshotBody{Roster: f.roster.Clone(), GossipKey: f.gossipKey}}, nil
+	return &snapshot{body: snapshotBody{Roster: f.roster.Clone(), GossipKey: f.gossipKey, Applied: f.applied}}, nil
 }
 
 func (f *fsm) Restore(rc io.ReadCloser) error {
@@ -148,7 +164,7 @@ func (f *fsm) Restore(rc io.ReadCloser) error {
 		r.Volunteers = map[string]Volunteer{}
 	}
 	f.mu.Lock()
-	f.roster, f.gossipKey = r, key
+	f.roster, f.gossipKey, f.applied = r, key, body.Applied
 	f.mu.Unlock()
 	f.changed()
 	return nil

@@ -98,6 +98,9 @@ func (c *Consensus) GossipKey() (k GossipKey, ok bool) {
 type snapshotBody struct {
 	Roster
 	GossipKey *GossipKey `json:"gossip_key,omitempty"`
+	// Applied is the index of the last command in the snapshot (0 in
+	// snapshots written before it was kept); see fsm.applied.
+	Applied uint64 `json:"applied_index,omitempty"`
 }
 
 // check refuses a snapshot whose key does not belong to its generation.

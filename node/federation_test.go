@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -118,5 +119,31 @@ func TestAvailabilityChangeAndDeadCentreInFederationView(t *testing.T) {
 			}
 			return false
 		})
+	}
+}
+
+// A write through a follower is in that follower's own roster the moment
+// Propose returns (read your writes), every time.
+func TestFollowerReadsItsOwnWrites(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{})
+	leader := f.leader()
+	var follower *Node
+	for _, n := range f.live() {
+		if n != leader {
+			follower = n
+			break
+		}
+	}
+	for i := range 200 {
+		id := fmt.Sprintf("ryw-%d", i)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := follower.Propose(ctx, putVolunteer(id, follower.Centre()))
+		cancel()
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+		if _, ok := follower.Roster().Volunteers[id]; !ok {
+			t.Fatalf("write %d returned before it was in the follower's roster", i)
+		}
 	}
 }
