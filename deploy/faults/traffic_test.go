@@ -169,17 +169,7 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 	defer conn.CloseNow()
 	send := func(m map[string]any) { _ = wsjson.Write(ctx, conn, m) }
 	send(map[string]any{"type": "available", "channel": "chat", "on": true})
-	frames := make(chan map[string]any, 64)
-	go func() {
-		defer close(frames)
-		for {
-			var m map[string]any
-			if err := wsjson.Read(ctx, conn, &m); err != nil {
-				return
-			}
-			frames <- m
-		}
-	}()
+	frames := readFrames(ctx, conn)
 	open := map[string]bool{}
 	stopping := tr.volCtx.Done()
 	for {
@@ -226,6 +216,26 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 	}
 }
 
+// readFrames reads JSON frames from conn until it fails or ctx ends.
+func readFrames(ctx context.Context, conn *websocket.Conn) <-chan map[string]any {
+	frames := make(chan map[string]any, 64)
+	go func() {
+		defer close(frames)
+		for {
+			var m map[string]any
+			if err := wsjson.Read(ctx, conn, &m); err != nil {
+				return
+			}
+			select {
+			case frames <- m:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return frames
+}
+
 // ---- visitors ----
 
 // visitorBots start n visitors, each starting chats one after another at
@@ -269,17 +279,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 		return false
 	}
 	defer conn.CloseNow()
-	frames := make(chan map[string]any, 64)
-	go func() {
-		defer close(frames)
-		for {
-			var m map[string]any
-			if err := wsjson.Read(ctx, conn, &m); err != nil {
-				return
-			}
-			frames <- m
-		}
-	}()
+	frames := readFrames(ctx, conn)
 	lost := func(what string) bool {
 		tr.count(tr.lost, c.svc)
 		tr.problem("visitor %d at %s: %s", bot, c.svc, what)
