@@ -333,6 +333,8 @@ func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.C
 		status, code = http.StatusNotFound, "not_found"
 	case errors.Is(err, consensus.ErrDuplicate), errors.Is(err, consensus.ErrStaleGeneration):
 		status, code = http.StatusConflict, "conflict"
+	case errors.Is(err, consensus.ErrNotEverywhere):
+		status, code = http.StatusConflict, "not_everywhere"
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusServiceUnavailable, "no_quorum"
 	}

@@ -53,6 +53,11 @@ type Config struct {
 	// SnapshotThreshold and TrailingLogs override Raft's defaults when set.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+	// ReleaseLevels tells the leader which roster level the other servers
+	// speak, before it proposes an operation of a level above 1 (see
+	// release.go). Nil means no centre is known to speak any: such
+	// operations are refused while the group has another server.
+	ReleaseLevels LevelsFunc
 }
 
 // Consensus is one centre's member of the roster Raft group.

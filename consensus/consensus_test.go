@@ -14,12 +14,18 @@ import (
 // host on loopback.
 func startOne(t *testing.T) *Consensus {
 	t.Helper()
+	return startOneWith(t, nil)
+}
+
+// startOneWith is startOne with levels as Config.ReleaseLevels.
+func startOneWith(t *testing.T, levels LevelsFunc) *Consensus {
+	t.Helper()
 	h, err := libp2p.New(libp2p.ListenAddrStrings("/ip4/127.0.0.1/tcp/0"), libp2p.DisableMetrics())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	c, err := Start(context.Background(), Config{Centre: "oslo", Dir: t.TempDir(), Host: h, Bootstrap: true, Timing: TimingTest})
+	c, err := Start(context.Background(), Config{Centre: "oslo", Dir: t.TempDir(), Host: h, Bootstrap: true, Timing: TimingTest, ReleaseLevels: levels})
 	if err != nil {
 		t.Fatal(err)
 	}

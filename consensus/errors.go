@@ -29,6 +29,12 @@ var (
 	// generation that follows the roster's: it was replayed, it lost a race
 	// with another rotation, or it was built from a roster copy that lagged.
 	ErrStaleGeneration = errors.New("gossip key generation out of turn")
+	// ErrNotEverywhere means a command's operation was introduced by a
+	// release that some centre of the roster group is not known to run (see
+	// OpLevel): it would refuse the command at apply while the others apply
+	// it. Nothing was written; upgrade that centre, or bring it back or
+	// remove it, and retry.
+	ErrNotEverywhere = errors.New("roster command not yet spoken by every centre")
 	// ErrStopped means the consensus module has been stopped.
 	ErrStopped = errors.New("consensus stopped")
 )
@@ -43,6 +49,7 @@ var errorCodes = map[string]error{
 	"unknown_volunteer":   ErrUnknownVolunteer,
 	"not_admitted":        ErrNotAdmitted,
 	"stale_generation":    ErrStaleGeneration,
+	"not_everywhere":      ErrNotEverywhere,
 	"stopped":             ErrStopped,
 }
 

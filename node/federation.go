@@ -36,6 +36,12 @@ type CentreView struct {
 	Availability *overflow.Availability `json:"availability,omitempty"`
 	// AvailabilityAgeSeconds is how long ago that state was received.
 	AvailabilityAgeSeconds float64 `json:"availability_age_seconds"`
+	// RosterLevel is the roster command level the centre speaks, as the
+	// observer last confirmed it (the observer's own for itself); 0 while
+	// unconfirmed or outside the Raft group. Build names its build, if it
+	// said. See "Releases and roster commands" in docs/operations.md.
+	RosterLevel int    `json:"roster_level,omitempty"`
+	Build       string `json:"build,omitempty"`
 }
 
 // Federation returns the live view: roster centres, their gossip state and
@@ -58,6 +64,11 @@ func (n *Node) Federation() FederationView {
 			cv.RaftRole = "voter"
 		case slices.Contains(st.Nonvoters, id):
 			cv.RaftRole = "nonvoter"
+		}
+		if id == n.cfg.Centre {
+			cv.RosterLevel, cv.Build = consensus.RosterLevel, n.build
+		} else if rel, ok := n.releaseOf(id); ok {
+			cv.RosterLevel, cv.Build = rel.Level, rel.Build
 		}
 		if s, ok := seen[id]; ok {
 			cv.Gossip = s.State

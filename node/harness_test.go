@@ -32,6 +32,8 @@ type fedOptions struct {
 	ringTimeout                     time.Duration
 	// logger, if set, gives each centre its logger (default testLogger).
 	logger func(id string) *slog.Logger
+	// configure, if set, adjusts each new centre's configuration.
+	configure func(id string, cfg *Config)
 }
 
 func testLogger(t testing.TB) *slog.Logger {
@@ -73,7 +75,7 @@ func (f *federation) config(id string) Config {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	return Config{
+	cfg := Config{
 		Centre:            id,
 		Name:              "Centre " + id,
 		DataDir:           dir,
@@ -86,6 +88,10 @@ func (f *federation) config(id string) Config {
 		RingTimeout:       f.opts.ringTimeout,
 		Logger:            f.logger(id),
 	}
+	if f.opts.configure != nil {
+		f.opts.configure(id, &cfg)
+	}
+	return cfg
 }
 
 func (f *federation) logger(id string) *slog.Logger {
@@ -176,7 +182,20 @@ func (f *federation) kill(id string) {
 // restart starts a killed centre again on its data directory (no --join).
 func (f *federation) restart(id string) *Node {
 	f.t.Helper()
+	return f.restartWith(id, nil)
+}
+
+// restartWith is restart with the centre's configuration adjusted first
+// (kept for later restarts), like a new binary on the same data directory.
+func (f *federation) restartWith(id string, change func(*Config)) *Node {
+	f.t.Helper()
+	f.mu.Lock()
 	cfg := f.cfgs[id]
+	if change != nil {
+		change(&cfg)
+		f.cfgs[id] = cfg
+	}
+	f.mu.Unlock()
 	cfg.Join = ""
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

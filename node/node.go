@@ -65,6 +65,12 @@ type Config struct {
 	// SnapshotThreshold and TrailingLogs tune Raft compaction (0: defaults).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
+
+	// testNoReleaseProtocol makes the centre not serve releaseProtocol, so
+	// that to the others it looks like a centre on the release before it
+	// (roster level 1). For tests only: a real older release is the thing
+	// it stands in for.
+	testNoReleaseProtocol bool
 }
 
 var (
@@ -72,6 +78,9 @@ var (
 	ErrBadConfig = errors.New("bad node configuration")
 	// ErrJoinRefused means the member we tried to join through said no.
 	ErrJoinRefused = errors.New("join refused")
+	// ErrBadRelease means a centre answered the release question (see
+	// release.go) with a level no release has.
+	ErrBadRelease = errors.New("bad release answer")
 )
 
 // Node is one running centre.
@@ -90,6 +99,8 @@ type Node struct {
 	late      *lateOverflow
 	publish   chan struct{}
 	rotation  gossipRotation // gossip key rotation, see gossipkey.go
+	releases  releaseLevels  // the others' roster levels, see release.go
+	build     string         // this build's name, told to the others
 
 	mu sync.Mutex
 	// seeds are peers the join target vouched for, allowed until our own
@@ -127,6 +138,8 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		seeds:    map[peer.ID]struct{}{},
 		late:     &lateOverflow{},
 		publish:  make(chan struct{}, 1),
+		releases: releaseLevels{known: map[string]ReleaseInfo{}},
+		build:    buildName(),
 	}
 	if n.registry == nil {
 		n.registry = prometheus.NewRegistry()
@@ -169,6 +182,10 @@ func (n *Node) start(ctx context.Context) error {
 	if join != nil {
 		n.host.Peerstore().AddAddrs(join.ID, join.Addrs, peerstore.PermanentAddrTTL)
 	}
+	// Before Raft starts: whoever can reach us as a roster member can ask.
+	if !n.cfg.testNoReleaseProtocol {
+		n.host.SetStreamHandler(releaseProtocol, n.serveRelease)
+	}
 	known, err := loadAddressBook(n.cfg.DataDir)
 	if err != nil {
 		n.log.Warn("ignoring the address book", "err", err)
@@ -192,6 +209,7 @@ func (n *Node) start(ctx context.Context) error {
 		Timing:            consensus.Timing(n.cfg.Timing),
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
+		ReleaseLevels:     n.confirmLevels,
 	})
 	if err != nil {
 		return err
@@ -276,6 +294,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.refreshSelfLoop)
 	n.stop.Go(n.publishLoop)
 	n.stop.Go(n.gossipKeyLoop)
+	n.stop.Go(n.releaseLoop)
 	return nil
 }
 

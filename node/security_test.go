@@ -25,7 +25,7 @@ import (
 )
 
 // The stream protocols a centre serves; "/helpmesh/raft/1" is consensus's.
-var centreProtocols = []protocol.ID{"/helpmesh/roster/1", joinProtocol, "/helpmesh/raft/1"}
+var centreProtocols = []protocol.ID{"/helpmesh/roster/1", joinProtocol, "/helpmesh/raft/1", releaseProtocol}
 
 // bareHost is a plain libp2p host with its own key, speaking what a centre
 // speaks (TCP, Noise) but not admitted anywhere.

@@ -1,0 +1,130 @@
+package consensus
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// The release gate. Commands are decoded strictly, so a centre on an older
+// release refuses an operation it does not know when it applies it, while
+// the others apply it: their rosters would fall out of step. Every
+// operation therefore belongs to a roster level, the release series that
+// introduced it, and the leader refuses one above level 1 until every other
+// server of the Raft group is known to speak its level. The node finds that
+// out over its own protocol (node/release.go); consensus only asks.
+
+// RosterLevel is the highest roster level this build speaks: 1 is the first
+// release's operations (put and remove centre and volunteer, set_policy), 2
+// adds rotate_gossip_key. A release that adds an operation raises it.
+const RosterLevel = 2
+
+// levelCheckTimeout bounds the leader's question about the other centres'
+// levels: a centre that does not answer in time counts with the level last
+// confirmed for it, so a centre that is down does not hold a write for long.
+const levelCheckTimeout = 2 * time.Second
+
+// OpLevel returns the roster level that introduced op. An operation this
+// build does not know is above every level it speaks.
+func OpLevel(op Op) int {
+	switch op {
+	case OpAdmitCentre, OpUpdateCentre, OpRemoveCentre, OpPutVolunteer, OpRemoveVolunteer, OpSetPolicy:
+		return 1
+	case OpRotateGossipKey:
+		return 2
+	default:
+		return RosterLevel + 1
+	}
+}
+
+// LevelsFunc reports the roster level each of others speaks, by centre id: the
+// level a centre confirms within ctx, or else the last level confirmed for
+// it; 0 (or absent) when none ever was. The node provides it.
+type LevelsFunc func(ctx context.Context, others []Member) map[string]int
+
+// Member is one server of the roster Raft group.
+type Member struct {
+	// Centre is the centre id, the Raft server id.
+	Centre string
+	// PeerID is the centre's libp2p peer id, the Raft server address.
+	PeerID string
+}
+
+// Members returns the servers of the current Raft configuration, this one
+// included.
+func (c *Consensus) Members() []Member {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return nil
+	}
+	var out []Member
+	for _, s := range f.Configuration().Servers {
+		out = append(out, Member{Centre: string(s.ID), PeerID: string(s.Address)})
+	}
+	return out
+}
+
+// confirmLevel refuses op, on the leader, unless every other server of the
+// Raft group speaks its level. Level-1 operations pass without a look at
+// Raft: every release speaks them, and ordinary writes must stay quick.
+func (c *Consensus) confirmLevel(ctx context.Context, op Op) error {
+	need := OpLevel(op)
+	if need <= 1 {
+		return nil
+	}
+	f := c.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return raftError(err)
+	}
+	var others []Member
+	for _, s := range f.Configuration().Servers {
+		if s.ID != raft.ServerID(c.cfg.Centre) {
+			others = append(others, Member{Centre: string(s.ID), PeerID: string(s.Address)})
+		}
+	}
+	if len(others) == 0 {
+		return nil
+	}
+	// Without a way to ask, nobody is known to speak the level: refuse
+	// rather than risk a roster that falls out of step.
+	var levels map[string]int
+	if c.cfg.ReleaseLevels != nil {
+		lctx, cancel := context.WithTimeout(ctx, levelCheckTimeout)
+		levels = c.cfg.ReleaseLevels(lctx, others)
+		cancel()
+	}
+	return levelError(op, need, others, levels)
+}
+
+// levelError names each centre below need or of unknown level, and says what
+// to do about it; nil when there is none.
+func levelError(op Op, need int, others []Member, levels map[string]int) error {
+	others = slices.SortedFunc(slices.Values(others), func(a, b Member) int { return strings.Compare(a.Centre, b.Centre) })
+	var below, unknown, behind []string
+	for _, m := range others {
+		switch l := levels[m.Centre]; {
+		case l <= 0:
+			unknown = append(unknown, m.Centre)
+			behind = append(behind, fmt.Sprintf("%s's level is unknown (it has not answered this leader)", m.Centre))
+		case l < need:
+			below = append(below, m.Centre)
+			behind = append(behind, fmt.Sprintf("%s speaks level %d", m.Centre, l))
+		}
+	}
+	if len(behind) == 0 {
+		return nil
+	}
+	var todo []string
+	if len(below) > 0 {
+		todo = append(todo, "upgrade "+strings.Join(below, ", "))
+	}
+	if len(unknown) > 0 {
+		todo = append(todo, "bring "+strings.Join(unknown, ", ")+" back")
+	}
+	return fmt.Errorf("%s needs roster level %d at every centre of the roster group, but %s: %s (or remove it from the roster), then retry: %w",
+		op, need, strings.Join(behind, "; "), strings.Join(todo, " and "), ErrNotEverywhere)
+}

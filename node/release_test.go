@@ -1,0 +1,143 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/helpmesh/helpmesh/consensus"
+)
+
+// levelsConfirmed reports whether n has confirmed, for every other server
+// of its Raft group, the level want, and whether that group has size
+// servers.
+func levelsConfirmed(n *Node, size, want int) bool {
+	members := n.Consensus().Members()
+	if len(members) != size {
+		return false
+	}
+	for _, m := range members {
+		if m.Centre == n.Centre() {
+			continue
+		}
+		if info, ok := n.releaseOf(m.Centre); !ok || info.Level != want {
+			return false
+		}
+	}
+	return true
+}
+
+// waitLevels waits until every live centre has confirmed every other one
+// at this release's level.
+func waitLevels(t *testing.T, f *federation, size int) {
+	t.Helper()
+	for _, n := range f.live() {
+		eventually(t, 15*time.Second, n.Centre()+" confirmed every centre's roster level", func() bool {
+			return levelsConfirmed(n, size, consensus.RosterLevel)
+		})
+	}
+}
+
+// Three centres of this release learn each other's level in the
+// background, show it in the federation view, and rotate the gossip key
+// through the gate.
+func TestCentresConfirmEachOthersRelease(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{})
+	waitLevels(t, f, 3)
+	for _, n := range f.live() {
+		for _, cv := range n.Federation().Centres {
+			if cv.RosterLevel != consensus.RosterLevel {
+				t.Errorf("%s's federation view: %s at roster level %d, want %d", n.Centre(), cv.ID, cv.RosterLevel, consensus.RosterLevel)
+			}
+		}
+	}
+	k := rotateAt(t, f.follower())
+	for _, n := range f.live() {
+		eventually(t, 10*time.Second, n.Centre()+" applies the rotation", func() bool {
+			got, ok := n.Consensus().GossipKey()
+			return ok && got.Generation == k.Generation
+		})
+	}
+}
+
+// A centre on the release before (simulated: it does not serve the release
+// protocol) holds back rotate_gossip_key: the leader refuses it with
+// ErrNotEverywhere naming that centre, wherever it is proposed, and nothing
+// reaches the log; ordinary writes go on. Once the centre runs this release
+// the rotation goes through.
+func TestOlderReleaseHoldsBackNewOperations(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{configure: func(id string, cfg *Config) {
+		cfg.testNoReleaseProtocol = id == "c3"
+	}})
+	// The old centre must not lead: a leader never asks itself.
+	for f.leader().Centre() == "c3" {
+		f.kill("c3")
+		f.leader()
+		f.restart("c3")
+	}
+	leader := f.leader()
+	eventually(t, 15*time.Second, "the leader sees c3 at level 1", func() bool {
+		info, ok := leader.releaseOf("c3")
+		return ok && info.Level == 1
+	})
+	var fedView CentreView
+	for _, cv := range leader.Federation().Centres {
+		if cv.ID == "c3" {
+			fedView = cv
+		}
+	}
+	if fedView.RosterLevel != 1 {
+		t.Errorf("the leader's federation view shows c3 at roster level %d, want 1", fedView.RosterLevel)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	for _, via := range []*Node{leader, f.node("c3")} {
+		_, lastBefore, _ := leader.Consensus().LogBounds()
+		_, err := via.RotateGossipKey(ctx)
+		if !errors.Is(err, consensus.ErrNotEverywhere) {
+			t.Fatalf("rotation through %s: %v, want ErrNotEverywhere", via.Centre(), err)
+		}
+		msg := err.Error()
+		if !strings.Contains(msg, "c3 speaks level 1") || !strings.Contains(msg, "upgrade c3") {
+			t.Errorf("rotation through %s: %q does not name c3 and what to do", via.Centre(), msg)
+		}
+		t.Logf("rotation through %s refused: %s", via.Centre(), msg)
+		if strings.Contains(msg, "c1") || strings.Contains(msg, "c2") {
+			t.Errorf("rotation through %s: %q names a centre of this release", via.Centre(), msg)
+		}
+		if _, lastAfter, _ := leader.Consensus().LogBounds(); lastAfter != lastBefore {
+			t.Fatalf("a refused rotation reached the log (%d -> %d)", lastBefore, lastAfter)
+		}
+	}
+	for _, n := range f.live() {
+		if _, ok := n.Consensus().GossipKey(); ok {
+			t.Fatalf("%s has a rotated key", n.Centre())
+		}
+	}
+	// Level-1 writes are not held back, from the old centre either.
+	if err := f.node("c3").Propose(ctx, putVolunteer("v-old", "c3")); err != nil {
+		t.Fatalf("put_volunteer with an old centre in the group: %v", err)
+	}
+	if _, ok := leader.Roster().Volunteers["v-old"]; !ok {
+		t.Fatal("the leader did not apply the put_volunteer")
+	}
+
+	// c3 upgraded: same data directory, this release.
+	f.kill("c3")
+	f.restartWith("c3", func(cfg *Config) { cfg.testNoReleaseProtocol = false })
+	leader = f.leader()
+	eventually(t, 15*time.Second, "the leader sees c3 at this release's level", func() bool {
+		info, ok := leader.releaseOf("c3")
+		return ok && info.Level == consensus.RosterLevel
+	})
+	k := rotateAt(t, leader)
+	for _, n := range f.live() {
+		eventually(t, 10*time.Second, n.Centre()+" applies the rotation", func() bool {
+			got, ok := n.Consensus().GossipKey()
+			return ok && got.Generation == k.Generation
+		})
+	}
+}
