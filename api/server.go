@@ -249,7 +249,7 @@ func (s *Server) roster(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		// As for a write (propose): no leader within the deadline is a 503.
-		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrOutcomeUnknown) || errors.Is(err, context.DeadlineExceeded) {
 			writeError(w, http.StatusServiceUnavailable, "no_quorum", err.Error())
 			return
 		}
@@ -335,8 +335,14 @@ func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.C
 		status, code = http.StatusConflict, "conflict"
 	case errors.Is(err, consensus.ErrNotEverywhere):
 		status, code = http.StatusConflict, "not_everywhere"
+	case errors.Is(err, consensus.ErrOutcomeUnknown):
+		// Sent, but no answer: the client must look before retrying.
+		status, code = http.StatusServiceUnavailable, "outcome_unknown"
 	case errors.Is(err, consensus.ErrNotLeader), errors.Is(err, context.DeadlineExceeded):
 		status, code = http.StatusServiceUnavailable, "no_quorum"
+	case r.Context().Err() != nil:
+		// The client went away; nobody is left to tell.
+		status, code = http.StatusServiceUnavailable, "cancelled"
 	}
 	if status == http.StatusInternalServerError {
 		s.log.Error("roster write failed", "op", cmd.Op, "err", err)

@@ -35,6 +35,11 @@ var (
 	// it. Nothing was written; upgrade that centre, or bring it back or
 	// remove it, and retry.
 	ErrNotEverywhere = errors.New("roster command not yet spoken by every centre")
+	// ErrOutcomeUnknown means a write was sent towards the leader but no
+	// answer came back (the connection broke or timed out, or leadership
+	// was lost mid-write): it may or may not have been made. Read the
+	// roster before trying again.
+	ErrOutcomeUnknown = errors.New("no answer from the roster leader; the change may or may not have been made")
 	// ErrStopped means the consensus module has been stopped.
 	ErrStopped = errors.New("consensus stopped")
 )
@@ -50,6 +55,7 @@ var errorCodes = map[string]error{
 	"not_admitted":        ErrNotAdmitted,
 	"stale_generation":    ErrStaleGeneration,
 	"not_everywhere":      ErrNotEverywhere,
+	"outcome_unknown":     ErrOutcomeUnknown,
 	"stopped":             ErrStopped,
 }
 

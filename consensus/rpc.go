@@ -169,8 +169,11 @@ func (c *Consensus) handle(ctx context.Context, req rosterRequest) (result, erro
 // ErrNotLeader (safe to retry) and keeps every other error as it is, since the
 // write may or may not have happened.
 func raftError(err error) error {
-	if errors.Is(err, raft.ErrNotLeader) {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		return fmt.Errorf("%w: %w", ErrNotLeader, err)
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrEnqueueTimeout):
+		return fmt.Errorf("%w: %w", ErrOutcomeUnknown, err)
 	}
 	return err
 }
@@ -192,7 +195,8 @@ func (c *Consensus) forward(ctx context.Context, leader raft.ServerAddress, req 
 	var resp rosterResponse
 	if err := wire.Exchange(s, s, req, &resp, maxRosterRequest, maxRosterResponse, timeout); err != nil {
 		_ = s.Reset()
-		return result{}, fmt.Errorf("forward to leader %s: %w", pid.ShortString(), err)
+		// The request may have reached the leader: not safe to retry.
+		return result{}, fmt.Errorf("forward to leader %s: %w: %w", pid.ShortString(), ErrOutcomeUnknown, err)
 	}
 	if err := fromWire(resp.Code, resp.Error); err != nil {
 		return result{}, err
