@@ -810,14 +810,14 @@ func TestPingsKeepAQuietSocketOpen(t *testing.T) {
 		if s != nil {
 			// Generous against a loaded CI machine: a pong late by more
 			// than the idle period would close the socket.
-			s.timing.idle, s.timing.ping, s.timing.pingTimeout = time.Second, 100*time.Millisecond, 2*time.Second
+			s.timing.idle, s.timing.ping, s.timing.pingTimeout = 2*time.Second, 100*time.Millisecond, 4*time.Second
 		}
 	})
 	vis := rig.visitor("visitor", "nb")
 	vis.expect("queued")
 	// The client answers pings only while it reads; a read that sees
 	// nothing for several idle periods proves the pongs kept it open.
-	ctx, cancel := context.WithTimeout(context.Background(), 3500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, _, err := vis.conn.Read(ctx)
 	if !errors.Is(err, context.DeadlineExceeded) {
