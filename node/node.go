@@ -255,6 +255,7 @@ func (n *Node) start(ctx context.Context) error {
 			if r := n.late.get(); r != nil {
 				r.CentreChanged(centre)
 			}
+			n.redialIfBack(centre)
 			n.sb.Kick()
 		},
 	})
