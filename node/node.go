@@ -99,6 +99,7 @@ type Node struct {
 	late      *lateOverflow
 	publish   chan struct{}
 	rotation  gossipRotation // gossip key rotation, see gossipkey.go
+	back      backAlive      // centres seen alive again, see redial.go
 	releases  releaseLevels  // the others' roster levels, see release.go
 	build     string         // this build's name, told to the others
 

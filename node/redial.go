@@ -1,18 +1,27 @@
 package node
 
 import (
-	"github.com/libp2p/go-libp2p/core/peer"
+	"sync"
+
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
 
 	"github.com/helpmesh/helpmesh/overflow"
 )
 
-// redialIfBack clears libp2p's dial backoff for a centre that gossip sees
+// backAlive clears libp2p's dial backoff for a centre that gossip sees
 // alive again. While a centre was down, every failed dial to it (Raft
 // heartbeats, release probes) lengthened the swarm's backoff, and a
 // restarted centre then waited many seconds for its leader to reach it:
 // it stayed unready (its roster not yet caught up) though it was back.
 // Gossip is the better witness that it is back.
+//
+// Gossip's change callback also fires on every availability change, which
+// is frequent; only a centre's return to alive does any work here.
+type backAlive struct {
+	mu    sync.Mutex
+	alive map[string]bool // as last seen here
+}
+
 func (n *Node) redialIfBack(centre string) {
 	if n.late.get() == nil {
 		return // still starting: gossip and the roster are not wired yet
@@ -23,18 +32,19 @@ func (n *Node) redialIfBack(centre string) {
 			alive = s.State == overflow.StateAlive
 		}
 	}
-	if !alive {
+	n.back.mu.Lock()
+	if n.back.alive == nil {
+		n.back.alive = map[string]bool{}
+	}
+	wasAlive := n.back.alive[centre]
+	n.back.alive[centre] = alive
+	n.back.mu.Unlock()
+	if !alive || wasAlive {
 		return
 	}
-	c, ok := n.consensus.Roster().Centres[centre]
-	if !ok {
-		return
-	}
-	pid, err := peer.Decode(c.PeerID)
-	if err != nil {
-		return
-	}
-	if sw, ok := n.host.Network().(*swarm.Swarm); ok {
-		sw.Backoff().Clear(pid)
+	if pid, ok := (directory{n}).PeerOf(centre); ok {
+		if sw, ok := n.host.Network().(*swarm.Swarm); ok {
+			sw.Backoff().Clear(pid)
+		}
 	}
 }

@@ -300,18 +300,8 @@ func (f *fed) signIn(ctx context.Context, c *centre, id, code string) *ws {
 	jar, _ := cookiejar.New(nil)
 	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
 	post := func(path string, body any) {
-		b, _ := json.Marshal(body)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+c.http+path, bytes.NewReader(b))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Origin", "http://"+c.http)
-		resp, err := hc.Do(req)
-		if err != nil {
+		if err := postJSON(hc, c, path, body); err != nil {
 			f.t.Fatal(err)
-		}
-		msg, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode >= 300 {
-			f.t.Fatalf("%s: %d %s", path, resp.StatusCode, msg)
 		}
 	}
 	post("/v1/volunteer/enrol", map[string]string{"volunteer": id, "code": code, "password": "a long enough password"})
