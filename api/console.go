@@ -75,6 +75,7 @@ package api
 // queue ("requeued"). Logging out closes the console.
 
 import (
+	"errors"
 	"math"
 	"net/http"
 	"slices"
@@ -177,6 +178,7 @@ type (
 // switchboard.ConsoleSink.
 type consoleConn struct {
 	ws         *wsock
+	refusals   *refusals
 	volunteer  string
 	sessionKey string
 	console    *switchboard.Console
@@ -202,12 +204,12 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "not_ready", "the centre's switchboard is not running yet")
 		return
 	}
-	ws, ok := s.acceptSocket(w, r, &websocket.AcceptOptions{})
+	ws, ok := s.acceptSocket(w, r, whoVolunteer, &websocket.AcceptOptions{})
 	if !ok {
 		return
 	}
 	defer ws.finish()
-	c := &consoleConn{ws: ws, volunteer: vol.ID, sessionKey: sess.key, live: map[string]bool{}}
+	c := &consoleConn{ws: ws, refusals: s.refusals, volunteer: vol.ID, sessionKey: sess.key, live: map[string]bool{}}
 	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
 
 	s.sockMu.Lock()
@@ -284,6 +286,12 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 			c.ws.send(contactFrame{Type: "categorised", Contact: f.Contact})
 		}
 	}
+	var slow *switchboard.SlowDownError
+	if errors.As(err, &slow) {
+		c.refusals.count(whoVolunteer, refusedSlowDown)
+		c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: err.Error(), Contact: clipText(f.Contact), ID: clipText(f.ID), RetryAfterSeconds: retryAfterSeconds(slow.RetryAfter)})
+		return
+	}
 	if err != nil {
 		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error(), Contact: clipText(f.Contact), ID: clipText(f.ID)})
 		if errorCode(err) == "not_signed_in" {
@@ -334,7 +342,7 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 	case switchboard.EventMessage:
 		c.ws.send(messageFrame{Type: "message", Contact: contact, ID: e.ID, Text: e.Text})
 	case switchboard.EventTyping:
-		c.ws.send(contactFrame{Type: "typing", Contact: contact})
+		c.ws.sendLossy(contactFrame{Type: "typing", Contact: contact})
 	case switchboard.EventDelivered:
 		c.ws.send(idFrame{Type: "delivered", Contact: contact, ID: e.ID})
 	case switchboard.EventEnded:

@@ -15,13 +15,18 @@ import (
 //go:embed web
 var web embed.FS
 
-// pageCSP forbids inline script and anything from another origin. frame-
-// ancestors admits the origins a centre lets embed the chat as a widget.
-func (s *Server) pageCSP() string {
-	ancestors := "'self'"
-	for _, o := range s.cfg.AllowedOrigins {
-		if strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://") {
-			ancestors += " " + o
+// pageCSP forbids inline script and anything from another origin. Only the
+// visitor's chat may be framed, by the origins a centre lets embed it as a
+// widget; staff pages (console, overview) are never framed, so no partner
+// site can overlay them (clickjacking).
+func (s *Server) pageCSP(embeddable bool) string {
+	ancestors := "'none'"
+	if embeddable {
+		ancestors = "'self'"
+		for _, o := range s.cfg.AllowedOrigins {
+			if strings.HasPrefix(o, "http://") || strings.HasPrefix(o, "https://") {
+				ancestors += " " + o
+			}
 		}
 	}
 	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
@@ -35,37 +40,38 @@ func (s *Server) pages(mux *http.ServeMux) {
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	files := http.FileServerFS(sub)
-	serve := func(name string) http.HandlerFunc {
+	serve := func(name string, embeddable bool) http.HandlerFunc {
 		return func(w http.ResponseWriter, r *http.Request) {
-			s.pageHeaders(w)
+			s.pageHeaders(w, embeddable)
 			http.ServeFileFS(w, r, sub, name)
 		}
+	}
+	// Files only: a directory (or anything not in the tree) is a 404, never
+	// a listing.
+	file := func(w http.ResponseWriter, r *http.Request) {
+		name := strings.TrimPrefix(r.URL.Path, "/")
+		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() || !fs.ValidPath(name) {
+			http.NotFound(w, r)
+			return
+		}
+		s.pageHeaders(w, true)
+		http.ServeFileFS(w, r, sub, name)
 	}
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/chat", http.StatusFound)
 	})
-	mux.HandleFunc("GET /chat", serve("chat.html"))
-	mux.HandleFunc("GET /console", serve("console.html"))
-	mux.HandleFunc("GET /overview", serve("overview.html"))
-	mux.Handle("GET /static/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.pageHeaders(w)
-		files.ServeHTTP(w, r)
-	}))
-	mux.Handle("GET /i18n/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.pageHeaders(w)
-		files.ServeHTTP(w, r)
-	}))
-	mux.HandleFunc("GET /widget.js", func(w http.ResponseWriter, r *http.Request) {
-		s.pageHeaders(w)
-		http.ServeFileFS(w, r, sub, "static/widget.js")
-	})
+	mux.HandleFunc("GET /chat", serve("chat.html", true))
+	mux.HandleFunc("GET /console", serve("console.html", false))
+	mux.HandleFunc("GET /overview", serve("overview.html", false))
+	mux.HandleFunc("GET /static/", file)
+	mux.HandleFunc("GET /i18n/", file)
+	mux.HandleFunc("GET /widget.js", serve("static/widget.js", true))
 	mux.HandleFunc("GET /v1/info", s.info)
 }
 
-func (s *Server) pageHeaders(w http.ResponseWriter) {
+func (s *Server) pageHeaders(w http.ResponseWriter, embeddable bool) {
 	h := w.Header()
-	h.Set("Content-Security-Policy", s.pageCSP())
+	h.Set("Content-Security-Policy", s.pageCSP(embeddable))
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Referrer-Policy", "no-referrer")
 	h.Set("Cache-Control", "no-store")

@@ -66,6 +66,9 @@ type Config struct {
 	// address may start (defaults 5 and 5).
 	ChatStartsPerMinute int
 	ChatStartBurst      int
+	// MaxChatsPerAddress bounds the chats open at once from one visitor
+	// address, an IPv6 address counting as its /64 (default 3).
+	MaxChatsPerAddress int
 	// QuickExitURL is where the chat page's quick exit sends the visitor
 	// (location.replace, so Back does not return). A centre sets a neutral
 	// site, such as a weather or news page; the default is "about:blank".
@@ -92,6 +95,8 @@ type Server struct {
 	logins     *limiterSet // login attempts per volunteer id
 	enrols     *limiterSet // enrolment attempts per volunteer id
 	chatStarts *addrLimiter
+	openChats  *openChats
+	refusals   *refusals
 	timing     socketTiming
 
 	sockMu   sync.Mutex
@@ -143,7 +148,10 @@ func newServer(cfg Config) (*Server, error) {
 		(err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 		return nil, fmt.Errorf("start api: quick exit URL %q must be an http(s) URL or about:blank", cfg.QuickExitURL)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger.With("component", "api")}
+	s := &Server{
+		cfg: cfg, log: cfg.Logger.With("component", "api"),
+		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Registry()),
+	}
 	if err := s.initVolunteerDesk(); err != nil {
 		return nil, fmt.Errorf("start api: %w", err)
 	}

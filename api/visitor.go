@@ -96,6 +96,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -234,6 +235,15 @@ type (
 		Error   string `json:"error"`
 		Contact string `json:"contact,omitempty"`
 		ID      string `json:"id,omitempty"`
+		// RetryAfterSeconds comes with slow_down: when to send the
+		// refused message again.
+		RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	}
+	queueFullFrame struct {
+		Type             string                `json:"type"`
+		Code             string                `json:"code"`
+		Error            string                `json:"error"`
+		EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
 	}
 )
 
@@ -268,6 +278,12 @@ func errorCode(err error) string {
 		return "bad_request"
 	case errors.Is(err, switchboard.ErrDraining):
 		return "draining"
+	case errors.Is(err, switchboard.ErrFlooding):
+		return "flooding"
+	case errors.Is(err, switchboard.ErrSlowDown):
+		return "slow_down"
+	case errors.Is(err, switchboard.ErrQueueFull):
+		return "queue_full"
 	}
 	return "internal"
 }
@@ -298,6 +314,9 @@ type outItem struct {
 // reason given to shutdown.
 type wsock struct {
 	srv    *Server
+	who    string    // whoVisitor or whoVolunteer, for the refusal counts
+	counts *refusals // nil in unit tests
+	frames *rate.Limiter
 	conn   *websocket.Conn
 	timing socketTiming
 	out    chan outItem
@@ -314,9 +333,9 @@ type wsock struct {
 }
 
 // acceptSocket upgrades the request. On failure the response is written.
-func (s *Server) acceptSocket(w http.ResponseWriter, r *http.Request, opts *websocket.AcceptOptions) (*wsock, bool) {
+func (s *Server) acceptSocket(w http.ResponseWriter, r *http.Request, who string, opts *websocket.AcceptOptions) (*wsock, bool) {
 	ws := &wsock{
-		srv: s, timing: s.timing, out: make(chan outItem, outQueue), stop: make(chan struct{}),
+		srv: s, who: who, counts: s.refusals, frames: newFrameGate(), timing: s.timing, out: make(chan outItem, outQueue), stop: make(chan struct{}),
 		writerDone: make(chan struct{}), pingerDone: make(chan struct{}),
 	}
 	ws.ctx, ws.cancel = context.WithCancel(context.Background())
@@ -384,8 +403,22 @@ func (ws *wsock) put(it outItem) {
 	select {
 	case ws.out <- it:
 	default:
+		// Only this socket pays for its reader's slowness. What is sent
+		// to it is paced at its source (switchboard.Pace), so a normal
+		// reader never gets here because of what somebody else did.
+		ws.counts.count(ws.who, refusedSlowReader)
 		ws.shutdown(websocket.StatusPolicyViolation, "too slow: "+strconv.Itoa(outQueue)+" frames unread")
 	}
+}
+
+// sendLossy queues a frame that may be dropped, such as typing: when the
+// queue is half full the reader is behind, and "still typing" is worth
+// less than the messages behind it.
+func (ws *wsock) sendLossy(v any) {
+	if len(ws.out) >= outQueue/2 {
+		return
+	}
+	ws.send(v)
 }
 
 // shutdown asks the writer to close the socket; the first reason wins.
@@ -421,6 +454,11 @@ func (ws *wsock) run(handle func(websocket.MessageType, []byte)) {
 			break
 		}
 		ws.touch()
+		if ws.frames != nil && !ws.frames.Allow() {
+			ws.counts.count(ws.who, refusedFrames)
+			ws.shutdown(websocket.StatusPolicyViolation, "too many frames too fast")
+			continue
+		}
 		if !ws.stopped() {
 			handle(typ, b)
 		}
@@ -518,6 +556,7 @@ func (s *Server) waitSockets(ctx context.Context) error {
 // the contact's switchboard.VisitorSink.
 type visitorConn struct {
 	ws        *wsock
+	refusals  *refusals
 	h         *switchboard.VisitorHandle
 	connected atomic.Bool // a volunteer is connected
 	over      atomic.Bool // the volunteer ended it or the centre closed it
@@ -550,23 +589,48 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "draining", drainMessage)
 		return
 	}
+	// Checked before anything is counted: a page on a foreign site, or a
+	// broken client, must not spend a visitor's allowance.
+	if status, msg := handshakeError(r, s.cfg.AllowedOrigins); status != 0 {
+		s.refusals.count(whoVisitor, refusedHandshake)
+		writeError(w, status, "bad_handshake", msg)
+		return
+	}
+	addrKey := s.chatStarts.key(r)
+	if !s.openChats.acquire(addrKey) {
+		s.refusals.count(whoVisitor, refusedChatsOpen)
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "too_many_chats",
+			fmt.Sprintf("%d chats are already open from this address; end one first", s.openChats.max))
+		return
+	}
+	defer s.openChats.release(addrKey)
 	if ok, wait := s.chatStarts.allow(r); !ok {
+		s.refusals.count(whoVisitor, refusedChatStarts)
 		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
 		writeError(w, http.StatusTooManyRequests, "too_many_requests",
 			fmt.Sprintf("too many chats started from this address; try again in %d seconds", retryAfterSeconds(wait)))
 		return
 	}
-	ws, ok := s.acceptSocket(w, r, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	ws, ok := s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
 	if !ok {
 		return
 	}
 	defer ws.finish()
-	v := &visitorConn{ws: ws}
+	v := &visitorConn{ws: ws, refusals: s.refusals}
 	h, err := sb.StartContact(channel, lang, v)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
 		ws.sendThenClose(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
 			websocket.StatusTryAgainLater, "the centre is restarting")
+		ws.run(func(websocket.MessageType, []byte) {})
+		return
+	}
+	if errors.Is(err, switchboard.ErrQueueFull) {
+		// An honest answer instead of a place nobody reaches: the page
+		// shows the policy's emergency numbers (also in /v1/info).
+		s.refusals.count(whoVisitor, refusedQueueFull)
+		ws.sendThenClose(s.queueFullFrame(), websocket.StatusTryAgainLater, "the queue is full")
 		ws.run(func(websocket.MessageType, []byte) {})
 		return
 	}
@@ -606,7 +670,21 @@ func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
 			v.ws.send(errorFrame{Type: "error", Code: "ended", Error: "the conversation has ended", ID: f.ID})
 			return
 		}
-		if err := v.h.Send(f.ID, f.Text); err != nil {
+		err := v.h.Send(f.ID, f.Text)
+		var slow *switchboard.SlowDownError
+		switch {
+		case err == nil:
+		case errors.Is(err, switchboard.ErrFlooding):
+			// The switchboard has ended the contact; the volunteer heard
+			// "ended by visitor" and their other conversations go on.
+			v.refusals.count(whoVisitor, refusedFlooding)
+			v.over.Store(true)
+			v.ws.sendThenClose(errorFrame{Type: "error", Code: "flooding", Error: err.Error(), ID: f.ID},
+				websocket.StatusPolicyViolation, "too many messages too fast")
+		case errors.As(err, &slow):
+			v.refusals.count(whoVisitor, refusedSlowDown)
+			v.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: err.Error(), ID: f.ID, RetryAfterSeconds: retryAfterSeconds(slow.RetryAfter)})
+		default:
 			code := errorCode(err)
 			if code == "bad_request" && !v.connected.Load() {
 				code = "not_connected"
@@ -640,7 +718,7 @@ func (v *visitorConn) Event(e switchboard.Event) {
 	case switchboard.EventMessage:
 		v.ws.send(messageFrame{Type: "message", ID: e.ID, Text: e.Text})
 	case switchboard.EventTyping:
-		v.ws.send(contactFrame{Type: "typing"})
+		v.ws.sendLossy(contactFrame{Type: "typing"})
 	case switchboard.EventDelivered:
 		v.ws.send(idFrame{Type: "delivered", ID: e.ID})
 	case switchboard.EventEnded:
@@ -663,4 +741,17 @@ func (v *visitorConn) Closed(reason string) {
 	v.over.Store(true)
 	v.connected.Store(false)
 	v.ws.sendThenClose(closedFrame{Type: "closed", Reason: reason}, websocket.StatusGoingAway, reason)
+}
+
+// queueFullFrame is the answer to a visitor when the queue is full: where
+// else to turn, now.
+func (s *Server) queueFullFrame() queueFullFrame {
+	f := queueFullFrame{
+		Type: "error", Code: "queue_full", EmergencyNumbers: []emergencyNumberView{},
+		Error: "Everyone here is busy and the queue is full. Please try again in a few minutes. If you are in danger now, call an emergency number.",
+	}
+	for _, e := range s.cfg.Centre.Roster().Policy.EmergencyNumbers {
+		f.EmergencyNumbers = append(f.EmergencyNumbers, emergencyNumberView{e.Name, e.Number})
+	}
+	return f
 }

@@ -90,6 +90,7 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		OnChange:  n.pokePublish,
 		// Speed-to-answer buckets: the same as the exported histogram's.
 		AnswerBuckets: speedToAnswerBuckets,
+		MaxQueue:      n.cfg.MaxQueue,
 		Logger:        n.cfg.Logger,
 	})
 }

@@ -41,6 +41,10 @@ type WebConfig struct {
 	// ChatStartsPerMinute and ChatStartBurst bound chat starts per address.
 	ChatStartsPerMinute int `json:"chat_starts_per_minute,omitempty"`
 	ChatStartBurst      int `json:"chat_start_burst,omitempty"`
+	// MaxChatsPerAddress bounds the chats open at once from one address.
+	MaxChatsPerAddress int `json:"max_chats_per_address,omitempty"`
+	// MaxQueue bounds the contacts waiting per channel at this centre.
+	MaxQueue int `json:"max_queue,omitempty"`
 	// QuickExitURL is where the quick exit sends a visitor: a neutral site.
 	QuickExitURL string `json:"quick_exit_url,omitempty"`
 }

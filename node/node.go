@@ -62,6 +62,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// RingTimeout bounds how long an offer rings on a console (0: 20 s).
 	RingTimeout time.Duration
+	// MaxQueue bounds the contacts waiting per channel (0:
+	// switchboard.DefaultMaxQueue).
+	MaxQueue int
 	// SnapshotThreshold and TrailingLogs tune Raft compaction (0: defaults).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64

@@ -76,8 +76,17 @@ type Config struct {
 	// AnswerBuckets are the upper bounds, in seconds, of the speed-to-answer
 	// histogram in Stats (nil: DefaultAnswerBuckets).
 	AnswerBuckets []float64
-	Logger        *slog.Logger
+	// Pace bounds how fast visitors and volunteers may send (zero fields:
+	// DefaultPace's).
+	Pace Pace
+	// MaxQueue bounds the contacts waiting per channel (0: DefaultMaxQueue).
+	MaxQueue int
+	Logger   *slog.Logger
 }
+
+// DefaultMaxQueue is the default bound on contacts waiting per channel: far
+// more than a centre answers in an hour, so only a flood reaches it.
+const DefaultMaxQueue = 200
 
 // DefaultAnswerBuckets are the speed-to-answer histogram's upper bounds in
 // seconds; they include the policy's default service level (60 s).
@@ -226,6 +235,10 @@ func New(cfg Config) *Switchboard {
 	if cfg.AnswerBuckets == nil {
 		cfg.AnswerBuckets = DefaultAnswerBuckets
 	}
+	cfg.Pace = cfg.Pace.withDefaults()
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = DefaultMaxQueue
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
@@ -255,6 +268,7 @@ type contact struct {
 	lastPos               int
 	lastWait              time.Duration
 	answered              bool // connected at least once (speed to answer observed)
+	pace                  *pacer
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
@@ -293,6 +307,9 @@ type conv struct {
 	peer     Peer       // the other centre
 	other    string     // the other centre's id, if any
 	received *received
+	// volPace paces our volunteer; inPace guards what another centre
+	// relays to our volunteer (see receivedPaceFactor). Made on first use.
+	volPace, inPace *pacer
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.
@@ -352,9 +369,13 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	if s.drained != nil {
 		return nil, ErrDraining
 	}
+	if s.waitingLocked(channel) >= s.cfg.MaxQueue {
+		return nil, fmt.Errorf("start contact: %d contacts already wait for %s: %w", s.cfg.MaxQueue, channel, ErrQueueFull)
+	}
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
 		visitor: visitor, out: newOutbox(&s.wg, &s.sealed), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
+		pace: newVisitorPacer(s.cfg.Pace),
 	}
 	s.contacts[c.id] = c
 	s.queue = append(s.queue, c)
@@ -365,7 +386,10 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	return &VisitorHandle{s: s, c: c}, nil
 }
 
-// Send passes a visitor's message to the volunteer.
+// Send passes a visitor's message to the volunteer. A message faster than
+// the Pace is refused with a *SlowDownError; one that uses up the flood
+// strikes ends the contact (ErrFlooding) before anything reaches a console
+// or a relay.
 func (h *VisitorHandle) Send(id, text string) error {
 	if err := checkMessage(id, text); err != nil {
 		return err
@@ -384,10 +408,26 @@ func (h *VisitorHandle) event(e Event) error {
 		return ErrClosed
 	}
 	if h.c.conv == nil || h.c.state != StateConnected {
+		// Nothing is passed on before a volunteer answers, so nothing is
+		// paced: the page keeps what was refused and sends it on
+		// "connected" (then paced, as everything after).
 		if h.c.waiting() {
 			return fmt.Errorf("not connected to a volunteer yet: %w", ErrBadRequest)
 		}
 		return ErrEnded
+	}
+	switch now := time.Now(); e.Kind {
+	case EventMessage:
+		if err := h.c.pace.message(now); err != nil {
+			if errors.Is(err, ErrFlooding) {
+				s.cutOffLocked(h.c)
+			}
+			return err
+		}
+	case EventTyping:
+		if !h.c.pace.typing(now) {
+			return nil
+		}
 	}
 	s.fromVisitorLocked(h.c.conv, e)
 	return nil
@@ -552,6 +592,19 @@ func (c *Console) event(contactID string, e Event) error {
 	cv, ok := c.v.active[contactID]
 	if !ok || s.volunteers[c.v.ID] != c.v {
 		return fmt.Errorf("contact %s: %w", clip(contactID), ErrUnknownContact)
+	}
+	if cv.volPace == nil {
+		cv.volPace = newVolunteerPacer(s.cfg.Pace)
+	}
+	switch now := time.Now(); e.Kind {
+	case EventMessage:
+		if err := cv.volPace.message(now); err != nil {
+			return err
+		}
+	case EventTyping:
+		if !cv.volPace.typing(now) {
+			return nil
+		}
 	}
 	s.fromVolunteerLocked(cv, e)
 	return nil
@@ -1222,7 +1275,27 @@ func (h *receivedPeerHandler) OnEvent(e Event) {
 	if _, live := cv.vol.active[cv.id]; !live {
 		return
 	}
+	if cv.inPace == nil {
+		cv.inPace = newReceivedPacer(s.cfg.Pace)
+	}
 	v, id := cv.vol, cv.id
+	switch now := time.Now(); e.Kind {
+	case EventTyping:
+		if !cv.inPace.typing(now) {
+			return
+		}
+	case EventMessage:
+		if cv.inPace.message(now) != nil {
+			// The visitor's centre is not pacing its visitor (an old
+			// release or a bug). End this one conversation rather than
+			// let it fill the console our volunteer shares with others.
+			s.log.Warn("relayed conversation ended: messages arrive faster than any visitor may send", "centre", cv.other)
+			v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByVisitor}) })
+			_ = cv.peer.Send(Event{Kind: EventEnded, By: ByVolunteer})
+			s.endLocked(cv)
+			return
+		}
+	}
 	v.out.post(func() { v.sink.Event(id, e) })
 	if e.Kind == EventMessage {
 		_ = cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})

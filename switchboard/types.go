@@ -36,6 +36,17 @@ var (
 	// restart and takes no new contact; the visitor should try again or
 	// another centre.
 	ErrDraining = errors.New("centre draining for a restart")
+	// ErrSlowDown means a message came faster than the conversation's Pace
+	// allows. It was not passed on; the sender may send it again later
+	// (SlowDownError says when).
+	ErrSlowDown = errors.New("slow down")
+	// ErrFlooding means a visitor kept sending faster than the Pace after
+	// being told to slow down: the contact has been ended.
+	ErrFlooding = errors.New("flooding")
+	// ErrQueueFull means the centre's queue for the channel is at
+	// Config.MaxQueue: the visitor is told so honestly (with the policy's
+	// emergency numbers) instead of being put at a place nobody reaches.
+	ErrQueueFull = errors.New("queue full")
 )
 
 // Limits on what a visitor or volunteer may send.

@@ -36,7 +36,7 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	n, err := node.Start(sctx, node.Config{
 		Centre: fc.Centre, Name: fc.Name, DataDir: dir,
 		P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
-		Join: join, Timing: timing, Logger: log,
+		Join: join, Timing: timing, Logger: log, MaxQueue: fc.Web.MaxQueue,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -45,7 +45,8 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 		Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log,
 		AllowedOrigins: fc.Web.AllowedOrigins, TrustProxy: fc.Web.TrustProxy,
 		ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
-		QuickExitURL: fc.Web.QuickExitURL,
+		MaxChatsPerAddress: fc.Web.MaxChatsPerAddress,
+		QuickExitURL:       fc.Web.QuickExitURL,
 	})
 	if err != nil {
 		_ = n.Stop()
