@@ -24,12 +24,17 @@ const (
 	// address still gets help, a script does not fill the queue.
 	defaultMaxChatsPerAddress = 3
 
-	// A socket may send framesBurst frames at once and framesPerSecond
-	// after that; beyond, it is closed (1008). A page sends a message or a
-	// typing frame every few seconds; this only stops a script from
-	// spending the centre's CPU on decoding.
-	framesPerSecond = 20
-	framesBurst     = 100
+	// A visitor's socket may send visitorFrameBurst frames at once and
+	// visitorFramesPerSecond after that; beyond, it is closed (1008). A
+	// page sends a message or a typing frame every few seconds; this only
+	// stops a script from spending the centre's CPU on decoding. A
+	// volunteer (signed in, and paced per conversation) gets far more: a
+	// console working through a queue of junk chats sends a burst of
+	// accepts and ends.
+	visitorFramesPerSecond   = 20
+	visitorFrameBurst        = 100
+	volunteerFramesPerSecond = 100
+	volunteerFrameBurst      = 1000
 )
 
 // Refusal reasons, the values of helpmesh_refusals_total's reason label.
@@ -167,5 +172,10 @@ func headerHasToken(h http.Header, name, token string) bool {
 	return false
 }
 
-// frameGate bounds the frames one socket may send.
-func newFrameGate() *rate.Limiter { return rate.NewLimiter(framesPerSecond, framesBurst) }
+// newFrameGate bounds the frames one socket may send.
+func newFrameGate(who string) *rate.Limiter {
+	if who == whoVolunteer {
+		return rate.NewLimiter(volunteerFramesPerSecond, volunteerFrameBurst)
+	}
+	return rate.NewLimiter(visitorFramesPerSecond, visitorFrameBurst)
+}

@@ -322,9 +322,12 @@ type wsock struct {
 	out    chan outItem
 	stop   chan struct{}
 	once   sync.Once
-	code   websocket.StatusCode
-	reason string
-	idle   *time.Timer
+	// closing is set once a last frame and a close are queued: nothing the
+	// peer sends after that is handled (a flooder cut off stays cut off).
+	closing atomic.Bool
+	code    websocket.StatusCode
+	reason  string
+	idle    *time.Timer
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -335,7 +338,7 @@ type wsock struct {
 // acceptSocket upgrades the request. On failure the response is written.
 func (s *Server) acceptSocket(w http.ResponseWriter, r *http.Request, who string, opts *websocket.AcceptOptions) (*wsock, bool) {
 	ws := &wsock{
-		srv: s, who: who, counts: s.refusals, frames: newFrameGate(), timing: s.timing, out: make(chan outItem, outQueue), stop: make(chan struct{}),
+		srv: s, who: who, counts: s.refusals, frames: newFrameGate(who), timing: s.timing, out: make(chan outItem, outQueue), stop: make(chan struct{}),
 		writerDone: make(chan struct{}), pingerDone: make(chan struct{}),
 	}
 	ws.ctx, ws.cancel = context.WithCancel(context.Background())
@@ -390,6 +393,7 @@ func (ws *wsock) send(v any) {
 
 // sendThenClose queues a last frame and a close behind it.
 func (ws *wsock) sendThenClose(v any, code websocket.StatusCode, reason string) {
+	ws.closing.Store(true)
 	ws.put(outItem{frame: encodeFrame(v)})
 	ws.put(outItem{close: true, code: code, reason: reason})
 }
@@ -454,6 +458,9 @@ func (ws *wsock) run(handle func(websocket.MessageType, []byte)) {
 			break
 		}
 		ws.touch()
+		if ws.closing.Load() {
+			continue
+		}
 		if ws.frames != nil && !ws.frames.Allow() {
 			ws.counts.count(ws.who, refusedFrames)
 			ws.shutdown(websocket.StatusPolicyViolation, "too many frames too fast")

@@ -299,6 +299,8 @@ type wireFrame struct {
 	Capacity             *int            `json:"capacity"`
 	Topics               []string        `json:"topics"`
 	AgeGroups            []string        `json:"age_groups"`
+	RetryAfterSeconds    *int            `json:"retry_after_seconds"`
+	EmergencyNumbers     []obj           `json:"emergency_numbers"`
 
 	raw string
 }
