@@ -121,7 +121,7 @@
   function renderNotice() {
     var box = $('notice');
     if (!notice || !info) { box.hidden = true; return; }
-    $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : t('notice_busy');
+    $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : notice === 'full' ? t('notice_full') : t('notice_busy');
     var ul = $('emergency');
     ul.replaceChildren();
     (info.emergency_numbers || []).forEach(function (e) {
@@ -184,15 +184,32 @@
     return div;
   }
 
-  function markPending(div, on) {
+  function markPending(div, on, key) {
     var old = div.querySelector('.note');
     if (old) old.remove();
     div.classList.toggle('pending', on);
     if (on) {
       var n = document.createElement('span');
       n.className = 'note';
-      div.appendChild(i18nEl(n, 'pending'));
+      div.appendChild(i18nEl(n, key || 'pending'));
     }
+  }
+
+  // resendLater sends a message the centre asked us to slow down for once
+  // the wait it named has passed: nothing the visitor wrote is dropped.
+  function resendLater(id, seconds) {
+    var div = document.querySelector('#messages [data-id="' + CSS.escape(String(id)) + '"]');
+    if (!div) return;
+    markPending(div, true, 'sending_soon');
+    setTimeout(function () {
+      if (phase !== 'connected') {
+        pending.push({ id: id, text: div.querySelector('.text').textContent, div: div });
+        markPending(div, true);
+        return;
+      }
+      markPending(div, false);
+      send({ type: 'message', id: id, text: div.querySelector('.text').textContent });
+    }, Math.max(1, Number(seconds) || 2) * 1000);
   }
 
   // ---- the socket ----
@@ -275,7 +292,17 @@
         startPolling();
         break;
       case 'error':
-        if (f.code === 'not_connected' && f.id) {
+        if (f.code === 'slow_down' && f.id) {
+          resendLater(f.id, f.retry_after_seconds);
+        } else if (f.code === 'queue_full') {
+          // An honest answer: no place in a queue nobody reaches, and where
+          // to turn now.
+          finish();
+          if (!info) info = { open: true, languages: [], emergency_numbers: [] };
+          if (f.emergency_numbers && f.emergency_numbers.length) info.emergency_numbers = f.emergency_numbers;
+          setNotice('full');
+          setStatus('status_queue_full');
+        } else if (f.code === 'not_connected' && f.id) {
           var div = document.querySelector('#messages [data-id="' + CSS.escape(String(f.id)) + '"]');
           if (div) {
             markPending(div, true);
