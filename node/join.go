@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/refusal"
 	"github.com/helpmesh/helpmesh/internal/wire"
 )
 
@@ -110,7 +112,9 @@ func (n *Node) serveJoin(s network.Stream) {
 		}
 	}
 	if !ok || c.PeerID != from.String() {
-		n.log.Warn("refused join from a centre not admitted", "peer", from.ShortString())
+		// Counted and sampled with the gater's refusals: an admitted peer
+		// could repeat this as fast as it likes.
+		n.refused.Refuse(refusedJoinNotAdmitted, slog.String("peer", refusal.Value(from.String())))
 		reply(joinResponse{Error: fmt.Sprintf("centre %q with peer id %s is not admitted: ask a coordinator to admit it first", req.Centre, from)})
 		return
 	}

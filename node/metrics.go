@@ -33,6 +33,13 @@ import (
 // of them is re-exported here from the centre's own view: Raft state, time
 // since the leader was last heard from, applied index and voter count
 // (consensus.Status), and the gossip members by state (overflow.Gossip.View).
+//
+// Two counters are not in this collector because they count as things happen
+// rather than read a snapshot: helpmesh_gossip_refused_total{reason}
+// (registered by overflow.StartGossip on this registry) and
+// helpmesh_p2p_refused_total{reason} (the gater's and the join protocol's
+// refusals, registered in Start). Their reasons are fixed lists; see
+// internal/refusal for why refusals are counted and only sampled in the log.
 
 // speedToAnswerBuckets are the speed-to-answer histogram's upper bounds in
 // seconds. They include 60, the policy's default service level; a policy

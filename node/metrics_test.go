@@ -323,7 +323,7 @@ func contactTotals(mfs []*dto.MetricFamily) map[string]float64 {
 var allowedLabels = map[string]bool{
 	// ours
 	"centre": true, "channel": true, "language": true, "answered_by": true, "to": true, "from": true,
-	"result": true, "state": true, "topic": true, "age_group": true, "le": true,
+	"result": true, "state": true, "topic": true, "age_group": true, "le": true, "reason": true,
 }
 
 // Issue point 5: no metric of any centre carries a contact id, a volunteer

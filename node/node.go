@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/refusal"
 	"github.com/helpmesh/helpmesh/internal/stopper"
 	"github.com/helpmesh/helpmesh/overflow"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -93,6 +94,7 @@ type Node struct {
 	registry  *prometheus.Registry
 	host      host.Host
 	gater     *gater
+	refused   *refusal.Log // refused libp2p peers, see gater.go
 	consensus *consensus.Consensus
 	gossip    *overflow.Gossip
 	fed       Federation
@@ -137,7 +139,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("centre", cfg.Centre),
 		registry: cfg.Registry,
-		gater:    newGater(),
 		stop:     stopper.New(),
 		seeds:    map[peer.ID]struct{}{},
 		late:     &lateOverflow{},
@@ -148,6 +149,20 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if n.registry == nil {
 		n.registry = prometheus.NewRegistry()
 	}
+	refused, err := refusal.New(refusal.Config{
+		Logger: n.log.With("component", "p2p"),
+		What:   "libp2p peer",
+		Metric: "helpmesh_p2p_refused_total",
+		Help: "libp2p connections and requests refused because the peer is not admitted: an inbound " +
+			"connection from a peer id not in the roster, or a join naming a centre admitted with another peer id.",
+		ConstLabels: prometheus.Labels{"centre": cfg.Centre},
+		Reasons:     p2pRefusedReasons,
+		Registerer:  n.registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start centre %s: %w", cfg.Centre, err)
+	}
+	n.refused, n.gater = refused, newGater(refused)
 	if err := n.start(ctx); err != nil {
 		_ = n.Stop()
 		return nil, fmt.Errorf("start centre %s: %w", cfg.Centre, err)
@@ -251,6 +266,7 @@ func (n *Node) start(ctx context.Context) error {
 		Key:      n.fed.GossipKey,
 		Label:    n.fed.Label,
 		Logger:   n.cfg.Logger,
+		Registry: n.registry,
 		Timing:   gossipTiming,
 		// Another centre's availability or state changed: offers waiting
 		// on a centre that is no longer alive are withdrawn, and contacts
@@ -319,6 +335,7 @@ func (n *Node) Stop() error {
 		if n.host != nil {
 			errs = append(errs, n.host.Close())
 		}
+		n.refused.Close()
 		if err := errors.Join(errs...); err != nil {
 			n.stopErr = fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
 		}
@@ -616,5 +633,6 @@ func (n *Node) crash() {
 		if n.host != nil {
 			_ = n.host.Close()
 		}
+		n.refused.Close()
 	})
 }

@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpmesh/helpmesh/internal/refusal"
 )
 
 // Membership states reported in Seen.State.
@@ -68,7 +71,13 @@ type GossipConfig struct {
 	// with a clear log line instead of decryption errors.
 	Label string
 	// Logger receives memberlist's and this package's logs. Nil discards.
+	// Input refused before it is authenticated (wrong label or key, junk) is
+	// not logged line by line: see Registry and DESIGN.md, "Refused input".
 	Logger *slog.Logger
+	// Registry receives helpmesh_gossip_refused_total, the count of such
+	// refused input by reason. Nil keeps it unregistered (RefusedCount
+	// still reads it).
+	Registry prometheus.Registerer
 	// Timing is TimingLAN (the default when empty) or TimingTest.
 	Timing string
 	// OnChange, if set, is called with a centre id whenever that centre's
@@ -103,6 +112,7 @@ type Gossip struct {
 	log            *slog.Logger
 	ml             *memberlist.Memberlist
 	keys           keyring // see keyring.go
+	refused        *refusal.Log
 	queue          *memberlist.TransmitLimitedQueue
 	broadcastLimit int
 	leaveTimeout   time.Duration
@@ -172,8 +182,23 @@ func StartGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	}
 	logger = logger.With("centre", cfg.Centre)
 
+	refused, err := refusal.New(refusal.Config{
+		Logger: logger.With("component", "memberlist"),
+		What:   "gossip packet",
+		Metric: "helpmesh_gossip_refused_total",
+		Help: "Gossip packets and streams refused before authentication (no or another label, " +
+			"not decryptable with the federation key, plaintext, malformed), by reason.",
+		ConstLabels: prometheus.Labels{"centre": cfg.Centre},
+		Reasons:     refusedReasons,
+		Registerer:  cfg.Registry,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("overflow: start gossip: %w", err)
+	}
+
 	g := &Gossip{
 		cfg:            cfg,
+		refused:        refused,
 		log:            logger,
 		broadcastLimit: broadcastLimit(mc),
 		leaveTimeout:   leaveTimeout,
@@ -195,12 +220,13 @@ func StartGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	mc.Ping = d
 	mc.Alive = d
 	mc.Conflict = d
-	mc.Logger = log.New(&logWriter{log: logger.With("component", "memberlist"), onSuspect: g.markSuspect}, "", 0)
+	mc.Logger = log.New(&logWriter{log: logger.With("component", "memberlist"), onSuspect: g.markSuspect, refused: refused}, "", 0)
 
 	// Create calls back into the delegate (NotifyJoin for ourselves) before it
 	// returns, which is why g is complete except for ml at this point.
 	ml, err := memberlist.Create(mc)
 	if err != nil {
+		refused.Close()
 		return nil, fmt.Errorf("overflow: start gossip: %w", err)
 	}
 	g.ml, g.keys.ring = ml, mc.Keyring
@@ -214,6 +240,7 @@ func StartGossip(ctx context.Context, cfg GossipConfig) (*Gossip, error) {
 	}
 	if err := ctx.Err(); err != nil {
 		_ = ml.Shutdown()
+		refused.Close()
 		return nil, fmt.Errorf("overflow: start gossip: %w", err)
 	}
 
@@ -353,6 +380,11 @@ func hostPort(ip net.IP, port uint16) string {
 	}
 	return net.JoinHostPort(ip.String(), strconv.Itoa(int(port)))
 }
+
+// RefusedCount is how many gossip packets and streams this node refused
+// before authentication, for reason (one of the Refused* constants; all
+// reasons when empty), since the counter was created.
+func (g *Gossip) RefusedCount(reason string) uint64 { return g.refused.Count(reason) }
 
 // Join contacts the given centres (host:port) and exchanges full state with
 // each one that answers. It returns how many answered, and an error wrapping
@@ -564,6 +596,8 @@ func (g *Gossip) shutdown(leave bool) error {
 	close(g.done)
 	err := g.ml.Shutdown()
 	g.wg.Wait()
+	// Reports the refusals since the last line now: nothing would later.
+	g.refused.Close()
 	if err != nil {
 		g.stopErr = fmt.Errorf("overflow: stop: %w", err)
 	}
@@ -946,14 +980,26 @@ func (d *delegate) NotifyConflict(existing, other *memberlist.Node) {
 
 // logWriter turns memberlist's log.Logger lines ("[WARN] memberlist: ...")
 // into slog records at the matching level, so operators filter them with the
-// rest of the node's logs.
+// rest of the node's logs. Lines about input refused before authentication
+// go to the refusal log instead, which counts each and logs a sample: anyone
+// who can reach the port causes them, one per packet.
 type logWriter struct {
 	log       *slog.Logger
 	onSuspect func(node string)
+	refused   *refusal.Log // nil: refusals are logged like any line
 }
 
 func (w *logWriter) Write(p []byte) (int, error) {
 	level, msg := splitLevel(strings.TrimSpace(string(p)))
+	if w.refused != nil {
+		if r, ok := classifyRefused(msg); ok {
+			w.refused.Refuse(r.reason, r.attrs(refusal.Value)...)
+			return len(p), nil
+		}
+		if followsRefusal(msg) {
+			level = slog.LevelDebug
+		}
+	}
 	w.log.Log(context.Background(), level, msg)
 	if node, ok := suspectedNode(msg); ok && w.onSuspect != nil {
 		w.onSuspect(node)
