@@ -195,21 +195,53 @@
     }
   }
 
-  // resendLater sends a message the centre asked us to slow down for once
-  // the wait it named has passed: nothing the visitor wrote is dropped.
-  function resendLater(id, seconds) {
+  // ---- keeping to the centre's pace ----
+  // docs/api.md: a visitor may send 10 messages at once, then one every 2 s.
+  // The page keeps to that itself, so a visitor who types fast (or wrote a
+  // lot while waiting) is never refused: what waits is marked "sending in a
+  // moment" and goes out in order.
+  var PACE_BURST = 10, PACE_EVERY_MS = 2000;
+  var tokens = PACE_BURST, tokensAt = Date.now();
+  var outq = [];          // messages to send, in the order they were written
+  var pumpTimer = 0;
+
+  function idNumber(m) { return Number(String(m.id).slice(1)) || 0; }
+
+  function queueSend(m) {
+    var i = outq.length;
+    while (i > 0 && idNumber(outq[i - 1]) > idNumber(m)) i--;
+    outq.splice(i, 0, m);
+    pump();
+  }
+
+  function pump() {
+    clearTimeout(pumpTimer);
+    pumpTimer = 0;
+    if (phase !== 'connected') return;
+    var now = Date.now();
+    tokens = Math.min(PACE_BURST, tokens + (now - tokensAt) / PACE_EVERY_MS);
+    tokensAt = now;
+    while (outq.length && tokens >= 1) {
+      var m = outq.shift();
+      tokens -= 1;
+      markPending(m.div, false);
+      send({ type: 'message', id: m.id, text: m.text });
+    }
+    if (outq.length) {
+      outq.forEach(function (w) { markPending(w.div, true, 'sending_soon'); });
+      pumpTimer = setTimeout(pump, Math.ceil((1 - tokens) * PACE_EVERY_MS) + 20);
+    }
+  }
+
+  // slowedDown: the centre refused a message for coming too fast (its clock
+  // and ours disagree, or another tab shares the pace). Its word wins: wait
+  // as long as it says, then go on in order.
+  function slowedDown(id, seconds) {
     var div = document.querySelector('#messages [data-id="' + CSS.escape(String(id)) + '"]');
     if (!div) return;
-    markPending(div, true, 'sending_soon');
-    setTimeout(function () {
-      if (phase !== 'connected') {
-        pending.push({ id: id, text: div.querySelector('.text').textContent, div: div });
-        markPending(div, true);
-        return;
-      }
-      markPending(div, false);
-      send({ type: 'message', id: id, text: div.querySelector('.text').textContent });
-    }, Math.max(1, Number(seconds) || 2) * 1000);
+    tokens = 0;
+    tokensAt = Date.now() + Math.max(0, (Number(seconds) || 2) * 1000 - PACE_EVERY_MS);
+    queueSend({ id: id, text: div.querySelector('.text').textContent, div: div });
   }
 
   // ---- the socket ----
@@ -263,10 +295,8 @@
         stopPolling();
         setNotice(info && !info.open ? 'closed' : null);
         setStatus('status_connected', { alias: alias });
-        pending.splice(0).forEach(function (m) {
-          markPending(m.div, false);
-          send({ type: 'message', id: m.id, text: m.text });
-        });
+        pending.splice(0).forEach(queueSend);
+        pump();
         break;
       case 'message':
         hideTyping();
@@ -293,7 +323,7 @@
         break;
       case 'error':
         if (f.code === 'slow_down' && f.id) {
-          resendLater(f.id, f.retry_after_seconds);
+          slowedDown(f.id, f.retry_after_seconds);
         } else if (f.code === 'queue_full') {
           // An honest answer: no place in a queue nobody reaches, and where
           // to turn now.
@@ -326,6 +356,8 @@
     hideTyping();
     stopPolling();
     pending = [];
+    outq = [];
+    clearTimeout(pumpTimer);
     $('message').disabled = true;
     $('send').disabled = true;
     $('end').hidden = true;
@@ -370,7 +402,7 @@
     div.setAttribute('data-id', id);
     box.value = '';
     if (phase === 'connected') {
-      send({ type: 'message', id: id, text: text });
+      queueSend({ id: id, text: text, div: div });
     } else {
       markPending(div, true);
       pending.push({ id: id, text: text, div: div });
@@ -384,6 +416,7 @@
     try { if (ws) ws.close(1000); } catch (e) { /* leaving anyway */ }
     ws = null;
     pending = [];
+    outq = [];
     try { $('messages').replaceChildren(); $('message').value = ''; } catch (e) { /* leaving anyway */ }
     try { sessionStorage.clear(); } catch (e) { /* storage may be blocked */ }
     try { localStorage.clear(); } catch (e) { /* storage may be blocked */ }
