@@ -371,3 +371,41 @@ func TestRefusedHandshakeSpendsNoChatStart(t *testing.T) {
 		t.Fatalf("bad_handshake refusals %v, want 21", v)
 	}
 }
+
+// Only the chat may be framed, by the embedding origins; staff pages never.
+func TestStaffPagesAreNeverFramed(t *testing.T) {
+	rig := newChatRig(t, func(c *Config, _ *Server) { c.AllowedOrigins = []string{"https://www.partner.example"} })
+	for path, want := range map[string]string{
+		"/chat":      "frame-ancestors 'self' https://www.partner.example",
+		"/widget.js": "frame-ancestors 'self' https://www.partner.example",
+		"/console":   "frame-ancestors 'none'",
+		"/overview":  "frame-ancestors 'none'",
+	} {
+		rep := rig.call(http.MethodGet, path, nil, nil)
+		if rep.status != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rep.status)
+		}
+		if csp := rep.header.Get("Content-Security-Policy"); !strings.HasSuffix(csp, want) {
+			t.Fatalf("GET %s: CSP %q, want it to end with %q", path, csp, want)
+		}
+	}
+}
+
+// Directories are never listed; files are served.
+func TestNoDirectoryListings(t *testing.T) {
+	rig := newChatRig(t, nil)
+	for _, path := range []string{"/static/", "/i18n/", "/static/.", "/i18n/nope.json", "/static/%2e%2e/chat.html"} {
+		rep := rig.call(http.MethodGet, path, nil, nil)
+		if strings.Contains(string(rep.body), "<pre>") || strings.Contains(string(rep.body), `href="chat.js"`) {
+			t.Fatalf("GET %s listed a directory: %s", path, rep.body)
+		}
+		if rep.status != http.StatusNotFound {
+			t.Fatalf("GET %s: %d %q, want 404", path, rep.status, rep.body[:min(len(rep.body), 80)])
+		}
+	}
+	for _, path := range []string{"/static/chat.js", "/i18n/nb.json"} {
+		if rep := rig.call(http.MethodGet, path, nil, nil); rep.status != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, rep.status)
+		}
+	}
+}
