@@ -623,7 +623,7 @@ func TestCrossOriginUpgradeRefused(t *testing.T) {
 
 func TestChatStartFlood(t *testing.T) {
 	rig := newChatRig(t, func(c *Config, _ *Server) {
-		c.TrustProxy, c.ChatStartsPerMinute, c.ChatStartBurst = true, 5, 5
+		c.TrustedProxies, c.ChatStartsPerMinute, c.ChatStartBurst = loopbackProxies, 5, 5
 	})
 	const flooder = "203.0.113.7"
 	accepted, refused := 0, 0
