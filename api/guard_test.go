@@ -268,7 +268,7 @@ func refusalCount(t *testing.T, srv *Server, who, reason string) float64 {
 // reaches them.
 func TestQueueFloodFromManyAddresses(t *testing.T) {
 	const addresses, tries = 40, 10
-	rig := newChatRig(t, func(c *Config, _ *Server) { c.TrustProxy = true })
+	rig := newChatRig(t, func(c *Config, _ *Server) { c.TrustedProxies = loopbackProxies })
 	capPer := defaultMaxChatsPerAddress
 	held := 0
 	for a := range addresses {
@@ -329,7 +329,7 @@ func TestQueueFloodFromManyAddresses(t *testing.T) {
 // A full queue is answered honestly, with the emergency numbers, and a
 // close that tells the page to try again later.
 func TestQueueFullIsAnsweredWithEmergencyNumbers(t *testing.T) {
-	rig := newChatRig(t, func(c *Config, _ *Server) { c.TrustProxy = true })
+	rig := newChatRig(t, func(c *Config, _ *Server) { c.TrustedProxies = loopbackProxies })
 	old := rig.centre.sb
 	rig.centre.sb = switchboard.New(switchboard.Config{Centre: "oslo", MaxQueue: 2,
 		Languages: func() []string { return rig.centre.Roster().Policy.Languages }})
@@ -354,7 +354,7 @@ func TestQueueFullIsAnsweredWithEmergencyNumbers(t *testing.T) {
 // the same address still starts its full allowance afterwards.
 func TestRefusedHandshakeSpendsNoChatStart(t *testing.T) {
 	rig := newChatRig(t, func(c *Config, _ *Server) {
-		c.TrustProxy, c.ChatStartsPerMinute, c.ChatStartBurst, c.MaxChatsPerAddress = true, 5, 5, 10
+		c.TrustedProxies, c.ChatStartsPerMinute, c.ChatStartBurst, c.MaxChatsPerAddress = loopbackProxies, 5, 5, 10
 	})
 	const school = "203.0.113.50"
 	for range 20 {

@@ -5,10 +5,8 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"math"
-	"net"
 	"net/http"
 	"net/netip"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,12 +22,6 @@ const (
 	// maxChatStartKeys bounds the address map; the least recently seen
 	// address is forgotten first.
 	maxChatStartKeys = 10000
-
-	// Login and enrolment attempts per volunteer id: a burst of 5, then one
-	// every 20 s.
-	loginBurst   = 5
-	loginEvery   = 20 * time.Second
-	maxLoginKeys = 4096
 )
 
 // limiterSet is a bounded set of token buckets keyed by string. When full,
@@ -94,21 +86,18 @@ func (ls *limiterSet) len() int {
 
 // addrLimiter limits chat starts per visitor address, keyed by a salted hash.
 type addrLimiter struct {
-	salt       [32]byte
-	trustProxy bool
-	set        *limiterSet
+	addrs *addrHasher
+	set   *limiterSet
 }
 
-func newAddrLimiter(perMinute, burst int, trustProxy bool) *addrLimiter {
+func newAddrLimiter(perMinute, burst int, proxies []netip.Prefix) *addrLimiter {
 	if perMinute <= 0 {
 		perMinute = defaultChatStartsPerMinute
 	}
 	if burst <= 0 {
 		burst = defaultChatStartBurst
 	}
-	a := &addrLimiter{trustProxy: trustProxy, set: newLimiterSet(rate.Limit(float64(perMinute)/60), burst, maxChatStartKeys)}
-	_, _ = rand.Read(a.salt[:])
-	return a
+	return &addrLimiter{addrs: newAddrHasher(proxies), set: newLimiterSet(rate.Limit(float64(perMinute)/60), burst, maxChatStartKeys)}
 }
 
 // allow counts one chat start from r's address.
@@ -116,46 +105,36 @@ func (a *addrLimiter) allow(r *http.Request) (bool, time.Duration) {
 	return a.set.allow(a.key(r))
 }
 
-// key is SHA-256(salt || address). An IPv6 address counts as its /64, the
+// key is the salted hash of r's client address (see addrHasher).
+func (a *addrLimiter) key(r *http.Request) string { return a.addrs.key(r) }
+
+// addrHasher names a request's client address (see clientAddr) without
+// keeping it: SHA-256(salt || address), the salt random and in memory only.
+type addrHasher struct {
+	salt    [32]byte
+	proxies []netip.Prefix // trusted proxies
+}
+
+func newAddrHasher(proxies []netip.Prefix) *addrHasher {
+	h := &addrHasher{proxies: proxies}
+	_, _ = rand.Read(h.salt[:])
+	return h
+}
+
+// key hashes r's client address. An IPv6 address counts as its /64, the
 // block one household or host usually holds.
-func (a *addrLimiter) key(r *http.Request) string {
-	addr := clientAddr(r, a.trustProxy)
+func (h *addrHasher) key(r *http.Request) string {
+	addr := clientAddr(r, h.proxies)
 	if addr.Is6() {
 		if p, err := addr.Prefix(64); err == nil {
 			addr = p.Addr()
 		}
 	}
 	b := addr.As16()
-	h := sha256.New()
-	h.Write(a.salt[:])
-	h.Write(b[:])
-	return string(h.Sum(nil))
-}
-
-// clientAddr is the address a request came from: the TCP peer, or with
-// trustProxy the last X-Forwarded-For entry (the one the proxy appended; the
-// entries before it are the client's word). The result is never stored.
-func clientAddr(r *http.Request, trustProxy bool) netip.Addr {
-	if trustProxy {
-		if xff := r.Header.Values("X-Forwarded-For"); len(xff) > 0 {
-			last := xff[len(xff)-1]
-			if i := strings.LastIndexByte(last, ','); i >= 0 {
-				last = last[i+1:]
-			}
-			if addr, err := netip.ParseAddr(strings.TrimSpace(last)); err == nil {
-				return addr.Unmap().WithZone("")
-			}
-		}
-	}
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		host = r.RemoteAddr
-	}
-	addr, err := netip.ParseAddr(host)
-	if err != nil {
-		return netip.IPv6Unspecified()
-	}
-	return addr.Unmap().WithZone("")
+	sum := sha256.New()
+	sum.Write(h.salt[:])
+	sum.Write(b[:])
+	return string(sum.Sum(nil))
 }
 
 // retryAfterSeconds renders a wait for the Retry-After header.

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
@@ -59,9 +60,13 @@ type Config struct {
 	// ("https://www.example.org"). The page's own origin is always allowed;
 	// the volunteer console is same-origin only.
 	AllowedOrigins []string
-	// TrustProxy takes a visitor's address from the last X-Forwarded-For
-	// entry. Set it only behind a reverse proxy that appends that header.
-	TrustProxy bool
+	// TrustedProxies are the reverse proxies (addresses as /32 or /128, or
+	// ranges) in front of the centre. X-Forwarded-For and X-Forwarded-Proto
+	// are read only from a TCP peer among them; the visitor is then the
+	// rightmost X-Forwarded-For hop that is not one of them (see
+	// clientAddr). Empty: the TCP peer is the visitor. The address counts
+	// for every per-address limit (chat starts, logins, enrolments).
+	TrustedProxies []netip.Prefix
 	// ChatStartsPerMinute and ChatStartBurst bound how many chats one visitor
 	// address may start (defaults 5 and 5).
 	ChatStartsPerMinute int
@@ -92,8 +97,8 @@ type Server struct {
 
 	creds      *credStore
 	sessions   *sessionStore
-	logins     *limiterSet // login attempts per volunteer id
-	enrols     *limiterSet // enrolment attempts per volunteer id
+	logins     *attemptGuard
+	enrols     *attemptGuard
 	chatStarts *addrLimiter
 	openChats  *openChats
 	refusals   *refusals
@@ -148,6 +153,11 @@ func newServer(cfg Config) (*Server, error) {
 		(err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "") {
 		return nil, fmt.Errorf("start api: quick exit URL %q must be an http(s) URL or about:blank", cfg.QuickExitURL)
 	}
+	proxies, err := checkTrustedProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, fmt.Errorf("start api: %w", err)
+	}
+	cfg.TrustedProxies = proxies
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "api"),
 		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Registry()),

@@ -31,21 +31,24 @@ package api
 //	    valid), 401 bad_enrolment (wrong, used, replaced or expired code, or
 //	    not a volunteer of this centre: one message for all),
 //	    415 unsupported_media_type (not Content-Type: application/json),
-//	    429 too_many_attempts (Retry-After).
+//	    429 too_many_attempts and 503 busy (Retry-After), as for login.
 //	POST /v1/volunteer/login  {"volunteer":"v-7f3a","password":"..."}
 //	    204 with Set-Cookie: helpmesh_session=<64 hex>; Path=/; Max-Age=43200;
 //	    HttpOnly; SameSite=Strict (and Secure over TLS, or behind a trusted
 //	    proxy that says X-Forwarded-Proto: https). 401 unauthorized with one
 //	    message for an unknown volunteer, another centre's volunteer, one not
 //	    enrolled, and a wrong password. 400, 415 as above. 429
-//	    too_many_attempts (Retry-After) after 5 attempts for one volunteer
-//	    id, then one per 20 s; successful ones count too.
+//	    too_many_attempts (Retry-After) after 5 failures for one volunteer
+//	    id from one address (a wait of 20 s, doubling with each further
+//	    failure, up to 15 min), or after 20 attempts from one address by ids
+//	    that never logged in from it (then one per 6 s); 503 busy
+//	    (Retry-After) when the password checks the centre runs at once are
+//	    all taken. See attempts.go.
 //	POST /v1/volunteer/logout  204, ends the cookie's session and closes its
 //	    console; clears the cookie. Without a session also 204.
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -59,15 +62,16 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
 	"golang.org/x/crypto/argon2"
-	"golang.org/x/time/rate"
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/atomicfile"
@@ -84,9 +88,18 @@ const (
 	minPasswordRunes  = 10
 	maxPasswordBytes  = 256
 	maxSessionsPerVol = 16
-	// maxHashing bounds concurrent argon2id runs (64 MiB each).
-	maxHashing = 2
 )
+
+// Concurrent argon2id runs (64 MiB and two threads each). maxHashing() are
+// for anyone; maxHashingKnown more are kept for volunteers at a usual
+// address and for enrolments with a right code, so a flood of made-up
+// logins can neither take every run nor more than about half the CPU (the
+// kept run's share is what keeps a real login fast under a flood). Beyond
+// them a check is refused at once (503 busy): queueing would let a flood
+// delay everyone behind it.
+const maxHashingKnown = 1
+
+func maxHashing() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // argonParams is an argon2id cost; stored with every hash so that a later
 // change of the default still verifies old hashes.
@@ -132,16 +145,22 @@ type credStore struct {
 	path   string
 	params argonParams
 	now    func() time.Time
-	hashes chan struct{} // semaphore for argon2id
+	hashes chan struct{} // argon2id runs for anyone
+	kept   chan struct{} // argon2id runs kept for known volunteers
 	dummy  credential    // verified against when there is no credential
+
+	// hashRuns counts argon2id runs, for tests that measure a flood's cost.
+	hashRuns atomic.Int64
 
 	mu   sync.Mutex
 	data credFile
 }
 
 var (
-	errBadCredentials = errors.New("unknown volunteer or wrong password")
-	errBadEnrolment   = errors.New("the enrolment code is wrong, already used or expired (ask your centre for a new one)")
+	errBadCredentials  = errors.New("unknown volunteer or wrong password")
+	errBadEnrolment    = errors.New("the enrolment code is wrong, already used or expired (ask your centre for a new one)")
+	errTooManyAttempts = errors.New("too many attempts")
+	errBusy            = errors.New("the centre is checking too many passwords at once")
 )
 
 func openCredStore(dir string, params argonParams) (*credStore, error) {
@@ -156,7 +175,8 @@ func openCredStore(dir string, params argonParams) (*credStore, error) {
 	}
 	cs := &credStore{
 		path: filepath.Join(dir, CredentialsFile), params: params, now: time.Now,
-		hashes: make(chan struct{}, maxHashing),
+		hashes: make(chan struct{}, maxHashing()),
+		kept:   make(chan struct{}, maxHashingKnown),
 		data:   credFile{Version: credFileVersion, Volunteers: map[string]credential{}, Enrolments: map[string]enrolment{}},
 	}
 	b, err := os.ReadFile(cs.path)
@@ -284,8 +304,9 @@ func (cs *credStore) checkCodeLocked(id, code string) bool {
 	return subtle.ConstantTimeCompare(codeHash(norm), e.CodeSHA256) == 1 && cs.now().Before(e.Expires)
 }
 
-// enrol consumes id's code and sets the password.
-func (cs *credStore) enrol(ctx context.Context, id, code, password string) error {
+// enrol consumes id's code and sets the password. A right code may use a
+// kept argon2id run.
+func (cs *credStore) enrol(id, code, password string) error {
 	cs.mu.Lock()
 	ok := cs.checkCodeLocked(id, code)
 	cs.mu.Unlock()
@@ -294,7 +315,7 @@ func (cs *credStore) enrol(ctx context.Context, id, code, password string) error
 	}
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	hash, err := cs.hash(ctx, []byte(password), salt, cs.params)
+	hash, err := cs.hash([]byte(password), salt, cs.params, true)
 	if err != nil {
 		return err
 	}
@@ -322,15 +343,17 @@ func (cs *credStore) enrol(ctx context.Context, id, code, password string) error
 
 // verify checks id's password in constant time. exists says whether the
 // caller considers id a volunteer who may log in here; either way the same
-// work is done, so timing does not tell which part was wrong.
-func (cs *credStore) verify(ctx context.Context, id, password string, exists bool) (bool, error) {
+// work is done, so timing does not tell which part was wrong. known lets
+// the check use a kept argon2id run (see maxHashingKnown). errBusy when
+// no run is free.
+func (cs *credStore) verify(id, password string, exists, known bool) (bool, error) {
 	cs.mu.Lock()
 	cred, ok := cs.data.Volunteers[id]
 	cs.mu.Unlock()
 	if !ok || !exists {
 		cred, ok = cs.dummy, false
 	}
-	got, err := cs.hash(ctx, []byte(password), cred.Salt, cred.Params)
+	got, err := cs.hash([]byte(password), cred.Salt, cred.Params, known)
 	if err != nil {
 		return false, err
 	}
@@ -338,17 +361,41 @@ func (cs *credStore) verify(ctx context.Context, id, password string, exists boo
 	return match && ok, nil
 }
 
-func (cs *credStore) hash(ctx context.Context, password, salt []byte, p argonParams) ([]byte, error) {
+// hash runs argon2id if a run is free (known: a kept one too), and
+// otherwise refuses at once with errBusy.
+func (cs *credStore) hash(password, salt []byte, p argonParams, known bool) ([]byte, error) {
 	if !p.valid() {
 		return nil, fmt.Errorf("stored argon2id parameters %+v out of range", p)
 	}
+	slot, err := cs.takeRun(known)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { <-slot }()
+	cs.hashRuns.Add(1)
+	return argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen), nil
+}
+
+// takeRun takes an argon2id run, or refuses with errBusy. A known
+// volunteer takes the kept run first (it is theirs), else one for anyone.
+// Anyone else takes one for anyone, but none while a kept run is going, so
+// that the volunteer shares the CPU only with runs already under way.
+func (cs *credStore) takeRun(known bool) (chan struct{}, error) {
+	if known {
+		select {
+		case cs.kept <- struct{}{}:
+			return cs.kept, nil
+		default:
+		}
+	} else if len(cs.kept) > 0 {
+		return nil, errBusy
+	}
 	select {
 	case cs.hashes <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		return cs.hashes, nil
+	default:
+		return nil, errBusy
 	}
-	defer func() { <-cs.hashes }()
-	return argon2.IDKey(password, salt, p.Time, p.MemoryKiB, p.Threads, p.KeyLen), nil
 }
 
 // remove forgets id's credential and pending code.
@@ -462,9 +509,10 @@ func (s *Server) initVolunteerDesk() error {
 	}
 	s.creds = creds
 	s.sessions = newSessionStore()
-	s.logins = newLimiterSet(rate.Every(loginEvery), loginBurst, maxLoginKeys)
-	s.enrols = newLimiterSet(rate.Every(loginEvery), loginBurst, maxLoginKeys)
-	s.chatStarts = newAddrLimiter(s.cfg.ChatStartsPerMinute, s.cfg.ChatStartBurst, s.cfg.TrustProxy)
+	addrs := newAddrHasher(s.cfg.TrustedProxies)
+	s.logins = newAttemptGuard(addrs)
+	s.enrols = newAttemptGuard(addrs)
+	s.chatStarts = newAddrLimiter(s.cfg.ChatStartsPerMinute, s.cfg.ChatStartBurst, s.cfg.TrustedProxies)
 	s.timing = defaultSocketTiming
 	s.socks = map[*wsock]struct{}{}
 	s.consoles = map[string]*consoleConn{}
@@ -555,22 +603,33 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_password", err.Error())
 		return
 	}
-	if !attempt(w, s.enrols, req.Volunteer) {
+	at, wait, err := s.enrols.admit(r, req.Volunteer)
+	if err != nil {
+		refuseAttempt(w, "enrolment", wait, err)
 		return
 	}
 	if _, ok := s.localVolunteer(req.Volunteer); !ok {
+		at.failed()
 		writeError(w, http.StatusUnauthorized, "bad_enrolment", errBadEnrolment.Error())
 		return
 	}
-	if err := s.creds.enrol(r.Context(), req.Volunteer, req.Code, req.Password); err != nil {
-		if errors.Is(err, errBadEnrolment) {
+	if err := s.creds.enrol(req.Volunteer, req.Code, req.Password); err != nil {
+		switch {
+		case errors.Is(err, errBadEnrolment):
+			at.failed()
 			writeError(w, http.StatusUnauthorized, "bad_enrolment", err.Error())
+			return
+		case errors.Is(err, errBusy):
+			at.unused()
+			refuseAttempt(w, "enrolment", busyRetry, err)
 			return
 		}
 		s.log.Error("enrolment failed", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the password could not be stored: "+err.Error())
 		return
 	}
+	at.succeeded()
+	s.logins.know(r, req.Volunteer)
 	// A new password ends the volunteer's old sessions.
 	s.sessions.dropVolunteer(req.Volunteer)
 	s.closeConsole(req.Volunteer, "", "your password was changed")
@@ -599,19 +658,27 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "volunteer and password are required")
 		return
 	}
-	if !attempt(w, s.logins, req.Volunteer) {
+	at, wait, err := s.logins.admit(r, req.Volunteer)
+	if err != nil {
+		refuseAttempt(w, "login", wait, err)
 		return
 	}
 	_, local := s.localVolunteer(req.Volunteer)
-	ok, err := s.creds.verify(r.Context(), req.Volunteer, req.Password, local && len(req.Password) <= maxPasswordBytes)
+	ok, err := s.creds.verify(req.Volunteer, req.Password, local && len(req.Password) <= maxPasswordBytes, at.known)
 	if err != nil {
-		writeError(w, http.StatusServiceUnavailable, "busy", "the login could not be checked now; try again")
+		at.unused()
+		if !errors.Is(err, errBusy) {
+			s.log.Error("login not checked", "err", err)
+		}
+		refuseAttempt(w, "login", busyRetry, errBusy)
 		return
 	}
 	if !ok {
+		at.failed()
 		writeError(w, http.StatusUnauthorized, "unauthorized", errBadCredentials.Error())
 		return
 	}
+	at.succeeded()
 	token, _ := s.sessions.create(req.Volunteer)
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: token, Path: "/",
@@ -646,22 +713,25 @@ func (s *Server) sessionFrom(r *http.Request) (*session, bool) {
 	return s.sessions.lookup(c.Value)
 }
 
+// secure says whether the session cookie must be Secure: over TLS, or
+// when a trusted proxy says the visitor's side was HTTPS.
 func (s *Server) secure(r *http.Request) bool {
-	return r.TLS != nil || s.cfg.TrustProxy && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	return r.TLS != nil || trustedPeer(r, s.cfg.TrustedProxies) && strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
 }
 
-// attempt rate-limits logins or enrolments (set) per volunteer id.
-func attempt(w http.ResponseWriter, set *limiterSet, id string) bool {
-	if len(id) > 64 {
-		id = id[:64]
+// refuseAttempt answers a login or enrolment (what) that attemptGuard or
+// the argon2id slots refused: 429 too_many_attempts or 503 busy, both with
+// Retry-After.
+func refuseAttempt(w http.ResponseWriter, what string, wait time.Duration, err error) {
+	secs := retryAfterSeconds(max(wait, time.Second))
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	if errors.Is(err, errBusy) {
+		writeError(w, http.StatusServiceUnavailable, "busy",
+			fmt.Sprintf("the centre is too busy to check this %s now; try again in %d seconds", what, secs))
+		return
 	}
-	ok, wait := set.allow(id)
-	if !ok {
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-		writeError(w, http.StatusTooManyRequests, "too_many_attempts",
-			fmt.Sprintf("too many attempts for this volunteer; try again in %d seconds", retryAfterSeconds(wait)))
-	}
-	return ok
+	writeError(w, http.StatusTooManyRequests, "too_many_attempts",
+		fmt.Sprintf("too many %s attempts from your address; try again in %d seconds", what, secs))
 }
 
 // jsonRequest refuses bodies that are not declared JSON: a cross-site form

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // Files in a centre's data directory.
@@ -35,9 +37,11 @@ type WebConfig struct {
 	// AllowedOrigins may embed the chat (widget) and open its socket, e.g.
 	// "https://www.kirkens-sos.example".
 	AllowedOrigins []string `json:"allowed_origins,omitempty"`
-	// TrustProxy takes the visitor's address from X-Forwarded-For (only
-	// behind a reverse proxy that sets it), for rate limiting.
-	TrustProxy bool `json:"trust_proxy,omitempty"`
+	// TrustedProxies are the reverse proxies in front of the centre, as
+	// addresses or CIDR ranges ("172.18.0.1", "10.0.0.0/8"). Only from them
+	// is X-Forwarded-For read: the visitor is its rightmost hop that is not
+	// one of them. Every per-address limit counts that address.
+	TrustedProxies []string `json:"trusted_proxies,omitempty"`
 	// ChatStartsPerMinute and ChatStartBurst bound chat starts per address.
 	ChatStartsPerMinute int `json:"chat_starts_per_minute,omitempty"`
 	ChatStartBurst      int `json:"chat_start_burst,omitempty"`
@@ -111,7 +115,45 @@ func LoadFileConfig(dir string) (FileConfig, error) {
 	if err := json.Unmarshal(b, &c); err != nil {
 		return c, fmt.Errorf("load centre config: %w", err)
 	}
+	// trust_proxy (true) trusted X-Forwarded-For from any peer. Ignoring it
+	// would quietly count every visitor behind the proxy as the proxy's one
+	// address, so that a handful of chat starts or logins would shut the
+	// whole centre out: refuse to start instead, with what to write.
+	var legacy struct {
+		Web struct {
+			TrustProxy bool `json:"trust_proxy"`
+		} `json:"web"`
+	}
+	if json.Unmarshal(b, &legacy) == nil && legacy.Web.TrustProxy {
+		return c, fmt.Errorf("load centre config: %w", ErrTrustProxyRemoved)
+	}
+	if _, err := ParseTrustedProxies(c.Web.TrustedProxies); err != nil {
+		return c, fmt.Errorf("load centre config: web.trusted_proxies: %w", err)
+	}
 	return c, nil
+}
+
+// ErrTrustProxyRemoved refuses a configuration from before trusted_proxies.
+var ErrTrustProxyRemoved = errors.New(`web.trust_proxy is no longer read: replace "trust_proxy": true in ` + ConfigFile +
+	` by "trusted_proxies": [...], the addresses or CIDR ranges of the reverse proxies in front of the centre (for example ["127.0.0.1"] for a proxy on the same host)`)
+
+// ParseTrustedProxies reads trusted proxies: each an IP address (a proxy)
+// or a CIDR range (a proxy network).
+func ParseTrustedProxies(list []string) ([]netip.Prefix, error) {
+	out := make([]netip.Prefix, 0, len(list))
+	for _, s := range list {
+		s = strings.TrimSpace(s)
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p)
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("trusted proxy %q is neither an address nor a CIDR range (e.g. 172.18.0.1 or 10.0.0.0/8)", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
 }
 
 // LoadAdminToken reads the centre's admin token.

@@ -31,6 +31,10 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	if err != nil {
 		return nil, nil, err
 	}
+	proxies, err := node.ParseTrustedProxies(fc.Web.TrustedProxies) // checked by LoadFileConfig
+	if err != nil {
+		return nil, nil, err
+	}
 	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
 	n, err := node.Start(sctx, node.Config{
@@ -43,7 +47,7 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	}
 	srv, err := api.Start(api.Config{
 		Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log,
-		AllowedOrigins: fc.Web.AllowedOrigins, TrustProxy: fc.Web.TrustProxy,
+		AllowedOrigins: fc.Web.AllowedOrigins, TrustedProxies: proxies,
 		ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
 		MaxChatsPerAddress: fc.Web.MaxChatsPerAddress,
 		QuickExitURL:       fc.Web.QuickExitURL,

@@ -45,7 +45,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	tokenFile := fs.String("token-file", "", "where the first centre writes its admin token and the others read it")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
 	wait := fs.Duration("wait", 3*time.Minute, "how long a joining centre waits for the first one")
-	trustProxy := fs.Bool("trust-proxy", false, "on first start, record that a reverse proxy in front sets X-Forwarded-For (web.trust_proxy)")
+	trustedProxies := fs.String("trusted-proxies", "", "on first start, record the reverse proxies in front, whose X-Forwarded-For is read: addresses or CIDR ranges, comma-separated (web.trusted_proxies)")
 	drain := fs.Duration("drain-timeout", defaultDrainTimeout, "on SIGTERM, how long to let conversations end before stopping (a second signal stops at once)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,12 +69,21 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		*advertise = h
 	}
+	var proxies []string
+	for p := range strings.SplitSeq(*trustedProxies, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			proxies = append(proxies, p)
+		}
+	}
+	if _, err := node.ParseTrustedProxies(proxies); err != nil {
+		return fmt.Errorf("up: --trusted-proxies: %w", err)
+	}
 	log := newLogger(stderr, *logLevel)
 
 	if _, err := os.Stat(filepath.Join(*dir, node.ConfigFile)); errors.Is(err, iofs.ErrNotExist) {
 		res, err := node.Init(*dir, node.FileConfig{
 			Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip,
-			Web: node.WebConfig{TrustProxy: *trustProxy},
+			Web: node.WebConfig{TrustedProxies: proxies},
 		})
 		if err != nil {
 			return fmt.Errorf("up: %w", err)

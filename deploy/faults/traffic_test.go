@@ -266,7 +266,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Each contact is another visitor, with an address of its own (compose
-	// runs the centres with --trust-proxy, as behind a reverse proxy), so
+	// trusts the Docker gateway as a proxy, --trusted-proxies), so
 	// the per-address limit on chat starts sees visitors, not one host.
 	conn, resp, err := websocket.Dial(ctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
 		HTTPHeader: http.Header{"Origin": {"http://" + c.http}, "X-Forwarded-For": {fmt.Sprintf("10.77.%d.%d", bot, tr.visits.Add(1)%250+1)}},
