@@ -91,6 +91,7 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		// Speed-to-answer buckets: the same as the exported histogram's.
 		AnswerBuckets: speedToAnswerBuckets,
 		MaxQueue:      n.cfg.MaxQueue,
+		Pace:          n.cfg.Pace,
 		Logger:        n.cfg.Logger,
 	})
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // federation is an in-process federation of real nodes on loopback: real
@@ -86,12 +87,22 @@ func (f *federation) config(id string) Config {
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,
 		RingTimeout:       f.opts.ringTimeout,
-		Logger:            f.logger(id),
+		// These tests measure order, loss and hand-offs, not the pace
+		// (switchboard's and api's tests do): messages are sent as fast as
+		// a loop can.
+		Pace:   unpaced,
+		Logger: f.logger(id),
 	}
 	if f.opts.configure != nil {
 		f.opts.configure(id, &cfg)
 	}
 	return cfg
+}
+
+// unpaced is a pace no test loop reaches.
+var unpaced = switchboard.Pace{
+	VisitorEvery: time.Microsecond, VisitorBurst: 1 << 20,
+	VolunteerEvery: time.Microsecond, VolunteerBurst: 1 << 20, TypingEvery: time.Nanosecond,
 }
 
 func (f *federation) logger(id string) *slog.Logger {

@@ -66,6 +66,9 @@ type Config struct {
 	// MaxQueue bounds the contacts waiting per channel (0:
 	// switchboard.DefaultMaxQueue).
 	MaxQueue int
+	// Pace bounds how fast each end of a conversation may send (zero
+	// fields: switchboard.DefaultPace).
+	Pace switchboard.Pace
 	// SnapshotThreshold and TrailingLogs tune Raft compaction (0: defaults).
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
