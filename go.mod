@@ -2,6 +2,8 @@ module github.com/helpmesh/helpmesh
 
 go 1.26.8
 
+toolchain go1.26.11
+
 require (
 	filippo.io/bigmod v0.1.1-0.20260103110540-f8a47775ebe5 // indirect
 	filippo.io/keygen v1.0.0 // indirect
