@@ -4,6 +4,9 @@
 # Stop and delete it (volumes too):  docker-compose -p helpmesh -f deploy/compose.yml down -v
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The binary is built with go.mod's toolchain (a Go with the security fixes);
+# the installed Go's default, GOTOOLCHAIN=local, would ignore that line.
+export GOTOOLCHAIN="${GOTOOLCHAIN:-auto}"
 CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o deploy/build/helpmesh ./cmd/helpmesh
 mkdir -p deploy/build/rootfs/data deploy/build/rootfs/shared
 docker build -q -t helpmesh:dev -f deploy/Dockerfile deploy
