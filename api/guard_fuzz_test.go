@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
@@ -74,4 +76,32 @@ func inHeader(addr netip.Addr, xff string) bool {
 		}
 	}
 	return false
+}
+
+// FuzzDecodeBody: the one decoder of every JSON body a stranger may send
+// (login, enrolment, and the admin endpoints behind the token) answers
+// anything with either a decoded value or a 400/413 JSON error.
+func FuzzDecodeBody(f *testing.F) {
+	for _, s := range []string{`{"volunteer":"v1","password":"x"}`, `{"volunteer":"v1","code":"c","password":"p"}`, `{}`, `{"volunteer":1}`, `{"x":1}`, `{} }`, `[`, "\xff", strings.Repeat(`{"a":`, 1000)} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, v := range []any{&LoginRequest{}, &EnrolRequest{}} {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodPost, "/v1/volunteer/login", bytes.NewReader(body))
+			if decodeBody(w, r, v) {
+				if !json.Valid(body) {
+					t.Fatalf("accepted invalid JSON %q", body)
+				}
+				continue
+			}
+			if w.Code != http.StatusBadRequest && w.Code != http.StatusRequestEntityTooLarge {
+				t.Fatalf("status %d for %q", w.Code, body)
+			}
+			var e ErrorBody
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Code == "" || e.Error == "" {
+				t.Fatalf("error body %q: %v", w.Body.Bytes(), err)
+			}
+		}
+	})
 }
