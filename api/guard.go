@@ -59,8 +59,10 @@ type refusals struct {
 	vec *prometheus.CounterVec
 }
 
-func newRefusals(reg *prometheus.Registry) *refusals {
-	vec := prometheus.NewCounterVec(prometheus.CounterOpts{Name: refusalsMetricName, Help: refusalsMetricHelp}, []string{"who", "reason"})
+func newRefusals(centre string, reg *prometheus.Registry) *refusals {
+	vec := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: refusalsMetricName, Help: refusalsMetricHelp, ConstLabels: prometheus.Labels{"centre": centre},
+	}, []string{"who", "reason"})
 	if reg != nil {
 		if err := reg.Register(vec); err != nil {
 			var are prometheus.AlreadyRegisteredError

@@ -160,7 +160,7 @@ func newServer(cfg Config) (*Server, error) {
 	cfg.TrustedProxies = proxies
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "api"),
-		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Registry()),
+		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Centre(), cfg.Centre.Registry()),
 	}
 	if err := s.initVolunteerDesk(); err != nil {
 		return nil, fmt.Errorf("start api: %w", err)
