@@ -306,27 +306,39 @@ func (tr *traffic) volunteerSession(v *volunteerClient) error {
 
 // readFrames reads JSON frames from conn until it fails or ctx ends. Once
 // the channel is closed, closed says why (websocket.CloseStatus reads the
-// close code from it).
+// close code from it); before, it is nil.
 func readFrames(ctx context.Context, conn *websocket.Conn) (<-chan map[string]any, func() error) {
 	frames := make(chan map[string]any, 64)
-	var why error
+	var (
+		mu  sync.Mutex
+		why error
+	)
+	stopped := func(err error) {
+		mu.Lock()
+		why = err
+		mu.Unlock()
+	}
 	go func() {
 		defer close(frames)
 		for {
 			var m map[string]any
 			if err := wsjson.Read(ctx, conn, &m); err != nil {
-				why = err
+				stopped(err)
 				return
 			}
 			select {
 			case frames <- m:
 			case <-ctx.Done():
-				why = ctx.Err()
+				stopped(ctx.Err())
 				return
 			}
 		}
 	}()
-	return frames, func() error { return why }
+	return frames, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return why
+	}
 }
 
 // ---- visitors ----
