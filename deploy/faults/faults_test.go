@@ -18,17 +18,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	"golang.org/x/time/rate"
 )
 
 const project = "helpmesh-faults"
@@ -46,6 +47,45 @@ type fed struct {
 	compose []string
 	c       map[string]*centre
 	figs    []string // every FIGURE line, printed again in one block at the end
+
+	mu sync.Mutex
+	// attempts paces each volunteer id's logins and enrolments (see
+	// attemptPace), across all of that volunteer's clients.
+	attempts map[string][2]*rate.Limiter
+	// contacts is every chat a visitor of the suite started (a bot's or a
+	// scenario's), by scenario, for the figures.
+	contacts      map[string]int
+	contactsOrder []string
+	// visitorAddrs numbers the scenarios' own visitors' addresses.
+	visitorAddrs int
+	// traffics numbers the bot traffics, each with addresses of its own.
+	traffics int
+}
+
+// countContacts adds n contacts started in scenario.
+func (f *fed) countContacts(scenario string, n int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.contacts == nil {
+		f.contacts = map[string]int{}
+	}
+	if _, ok := f.contacts[scenario]; !ok {
+		f.contactsOrder = append(f.contactsOrder, scenario)
+	}
+	f.contacts[scenario] += n
+}
+
+// contactsFigure is every contact of this run, in total and by scenario.
+func (f *fed) contactsFigure() string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	total := 0
+	var parts []string
+	for _, s := range f.contactsOrder {
+		total += f.contacts[s]
+		parts = append(parts, fmt.Sprintf("%s %d", s, f.contacts[s]))
+	}
+	return fmt.Sprintf("contacts this run (chats started by the suite's visitors): %d in total; %s", total, strings.Join(parts, ", "))
 }
 
 // figure logs a measured figure and keeps it for the summary.
@@ -236,7 +276,7 @@ func (v view) gossip(id string) string {
 }
 
 func (f *fed) api(c *centre, method, path, body string) (int, []byte, error) {
-	return f.apiWithin(c, method, path, body, 5*time.Second)
+	return f.apiWithin(c, method, path, body, callTimeout)
 }
 
 func (f *fed) apiWithin(c *centre, method, path, body string, d time.Duration) (int, []byte, error) {
@@ -270,59 +310,54 @@ func (f *fed) federation(c *centre) (view, error) {
 
 // enrol writes a volunteer at c through the admin API (a roster write) and
 // signs them in at the console.
-func (f *fed) enrol(ctx context.Context, c *centre, id string) *ws {
-	f.t.Helper()
-	return f.signIn(ctx, c, id, f.register(c, id))
-}
-
-// register writes a volunteer at c (a roster write) and returns the
-// enrolment code.
-func (f *fed) register(c *centre, id string) string {
-	f.t.Helper()
-	body := fmt.Sprintf(`{"id":%q,"centre":%q,"alias":%q,"channels":["chat"],"languages":["nb","en"],"capacity":2,"role":"volunteer"}`, id, c.svc, id)
-	code, b, err := f.api(c, http.MethodPost, "/v1/volunteers", body)
-	if err != nil || code != http.StatusOK {
-		f.t.Fatalf("enrol %s: %d %s %v", id, code, b, err)
-	}
-	var w struct {
-		Code string `json:"enrolment_code"`
-	}
-	if json.Unmarshal(b, &w) != nil || w.Code == "" {
-		f.t.Fatalf("no enrolment code in %s", b)
-	}
-	return w.Code
+func (f *fed) enrol(ctx context.Context, t testing.TB, c *centre, id string) *ws {
+	t.Helper()
+	return f.signIn(ctx, t, c, id, f.register(t, c, id))
 }
 
 // signIn enrols a registered volunteer with code, logs in and opens the
 // console with chat on. It only talks to c: no roster write.
-func (f *fed) signIn(ctx context.Context, c *centre, id, code string) *ws {
-	f.t.Helper()
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 30 * time.Second}
-	post := func(path string, body any) {
-		if err := postJSON(hc, c, path, body); err != nil {
-			f.t.Fatal(err)
-		}
+func (f *fed) signIn(ctx context.Context, t testing.TB, c *centre, id, code string) *ws {
+	t.Helper()
+	v := f.volunteerClient(c, id)
+	if err := v.enrol(ctx, code); err != nil {
+		t.Fatal(err)
 	}
-	post("/v1/volunteer/enrol", map[string]string{"volunteer": id, "code": code, "password": "a long enough password"})
-	post("/v1/volunteer/login", map[string]string{"volunteer": id, "password": "a long enough password"})
-	conn, _, err := websocket.Dial(ctx, "ws://"+c.http+"/v1/console", &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Origin": {"http://" + c.http}}})
+	if err := v.login(ctx); err != nil {
+		t.Fatal(err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	conn, _, err := websocket.Dial(dctx, "ws://"+c.http+"/v1/console", &websocket.DialOptions{HTTPClient: v.hc, HTTPHeader: http.Header{"Origin": {"http://" + c.http}}})
 	if err != nil {
-		f.t.Fatalf("console dial: %v", err)
+		t.Fatalf("console dial: %v", err)
 	}
-	v := newWS(ctx, f.t, conn, id)
-	v.send(map[string]any{"type": "available", "channel": "chat", "on": true})
-	return v
+	w := newWS(ctx, f.t, conn, id)
+	w.send(map[string]any{"type": "available", "channel": "chat", "on": true})
+	return w
 }
 
-func visitor(ctx context.Context, t *testing.T, c *centre, name string) *ws {
+// visitor opens a scenario's chat at c, as a visitor with an address of
+// their own (X-Forwarded-For, as the bots do): no scenario visitor shares
+// an address, so none comes near a limit per address.
+func (f *fed) visitor(ctx context.Context, t *testing.T, c *centre, name string) *ws {
 	t.Helper()
-	conn, _, err := websocket.Dial(ctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Origin": {"http://" + c.http}},
+	f.mu.Lock()
+	f.visitorAddrs++
+	addr := fmt.Sprintf("10.76.%d.%d", f.visitorAddrs/250, f.visitorAddrs%250+1)
+	f.mu.Unlock()
+	dctx, cancel := context.WithTimeout(ctx, callTimeout)
+	defer cancel()
+	conn, resp, err := websocket.Dial(dctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Origin": {"http://" + c.http}, "X-Forwarded-For": {addr}},
 	})
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			t.Fatalf("visitor %s at %s (the only chat from %s): refused with 429: %v; %s", name, c.svc, addr, err, limitBlame)
+		}
 		t.Fatalf("visitor dial at %s: %v", c.svc, err)
 	}
+	f.countContacts("scenario visitors", 1)
 	return newWS(ctx, t, conn, name)
 }
 
@@ -419,8 +454,10 @@ func chatBothWays(t *testing.T, visitor, vol *ws, contact, tag string) {
 // TestFaults runs the scenarios in order on one federation: starting it
 // takes most of the time.
 func TestFaults(t *testing.T) {
+	suiteStart := time.Now()
 	f := up(t)
 	defer func() {
+		f.figs = append(f.figs, f.contactsFigure(), fmt.Sprintf("TestFaults took %v (image build, compose up, every scenario, the checks)", time.Since(suiteStart).Round(time.Second)))
 		t.Logf("FIGURES (go test -tags faults -count=1 -v ./deploy/faults/):\n  %s", strings.Join(f.figs, "\n  "))
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -431,15 +468,15 @@ func TestFaults(t *testing.T) {
 	a, b, c := f.c["centre-a"], f.c["centre-b"], f.c["centre-c"]
 
 	// Volunteers at B and C; none at A, so A's visitors overflow.
-	volB := f.enrol(ctx, b, "b-kari")
-	volC := f.enrol(ctx, c, "c-ola")
+	volB := f.enrol(ctx, t, b, "b-kari")
+	volC := f.enrol(ctx, t, c, "c-ola")
 	f.waitFor(30*time.Second, "A to see free volunteers at B and C", func() bool {
 		_, body, _ := f.api(a, http.MethodGet, "/v1/federation", "")
 		return strings.Count(string(body), `"nb": 1`) >= 2
 	})
 
 	t.Run("crash of the centre holding an overflowed conversation", func(t *testing.T) {
-		v1 := visitor(ctx, t, a, "visitor-at-a")
+		v1 := f.visitor(ctx, t, a, "visitor-at-a")
 		holder, offer := firstOffer(t, volB, volC)
 		if offer["from_centre"] != "centre-a" {
 			t.Fatalf("overflowed offer should name centre-a: %v", offer)
@@ -454,7 +491,7 @@ func TestFaults(t *testing.T) {
 			victim, other, otherVol, victimVolID = c, b, volB, "c-ola"
 		}
 		// A conversation not involving the victim: local at the other centre.
-		v2 := visitor(ctx, t, other, "visitor-at-"+other.svc)
+		v2 := f.visitor(ctx, t, other, "visitor-at-"+other.svc)
 		offer2 := otherVol.expect("offer")
 		contact2 := offer2["contact"].(string)
 		otherVol.send(map[string]any{"type": "accept", "contact": contact2})
@@ -523,11 +560,13 @@ func TestFaults(t *testing.T) {
 		// never waits on Raft.
 		tryOff(volB)
 		tryOff(volC)
-		tr := newTraffic(f)
+		// 4 visitor bots, 3 chat starts a second between them (the
+		// volunteer bots, one at each centre, take 2 chats at once each).
+		tr := newTraffic(f, "leader kill", 4, 3)
 		for _, x := range rest {
 			tr.volunteerBot(t, x, "lk-"+x.svc)
 		}
-		tr.visitorBots(4, rest)
+		tr.visitorBots(rest)
 		f.waitFor(60*time.Second, "live chats at "+rest[0].svc+" and "+rest[1].svc, func() bool {
 			n, _ := tr.answeredBetween(time.Time{}, time.Now())
 			return n >= 10
@@ -549,7 +588,7 @@ func TestFaults(t *testing.T) {
 		f.figure(t, "new Raft leader %s %v after docker kill of leader %s", newLeader, time.Since(killed).Round(10*time.Millisecond), leader.svc)
 		w := rest[0]
 		start := time.Now()
-		f.waitFor(30*time.Second, "a roster write at "+w.svc, func() bool {
+		f.waitFor(90*time.Second, "a roster write at "+w.svc, func() bool {
 			body := fmt.Sprintf(`{"id":"%s-after","centre":%q,"alias":"After","channels":["chat"],"languages":["nb"],"capacity":1,"role":"volunteer"}`, w.svc, w.svc)
 			code, _, err := f.api(w, http.MethodPost, "/v1/volunteers", body)
 			return err == nil && code == http.StatusOK
@@ -558,9 +597,7 @@ func TestFaults(t *testing.T) {
 		written := time.Now()
 		n, gap := tr.answeredBetween(killed, written)
 		tr.stop()
-		if len(tr.problems) > 0 {
-			t.Errorf("chats went wrong while the leader was down:\n  %s", strings.Join(tr.problems, "\n  "))
-		}
+		tr.report(t)
 		if n == 0 || gap > 3*time.Second {
 			t.Errorf("routing stalled while the leader was down: %d chats answered in %v, longest gap %v", n, written.Sub(killed), gap)
 		}
@@ -624,8 +661,8 @@ func TestFaults(t *testing.T) {
 	idB := f.container(b)
 
 	cutOK := t.Run("centre cut off from the network", func(t *testing.T) {
-		codeB := f.register(b, "b-nora")
-		volC2 = f.enrol(ctx, c, "c-per")
+		codeB := f.register(t, b, "b-nora")
+		volC2 = f.enrol(ctx, t, c, "c-per")
 		volC2.send(map[string]any{"type": "available", "channel": "chat", "on": false})
 		f.waitFor(30*time.Second, "b-nora in B's own roster", func() bool {
 			_, body, err := f.api(b, http.MethodGet, "/v1/roster", "")
@@ -656,8 +693,8 @@ func TestFaults(t *testing.T) {
 		f.figure(t, "network disconnect of centre-b: not alive at A and C (they stop offering to it) after %v", time.Since(cut).Round(10*time.Millisecond))
 
 		// B keeps answering its own visitors.
-		volB2 = f.signIn(ctx, b, "b-nora", codeB)
-		vb := visitor(ctx, t, b, "visitor-at-cut-off-b")
+		volB2 = f.signIn(ctx, t, b, "b-nora", codeB)
+		vb := f.visitor(ctx, t, b, "visitor-at-cut-off-b")
 		offer := volB2.expect("offer")
 		if offer["from_centre"] != nil {
 			t.Fatalf("B's own visitor came as an overflow: %v", offer)
@@ -695,7 +732,7 @@ func TestFaults(t *testing.T) {
 
 		// A visitor at A (no volunteer at A, c-per off): B has free capacity
 		// but is cut off, so nobody may be offered it.
-		va := visitor(ctx, t, a, "visitor-at-a-during-cut")
+		va := f.visitor(ctx, t, a, "visitor-at-a-during-cut")
 		va.expect("queued")
 		noFrame(t, 6*time.Second, "offer", volB2, volC2)
 		noFrame(t, 0, "connected", va)
@@ -756,15 +793,9 @@ func TestFaults(t *testing.T) {
 				break drain
 			}
 		}
-		code, body, err := f.api(b, http.MethodPost, "/v1/volunteers/b-nora/enrolment", "")
-		var w struct {
-			Code string `json:"enrolment_code"`
-		}
-		if err != nil || code != http.StatusOK || json.Unmarshal(body, &w) != nil || w.Code == "" {
-			t.Fatalf("new enrolment code for b-nora: %d %s %v", code, body, err)
-		}
+		newCode := f.newEnrolmentCode(t, b, "b-nora")
 		volB2.conn.CloseNow()
-		volB2 = f.signIn(ctx, b, "b-nora", w.Code)
+		volB2 = f.signIn(ctx, t, b, "b-nora", newCode)
 		var last []byte
 		for start := time.Now(); ; time.Sleep(100 * time.Millisecond) {
 			_, body, err := f.api(a, http.MethodGet, "/v1/federation", "")
@@ -777,7 +808,7 @@ func TestFaults(t *testing.T) {
 				t.Fatalf("A does not see b-nora free at B and nobody free at C: %s", last)
 			}
 		}
-		va := visitor(ctx, t, a, "visitor-at-a-frozen")
+		va := f.visitor(ctx, t, a, "visitor-at-a-frozen")
 		offer := volB2.expect("offer")
 		if offer["from_centre"] != "centre-a" {
 			t.Fatalf("want an overflowed offer from centre-a at B: %v", offer)

@@ -18,21 +18,27 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+	"golang.org/x/time/rate"
 )
 
 // traffic is live load on the federation: visitor bots that start chats at
-// whichever centre takes them, talk, and leave (a few give up while
-// waiting), and volunteer bots that answer every offer. Both sides count
-// what happened to every contact, per entry centre, so the test can hold
-// the centres' KPIs to the bots' own tally exactly.
+// whichever centre takes them, at a fixed pace, talk, and leave (a few give
+// up while waiting), and volunteer bots that answer every offer. Both sides
+// count what happened to every contact, per entry centre, so the test can
+// hold the centres' KPIs to the bots' own tally exactly. Every bot keeps
+// within a real visitor's or volunteer's limits (pace_test.go).
 type traffic struct {
 	f        *fed
+	name     string
+	bots     int
+	perSec   float64       // chat starts (dials) a second, all bots together
+	pace     *rate.Limiter // every dial waits for it
+	addrs    *addrPool
 	ctx      context.Context // visitors start no new contact once it ends
 	cancel   context.CancelFunc
 	visitors sync.WaitGroup
@@ -42,7 +48,8 @@ type traffic struct {
 	volCancel context.CancelFunc
 	wg        sync.WaitGroup // the volunteers
 
-	visits atomic.Int64
+	began time.Time     // the first visitor bot started
+	ran   time.Duration // from began to stop
 
 	mu sync.Mutex
 	// per entry centre, as the visitors saw it
@@ -51,6 +58,12 @@ type traffic struct {
 	// connected, by whether the contact came from their own centre
 	volLocal, volOverflow map[string]int
 	problems              []string
+	// limits are refusals for going over a limit (429, slow_down,
+	// flooding, queue_full, a 1008 close): each fails the test.
+	limits []string
+	// volErrors are other error frames the volunteer bots got (an accept
+	// that came after the visitor gave up): counted, not failures.
+	volErrors int
 	// answeredAt is when each chat ended after a conversation, in order.
 	answeredAt []time.Time
 }
@@ -80,13 +93,56 @@ func (tr *traffic) answeredBetween(from, to time.Time) (n int, longestGap time.D
 	return n, max(longestGap, to.Sub(last))
 }
 
-func newTraffic(f *fed) *traffic {
+// newTraffic prepares the traffic of scenario name: bots visitor bots that
+// start perSecond chats a second between them (a bound: a slow machine may
+// make fewer), each from an address of a pool sized for that pace.
+func newTraffic(f *fed, name string, bots int, perSecond float64) *traffic {
 	ctx, cancel := context.WithCancel(context.Background())
 	volCtx, volCancel := context.WithCancel(context.Background())
 	m := func() map[string]int { return map[string]int{} }
-	return &traffic{f: f, ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
+	f.mu.Lock()
+	f.traffics++
+	prefix := fmt.Sprintf("10.%d", 76+f.traffics)
+	f.mu.Unlock()
+	return &traffic{f: f, name: name, bots: bots, perSec: perSecond, pace: newPace(perSecond), addrs: newAddrPool(prefix, bots, perSecond),
+		ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
 		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(),
 		volLocal: m(), volOverflow: m()}
+}
+
+// limit records a refusal for going over a limit: a failure of the test.
+func (tr *traffic) limit(format string, args ...any) {
+	tr.mu.Lock()
+	tr.limits = append(tr.limits, time.Now().UTC().Format("15:04:05.000 ")+fmt.Sprintf(format, args...))
+	tr.mu.Unlock()
+}
+
+// report fails t for every refusal over a limit and every contact that went
+// wrong, and gives the traffic's figure: how many contacts, at what pace.
+// Call it after stop.
+func (tr *traffic) report(t *testing.T) {
+	t.Helper()
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if len(tr.limits) > 0 {
+		t.Errorf("%s: %d refusals of the bots for going over a limit (%s):\n  %s", tr.name, len(tr.limits), limitBlame, strings.Join(tr.limits, "\n  "))
+	}
+	if len(tr.problems) > 0 {
+		t.Errorf("%s: %d contacts went wrong:\n  %s", tr.name, len(tr.problems), strings.Join(tr.problems, "\n  "))
+	}
+	started, refused := 0, 0
+	for _, n := range tr.started {
+		started += n
+	}
+	for _, n := range tr.refused {
+		refused += n
+	}
+	tr.f.countContacts(tr.name, started)
+	tr.addrs.mu.Lock()
+	dials, waited, size := tr.addrs.starts, tr.addrs.waited, tr.addrs.size
+	tr.addrs.mu.Unlock()
+	tr.f.figure(t, "%s traffic: %d contacts started by %d visitor bots in %v (%d dials, %d refused while a centre was down or draining; pace %.0f starts/s in total, %.1f/s made) from %d addresses (none reused within %v: %d waits); %d limit refusals; %d other console errors",
+		tr.name, started, tr.bots, tr.ran.Round(time.Second), dials, refused, tr.perSec, float64(dials)/max(tr.ran.Seconds(), 1), size, addrReuseAfter, waited, len(tr.limits), tr.volErrors)
 }
 
 func (tr *traffic) count(m map[string]int, centre string) {
@@ -106,6 +162,9 @@ func (tr *traffic) problem(format string, args ...any) {
 func (tr *traffic) stop() {
 	tr.cancel()
 	tr.visitors.Wait()
+	if !tr.began.IsZero() && tr.ran == 0 {
+		tr.ran = time.Since(tr.began)
+	}
 	tr.volCancel()
 	tr.wg.Wait()
 }
@@ -113,63 +172,81 @@ func (tr *traffic) stop() {
 // ---- volunteers ----
 
 // volunteerBot is signed in at its home centre and answers every offer;
-// when its console closes (its centre restarted) it logs in again.
+// when its console closes (its centre restarted) it logs in again, once its
+// centre is ready.
 func (tr *traffic) volunteerBot(t *testing.T, home *centre, id string) {
-	code := tr.f.register(home, id)
-	jar, _ := cookiejar.New(nil)
-	hc := &http.Client{Jar: jar, Timeout: 10 * time.Second}
-	if err := postJSON(hc, home, "/v1/volunteer/enrol", map[string]string{"volunteer": id, "code": code, "password": "a long enough password"}); err != nil {
-		t.Fatalf("enrol %s: %v", id, err)
+	code := tr.f.register(t, home, id)
+	v := tr.f.volunteerClient(home, id)
+	if err := v.enrol(tr.volCtx, code); err != nil {
+		t.Fatal(err)
 	}
 	tr.wg.Add(1)
 	go func() {
 		defer tr.wg.Done()
 		for tr.volCtx.Err() == nil {
-			if err := tr.volunteerSession(home, id, hc); err != nil && tr.volCtx.Err() == nil {
-				// The centre is restarting: try again shortly.
+			err := tr.volunteerSession(v)
+			if errors.Is(err, errLimit) {
+				tr.limit("volunteer %s: %v", id, err)
+			}
+			if err == nil || tr.volCtx.Err() != nil {
+				continue
+			}
+			// The centre is restarting: log in again once it is ready
+			// (a login refused while it drains would spend an attempt).
+			for tr.volCtx.Err() == nil && !ready(home) {
 				select {
 				case <-tr.volCtx.Done():
-				case <-time.After(500 * time.Millisecond):
+				case <-time.After(250 * time.Millisecond):
 				}
 			}
 		}
 	}()
 }
 
-func postJSON(hc *http.Client, c *centre, path string, body any) error {
+// newVolunteerHTTP is a volunteer's browser: a cookie jar, and patience.
+func newVolunteerHTTP() *http.Client {
+	jar, _ := cookiejar.New(nil)
+	return &http.Client{Jar: jar, Timeout: callTimeout}
+}
+
+// postJSONWithin posts body to c as a page of c would, within hc's timeout.
+func postJSONWithin(hc *http.Client, c *centre, path string, body any) (int, []byte, error) {
 	b, _ := json.Marshal(body)
 	req, _ := http.NewRequest(http.MethodPost, "http://"+c.http+path, bytes.NewReader(b))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Origin", "http://"+c.http)
 	resp, err := hc.Do(req)
 	if err != nil {
-		return err
+		return 0, nil, err
 	}
-	msg, _ := io.ReadAll(resp.Body)
+	msg, err := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode >= 300 {
-		return fmt.Errorf("%s: %d %s", path, resp.StatusCode, msg)
-	}
-	return nil
+	return resp.StatusCode, msg, err
 }
 
 // volunteerSession is one console session, until the socket closes or the
 // traffic stops with no conversation open.
-func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) error {
-	if err := postJSON(hc, home, "/v1/volunteer/login", map[string]string{"volunteer": id, "password": "a long enough password"}); err != nil {
+func (tr *traffic) volunteerSession(v *volunteerClient) error {
+	home, id := v.c, v.id
+	if err := v.login(tr.volCtx); err != nil {
 		return err
 	}
 	// The console lives past tr.ctx: a bot finishes its conversations.
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	conn, _, err := websocket.Dial(ctx, "ws://"+home.http+"/v1/console", &websocket.DialOptions{HTTPClient: hc, HTTPHeader: http.Header{"Origin": {"http://" + home.http}}})
+	dctx, dcancel := context.WithTimeout(ctx, callTimeout)
+	conn, resp, err := websocket.Dial(dctx, "ws://"+home.http+"/v1/console", &websocket.DialOptions{HTTPClient: v.hc, HTTPHeader: http.Header{"Origin": {"http://" + home.http}}})
+	dcancel()
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusTooManyRequests {
+			tr.limit("volunteer %s: console refused with 429: %v", id, err)
+		}
 		return err
 	}
 	defer conn.CloseNow()
 	send := func(m map[string]any) { _ = wsjson.Write(ctx, conn, m) }
 	send(map[string]any{"type": "available", "channel": "chat", "on": true})
-	frames := readFrames(ctx, conn)
+	frames, closed := readFrames(ctx, conn)
 	open := map[string]bool{}
 	stopping := tr.volCtx.Done()
 	for {
@@ -182,6 +259,9 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 			}
 		case m, ok := <-frames:
 			if !ok {
+				if websocket.CloseStatus(closed()) == websocket.StatusPolicyViolation {
+					tr.limit("volunteer %s: console closed for a policy violation (1008): %v", id, closed())
+				}
 				if len(open) > 0 {
 					tr.problem("%s: console closed with %d conversations open", id, len(open))
 				}
@@ -211,44 +291,78 @@ func (tr *traffic) volunteerSession(home *centre, id string, hc *http.Client) er
 			case "lost":
 				delete(open, contact)
 				tr.problem("%s: conversation lost (its visitor's centre went away)", id)
+			case "error":
+				if code, _ := m["code"].(string); limitCodes[code] {
+					tr.limit("volunteer %s at %s: error frame %v", id, home.svc, m)
+				} else {
+					tr.mu.Lock()
+					tr.volErrors++
+					tr.mu.Unlock()
+				}
 			}
 		}
 	}
 }
 
-// readFrames reads JSON frames from conn until it fails or ctx ends.
-func readFrames(ctx context.Context, conn *websocket.Conn) <-chan map[string]any {
+// readFrames reads JSON frames from conn until it fails or ctx ends. Once
+// the channel is closed, closed says why (websocket.CloseStatus reads the
+// close code from it); before, it is nil.
+func readFrames(ctx context.Context, conn *websocket.Conn) (<-chan map[string]any, func() error) {
 	frames := make(chan map[string]any, 64)
+	var (
+		mu  sync.Mutex
+		why error
+	)
+	stopped := func(err error) {
+		mu.Lock()
+		why = err
+		mu.Unlock()
+	}
 	go func() {
 		defer close(frames)
 		for {
 			var m map[string]any
 			if err := wsjson.Read(ctx, conn, &m); err != nil {
+				stopped(err)
 				return
 			}
 			select {
 			case frames <- m:
 			case <-ctx.Done():
+				stopped(ctx.Err())
 				return
 			}
 		}
 	}()
-	return frames
+	return frames, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		return why
+	}
 }
 
 // ---- visitors ----
 
-// visitorBots start n visitors, each starting chats one after another at
-// a random centre until the traffic stops.
-func (tr *traffic) visitorBots(n int, centres []*centre) {
-	for i := range n {
+// visitorBots start the traffic's visitor bots, each starting chats one
+// after another at a random centre until the traffic stops, every start
+// (every dial, also one refused) paced by tr.pace and from an address of
+// tr.addrs.
+func (tr *traffic) visitorBots(centres []*centre) {
+	tr.began = time.Now()
+	for i := range tr.bots {
 		tr.visitors.Add(1)
 		go func() {
 			defer tr.visitors.Done()
 			r := rand.New(rand.NewPCG(uint64(i), uint64(time.Now().UnixNano())))
-			for tr.ctx.Err() == nil {
+			for {
+				if tr.pace.Wait(tr.ctx) != nil {
+					return
+				}
 				c := centres[r.IntN(len(centres))]
-				if !tr.visit(c, r, i) {
+				addr := tr.addrs.take()
+				took := tr.visit(c, r, i, addr.addr)
+				tr.addrs.give(addr)
+				if !took {
 					// Refused (restarting or draining): a real page or
 					// proxy tries again, here or elsewhere.
 					select {
@@ -261,33 +375,66 @@ func (tr *traffic) visitorBots(n int, centres []*centre) {
 	}
 }
 
-// visit is one contact at c; false when c did not take it.
-func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
+// limitFrame records an error frame that says the visitor went over a
+// limit, and reports whether m was one.
+func (tr *traffic) limitFrame(bot int, c *centre, addr string, m map[string]any) bool {
+	if m["type"] != "error" {
+		return false
+	}
+	if code, _ := m["code"].(string); limitCodes[code] {
+		tr.limit("visitor %d (%s) at %s: error frame %v", bot, addr, c.svc, m)
+		return true
+	}
+	return false
+}
+
+// visit is one contact at c from addr; false when c did not take it.
+func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	// Each contact is another visitor, with an address of its own (compose
-	// trusts the Docker gateway as a proxy, --trusted-proxies), so
-	// the per-address limit on chat starts sees visitors, not one host.
-	conn, resp, err := websocket.Dial(ctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
-		HTTPHeader: http.Header{"Origin": {"http://" + c.http}, "X-Forwarded-For": {fmt.Sprintf("10.77.%d.%d", bot, tr.visits.Add(1)%250+1)}},
+	// trusts the Docker networks as proxies, --trusted-proxies, as a
+	// centre trusts its reverse proxy),
+	// so the per-address limits see visitors, not one host.
+	dctx, dcancel := context.WithTimeout(ctx, callTimeout)
+	conn, resp, err := websocket.Dial(dctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
+		HTTPHeader: http.Header{"Origin": {"http://" + c.http}, "X-Forwarded-For": {addr}},
 	})
+	dcancel()
 	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusServiceUnavailable {
+		switch {
+		case resp == nil, resp.StatusCode == http.StatusServiceUnavailable:
+			// Down, restarting or draining: try again.
+		case resp.StatusCode == http.StatusTooManyRequests:
+			body, _ := io.ReadAll(resp.Body)
+			tr.limit("visitor %d (%s) at %s: chat refused with 429 %s (Retry-After %q)", bot, addr, c.svc, clip(body), resp.Header.Get("Retry-After"))
+		default:
 			tr.problem("visitor %d at %s: refused with HTTP %d", bot, c.svc, resp.StatusCode)
 		}
 		tr.count(tr.refused, c.svc)
 		return false
 	}
 	defer conn.CloseNow()
-	frames := readFrames(ctx, conn)
+	frames, closed := readFrames(ctx, conn)
 	lost := func(what string) bool {
 		tr.count(tr.lost, c.svc)
+		if websocket.CloseStatus(closed()) == websocket.StatusPolicyViolation {
+			tr.limit("visitor %d (%s) at %s: closed for a policy violation (1008): %v", bot, addr, c.svc, closed())
+		}
 		tr.problem("visitor %d at %s: %s", bot, c.svc, what)
 		return true
 	}
 	first, ok := <-frames
+	if ok && tr.limitFrame(bot, c, addr, first) {
+		tr.count(tr.refused, c.svc)
+		return false
+	}
 	if !ok || first["type"] == "error" {
-		// Refused, or drain began during the upgrade: not a contact.
+		// Drain began during the upgrade, or the centre closed: not a
+		// contact.
+		if code, _ := first["code"].(string); ok && code != "draining" && code != "closed" {
+			tr.problem("visitor %d at %s: refused after the upgrade: %v", bot, c.svc, first)
+		}
 		tr.count(tr.refused, c.svc)
 		return false
 	}
@@ -309,6 +456,9 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 		case m, ok := <-frames:
 			if !ok {
 				return lost("socket closed while waiting")
+			}
+			if tr.limitFrame(bot, c, addr, m) {
+				return lost(fmt.Sprintf("refused while waiting: %v", m))
 			}
 			switch m["type"] {
 			case "requeued":
@@ -346,7 +496,12 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int) bool {
 			if !ok {
 				return lost("socket closed mid-conversation")
 			}
+			if tr.limitFrame(bot, c, addr, m) {
+				return lost(fmt.Sprintf("message refused: %v", m))
+			}
 			switch {
+			case m["type"] == "error":
+				return lost(fmt.Sprintf("message refused: %v", m))
 			case m["type"] == "requeued":
 				tr.count(tr.requeued, c.svc)
 				return lost("requeued mid-conversation")
@@ -394,7 +549,7 @@ func (k kpis) String() string {
 
 // scrape reads c's KPIs from /metrics, as Prometheus would.
 func (f *fed) scrape(c *centre) (kpis, error) {
-	cl := http.Client{Timeout: 5 * time.Second}
+	cl := http.Client{Timeout: 15 * time.Second}
 	resp, err := cl.Get("http://" + c.http + "/metrics")
 	if err != nil {
 		return kpis{}, err
