@@ -132,3 +132,46 @@ func TestDrainIdleAndAbandoned(t *testing.T) {
 		}
 	})
 }
+
+// An offer from another centre that rings when Drain starts, then is
+// declined or rings out, leaves nothing: the drain finishes at once, not
+// after the operator's drain timeout.
+func TestDrainFinishesWhenARingingReceivedOfferEnds(t *testing.T) {
+	for _, how := range []string{"declined", "rang out"} {
+		t.Run(how, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				sb := newTestBoard(nil)
+				defer sb.Close()
+				con, _ := signInAvailable(t, sb, chatVol("v1", 1))
+				res, err := sb.Reserve(IncomingOffer{Contact: "x1", From: "B", Channel: ChannelChat, Language: "nb", Ring: 5 * time.Second})
+				if err != nil {
+					t.Fatal(err)
+				}
+				waited := make(chan error, 1)
+				go func() { _, err := res.Wait(context.Background()); waited <- err }()
+				drained := sb.Drain()
+				synctest.Wait()
+				select {
+				case <-drained:
+					t.Fatal("drained while an offer rings")
+				default:
+				}
+				start := time.Now()
+				if how == "declined" {
+					if err := con.Decline("x1"); err != nil {
+						t.Fatal(err)
+					}
+				}
+				if err := <-waited; !errors.Is(err, ErrOfferGone) {
+					t.Fatalf("wait: %v", err)
+				}
+				synctest.Wait()
+				select {
+				case <-drained:
+				default:
+					t.Fatalf("not drained after the offer %s (%v later)", how, time.Since(start))
+				}
+			})
+		})
+	}
+}

@@ -1193,7 +1193,7 @@ func (res *Reservation) Wait(ctx context.Context) (alias string, err error) {
 	case err := <-res.r.decided:
 		if err != nil {
 			res.s.mu.Lock()
-			delete(res.s.received, res.r.id)
+			res.s.forgetReceivedLocked(res.r)
 			res.s.settleReceivedLocked(res.r, OfferDeclined)
 			res.s.mu.Unlock()
 			return "", err
@@ -1546,6 +1546,10 @@ func (s *Switchboard) Close() {
 		default:
 		}
 	}
+	// Everything is counted: a drain still waiting is over.
+	clear(s.contacts)
+	clear(s.received)
+	s.checkDrainedLocked()
 	s.sealed.Store(true)
 	s.mu.Unlock()
 	s.wg.Wait()
