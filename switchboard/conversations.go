@@ -1,0 +1,130 @@
+package switchboard
+
+// Conversation traffic between a visitor and a volunteer, here or over a
+// relay to the other centre.
+
+import (
+	"time"
+)
+
+// fromVisitorLocked routes what our visitor said.
+func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
+	if cv.peer != nil {
+		if err := cv.peer.Send(e); err != nil {
+			s.log.Debug("relay send failed", "err", err)
+		}
+	} else if v := cv.vol; v != nil {
+		id := cv.id
+		v.out.post(func() { v.sink.Event(id, e) })
+		if e.Kind == EventMessage {
+			c := cv.visitor
+			c.out.post(func() { c.visitor.Event(Event{Kind: EventDelivered, ID: e.ID}) })
+		}
+	}
+	if e.Kind == EventEnded {
+		s.endLocked(cv)
+	}
+}
+
+// fromVolunteerLocked routes what our volunteer said.
+func (s *Switchboard) fromVolunteerLocked(cv *conv, e Event) {
+	v := cv.vol
+	if cv.peer != nil {
+		if err := cv.peer.Send(e); err != nil {
+			s.log.Debug("relay send failed", "err", err)
+		}
+	} else if c := cv.visitor; c != nil {
+		c.out.post(func() { c.visitor.Event(e) })
+		if e.Kind == EventMessage {
+			id := cv.id
+			v.out.post(func() { v.sink.Event(id, Event{Kind: EventDelivered, ID: e.ID}) })
+		}
+	}
+	if e.Kind == EventEnded {
+		s.endLocked(cv)
+	}
+}
+
+// endLocked closes a conversation on this centre's side.
+func (s *Switchboard) endLocked(cv *conv) {
+	if v := cv.vol; v != nil {
+		if _, ok := v.active[cv.id]; ok {
+			delete(v.active, cv.id)
+			v.ended[cv.id] = time.Now()
+			v.idleSince = time.Now()
+			s.postAvailabilityLocked(v)
+		}
+	}
+	if c := cv.visitor; c != nil && c.state == StateConnected {
+		c.state = StateEnded
+		s.countAnsweredLocked(c, cv)
+		s.forgetContactLocked(c)
+	}
+	if cv.received != nil {
+		s.finishReceivedLocked(cv.received)
+	}
+	if cv.peer != nil {
+		cv.peer.Close("ended")
+	}
+	s.dispatchLocked()
+}
+
+// ownerPeerHandler receives the far volunteer's side of one of our contacts.
+// The relay starts reading before we have taken the lock back after
+// confirming, so what arrives before the conversation is set up is kept
+// (events) or remembered (loss) and dealt with once it is.
+type ownerPeerHandler struct {
+	s           *Switchboard
+	c           *contact
+	cv          *conv
+	early       []Event
+	lost        bool
+	undelivered int
+}
+
+func (h *ownerPeerHandler) OnEvent(e Event) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if h.cv == nil {
+		if !h.lost {
+			h.early = append(h.early, e)
+		}
+		return
+	}
+	h.handleLocked(e)
+}
+
+func (h *ownerPeerHandler) handleLocked(e Event) {
+	c := h.c
+	if c.conv != h.cv || c.state != StateConnected {
+		return
+	}
+	c.out.post(func() { c.visitor.Event(e) })
+	if e.Kind == EventMessage {
+		_ = h.cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
+	}
+	if e.Kind == EventEnded {
+		h.s.endLocked(h.cv)
+	}
+}
+
+func (h *ownerPeerHandler) OnLost(undelivered int) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	if h.cv == nil {
+		h.lost, h.undelivered = true, undelivered
+		return
+	}
+	if h.c.conv != h.cv {
+		return
+	}
+	s.requeueLocked(h.c, undelivered, h.cv.other)
+}

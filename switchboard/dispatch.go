@@ -1,0 +1,343 @@
+package switchboard
+
+// Dispatch: who is offered what, here and at other centres, and how a
+// waiting contact is connected, requeued or placed.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+)
+
+// Kick re-runs dispatch: after a timer, or when other centres' availability
+// changed.
+func (s *Switchboard) Kick() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.closed {
+		s.dispatchLocked()
+	}
+}
+
+func (s *Switchboard) dispatchLocked() {
+	if s.closed {
+		return
+	}
+	now := time.Now()
+	for _, c := range s.queue {
+		if c.connecting {
+			continue
+		}
+		if c.local == nil {
+			if v := s.pickLocked(c, now); v != nil {
+				s.ringLocked(c, v)
+			}
+		}
+		if c.remote == nil && s.cfg.Overflow != nil && s.overflowDueLocked(c, now) {
+			s.offerRemoteLocked(c)
+		}
+	}
+	s.positionsLocked()
+	s.cfg.OnChange()
+}
+
+// longerIdle orders volunteers for an offer: those in fewer conversations
+// first (someone already talking is not idle), then whoever has waited
+// longest since their last contact, then by id so the choice is stable.
+func longerIdle(a, b *volunteer) bool {
+	if len(a.active) != len(b.active) {
+		return len(a.active) < len(b.active)
+	}
+	if !a.idleSince.Equal(b.idleSince) {
+		return a.idleSince.Before(b.idleSince)
+	}
+	return a.ID < b.ID
+}
+
+// declineCooldown: a volunteer who declined a contact is asked again only
+// after everyone else, and not before this.
+const declineCooldown = 30 * time.Second
+
+// pickLocked chooses the longest-idle free volunteer for c.
+func (s *Switchboard) pickLocked(c *contact, now time.Time) *volunteer {
+	var best *volunteer
+	for _, v := range s.volunteers {
+		if !v.free(c.channel, c.language) {
+			continue
+		}
+		if at, ok := c.declined[v]; ok && now.Sub(at) < declineCooldown {
+			continue
+		}
+		if best == nil || longerIdle(v, best) {
+			best = v
+		}
+	}
+	return best
+}
+
+func (s *Switchboard) ringLocked(c *contact, v *volunteer) {
+	r := &ringing{vol: v, contact: c}
+	c.local, v.ring = r, r
+	c.state = StateOffered
+	until := time.Now().Add(s.cfg.RingTimeout)
+	r.timer = time.AfterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
+	o := Offer{Contact: c.id, Channel: c.channel, Language: c.language, Until: until}
+	v.out.post(func() { v.sink.Offer(o) })
+}
+
+func (s *Switchboard) ringTimedOut(r *ringing) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if r.vol.ring == r {
+		s.unringLocked(r, "no answer in time")
+	}
+}
+
+// unringLocked ends a ringing offer that was not accepted (declined, timed
+// out, console gone): the contact moves on to the next volunteer.
+func (s *Switchboard) unringLocked(r *ringing, reason string) {
+	r.timer.Stop()
+	v := r.vol
+	if v.ring == r {
+		v.ring = nil
+	}
+	id := ""
+	switch {
+	case r.contact != nil:
+		id = r.contact.id
+		r.contact.local = nil
+		r.contact.declined[v] = time.Now()
+		// If nobody else takes it, this volunteer is asked again once the
+		// cooldown is over: something must re-run dispatch then.
+		time.AfterFunc(declineCooldown, s.Kick)
+		if r.contact.waiting() && r.contact.remote == nil && !r.contact.connecting {
+			r.contact.state = StateQueued
+		}
+	case r.received != nil:
+		id = r.received.id
+		if !r.received.accepted {
+			select {
+			case r.received.decided <- fmt.Errorf("%s: %w", reason, ErrOfferGone):
+			default:
+			}
+		}
+	}
+	v.out.post(func() { v.sink.OfferWithdrawn(id, reason) })
+	s.postAvailabilityLocked(v)
+	s.dispatchLocked()
+}
+
+// withdrawLocked takes back an offer of ours because the contact is gone or
+// was answered elsewhere.
+func (s *Switchboard) withdrawLocked(r *ringing, reason string) {
+	r.timer.Stop()
+	v := r.vol
+	if v.ring == r {
+		v.ring = nil
+	}
+	if r.contact != nil {
+		r.contact.local = nil
+	}
+	id := r.contact.id
+	v.out.post(func() { v.sink.OfferWithdrawn(id, reason) })
+	s.postAvailabilityLocked(v)
+}
+
+// overflowDueLocked: the contact waited the policy's time, or nobody here
+// can ever answer it (no volunteer switched on for its channel and language).
+func (s *Switchboard) overflowDueLocked(c *contact, now time.Time) bool {
+	if s.drained != nil {
+		// A restart is waiting on this contact: any free volunteer will do.
+		return true
+	}
+	if now.Sub(c.created) >= s.cfg.OverflowAfter(c.channel) {
+		return true
+	}
+	for _, v := range s.volunteers {
+		if v.available[c.channel] && slices.Contains(v.Languages, c.language) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Switchboard) offerRemoteLocked(c *contact) {
+	var pick *Candidate
+	for _, cand := range s.cfg.Overflow.Candidates(c.channel, c.language) {
+		if cand.Centre == s.cfg.Centre {
+			continue
+		}
+		if v, tried := c.tried[cand.Centre]; tried && v >= cand.Version {
+			continue
+		}
+		pick = &cand
+		break
+	}
+	if pick == nil {
+		return // offered again when availability changes (Kick)
+	}
+	c.tried[pick.Centre] = pick.Version
+	ctx, cancel := context.WithCancel(context.Background())
+	ro := &remoteOffer{centre: pick.Centre, cancel: cancel}
+	c.remote = ro
+	if c.state == StateQueued {
+		c.state = StateOffered
+	}
+	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer cancel()
+		s.runRemoteOffer(ctx, c, ro, req)
+	}()
+}
+
+func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remoteOffer, req OutgoingOffer) {
+	ans, err := s.cfg.Overflow.Offer(ctx, ro.centre, req)
+	s.mu.Lock()
+	if c.remote != ro || err != nil || !c.waiting() || s.closed {
+		switch {
+		case c.remote != ro || ctx.Err() != nil || err == nil:
+			// We took the offer back (answered here, visitor left, shut
+			// down), whatever the other centre had said.
+			s.offerSentLocked(ro.centre, OfferWithdrawn)
+		case errors.Is(err, ErrDeclined):
+			s.offerSentLocked(ro.centre, OfferDeclined)
+		default:
+			s.offerSentLocked(ro.centre, OfferFailed)
+		}
+		if c.remote == ro {
+			c.remote = nil
+			if c.waiting() && c.local == nil {
+				c.state = StateQueued
+			}
+			if err != nil {
+				s.log.Debug("overflow offer not taken", "to", ro.centre, "err", err)
+			}
+			s.dispatchLocked()
+		}
+		s.mu.Unlock()
+		if ans != nil {
+			ans.Cancel("the contact was answered elsewhere")
+		}
+		return
+	}
+	// The other centre's volunteer accepted: the contact is theirs unless
+	// confirming fails. No local acceptance can win from here on.
+	c.remote = nil
+	c.connecting = true
+	if c.local != nil {
+		s.withdrawLocked(c.local, "answered at another centre")
+	}
+	s.mu.Unlock()
+
+	h := &ownerPeerHandler{s: s, c: c}
+	peer, err := ans.Confirm(h)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c.connecting = false
+	if err != nil {
+		s.offerSentLocked(ro.centre, OfferFailed)
+		s.log.Warn("overflow confirm failed", "to", ro.centre, "err", err)
+		if c.waiting() {
+			c.state = StateQueued
+			s.dispatchLocked()
+		}
+		return
+	}
+	if !c.waiting() || s.closed {
+		s.offerSentLocked(ro.centre, OfferWithdrawn)
+		peer.Close("the visitor left")
+		return
+	}
+	if h.lost {
+		s.offerSentLocked(ro.centre, OfferFailed)
+		// The relay died while we confirmed: the contact never reached the
+		// volunteer; it waits on, and that centre is not tried again.
+		c.state = StateQueued
+		c.tried[ro.centre] = ^uint64(0) >> 1
+		s.dispatchLocked()
+		return
+	}
+	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
+	h.cv = cv
+	s.connectLocked(c, cv, ans.Alias())
+	s.stats.AnsweredOverflow++
+	s.offerSentLocked(ro.centre, OfferAccepted)
+	for _, e := range h.early {
+		h.handleLocked(e)
+	}
+	h.early = nil
+	s.dispatchLocked()
+}
+
+// connectLocked joins a waiting contact of ours to a volunteer.
+func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
+	s.removeFromQueueLocked(c)
+	c.state = StateConnected
+	c.conv = cv
+	c.overflowTimer.Stop()
+	now := time.Now()
+	if !s.lastAnswer.IsZero() {
+		s.answerEvery = (s.answerEvery*4 + now.Sub(s.lastAnswer)) / 5
+	}
+	s.lastAnswer = now
+	if !c.answered {
+		c.answered = true
+		h := s.stats.SpeedToAnswer[c.channel]
+		h.observe(s.cfg.AnswerBuckets, now.Sub(c.created).Seconds())
+		s.stats.SpeedToAnswer[c.channel] = h
+	}
+	c.out.post(func() { c.visitor.Connected(alias) })
+	if cv.vol != nil {
+		cv.vol.active[c.id] = cv
+		v := cv.vol
+		v.out.post(func() { v.sink.Connected(c.id, "") })
+		s.postAvailabilityLocked(v)
+	}
+}
+
+// requeueLocked puts a contact whose volunteer was lost back at the front.
+func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre string) {
+	if c.state != StateConnected {
+		return
+	}
+	c.conv = nil
+	c.state = StateQueued
+	if lostCentre != "" {
+		c.tried[lostCentre] = ^uint64(0) >> 1 // not again for this contact
+	}
+	s.queue = append([]*contact{c}, s.queue...)
+	c.lastPos = -1
+	// Its wait counts from its arrival: overflow is due at the same moment
+	// it would have been had it never been answered.
+	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
+	s.stats.Requeued++
+	c.out.post(func() { c.visitor.Requeued(undelivered) })
+	s.dispatchLocked()
+}
+
+func (s *Switchboard) removeFromQueueLocked(c *contact) {
+	s.queue = slices.DeleteFunc(s.queue, func(q *contact) bool { return q == c })
+}
+
+// positionsLocked tells waiting visitors their place and estimated wait
+// when either changed.
+func (s *Switchboard) positionsLocked() {
+	pos := map[string]int{}
+	for _, c := range s.queue {
+		key := c.channel + "/" + c.language
+		pos[key]++
+		p := pos[key]
+		wait := time.Duration(p) * s.answerEvery
+		wait = wait.Round(5 * time.Second)
+		if p != c.lastPos || wait != c.lastWait {
+			c.lastPos, c.lastWait = p, wait
+			vis := c.visitor
+			c.out.post(func() { vis.Queued(p, wait) })
+		}
+	}
+}

@@ -1,0 +1,209 @@
+package switchboard
+
+// Contacts other centres offer us: reserving a volunteer, ringing them,
+// and the conversation relayed from the visitor's centre.
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// IncomingOffer is another centre asking us to take one of its contacts.
+type IncomingOffer struct {
+	Contact  string
+	From     string
+	Channel  string
+	Language string
+	Ring     time.Duration
+}
+
+// Reservation holds one of our volunteers for another centre's offer.
+type Reservation struct {
+	s *Switchboard
+	r *received
+}
+
+// Reserve rings a free volunteer for another centre's contact. Our live
+// state decides: gossip that said we had someone free was only a hint.
+func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
+	if len(o.Contact) == 0 || len(o.Contact) > 64 {
+		return nil, fmt.Errorf("reserve: contact id: %w", ErrBadRequest)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		s.offerReceivedLocked(o.From, OfferDeclined)
+		return nil, ErrClosed
+	}
+	if s.drained != nil {
+		s.offerReceivedLocked(o.From, OfferDeclined)
+		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrDraining)
+	}
+	if _, dup := s.received[o.Contact]; dup {
+		s.offerReceivedLocked(o.From, OfferDeclined)
+		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
+	}
+	var best *volunteer
+	for _, v := range s.volunteers {
+		if v.free(o.Channel, o.Language) && (best == nil || longerIdle(v, best)) {
+			best = v
+		}
+	}
+	if best == nil {
+		s.offerReceivedLocked(o.From, OfferDeclined)
+		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrNoVolunteer)
+	}
+	ring := min(max(o.Ring, time.Second), s.cfg.RingTimeout)
+	rc := &received{id: o.Contact, from: o.From, channel: o.Channel, language: o.Language, vol: best, decided: make(chan error, 1)}
+	r := &ringing{vol: best, received: rc}
+	rc.ring = r
+	best.ring = r
+	s.received[rc.id] = rc
+	r.timer = time.AfterFunc(ring, func() { s.ringTimedOut(r) })
+	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring)}
+	best.out.post(func() { best.sink.Offer(offer) })
+	s.postAvailabilityLocked(best)
+	s.cfg.OnChange()
+	return &Reservation{s: s, r: rc}, nil
+}
+
+// Wait blocks until the volunteer accepts (nil) or not (an error), or ctx
+// ends (the offering centre withdrew).
+func (res *Reservation) Wait(ctx context.Context) (alias string, err error) {
+	select {
+	case err := <-res.r.decided:
+		if err != nil {
+			res.s.mu.Lock()
+			res.s.forgetReceivedLocked(res.r)
+			res.s.settleReceivedLocked(res.r, OfferDeclined)
+			res.s.mu.Unlock()
+			return "", err
+		}
+		return res.r.vol.Alias, nil
+	case <-ctx.Done():
+		res.Release("withdrawn by the visitor's centre")
+		return "", fmt.Errorf("offer withdrawn: %w", ctx.Err())
+	}
+}
+
+// Connect turns an accepted reservation into a conversation with peer, the
+// relay to the visitor's centre.
+func (res *Reservation) Connect(peer Peer) PeerHandler {
+	s := res.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := res.r
+	v := rc.vol
+	h := &receivedPeerHandler{s: s, rc: rc}
+	if v.ring != rc.ring || s.volunteers[v.ID] != v {
+		s.forgetReceivedLocked(rc)
+		s.settleReceivedLocked(rc, OfferDeclined)
+		peer.Close("the volunteer is gone")
+		return h
+	}
+	v.ring = nil
+	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
+	v.active[rc.id] = rc.conv
+	s.stats.OverflowReceived++
+	s.settleReceivedLocked(rc, OfferAccepted)
+	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
+	s.postAvailabilityLocked(v)
+	return h
+}
+
+// Release frees the volunteer: the offering centre cancelled or vanished.
+func (res *Reservation) Release(reason string) {
+	s := res.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	rc := res.r
+	if rc.conv != nil {
+		return
+	}
+	s.forgetReceivedLocked(rc)
+	s.settleReceivedLocked(rc, OfferWithdrawn)
+	if rc.vol.ring == rc.ring {
+		rc.ring.timer.Stop()
+		rc.vol.ring = nil
+		v, id := rc.vol, rc.id
+		v.out.post(func() { v.sink.OfferWithdrawn(id, reason) })
+		s.postAvailabilityLocked(v)
+		s.dispatchLocked()
+	}
+}
+
+func (s *Switchboard) finishReceivedLocked(rc *received) {
+	if rc != nil {
+		s.forgetReceivedLocked(rc)
+	}
+}
+
+// receivedPeerHandler receives the visitor's side of another centre's
+// contact that our volunteer is answering.
+type receivedPeerHandler struct {
+	s  *Switchboard
+	rc *received
+}
+
+func (h *receivedPeerHandler) OnEvent(e Event) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cv := h.rc.conv
+	if cv == nil {
+		return
+	}
+	if _, live := cv.vol.active[cv.id]; !live {
+		return
+	}
+	if cv.inPace == nil {
+		cv.inPace = newReceivedPacer(s.cfg.Pace)
+	}
+	v, id := cv.vol, cv.id
+	switch now := time.Now(); e.Kind {
+	case EventTyping:
+		if !cv.inPace.typing(now) {
+			return
+		}
+	case EventMessage:
+		if cv.inPace.message(now) != nil {
+			// The visitor's centre is not pacing its visitor (an old
+			// release or a bug). End this one conversation rather than
+			// let it fill the console our volunteer shares with others.
+			s.log.Warn("relayed conversation ended: messages arrive faster than any visitor may send", "centre", cv.other)
+			v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByVisitor}) })
+			_ = cv.peer.Send(Event{Kind: EventEnded, By: ByVolunteer})
+			s.endLocked(cv)
+			return
+		}
+	}
+	v.out.post(func() { v.sink.Event(id, e) })
+	if e.Kind == EventMessage {
+		_ = cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
+	}
+	if e.Kind == EventEnded {
+		s.endLocked(cv)
+	}
+}
+
+func (h *receivedPeerHandler) OnLost(undelivered int) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cv := h.rc.conv
+	if cv == nil {
+		return
+	}
+	v := cv.vol
+	if _, live := v.active[cv.id]; !live {
+		return
+	}
+	delete(v.active, cv.id)
+	v.idleSince = time.Now()
+	s.finishReceivedLocked(h.rc)
+	id := cv.id
+	v.out.post(func() { v.sink.Lost(id, undelivered) })
+	s.postAvailabilityLocked(v)
+	s.dispatchLocked()
+}

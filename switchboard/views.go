@@ -1,0 +1,145 @@
+package switchboard
+
+// Views of the desk for gossip, metrics and tests.
+
+import (
+	"time"
+)
+
+func (s *Switchboard) postAvailabilityLocked(v *volunteer) {
+	channels := map[string]bool{}
+	for _, ch := range v.Channels {
+		channels[ch] = v.available[ch]
+	}
+	active, capacity := len(v.active), v.Capacity
+	v.out.post(func() { v.sink.Availability(channels, active, capacity) })
+}
+
+// ChannelView is this centre's live state for one channel.
+type ChannelView struct {
+	Free        map[string]int
+	Busy        map[string]int
+	QueueLength int
+	OldestWait  time.Duration
+}
+
+// Availability is what the centre publishes by gossip.
+func (s *Switchboard) Availability() map[string]ChannelView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[string]ChannelView{}
+	get := func(ch string) ChannelView {
+		cv, ok := out[ch]
+		if !ok {
+			cv = ChannelView{Free: map[string]int{}, Busy: map[string]int{}}
+		}
+		return cv
+	}
+	for _, v := range s.volunteers {
+		for _, ch := range v.Channels {
+			if !v.available[ch] {
+				continue
+			}
+			cv := get(ch)
+			for _, l := range v.Languages {
+				// A draining centre takes no one new, so it shows no one free.
+				if v.free(ch, l) && s.drained == nil {
+					cv.Free[l]++
+				} else {
+					cv.Busy[l]++
+				}
+			}
+			out[ch] = cv
+		}
+	}
+	now := time.Now()
+	for _, c := range s.queue {
+		cv := get(c.channel)
+		cv.QueueLength++
+		cv.OldestWait = max(cv.OldestWait, now.Sub(c.created))
+		out[c.channel] = cv
+	}
+	return out
+}
+
+// Stats returns the counters.
+func (s *Switchboard) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.stats
+	st.Topics = maps(s.stats.Topics)
+	st.AgeGroups = maps(s.stats.AgeGroups)
+	st.Contacts = make(map[Key]Tally, len(s.stats.Contacts))
+	for k, t := range s.stats.Contacts {
+		st.Contacts[k] = t
+	}
+	st.SpeedToAnswer = make(map[string]Histogram, len(s.stats.SpeedToAnswer))
+	for ch, h := range s.stats.SpeedToAnswer {
+		b := make(map[float64]uint64, len(s.cfg.AnswerBuckets))
+		for _, le := range s.cfg.AnswerBuckets {
+			b[le] = h.Buckets[le]
+		}
+		h.Buckets = b
+		st.SpeedToAnswer[ch] = h
+	}
+	st.OffersSent = make(map[OfferKey]uint64, len(s.stats.OffersSent))
+	for k, n := range s.stats.OffersSent {
+		st.OffersSent[k] = n
+	}
+	st.OffersReceived = make(map[OfferKey]uint64, len(s.stats.OffersReceived))
+	for k, n := range s.stats.OffersReceived {
+		st.OffersReceived[k] = n
+	}
+	st.Waiting = len(s.queue)
+	st.Queues = map[string]QueueView{}
+	now := time.Now()
+	for _, c := range s.queue {
+		s.tallyView(st.Contacts, c, func(t *Tally) { t.Waiting++ })
+		q := st.Queues[c.channel]
+		q.Length++
+		q.OldestWait = max(q.OldestWait, now.Sub(c.created))
+		st.Queues[c.channel] = q
+	}
+	for _, c := range s.contacts {
+		if c.state == StateConnected {
+			st.InProgress++
+			s.tallyView(st.Contacts, c, func(t *Tally) { t.InProgress++ })
+		}
+	}
+	st.Volunteers = map[string]VolunteerCount{}
+	for _, v := range s.volunteers {
+		for _, ch := range v.Channels {
+			if !v.available[ch] {
+				continue
+			}
+			vc := st.Volunteers[ch]
+			if v.ring == nil && v.load() < v.Capacity {
+				vc.Free++
+			} else {
+				vc.Busy++
+			}
+			st.Volunteers[ch] = vc
+		}
+	}
+	for _, rc := range s.received {
+		if rc.conv != nil {
+			st.ReceivedInProgress++
+		}
+	}
+	return st
+}
+
+func (s *Switchboard) tallyView(m map[Key]Tally, c *contact, f func(t *Tally)) {
+	k := Key{c.channel, c.language}
+	t := m[k]
+	f(&t)
+	m[k] = t
+}
+
+func maps(m map[string]uint64) map[string]uint64 {
+	out := make(map[string]uint64, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
