@@ -1,0 +1,187 @@
+package api
+
+// The JSON frames of the visitor and console sockets: strict decoding,
+// encoding, and the error codes a refusal maps to (docs/api.md).
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"unicode/utf8"
+
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// frameError is a refused frame: code goes into the error frame.
+type frameError struct {
+	code string
+	msg  string
+}
+
+func (e *frameError) Error() string { return e.msg }
+
+func badFrame(code, format string, args ...any) error {
+	return &frameError{code: code, msg: fmt.Sprintf(format, args...)}
+}
+
+// decodeFrame parses one frame strictly into v.
+func decodeFrame(b []byte, v any) error {
+	if len(b) > maxFrameBytes {
+		return badFrame("too_large", "frame of %d bytes, limit %d", len(b), maxFrameBytes)
+	}
+	if !utf8.Valid(b) {
+		return badFrame("malformed", "frame is not UTF-8")
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return badFrame("malformed", "malformed frame: %s", clipText(err.Error()))
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return badFrame("malformed", "malformed frame: trailing data after the JSON object")
+	}
+	return nil
+}
+
+// visitorFrame is what a visitor may send.
+type visitorFrame struct {
+	Type string `json:"type"`
+	ID   string `json:"id,omitempty"`
+	Text string `json:"text,omitempty"`
+}
+
+// decodeVisitorFrame parses and shape-checks one visitor frame. Sizes and
+// encoding of id and text are the switchboard's to check.
+func decodeVisitorFrame(b []byte) (visitorFrame, error) {
+	var f visitorFrame
+	if err := decodeFrame(b, &f); err != nil {
+		return visitorFrame{}, err
+	}
+	switch f.Type {
+	case "message":
+		if f.ID == "" || f.Text == "" {
+			return visitorFrame{}, badFrame("bad_frame", "a message needs an id and a text")
+		}
+	case "typing", "end":
+		if f.ID != "" || f.Text != "" {
+			return visitorFrame{}, badFrame("bad_frame", "%s takes no id or text", f.Type)
+		}
+	case "":
+		return visitorFrame{}, badFrame("bad_frame", "the frame has no type")
+	default:
+		return visitorFrame{}, badFrame("unknown_type", "unknown type %q (want message, typing or end)", clipText(f.Type))
+	}
+	return f, nil
+}
+
+// Outgoing frames. Contact is set only on the console.
+type (
+	queuedFrame struct {
+		Type                 string `json:"type"`
+		Position             int    `json:"position"`
+		EstimatedWaitSeconds int    `json:"estimated_wait_seconds"`
+	}
+	aliasFrame struct {
+		Type  string `json:"type"`
+		Alias string `json:"alias"`
+	}
+	contactFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact,omitempty"`
+	}
+	idFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact,omitempty"`
+		ID      string `json:"id"`
+	}
+	messageFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact,omitempty"`
+		ID      string `json:"id"`
+		Text    string `json:"text"`
+	}
+	endedFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact,omitempty"`
+		By      string `json:"by"`
+	}
+	undeliveredFrame struct {
+		Type        string `json:"type"`
+		Contact     string `json:"contact,omitempty"`
+		Undelivered int    `json:"undelivered"`
+	}
+	closedFrame struct {
+		Type   string `json:"type"`
+		Reason string `json:"reason"`
+	}
+	errorFrame struct {
+		Type    string `json:"type"`
+		Code    string `json:"code"`
+		Error   string `json:"error"`
+		Contact string `json:"contact,omitempty"`
+		ID      string `json:"id,omitempty"`
+		// RetryAfterSeconds comes with slow_down: when to send the
+		// refused message again.
+		RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
+	}
+	queueFullFrame struct {
+		Type             string                `json:"type"`
+		Code             string                `json:"code"`
+		Error            string                `json:"error"`
+		EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
+	}
+)
+
+func encodeFrame(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only our own frame types are encoded; they always marshal.
+		b, _ = json.Marshal(errorFrame{Type: "error", Code: "internal", Error: "a frame could not be encoded"})
+	}
+	return b
+}
+
+// errorCode maps a switchboard refusal to an error frame code.
+func errorCode(err error) string {
+	var fe *frameError
+	switch {
+	case errors.As(err, &fe):
+		return fe.code
+	case errors.Is(err, switchboard.ErrBadMessage):
+		return "bad_message"
+	case errors.Is(err, switchboard.ErrUnknownContact):
+		return "unknown_contact"
+	case errors.Is(err, switchboard.ErrOfferGone):
+		return "offer_gone"
+	case errors.Is(err, switchboard.ErrNotSignedIn):
+		return "not_signed_in"
+	case errors.Is(err, switchboard.ErrEnded):
+		return "ended"
+	case errors.Is(err, switchboard.ErrClosed):
+		return "closed"
+	case errors.Is(err, switchboard.ErrBadRequest):
+		return "bad_request"
+	case errors.Is(err, switchboard.ErrDraining):
+		return "draining"
+	case errors.Is(err, switchboard.ErrFlooding):
+		return "flooding"
+	case errors.Is(err, switchboard.ErrSlowDown):
+		return "slow_down"
+	case errors.Is(err, switchboard.ErrQueueFull):
+		return "queue_full"
+	}
+	return "internal"
+}
+
+func clipText(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	cut := 80
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "..."
+}
