@@ -60,6 +60,7 @@ type metricsCollector struct {
 	federationMembers                                 *prometheus.Desc
 	raftState, raftLastContact, raftApplied           *prometheus.Desc
 	raftVoters, up                                    *prometheus.Desc
+	transitions                                       *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -88,6 +89,7 @@ func newMetricsCollector(centre string) *metricsCollector {
 		raftApplied:          d("helpmesh_raft_applied_index", "The last Raft log index applied to this centre's roster."),
 		raftVoters:           d("helpmesh_raft_voters", "Raft voters in this centre's configuration."),
 		up:                   d("helpmesh_up", "1 while the centre's metrics are served."),
+		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned).", "channel", "from", "to"),
 	}
 }
 
@@ -113,7 +115,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.offered, mc.answered, mc.abandoned, mc.waiting, mc.inProgress, mc.speedToAnswer,
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
-		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up,
+		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
 	} {
 		ch <- d
 	}
@@ -171,6 +173,9 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		q := st.Queues[c]
 		gauge(mc.queueLength, float64(q.Length), c)
 		gauge(mc.queueOldestWait, q.OldestWait.Seconds(), c)
+	}
+	for k, v := range st.Transitions {
+		counter(mc.transitions, v, k.Channel, string(k.From), string(k.To))
 	}
 	for k, v := range st.OffersSent {
 		counter(mc.offersSent, v, k.Centre, k.Result)

@@ -56,7 +56,7 @@ func (s *Switchboard) endLocked(cv *conv) {
 		}
 	}
 	if c := cv.visitor; c != nil && c.state == StateConnected {
-		c.state = StateEnded
+		s.moveLocked(c, StateEnded)
 		s.countAnsweredLocked(c, cv)
 		s.forgetContactLocked(c)
 	}

@@ -80,7 +80,7 @@ func (s *Switchboard) pickLocked(c *contact, now time.Time) *volunteer {
 func (s *Switchboard) ringLocked(c *contact, v *volunteer) {
 	r := &ringing{vol: v, contact: c}
 	c.local, v.ring = r, r
-	c.state = StateOffered
+	s.moveLocked(c, StateOffered)
 	until := time.Now().Add(s.cfg.RingTimeout)
 	r.timer = time.AfterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
 	o := Offer{Contact: c.id, Channel: c.channel, Language: c.language, Until: until}
@@ -113,7 +113,7 @@ func (s *Switchboard) unringLocked(r *ringing, reason string) {
 		// cooldown is over: something must re-run dispatch then.
 		time.AfterFunc(declineCooldown, s.Kick)
 		if r.contact.waiting() && r.contact.remote == nil && !r.contact.connecting {
-			r.contact.state = StateQueued
+			s.moveLocked(r.contact, StateQueued)
 		}
 	case r.received != nil:
 		id = r.received.id
@@ -183,7 +183,7 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 	ro := &remoteOffer{centre: pick.Centre, cancel: cancel}
 	c.remote = ro
 	if c.state == StateQueued {
-		c.state = StateOffered
+		s.moveLocked(c, StateOffered)
 	}
 	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
 	s.wg.Add(1)
@@ -211,7 +211,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		if c.remote == ro {
 			c.remote = nil
 			if c.waiting() && c.local == nil {
-				c.state = StateQueued
+				s.moveLocked(c, StateQueued)
 			}
 			if err != nil {
 				s.log.Debug("overflow offer not taken", "to", ro.centre, "err", err)
@@ -243,7 +243,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		s.offerSentLocked(ro.centre, OfferFailed)
 		s.log.Warn("overflow confirm failed", "to", ro.centre, "err", err)
 		if c.waiting() {
-			c.state = StateQueued
+			s.moveLocked(c, StateQueued)
 			s.dispatchLocked()
 		}
 		return
@@ -257,7 +257,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		s.offerSentLocked(ro.centre, OfferFailed)
 		// The relay died while we confirmed: the contact never reached the
 		// volunteer; it waits on, and that centre is not tried again.
-		c.state = StateQueued
+		s.moveLocked(c, StateQueued)
 		c.tried[ro.centre] = ^uint64(0) >> 1
 		s.dispatchLocked()
 		return
@@ -277,7 +277,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 // connectLocked joins a waiting contact of ours to a volunteer.
 func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	s.removeFromQueueLocked(c)
-	c.state = StateConnected
+	s.moveLocked(c, StateConnected)
 	c.conv = cv
 	c.overflowTimer.Stop()
 	now := time.Now()
@@ -306,7 +306,7 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 		return
 	}
 	c.conv = nil
-	c.state = StateQueued
+	s.moveLocked(c, StateQueued)
 	if lostCentre != "" {
 		c.tried[lostCentre] = ^uint64(0) >> 1 // not again for this contact
 	}

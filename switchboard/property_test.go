@@ -637,6 +637,9 @@ func (w *propWorld) check() {
 		if st.Offered+st.Requeued != st.AnsweredLocal+st.AnsweredOverflow+st.Abandoned+uint64(st.Waiting) {
 			w.violateLocked(&w.counts.otherViolations, "centre %s stats not conserved: %+v", w.centres[i].name, st)
 		}
+		if err := transitionsMatch(st); err != nil {
+			w.violateLocked(&w.counts.otherViolations, "centre %s: %v", w.centres[i].name, err)
+		}
 	}
 }
 

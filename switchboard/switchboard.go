@@ -179,9 +179,10 @@ type Stats struct {
 	// The KPIs by label (see Tally). Keys are bounded: channels, the
 	// policy's languages, and roster centres; never a person or a contact.
 	Contacts       map[Key]Tally
-	SpeedToAnswer  map[string]Histogram // per channel: arrival to first connect
-	OffersSent     map[OfferKey]uint64  // our contacts offered to other centres
-	OffersReceived map[OfferKey]uint64  // other centres' contacts offered to us
+	Transitions    map[Transition]uint64 // every change of a contact's state (contact.go)
+	SpeedToAnswer  map[string]Histogram  // per channel: arrival to first connect
+	OffersSent     map[OfferKey]uint64   // our contacts offered to other centres
+	OffersReceived map[OfferKey]uint64   // other centres' contacts offered to us
 	Volunteers     map[string]VolunteerCount
 	Queues         map[string]QueueView
 }
@@ -243,7 +244,7 @@ func New(cfg Config) *Switchboard {
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
-			Contacts: map[Key]Tally{}, SpeedToAnswer: map[string]Histogram{},
+			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
 		},
 		answerEvery: 30 * time.Second,
@@ -367,10 +368,10 @@ func (s *Switchboard) Close() {
 		// contact still waiting was abandoned.
 		switch {
 		case c.state == StateConnected:
-			c.state = StateEnded
+			s.moveLocked(c, StateEnded)
 			s.countAnsweredLocked(c, c.conv)
 		case c.waiting():
-			c.state = StateAbandoned
+			s.moveLocked(c, StateAbandoned)
 			s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 		}
 		delete(s.contacts, c.id)

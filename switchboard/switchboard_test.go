@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -247,6 +248,30 @@ func conserved(t *testing.T, st Stats) {
 		t.Fatalf("stats not conserved: Offered %d + Requeued %d != AnsweredLocal %d + AnsweredOverflow %d + Abandoned %d + Waiting %d",
 			st.Offered, st.Requeued, st.AnsweredLocal, st.AnsweredOverflow, st.Abandoned, st.Waiting)
 	}
+	if err := transitionsMatch(st); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// transitionsMatch checks that every answer, requeue and abandonment the
+// counters saw went through moveLocked exactly once.
+func transitionsMatch(st Stats) error {
+	into := func(from []State, to State) (n uint64) {
+		for tr, c := range st.Transitions {
+			if tr.To == to && slices.Contains(from, tr.From) {
+				n += c
+			}
+		}
+		return n
+	}
+	connected := into([]State{StateQueued, StateOffered}, StateConnected)
+	requeued := into([]State{StateConnected}, StateQueued)
+	abandoned := into([]State{StateQueued, StateOffered}, StateAbandoned)
+	if connected != st.AnsweredLocal+st.AnsweredOverflow || requeued != st.Requeued || abandoned != st.Abandoned {
+		return fmt.Errorf("transitions %v do not match the counters: %d connected (answered %d+%d), %d requeued (%d), %d abandoned (%d)",
+			st.Transitions, connected, st.AnsweredLocal, st.AnsweredOverflow, requeued, st.Requeued, abandoned, st.Abandoned)
+	}
+	return nil
 }
 
 // ---- fake overflow ----

@@ -73,6 +73,10 @@ func (s *Switchboard) Stats() Stats {
 	for k, t := range s.stats.Contacts {
 		st.Contacts[k] = t
 	}
+	st.Transitions = make(map[Transition]uint64, len(s.stats.Transitions))
+	for k, n := range s.stats.Transitions {
+		st.Transitions[k] = n
+	}
 	st.SpeedToAnswer = make(map[string]Histogram, len(s.stats.SpeedToAnswer))
 	for ch, h := range s.stats.SpeedToAnswer {
 		b := make(map[float64]uint64, len(s.cfg.AnswerBuckets))

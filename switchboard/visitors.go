@@ -117,7 +117,7 @@ func (h *VisitorHandle) End() {
 }
 
 func (s *Switchboard) abandonLocked(c *contact) {
-	c.state = StateAbandoned
+	s.moveLocked(c, StateAbandoned)
 	s.stats.Abandoned++
 	s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 	s.removeFromQueueLocked(c)

@@ -1,0 +1,50 @@
+package switchboard
+
+// A contact's life, in one place. Every change of a contact's state goes
+// through moveLocked, which knows the allowed transitions:
+//
+//	from \ to   queued  offered  connected  ended  abandoned
+//	queued        -       yes      yes        -      yes
+//	offered      yes      -        yes        -      yes
+//	connected    yes      -        -          yes    -
+//
+// queued -> offered: rung on a console here, or offered to another centre.
+// offered -> queued: every offer declined, timed out, withdrawn or failed.
+// queued|offered -> connected: a volunteer here or elsewhere accepted.
+// connected -> queued: the answering centre or volunteer was lost (requeued,
+// at the front). connected -> ended: either side ended it, or the centre
+// closed. queued|offered -> abandoned: the visitor left, was cut off for
+// flooding while waiting, or the centre closed. ended and abandoned are
+// final. A move to the state a contact is already in changes nothing and is
+// not counted.
+
+import "log/slog"
+
+var allowedMoves = map[State]map[State]bool{
+	StateQueued:    {StateOffered: true, StateConnected: true, StateAbandoned: true},
+	StateOffered:   {StateQueued: true, StateConnected: true, StateAbandoned: true},
+	StateConnected: {StateQueued: true, StateEnded: true},
+}
+
+// Transition is one kind of change of a contact's state, counted in
+// Stats.Transitions per channel.
+type Transition struct {
+	Channel  string
+	From, To State
+}
+
+// moveLocked changes c's state, counting the transition once. A transition
+// the table does not allow is a bug: it is logged and not made, so that the
+// KPIs never count an impossible life.
+func (s *Switchboard) moveLocked(c *contact, to State) {
+	from := c.state
+	if from == to {
+		return
+	}
+	if !allowedMoves[from][to] {
+		s.log.Error("contact state change refused: not in the transition table", slog.String("from", string(from)), slog.String("to", string(to)))
+		return
+	}
+	c.state = to
+	s.stats.Transitions[Transition{Channel: c.channel, From: from, To: to}]++
+}
