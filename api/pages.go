@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helpmesh/helpmesh/internal/channels"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -115,7 +116,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 		if c.Gossip != "alive" || c.Availability == nil {
 			continue
 		}
-		for _, n := range c.Availability.Channels["chat"].Free {
+		for _, n := range c.Availability.Channels[channels.Chat].Free {
 			if n > 0 {
 				in.VolunteersFree = true
 			}

@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"slices"
 	"unicode/utf8"
+
+	"github.com/helpmesh/helpmesh/internal/channels"
 )
 
 // CommandVersion is the only roster command version this build speaks. A
@@ -190,8 +192,8 @@ func (v *Volunteer) validate(bad badFunc) error {
 		return bad("a volunteer needs at least one channel")
 	}
 	for _, ch := range v.Channels {
-		if !slices.Contains(channels, ch) {
-			return bad("unknown channel %q (want chat or phone)", clip(ch))
+		if !channels.Known(ch) {
+			return bad("unknown channel %q (want one of %v)", clip(ch), channels.All())
 		}
 	}
 	if err := checkLanguages(v.Languages, bad); err != nil {
@@ -208,7 +210,7 @@ func (v *Volunteer) validate(bad badFunc) error {
 
 func (p *Policy) validate(bad badFunc) error {
 	for ch, s := range p.OverflowAfterSeconds {
-		if !slices.Contains(channels, ch) {
+		if !channels.Known(ch) {
 			return bad("unknown channel %q in overflow_after_seconds", clip(ch))
 		}
 		if s < 0 || s > maxSeconds {

@@ -4,6 +4,8 @@ import (
 	"maps"
 	"slices"
 	"strings"
+
+	"github.com/helpmesh/helpmesh/internal/channels"
 )
 
 // Roster is the federation's replicated, slowly changing truth: which centres
@@ -76,9 +78,6 @@ type OpenPeriod struct {
 	To      string `json:"to"`
 }
 
-// Channels a contact can arrive on.
-var channels = []string{"chat", "phone"}
-
 // Roles a volunteer can hold.
 var roles = []string{"volunteer", "supervisor"}
 
@@ -86,7 +85,7 @@ var roles = []string{"volunteer", "supervisor"}
 // main categories Child Helpline International compares helplines by.
 func DefaultPolicy() Policy {
 	return Policy{
-		OverflowAfterSeconds: map[string]int{"chat": 60, "phone": 45},
+		OverflowAfterSeconds: map[string]int{channels.Chat: 60, channels.Phone: 45},
 		Languages:            []string{"nb", "nn", "en", "fr", "de"},
 		Topics: []string{
 			"mental-health", "abuse-violence", "family", "peers", "sexuality",

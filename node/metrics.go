@@ -6,6 +6,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/helpmesh/helpmesh/internal/channels"
+
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helpmesh/helpmesh/overflow"
@@ -124,7 +126,6 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 var (
 	raftStates   = []string{"Leader", "Follower", "Candidate", "Shutdown"}
 	gossipStates = []string{overflow.StateAlive, overflow.StateSuspect, overflow.StateDead, overflow.StateLeft}
-	channels     = []string{switchboard.ChannelChat, switchboard.ChannelPhone}
 )
 
 func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
@@ -145,7 +146,7 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	// and sums see a series before its first contact.
 	keys := map[switchboard.Key]switchboard.Tally{}
 	for _, l := range n.consensus.Roster().Policy.Languages {
-		for _, c := range channels {
+		for _, c := range channels.All() {
 			keys[switchboard.Key{Channel: c, Language: l}] = switchboard.Tally{}
 		}
 	}
@@ -160,7 +161,7 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(mc.waiting, float64(t.Waiting), k.Channel, k.Language)
 		gauge(mc.inProgress, float64(t.InProgress), k.Channel, k.Language)
 	}
-	for _, c := range channels {
+	for _, c := range channels.All() {
 		h := st.SpeedToAnswer[c]
 		buckets := make(map[float64]uint64, len(speedToAnswerBuckets))
 		for _, le := range speedToAnswerBuckets {

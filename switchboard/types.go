@@ -9,6 +9,8 @@ package switchboard
 import (
 	"errors"
 	"time"
+
+	"github.com/helpmesh/helpmesh/internal/channels"
 )
 
 var (
@@ -57,8 +59,8 @@ const (
 
 // Channels a contact can come on.
 const (
-	ChannelChat  = "chat"
-	ChannelPhone = "phone"
+	ChannelChat  = channels.Chat
+	ChannelPhone = channels.Phone
 )
 
 // Who ended a conversation, or why it ended.

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"github.com/helpmesh/helpmesh/internal/channels"
 )
 
 // VisitorHandle is a visitor's grip on their contact.
@@ -20,7 +22,7 @@ func (h *VisitorHandle) ID() string { return h.c.id }
 
 // StartContact queues a new contact.
 func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink) (*VisitorHandle, error) {
-	if channel != ChannelChat && channel != ChannelPhone {
+	if !channels.Known(channel) {
 		return nil, fmt.Errorf("start contact: channel %q: %w", clip(channel), ErrBadRequest)
 	}
 	if !slices.Contains(s.cfg.Languages(), language) {

@@ -7,6 +7,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/api"
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/channels"
 )
 
 // DemoPassword is every demo volunteer's password. Demo only.
@@ -31,7 +32,7 @@ func seedVolunteers(ctx context.Context, client *adminClient, centre string, i i
 	var ids []string
 	for _, v := range demoVolunteers[i] {
 		id := centre + "-" + lower(v.alias)
-		vol := consensus.Volunteer{ID: id, Centre: centre, Alias: v.alias, Channels: []string{"chat", "phone"},
+		vol := consensus.Volunteer{ID: id, Centre: centre, Alias: v.alias, Channels: channels.All(),
 			Languages: split(v.langs), Capacity: 2, Role: "volunteer"}
 		var written api.VolunteerWritten
 		if err := client.do(ctx, http.MethodPost, "/v1/volunteers", vol, &written); err != nil {
