@@ -93,23 +93,23 @@ func (r *refusals) count(who, reason string) {
 // of chatStarts.key). An entry exists only while a chat is open, so the map
 // is bounded by the open sockets.
 type openChats struct {
-	max int
+	limit int
 	mu  sync.Mutex
 	n   map[string]int
 }
 
-func newOpenChats(max int) *openChats {
-	if max <= 0 {
-		max = defaultMaxChatsPerAddress
+func newOpenChats(limit int) *openChats {
+	if limit <= 0 {
+		limit = defaultMaxChatsPerAddress
 	}
-	return &openChats{max: max, n: map[string]int{}}
+	return &openChats{limit: limit, n: map[string]int{}}
 }
 
 // acquire takes one place for key, or says no when key is at the cap.
 func (o *openChats) acquire(key string) bool {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.n[key] >= o.max {
+	if o.n[key] >= o.limit {
 		return false
 	}
 	o.n[key]++

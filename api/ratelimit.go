@@ -1,7 +1,6 @@
 package api
 
 import (
-	"container/list"
 	"crypto/rand"
 	"crypto/sha256"
 	"math"
@@ -29,20 +28,13 @@ const (
 type limiterSet struct {
 	limit rate.Limit
 	burst int
-	max   int
 
-	mu sync.Mutex
-	ll *list.List // of *limiterEntry, most recently used first
-	m  map[string]*list.Element
-}
-
-type limiterEntry struct {
-	key string
-	lim *rate.Limiter
+	mu      sync.Mutex
+	buckets *lru[*rate.Limiter]
 }
 
 func newLimiterSet(limit rate.Limit, burst, maxKeys int) *limiterSet {
-	return &limiterSet{limit: limit, burst: burst, max: maxKeys, ll: list.New(), m: map[string]*list.Element{}}
+	return &limiterSet{limit: limit, burst: burst, buckets: newLRU[*rate.Limiter](maxKeys)}
 }
 
 // allow takes one token for key. When there is none it says how long until
@@ -64,24 +56,18 @@ func (ls *limiterSet) allow(key string) (bool, time.Duration) {
 func (ls *limiterSet) get(key string) *rate.Limiter {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	if el, ok := ls.m[key]; ok {
-		ls.ll.MoveToFront(el)
-		return el.Value.(*limiterEntry).lim
-	}
-	for ls.ll.Len() >= ls.max {
-		old := ls.ll.Back()
-		ls.ll.Remove(old)
-		delete(ls.m, old.Value.(*limiterEntry).key)
+	if lim, ok := ls.buckets.get(key); ok {
+		return lim
 	}
 	lim := rate.NewLimiter(ls.limit, ls.burst)
-	ls.m[key] = ls.ll.PushFront(&limiterEntry{key: key, lim: lim})
+	ls.buckets.add(key, lim, always)
 	return lim
 }
 
 func (ls *limiterSet) len() int {
 	ls.mu.Lock()
 	defer ls.mu.Unlock()
-	return ls.ll.Len()
+	return ls.buckets.len()
 }
 
 // addrLimiter limits chat starts per visitor address, keyed by a salted hash.

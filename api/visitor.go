@@ -72,7 +72,7 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		s.refusals.count(whoVisitor, refusedChatsOpen)
 		w.Header().Set("Retry-After", "60")
 		writeError(w, http.StatusTooManyRequests, "too_many_chats",
-			fmt.Sprintf("%d chats are already open from this address; end one first", s.openChats.max))
+			fmt.Sprintf("%d chats are already open from this address; end one first", s.openChats.limit))
 		return
 	}
 	defer s.openChats.release(addrKey)

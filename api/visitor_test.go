@@ -660,7 +660,7 @@ func TestChatStartFlood(t *testing.T) {
 
 	// Only salted hashes are kept.
 	rig.srv.chatStarts.set.mu.Lock()
-	for k := range rig.srv.chatStarts.set.m {
+	for k := range rig.srv.chatStarts.set.buckets.m {
 		if len(k) != 32 || strings.Contains(k, flooder) {
 			t.Errorf("a rate-limit key is not a hash: %q", k)
 		}

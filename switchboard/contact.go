@@ -12,9 +12,9 @@ package switchboard
 // offered -> queued: every offer declined, timed out, withdrawn or failed.
 // queued|offered -> connected: a volunteer here or elsewhere accepted.
 // connected -> queued: the answering centre or volunteer was lost (requeued,
-// at the front). connected -> ended: either side ended it, or the centre
-// closed. queued|offered -> abandoned: the visitor left, was cut off for
-// flooding while waiting, or the centre closed. ended and abandoned are
+// at the front). connected -> ended: either side ended it, a flooder was
+// cut off, or the centre closed. queued|offered -> abandoned: the visitor
+// left, or the centre closed. ended and abandoned are
 // final. A move to the state a contact is already in changes nothing and is
 // not counted.
 

@@ -50,28 +50,20 @@ const receivedPaceFactor = 3
 
 func (p Pace) withDefaults() Pace {
 	d := DefaultPace
-	if p.VisitorEvery <= 0 {
-		p.VisitorEvery = d.VisitorEvery
+	return Pace{
+		VisitorEvery: positive(p.VisitorEvery, d.VisitorEvery), VisitorBurst: positive(p.VisitorBurst, d.VisitorBurst),
+		FloodStrikes: positive(p.FloodStrikes, d.FloodStrikes), StrikeEvery: positive(p.StrikeEvery, d.StrikeEvery),
+		VolunteerEvery: positive(p.VolunteerEvery, d.VolunteerEvery), VolunteerBurst: positive(p.VolunteerBurst, d.VolunteerBurst),
+		TypingEvery: positive(p.TypingEvery, d.TypingEvery),
 	}
-	if p.VisitorBurst <= 0 {
-		p.VisitorBurst = d.VisitorBurst
+}
+
+// positive is v, or def when v is not above zero.
+func positive[T int | time.Duration](v, def T) T {
+	if v <= 0 {
+		return def
 	}
-	if p.FloodStrikes <= 0 {
-		p.FloodStrikes = d.FloodStrikes
-	}
-	if p.StrikeEvery <= 0 {
-		p.StrikeEvery = d.StrikeEvery
-	}
-	if p.VolunteerEvery <= 0 {
-		p.VolunteerEvery = d.VolunteerEvery
-	}
-	if p.VolunteerBurst <= 0 {
-		p.VolunteerBurst = d.VolunteerBurst
-	}
-	if p.TypingEvery <= 0 {
-		p.TypingEvery = d.TypingEvery
-	}
-	return p
+	return v
 }
 
 // SlowDownError is a message refused for coming too fast. It wraps
@@ -145,15 +137,13 @@ func (p *pacer) typing(now time.Time) bool {
 	return true
 }
 
-// cutOffLocked ends a flooding visitor's contact as if they had left: a
-// conversation ends (the volunteer hears "ended by visitor"), a waiting
-// contact is abandoned. The visitor's socket is the caller's to close.
+// cutOffLocked ends a flooding visitor's conversation as if they had left
+// (the volunteer hears "ended by visitor"). Only a connected visitor is
+// paced, so only a conversation is ever cut off. The visitor's socket is the
+// caller's to close.
 func (s *Switchboard) cutOffLocked(c *contact) {
-	switch {
-	case c.conv != nil && c.state == StateConnected:
+	if c.conv != nil && c.state == StateConnected {
 		s.fromVisitorLocked(c.conv, Event{Kind: EventEnded, By: ByVisitor})
-	case c.waiting():
-		s.abandonLocked(c)
 	}
 }
 
