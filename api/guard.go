@@ -94,8 +94,8 @@ func (r *refusals) count(who, reason string) {
 // is bounded by the open sockets.
 type openChats struct {
 	limit int
-	mu  sync.Mutex
-	n   map[string]int
+	mu    sync.Mutex
+	n     map[string]int
 }
 
 func newOpenChats(limit int) *openChats {
