@@ -22,16 +22,6 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 )
 
-var (
-	// ErrUnknownCentre means the federation never added that centre.
-	ErrUnknownCentre = errors.New("no such centre in the federation")
-	// ErrFirstNotRunning means a centre cannot be admitted: the first
-	// centre, through which every later one is admitted, is not running.
-	ErrFirstNotRunning = errors.New("the federation's first centre is not running")
-	// ErrRunning means a centre that is running was started again.
-	ErrRunning = errors.New("the centre is already running")
-)
-
 // Member is a running centre as later centres need it: the roster to be
 // admitted to, and the address to join through.
 type Member interface {
@@ -62,6 +52,16 @@ type Driver[C, M any] struct {
 	// both ways. Nil: Partition and Heal do nothing.
 	Cut func(a, b M, cut bool)
 }
+
+var (
+	// ErrUnknownCentre means the federation never added that centre.
+	ErrUnknownCentre = errors.New("no such centre in the federation")
+	// ErrFirstNotRunning means a centre cannot be admitted: the first
+	// centre, through which every later one is admitted, is not running.
+	ErrFirstNotRunning = errors.New("the federation's first centre is not running")
+	// ErrRunning means a centre that is running was started again.
+	ErrRunning = errors.New("the centre is already running")
+)
 
 // Federation is the centres a Driver started, in the order added.
 type Federation[C, M any] struct {
