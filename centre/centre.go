@@ -8,6 +8,7 @@ package centre
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -118,11 +119,8 @@ func (c *Centre) Drain(ctx context.Context) error { return c.node.Drain(ctx) }
 // Stop stops the HTTP API, within ctx, then the node. Idempotent.
 func (c *Centre) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
-		err := c.api.Stop(ctx)
-		if nerr := c.node.Stop(); nerr != nil {
-			err = nerr
-		}
-		c.stopErr = err
+		apiErr := c.api.Stop(ctx)
+		c.stopErr = errors.Join(apiErr, c.node.Stop())
 	})
 	return c.stopErr
 }
