@@ -2,9 +2,9 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +15,8 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/localfed"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -99,60 +101,69 @@ type pageCentre struct {
 	token string
 }
 
-// startPageFederation runs n real centres in-process (real Raft, libp2p,
-// Pebble, memberlist) with their HTTP servers: c1 bootstraps, the others
-// join through it.
-func startPageFederation(t testing.TB, n int) []*pageCentre {
-	t.Helper()
-	var out []*pageCentre
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("c%d", i)
-		dir := filepath.Join(t.TempDir(), id)
-		p2p := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", pagesFreePort(t))
-		gossip := fmt.Sprintf("127.0.0.1:%d", pagesFreePort(t))
-		res, err := node.Init(dir, node.FileConfig{Centre: id, Name: "Centre " + strings.ToUpper(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := node.Config{Centre: id, Name: "Centre " + strings.ToUpper(id), DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-			Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if i > 1 {
-			c := consensus.Centre{ID: id, Name: cfg.Name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}
-			if err := out[0].node.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &c}); err != nil {
-				t.Fatal(err)
-			}
-			cfg.Join = out[0].node.P2PAddrs()[0]
-		}
-		nd, err := node.Start(ctx, cfg)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := Start(Config{Addr: "127.0.0.1:0", Centre: nd, AdminToken: res.AdminToken})
-		if err != nil {
-			t.Fatal(err)
-		}
-		pc := &pageCentre{node: nd, srv: srv, url: "http://" + srv.Addr(), token: res.AdminToken}
-		t.Cleanup(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = pc.srv.Stop(ctx)
-			_ = pc.node.Stop()
-		})
-		out = append(out, pc)
-	}
-	return out
+// pageConfig is a page test centre's configuration.
+type pageConfig struct {
+	node  node.Config
+	token string
 }
 
-func pagesFreePort(t testing.TB) int {
+// pageFederation is an in-process federation of real centres (real Raft,
+// libp2p, Pebble, memberlist) with their HTTP servers. The federation logic
+// is internal/localfed's; api's tests cannot use package centre (it
+// imports api), so this driver wires a node and its server itself.
+type pageFederation = fedtest.Federation[pageConfig, *pageCentre]
+
+// newPageFederation starts n centres c1..cn: c1 bootstraps, the others are
+// admitted at c1 and join through it.
+func newPageFederation(t testing.TB, n int) *pageFederation {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	root := t.TempDir() // before the federation, whose cleanup stops the centres first
+	return fedtest.Start(t, localfed.Driver[pageConfig, *pageCentre]{
+		Prepare: func(id string, _ int) (pageConfig, *consensus.Centre, error) {
+			return preparePageCentre(t, filepath.Join(root, id), id)
+		},
+		Start:  startPageCentre,
+		Member: func(pc *pageCentre) localfed.Member { return pc.node },
+		Stop: func(pc *pageCentre) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(pc.srv.Stop(ctx), pc.node.Stop())
+		},
+	}, n)
+}
+
+// startPageFederation is newPageFederation's centres.
+func startPageFederation(t testing.TB, n int) []*pageCentre {
+	t.Helper()
+	return newPageFederation(t, n).Live()
+}
+
+func preparePageCentre(t testing.TB, dir, id string) (pageConfig, *consensus.Centre, error) {
+	name := "Centre " + strings.ToUpper(id)
+	res, err := node.Init(dir, node.FileConfig{Centre: id, Name: name})
 	if err != nil {
-		t.Fatal(err)
+		return pageConfig{}, nil, err
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p2p := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(t))
+	gossip := fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
+	cfg := node.Config{Centre: id, Name: name, DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
+		Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+	admit := &consensus.Centre{ID: id, Name: name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}
+	return pageConfig{node: cfg, token: res.AdminToken}, admit, nil
+}
+
+func startPageCentre(ctx context.Context, cfg pageConfig, join string) (*pageCentre, error) {
+	cfg.node.Join = join
+	nd, err := node.Start(ctx, cfg.node)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := Start(Config{Addr: "127.0.0.1:0", Centre: nd, AdminToken: cfg.token})
+	if err != nil {
+		_ = nd.Stop()
+		return nil, err
+	}
+	return &pageCentre{node: nd, srv: srv, url: "http://" + srv.Addr(), token: cfg.token}, nil
 }
 
 // Smoke test of the rig itself: the browser loads a page with the CSP.

@@ -10,13 +10,11 @@ package deploy_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -31,7 +29,8 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/api"
-	"github.com/helpmesh/helpmesh/consensus"
+	hmcentre "github.com/helpmesh/helpmesh/centre"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -133,6 +132,9 @@ func (r *rigT) Fatalf(f string, args ...any) {
 }
 func (r *rigT) Logf(string, ...any) {}
 
+// Cleanup runs f when the tests end (TestMain), with the rig's other cleanups.
+func (r *rigT) Cleanup(f func()) { cleanups = append(cleanups, f) }
+
 // live returns the shared rig, building it on first use.
 func live(t *testing.T) *rig {
 	t.Helper()
@@ -162,59 +164,16 @@ func live(t *testing.T) *rig {
 	return theRig
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// startFederation runs n real centres in-process (real Raft, libp2p, Pebble,
-// memberlist) with their HTTP servers: c1 bootstraps, the others join
-// through it (the approach of api's startPageFederation).
+// startFederation runs n whole centres (package centre: real Raft, libp2p,
+// Pebble, memberlist and HTTP) in-process on loopback: c1 bootstraps, the
+// others are admitted at c1 and join through it.
 func startFederation(t testing.TB, n int) []*centre {
+	t.Helper()
+	local := hmcentre.Local{Root: tmpRoot, Name: func(id string) string { return "Centre " + strings.ToUpper(id) },
+		Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
 	var out []*centre
-	for i := 1; i <= n; i++ {
-		id := fmt.Sprintf("c%d", i)
-		dir := filepath.Join(tmpRoot, id)
-		p2p := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(t))
-		gossip := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-		res, err := node.Init(dir, node.FileConfig{Centre: id, Name: "Centre " + strings.ToUpper(id)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg := node.Config{Centre: id, Name: "Centre " + strings.ToUpper(id), DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-			Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		if i > 1 {
-			c := consensus.Centre{ID: id, Name: cfg.Name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}
-			if err := out[0].node.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &c}); err != nil {
-				cancel()
-				t.Fatal(err)
-			}
-			cfg.Join = out[0].node.P2PAddrs()[0]
-		}
-		nd, err := node.Start(ctx, cfg)
-		cancel()
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv, err := api.Start(api.Config{Addr: "127.0.0.1:0", Centre: nd, AdminToken: res.AdminToken})
-		if err != nil {
-			_ = nd.Stop()
-			t.Fatal(err)
-		}
-		c := &centre{node: nd, srv: srv}
-		cleanups = append(cleanups, func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			_ = c.srv.Stop(ctx)
-			_ = c.node.Stop()
-		})
-		out = append(out, c)
+	for _, c := range fedtest.Start(t, local.Driver(), n).Live() {
+		out = append(out, &centre{node: c.Node(), srv: c.API()})
 	}
 	return out
 }
@@ -398,7 +357,7 @@ func buildRig(t testing.TB, promtool, prometheus string) *rig {
 		scenarioRound(t, c, v1, v2)
 		// Let Prometheus see this round before the next one, so the 5m
 		// windows hold increases rather than series that just appeared.
-		waitFor(t, 30*time.Second, fmt.Sprintf("round %d scraped", i), func() bool {
+		fedtest.Eventually(t, 30*time.Second, fmt.Sprintf("round %d scraped", i), func() bool {
 			a, okA := queryScalar(t, r.prom, `sum(helpmesh_contacts_answered_total)`)
 			b, okB := queryScalar(t, r.prom, `sum(helpmesh_contacts_abandoned_total)`)
 			return okA && okB && a == float64(5*i) && b == float64(2*i)
@@ -422,16 +381,6 @@ func scrape(t testing.TB, c *centre) []byte {
 		t.Fatalf("scrape %s: %v %s", c.node.Centre(), err, resp.Status)
 	}
 	return body
-}
-
-func waitFor(t testing.TB, within time.Duration, what string, cond func() bool) {
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }
 
 // startPrometheus runs a real Prometheus on a free port scraping the three
@@ -461,7 +410,7 @@ scrape_configs:
 	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	addr := fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
 	logFile, err := os.Create(filepath.Join(tmpRoot, "prometheus.log"))
 	if err != nil {
 		t.Fatal(err)
@@ -478,7 +427,7 @@ scrape_configs:
 		logFile.Close()
 	})
 	base := "http://" + addr
-	waitFor(t, 30*time.Second, "prometheus ready", func() bool {
+	fedtest.Eventually(t, 30*time.Second, "prometheus ready", func() bool {
 		resp, err := http.Get(base + "/-/ready")
 		if err != nil {
 			return false
@@ -486,7 +435,7 @@ scrape_configs:
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	waitFor(t, 30*time.Second, "prometheus scraping all three centres", func() bool {
+	fedtest.Eventually(t, 30*time.Second, "prometheus scraping all three centres", func() bool {
 		v, ok := queryScalar(t, base, `sum(up{job="helpmesh"})`)
 		return ok && v == 3
 	})

@@ -4,27 +4,26 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/localfed"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // federation is an in-process federation of real nodes on loopback: real
-// libp2p, Raft, Pebble and memberlist.
+// libp2p, Raft, Pebble and memberlist. The federation logic (admission
+// order, kill, restart, cut off) is internal/localfed's; this adapter gives
+// it bare nodes and their unexported fault hooks (crash, the gater's cut).
 type federation struct {
-	t     testing.TB
-	mu    sync.Mutex
-	nodes map[string]*Node
-	cfgs  map[string]Config
-	order []string
-	opts  fedOptions
-	base  string
+	*fedtest.Federation[Config, *Node]
+	t    testing.TB
+	opts fedOptions
+	base string
 }
 
 type fedOptions struct {
@@ -44,29 +43,41 @@ func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 // newFederation starts n centres c1..cn: c1 bootstraps, the others are
 // admitted at c1 and join through it.
 func newFederation(t testing.TB, n int, opts fedOptions) *federation {
 	t.Helper()
-	f := &federation{t: t, nodes: map[string]*Node{}, cfgs: map[string]Config{}, opts: opts}
 	// The data directory's cleanup must run after the nodes stop: cleanups
-	// run last-registered first, so register the directory before stopAll.
-	f.base = t.TempDir()
-	t.Cleanup(f.stopAll)
+	// run last-registered first, so register the directory first.
+	f := &federation{t: t, opts: opts, base: t.TempDir()}
+	f.Federation = fedtest.New(t, localfed.Driver[Config, *Node]{
+		Prepare: f.prepare,
+		Start: func(ctx context.Context, cfg Config, join string) (*Node, error) {
+			cfg.Join = join
+			return Start(ctx, cfg)
+		},
+		Member: func(n *Node) localfed.Member { return n },
+		Stop:   (*Node).Stop,
+		Crash:  (*Node).crash,
+		Cut:    cutNodes,
+	})
 	for i := 1; i <= n; i++ {
 		f.add(fmt.Sprintf("c%d", i))
 	}
 	return f
+}
+
+// prepare makes a new centre's configuration; only the first has a data
+// directory made by Init, the others get theirs from the centre they join.
+func (f *federation) prepare(id string, i int) (Config, *consensus.Centre, error) {
+	cfg := f.config(id)
+	if i == 0 {
+		if _, err := Init(cfg.DataDir, FileConfig{Centre: id}); err != nil {
+			return cfg, nil, err
+		}
+	}
+	c, err := admission(id, cfg)
+	return cfg, &c, err
 }
 
 func (f *federation) config(id string) Config {
@@ -80,8 +91,8 @@ func (f *federation) config(id string) Config {
 		Centre:            id,
 		Name:              "Centre " + id,
 		DataDir:           dir,
-		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
-		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
+		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(f.t)),
+		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(f.t)),
 		Timing:            TimingTest,
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
@@ -112,117 +123,74 @@ func (f *federation) logger(id string) *slog.Logger {
 	return testLogger(f.t)
 }
 
+// admission is centre id as the roster admits it, with cfg's identity.
+func admission(id string, cfg Config) (consensus.Centre, error) {
+	key, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile))
+	if err != nil {
+		return consensus.Centre{}, err
+	}
+	pid, err := PeerIDOf(key)
+	if err != nil {
+		return consensus.Centre{}, err
+	}
+	return consensus.Centre{ID: id, Name: cfg.Name, PeerID: pid.String(), Addrs: []string{cfg.P2PAddr}, GossipAddr: cfg.GossipAddr}, nil
+}
+
 // add creates, admits and starts a new centre.
 func (f *federation) add(id string) *Node {
 	f.t.Helper()
-	cfg := f.config(id)
-	if len(f.order) == 0 {
-		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-			f.t.Fatal(err)
-		}
-		if _, err := Init(cfg.DataDir, FileConfig{Centre: id}); err != nil {
-			f.t.Fatal(err)
-		}
-	} else {
-		first := f.node(f.order[0])
-		f.admit(first, id, cfg)
-		cfg.Join = first.P2PAddrs()[0]
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		f.t.Fatalf("start %s: %v", id, err)
-	}
-	f.mu.Lock()
-	f.nodes[id], f.cfgs[id] = n, cfg
-	f.order = append(f.order, id)
-	f.mu.Unlock()
-	return n
+	return f.Add(id)
 }
 
 // admit does what a coordinator does: writes the new centre into the roster.
 func (f *federation) admit(via *Node, id string, cfg Config) {
 	f.t.Helper()
-	key, err := LoadOrCreateIdentity(filepath.Join(cfg.DataDir, IdentityFile))
+	c, err := admission(id, cfg)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	pid, _ := PeerIDOf(key)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	err = via.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &consensus.Centre{
-		ID: id, Name: cfg.Name, PeerID: pid.String(), Addrs: []string{cfg.P2PAddr}, GossipAddr: cfg.GossipAddr,
-	}})
-	if err != nil {
+	if err := localfed.Admit(ctx, via, c); err != nil {
 		f.t.Fatalf("admit %s: %v", id, err)
 	}
 }
 
-func (f *federation) node(id string) *Node {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.nodes[id]
-}
+// node returns centre id, nil unless it is running.
+func (f *federation) node(id string) *Node { return f.Member(id) }
 
-func (f *federation) live() []*Node {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	var out []*Node
-	for _, id := range f.order {
-		if n := f.nodes[id]; n != nil {
-			out = append(out, n)
-		}
-	}
-	return out
-}
+// live returns the running centres in the order they were added.
+func (f *federation) live() []*Node { return f.Live() }
 
 // kill stops a centre abruptly (no gossip leave) and forgets it.
-func (f *federation) kill(id string) {
-	f.t.Helper()
-	f.mu.Lock()
-	n := f.nodes[id]
-	f.nodes[id] = nil
-	f.mu.Unlock()
-	if n == nil {
-		return
-	}
-	n.crash()
-}
+func (f *federation) kill(id string) { f.Kill(id) }
 
 // restart starts a killed centre again on its data directory (no --join).
 func (f *federation) restart(id string) *Node {
 	f.t.Helper()
-	return f.restartWith(id, nil)
+	return f.Restart(id)
 }
 
 // restartWith is restart with the centre's configuration adjusted first
 // (kept for later restarts), like a new binary on the same data directory.
 func (f *federation) restartWith(id string, change func(*Config)) *Node {
 	f.t.Helper()
-	f.mu.Lock()
-	cfg := f.cfgs[id]
-	if change != nil {
-		change(&cfg)
-		f.cfgs[id] = cfg
-	}
-	f.mu.Unlock()
-	cfg.Join = ""
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	n, err := Start(ctx, cfg)
-	if err != nil {
-		f.t.Fatalf("restart %s: %v", id, err)
-	}
-	f.mu.Lock()
-	f.nodes[id] = n
-	f.mu.Unlock()
-	return n
+	return f.RestartWith(id, change)
 }
 
-func (f *federation) stopAll() {
-	for _, n := range f.live() {
-		_ = n.Stop()
+// partition cuts id off from every other live centre, both ways, at the
+// libp2p layer (Raft, roster and join traffic). heal undoes it.
+func (f *federation) partition(id string) { f.Partition(id) }
+
+func (f *federation) heal(id string) { f.Heal(id) }
+
+// cutNodes cuts (or heals) the libp2p link between a and b, both ways.
+func cutNodes(a, b *Node, cut bool) {
+	a.gater.setCut(b.host.ID(), cut)
+	b.gater.setCut(a.host.ID(), cut)
+	if cut {
+		_ = a.host.Network().ClosePeer(b.host.ID())
+		_ = b.host.Network().ClosePeer(a.host.ID())
 	}
 }
 
@@ -259,44 +227,8 @@ func (f *federation) follower() *Node {
 	return nil
 }
 
-// eventually polls cond until it holds or the deadline passes. It waits on
-// the event (the condition), with a deadline, never a fixed sleep.
+// eventually is fedtest.Eventually, by the name node's tests know.
 func eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-// partition cuts id off from every other live centre, both ways, at the
-// libp2p layer (Raft, roster and join traffic). heal undoes it.
-func (f *federation) partition(id string) {
-	f.setCut(id, true)
-}
-
-func (f *federation) heal(id string) {
-	f.setCut(id, false)
-}
-
-func (f *federation) setCut(id string, cut bool) {
-	f.t.Helper()
-	a := f.node(id)
-	if a == nil {
-		return
-	}
-	for _, b := range f.live() {
-		if b == a {
-			continue
-		}
-		a.gater.setCut(b.host.ID(), cut)
-		b.gater.setCut(a.host.ID(), cut)
-		if cut {
-			_ = a.host.Network().ClosePeer(b.host.ID())
-			_ = b.host.Network().ClosePeer(a.host.ID())
-		}
-	}
+	fedtest.Eventually(t, within, what, cond)
 }

@@ -8,8 +8,6 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,6 +15,7 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/rostermodel"
 )
 
 // The roster, seen through Propose and ReadRoster, must behave like one
@@ -25,53 +24,10 @@ import (
 // record a concurrent history while the leader is killed and partitioned and
 // check it with porcupine.
 
-// linOp is the input of one history operation on one key (a volunteer id).
-// A write sets the volunteer's alias to value; a read observes the alias ("" =
-// the volunteer is absent).
-type linOp struct {
-	Key   string
-	Write bool
-	Value string
-}
-
-// rosterRegisterModel is a register per volunteer id: the state of a
-// partition is the alias ("" while absent).
-var rosterRegisterModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(linOp).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
-		in := input.(linOp)
-		if in.Write {
-			return true, in.Value
-		}
-		return output.(string) == state.(string), state
-	},
-	Equal: func(a, b any) bool { return a.(string) == b.(string) },
-	DescribeOperation: func(input, output any) string {
-		in := input.(linOp)
-		if in.Write {
-			return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
-		}
-		return fmt.Sprintf("get(%s) -> %q", in.Key, output)
-	},
-	DescribeState: func(state any) string { return fmt.Sprintf("%q", state) },
-}
+// linOp is the input of one history operation on one key (a volunteer id):
+// the roster's porcupine model (internal/rostermodel), shared with the fault
+// suite.
+type linOp = rostermodel.Op
 
 // checkLinearizable runs porcupine over history. On anything but Ok it writes
 // the visualization and a text dump of the history to an artifacts directory
@@ -79,7 +35,7 @@ var rosterRegisterModel = porcupine.Model{
 // returns an error naming it.
 func checkLinearizable(t *testing.T, history []porcupine.Operation, timeout time.Duration) (porcupine.CheckResult, error) {
 	t.Helper()
-	res, info := porcupine.CheckOperationsVerbose(rosterRegisterModel, history, timeout)
+	res, info := porcupine.CheckOperationsVerbose(rostermodel.Model(), history, timeout)
 	if res == porcupine.Ok {
 		return res, nil
 	}
@@ -93,34 +49,8 @@ func checkLinearizable(t *testing.T, history []porcupine.Operation, timeout time
 	if err != nil {
 		return res, fmt.Errorf("porcupine says %s (and no artifacts dir: %v)", res, err)
 	}
-	html := filepath.Join(dir, t.Name()+".html")
-	if verr := porcupine.VisualizePath(rosterRegisterModel, info, html); verr != nil {
-		html = "(visualization failed: " + verr.Error() + ")"
-	}
-	dump := filepath.Join(dir, t.Name()+".history.txt")
-	_ = os.WriteFile(dump, []byte(formatHistory(history)), 0o644)
+	html, dump := rostermodel.WriteArtifacts(dir, t.Name(), info, history, time.Millisecond)
 	return res, fmt.Errorf("porcupine says %s: visualization %s, history %s", res, html, dump)
-}
-
-func formatHistory(history []porcupine.Operation) string {
-	ops := append([]porcupine.Operation(nil), history...)
-	sort.SliceStable(ops, func(i, j int) bool {
-		ki, kj := ops[i].Input.(linOp).Key, ops[j].Input.(linOp).Key
-		if ki != kj {
-			return ki < kj
-		}
-		return ops[i].Call < ops[j].Call
-	})
-	var b strings.Builder
-	for _, op := range ops {
-		ret := fmt.Sprintf("%.3fms", float64(op.Return)/1e6)
-		if op.Return == math.MaxInt64 {
-			ret = "?(ambiguous)"
-		}
-		fmt.Fprintf(&b, "client %d  [%.3fms, %s]  %s  %v\n", op.ClientId, float64(op.Call)/1e6, ret,
-			rosterRegisterModel.DescribeOperation(op.Input, op.Output), op.Metadata)
-	}
-	return b.String()
 }
 
 // definitelyNotApplied reports whether a Propose error guarantees the
@@ -419,7 +349,7 @@ func TestLinearizabilityCheckerRejectsBadHistories(t *testing.T) {
 		}, porcupine.Illegal},
 	}
 	for _, tc := range cases {
-		if got := porcupine.CheckOperationsTimeout(rosterRegisterModel, tc.history, 10*time.Second); got != tc.want {
+		if got := porcupine.CheckOperationsTimeout(rostermodel.Model(), tc.history, 10*time.Second); got != tc.want {
 			t.Errorf("%s: porcupine says %s, want %s", tc.name, got, tc.want)
 		}
 	}

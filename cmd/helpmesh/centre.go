@@ -11,7 +11,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/helpmesh/helpmesh/api"
+	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -21,70 +21,32 @@ import (
 // stop_grace_period).
 const defaultDrainTimeout = 10 * time.Minute
 
-// startCentre runs a node and its HTTP API from a data directory.
-func startCentre(ctx context.Context, dir, join string, timing node.Timing, log *slog.Logger) (*node.Node, *api.Server, error) {
-	fc, err := node.LoadFileConfig(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	token, err := node.LoadAdminToken(dir)
-	if err != nil {
-		return nil, nil, err
-	}
-	proxies, err := node.ParseTrustedProxies(fc.Web.TrustedProxies) // checked by LoadFileConfig
-	if err != nil {
-		return nil, nil, err
-	}
-	sctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-	defer cancel()
-	n, err := node.Start(sctx, node.Config{
-		Centre: fc.Centre, Name: fc.Name, DataDir: dir,
-		P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
-		Join: join, Timing: timing, Logger: log, MaxQueue: fc.Web.MaxQueue,
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	srv, err := api.Start(api.Config{
-		Addr: fc.HTTPAddr, Centre: n, AdminToken: token, Logger: log,
-		AllowedOrigins: fc.Web.AllowedOrigins, TrustedProxies: proxies,
-		ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
-		MaxChatsPerAddress: fc.Web.MaxChatsPerAddress,
-		QuickExitURL:       fc.Web.QuickExitURL,
-	})
-	if err != nil {
-		_ = n.Stop()
-		return nil, nil, err
-	}
-	return n, srv, nil
-}
+// startWithin bounds a centre's start-up: long enough to join a federation
+// across a country, short enough that a service manager sees a failure.
+const startWithin = 2 * time.Minute
 
-// drainThenStop is a centre's graceful stop (SIGTERM): it drains, so that
-// no conversation is cut short by a restart, for at most timeout (a second
-// signal cuts the drain short), then stops.
-func drainThenStop(n *node.Node, srv *api.Server, timeout time.Duration, log *slog.Logger) error {
-	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer cancel()
-	ctx, cancelTimeout := context.WithTimeout(ctx, timeout)
-	defer cancelTimeout()
-	log.Info("draining: no new chats; finishing conversations before stopping", "timeout", timeout)
-	start := time.Now()
-	if err := n.Drain(ctx); err != nil {
-		log.Warn("stopping before every conversation ended", "err", err)
-	} else {
-		log.Info("drained", "took", time.Since(start).Round(time.Millisecond))
+// serve runs the centre cfg describes until ctx ends (the first SIGINT or
+// SIGTERM), then shuts it down gracefully: it drains, so that no
+// conversation is cut short by a restart, for at most drain (a second
+// signal cuts the drain short), then stops. started, if not nil, runs once
+// the centre is ready.
+func serve(ctx context.Context, cfg centre.Config, drain time.Duration, log *slog.Logger, started func()) error {
+	sctx, cancel := context.WithTimeout(ctx, startWithin)
+	c, err := centre.Start(sctx, cfg)
+	cancel()
+	if err != nil {
+		return err
 	}
-	return stopCentre(n, srv)
-}
-
-func stopCentre(n *node.Node, srv *api.Server) error {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	err := srv.Stop(ctx)
-	if nerr := n.Stop(); nerr != nil {
-		return nerr
+	if started != nil {
+		started()
 	}
-	return err
+	log.Info("serving", "http", c.Addr(), "p2p", c.Node().P2PAddrs(), "gossip", c.Node().GossipAddr())
+	<-ctx.Done()
+	dctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	dctx, cancel = context.WithTimeout(dctx, drain)
+	defer cancel()
+	return c.Shutdown(dctx)
 }
 
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
@@ -101,17 +63,17 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("run: --dir is required")
 	}
 	log := newLogger(stderr, *logLevel)
-	timing := node.TimingNational
-	if *fast {
-		timing = node.TimingTest
-	}
-	n, srv, err := startCentre(ctx, *dir, *join, timing, log)
+	cfg, err := centre.ConfigFromDir(*dir, *join, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}
-	log.Info("serving", "http", srv.Addr(), "p2p", n.P2PAddrs(), "gossip", n.GossipAddr())
-	<-ctx.Done()
-	return drainThenStop(n, srv, *drain, log)
+	if *fast {
+		cfg.Node.Timing = node.TimingTest
+	}
+	if err := serve(ctx, cfg, *drain, log, nil); err != nil {
+		return fmt.Errorf("run: %w", err)
+	}
+	return nil
 }
 
 func newLogger(w io.Writer, level string) *slog.Logger {
@@ -125,33 +87,52 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 func cmdInit(args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("init", flag.ContinueOnError)
 	dir := fs.String("dir", "", "data directory to create")
-	id := fs.String("centre", "", "the centre's id: 1-32 of a-z, 0-9 and -")
-	name := fs.String("name", "", "the centre's name as people say it")
-	httpAddr := fs.String("http", "127.0.0.1:8080", "HTTP listen address")
-	p2p := fs.String("p2p", "/ip4/0.0.0.0/tcp/4001", "libp2p listen multiaddr")
-	gossip := fs.String("gossip", "0.0.0.0:7946", "gossip listen address (TCP and UDP)")
+	nf := addNewCentreFlags(fs, "127.0.0.1:8080")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *dir == "" || *id == "" {
+	fc := nf.fileConfig()
+	if *dir == "" || fc.Centre == "" {
 		return fmt.Errorf("init: --dir and --centre are required")
 	}
-	if *name == "" {
-		*name = *id
-	}
-	res, err := node.Init(*dir, node.FileConfig{Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip})
+	res, err := node.Init(*dir, fc)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "centre %s initialised in %s\n", *id, *dir)
+	fmt.Fprintf(stdout, "centre %s initialised in %s\n", fc.Centre, *dir)
 	fmt.Fprintf(stdout, "peer id:     %s\n", res.PeerID)
 	fmt.Fprintf(stdout, "admin token: %s/%s (keep it secret)\n\n", *dir, node.AdminTokenFile)
 	fmt.Fprintf(stdout, "First centre of a new federation:  helpmesh run --dir %s\n", *dir)
 	fmt.Fprintf(stdout, "Joining a federation: a coordinator admits this centre at any member with\n")
 	fmt.Fprintf(stdout, "  helpmesh centre admit --server http://MEMBER:PORT --token-file TOKEN \\\n")
-	fmt.Fprintf(stdout, "    --id %s --name %q --peer-id %s \\\n", *id, *name, res.PeerID)
-	fmt.Fprintf(stdout, "    --addr %s --gossip %s --http %s\n", *p2p, *gossip, *httpAddr)
+	fmt.Fprintf(stdout, "    --id %s --name %q --peer-id %s \\\n", fc.Centre, fc.Name, res.PeerID)
+	fmt.Fprintf(stdout, "    --addr %s --gossip %s --http %s\n", fc.P2PAddr, fc.GossipAddr, fc.HTTPAddr)
 	fmt.Fprintf(stdout, "(replace 0.0.0.0 with this server's address), then here:\n")
 	fmt.Fprintf(stdout, "  helpmesh run --dir %s --join MEMBER_P2P_MULTIADDR\n", *dir)
 	return nil
+}
+
+// newCentreFlags are the flags that describe a new centre (helpmesh init
+// and up).
+type newCentreFlags struct{ id, name, http, p2p, gossip *string }
+
+// addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
+// default.
+func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
+	return newCentreFlags{
+		id:     fs.String("centre", "", "the centre's id: 1-32 of a-z, 0-9 and -"),
+		name:   fs.String("name", "", "the centre's name as people say it (default: its id)"),
+		http:   fs.String("http", httpAddr, "HTTP listen address"),
+		p2p:    fs.String("p2p", "/ip4/0.0.0.0/tcp/4001", "libp2p listen multiaddr"),
+		gossip: fs.String("gossip", "0.0.0.0:7946", "gossip listen address (TCP and UDP)"),
+	}
+}
+
+// fileConfig is the centre the flags describe.
+func (f newCentreFlags) fileConfig() node.FileConfig {
+	name := *f.name
+	if name == "" {
+		name = *f.id
+	}
+	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip}
 }

@@ -53,49 +53,40 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	defer c.CloseNow()
 	fmt.Fprintln(stdout, "connected to the centre; type a message and Enter, /end to leave")
 	var mu sync.Mutex
-	go func() {
-		for {
-			var m map[string]any
-			if err := wsjson.Read(ctx, c, &m); err != nil {
-				return
-			}
-			mu.Lock()
-			switch m["type"] {
-			case "queued":
-				fmt.Fprintf(stdout, "[you are number %v in the queue, about %vs]\n", m["position"], m["estimated_wait_seconds"])
-			case "connected":
-				fmt.Fprintf(stdout, "[%v is here to listen]\n", m["alias"])
-			case "message":
-				fmt.Fprintf(stdout, "volunteer: %v\n", m["text"])
-			case "typing":
-				fmt.Fprintln(stdout, "[typing...]")
-			case "delivered":
-			case "ended":
-				fmt.Fprintf(stdout, "[the conversation ended (%v)]\n", m["by"])
-			case "requeued":
-				fmt.Fprintf(stdout, "[the connection to the volunteer was lost; you are back in the queue (%v messages may not have arrived)]\n", m["undelivered"])
-			default:
-				b, _ := json.Marshal(m)
-				fmt.Fprintf(stdout, "[%s]\n", b)
-			}
-			mu.Unlock()
+	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
+		switch m["type"] {
+		case "queued":
+			fmt.Fprintf(stdout, "[you are number %v in the queue, about %vs]\n", m["position"], m["estimated_wait_seconds"])
+		case "connected":
+			fmt.Fprintf(stdout, "[%v is here to listen]\n", m["alias"])
+		case "message":
+			fmt.Fprintf(stdout, "volunteer: %v\n", m["text"])
+		case "typing":
+			fmt.Fprintln(stdout, "[typing...]")
+		case "delivered":
+		case "ended":
+			fmt.Fprintf(stdout, "[the conversation ended (%v)]\n", m["by"])
+		case "requeued":
+			fmt.Fprintf(stdout, "[the connection to the volunteer was lost; you are back in the queue (%v messages may not have arrived)]\n", m["undelivered"])
+		default:
+			return false
 		}
-	}()
-	sc := bufio.NewScanner(stdin)
+		return true
+	})
 	n := 0
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
+	err = eachLine(stdin, func(line string) (bool, error) {
 		if line == "/end" {
 			_ = wsjson.Write(ctx, c, map[string]string{"type": "end"})
-			break
+			return true, nil
 		}
 		n++
 		if err := wsjson.Write(ctx, c, map[string]string{"type": "message", "id": fmt.Sprintf("m%d", n), "text": line}); err != nil {
-			return fmt.Errorf("chat: %w", err)
+			return true, fmt.Errorf("chat: %w", err)
 		}
+		return false, nil
+	})
+	if err != nil {
+		return err
 	}
 	_ = c.Close(websocket.StatusNormalClosure, "bye")
 	return nil
@@ -135,50 +126,38 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 	fmt.Fprintln(stdout, "signed in and available for chat. /accept, /decline, /end TOPIC AGE-GROUP, or type to answer")
 	var mu sync.Mutex
 	current := ""
-	go func() {
-		for {
-			var m map[string]any
-			if err := wsjson.Read(ctx, c, &m); err != nil {
-				return
+	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
+		switch m["type"] {
+		case "offer":
+			current, _ = m["contact"].(string)
+			from := ""
+			if f, ok := m["from_centre"].(string); ok && f != "" {
+				from = " from " + f
 			}
-			mu.Lock()
-			switch m["type"] {
-			case "offer":
-				current, _ = m["contact"].(string)
-				from := ""
-				if f, ok := m["from_centre"].(string); ok && f != "" {
-					from = " from " + f
-				}
-				fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
-			case "connected":
-				fmt.Fprintln(stdout, "[connected]")
-			case "message":
-				fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
-			case "ended":
-				fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
-			case "policy":
-				fmt.Fprintf(stdout, "[topics: %v; age groups: %v]\n", m["topics"], m["age_groups"])
-			case "categorised":
-				fmt.Fprintln(stdout, "[categorisation recorded]")
-			case "delivered", "availability", "typing":
-			default:
-				b, _ := json.Marshal(m)
-				fmt.Fprintf(stdout, "[%s]\n", b)
-			}
-			mu.Unlock()
+			fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
+		case "connected":
+			fmt.Fprintln(stdout, "[connected]")
+		case "message":
+			fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
+		case "ended":
+			fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
+		case "policy":
+			fmt.Fprintf(stdout, "[topics: %v; age groups: %v]\n", m["topics"], m["age_groups"])
+		case "categorised":
+			fmt.Fprintln(stdout, "[categorisation recorded]")
+		case "delivered", "availability", "typing":
+		default:
+			return false
 		}
-	}()
-	sc := bufio.NewScanner(stdin)
+		return true
+	})
 	n := 0
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+	return eachLine(stdin, func(line string) (bool, error) {
 		mu.Lock()
 		contact := current
 		mu.Unlock()
 		var msg map[string]any
 		switch f := strings.Fields(line); {
-		case line == "":
-			continue
 		case line == "/accept":
 			msg = map[string]any{"type": "accept", "contact": contact}
 		case line == "/decline":
@@ -196,7 +175,38 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 			n++
 			msg = map[string]any{"type": "message", "contact": contact, "id": fmt.Sprintf("r%d", n), "text": line}
 		}
-		if err := wsjson.Write(ctx, c, msg); err != nil {
+		return false, wsjson.Write(ctx, c, msg)
+	})
+}
+
+// showFrames prints the frames c receives until it closes: each through
+// show, holding mu (which guards what show sets aside); a frame show does
+// not know (it returns false) is printed as it came.
+func showFrames(ctx context.Context, c *websocket.Conn, stdout io.Writer, mu *sync.Mutex, show func(m map[string]any) bool) {
+	for {
+		var m map[string]any
+		if err := wsjson.Read(ctx, c, &m); err != nil {
+			return
+		}
+		mu.Lock()
+		if !show(m) {
+			b, _ := json.Marshal(m)
+			fmt.Fprintf(stdout, "[%s]\n", b)
+		}
+		mu.Unlock()
+	}
+}
+
+// eachLine calls do with each line typed, trimmed, skipping empty ones,
+// until stdin ends or do says stop or fails.
+func eachLine(stdin io.Reader, do func(line string) (stop bool, err error)) error {
+	sc := bufio.NewScanner(stdin)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" {
+			continue
+		}
+		if stop, err := do(line); stop || err != nil {
 			return err
 		}
 	}

@@ -22,6 +22,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 )
 
 // The real binary, two centres: a visitor at A (no volunteer there) talks
@@ -44,10 +46,10 @@ func TestBinaryOverflowChatAndPrivacyCanary(t *testing.T) {
 	b := &centre{id: "bodo"}
 	for _, c := range []*centre{a, b} {
 		c.dir = filepath.Join(root, c.id)
-		c.http = fmt.Sprintf("127.0.0.1:%d", freeTestPort(t))
+		c.http = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
 		run(t, bin, "init", "--dir", c.dir, "--centre", c.id, "--http", c.http,
-			"--p2p", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freeTestPort(t)),
-			"--gossip", fmt.Sprintf("127.0.0.1:%d", freeTestPort(t)))
+			"--p2p", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(t)),
+			"--gossip", fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t)))
 	}
 	a.proc = start(t, bin, "run", "--dir", a.dir, "--log-level", "debug")
 	waitReady(t, a.http)

@@ -36,8 +36,12 @@ func addClientFlags(fs *flag.FlagSet) clientFlags {
 	}
 }
 
+func newAdminClient(base, token string) *adminClient {
+	return &adminClient{base: base, token: token, http: &http.Client{Timeout: 30 * time.Second}}
+}
+
 func (f clientFlags) client() (*adminClient, error) {
-	c := &adminClient{base: *f.server, token: *f.token, http: &http.Client{Timeout: 30 * time.Second}}
+	c := newAdminClient(*f.server, *f.token)
 	if *f.dir != "" {
 		fc, err := node.LoadFileConfig(*f.dir)
 		if err != nil {
@@ -69,6 +73,15 @@ func (f clientFlags) client() (*adminClient, error) {
 		c.base = "http://" + c.base
 	}
 	return c, nil
+}
+
+// call sends one request (see do) to the centre the flags name.
+func (f clientFlags) call(ctx context.Context, method, path string, body, out any) error {
+	c, err := f.client()
+	if err != nil {
+		return err
+	}
+	return c.do(ctx, method, path, body, out)
 }
 
 // do sends a request and decodes a JSON reply into out, turning an error
@@ -147,12 +160,8 @@ func cmdCentreAdmit(ctx context.Context, args []string, stdout io.Writer) error 
 			Addrs: []string{strings.Replace(fc.P2PAddr, "/0.0.0.0/", "/127.0.0.1/", 1)}}
 		c.GossipAddr = strings.Replace(c.GossipAddr, "0.0.0.0", "127.0.0.1", 1)
 	}
-	client, err := cf.client()
-	if err != nil {
-		return fmt.Errorf("centre admit: %w", err)
-	}
 	var resp api.AdmitResponse
-	if err := client.do(ctx, http.MethodPost, "/v1/centres", c, &resp); err != nil {
+	if err := cf.call(ctx, http.MethodPost, "/v1/centres", c, &resp); err != nil {
 		return fmt.Errorf("centre admit: %w", err)
 	}
 	fmt.Fprintf(stdout, "admitted centre %s (%s)\n", resp.Centre.ID, resp.Centre.PeerID)
@@ -172,11 +181,7 @@ func cmdCentreRemove(ctx context.Context, args []string, stdout io.Writer) error
 	if *id == "" {
 		return fmt.Errorf("centre remove: --id is required")
 	}
-	client, err := cf.client()
-	if err != nil {
-		return fmt.Errorf("centre remove: %w", err)
-	}
-	if err := client.do(ctx, http.MethodDelete, "/v1/centres/"+*id, nil, nil); err != nil {
+	if err := cf.call(ctx, http.MethodDelete, "/v1/centres/"+*id, nil, nil); err != nil {
 		return fmt.Errorf("centre remove: %w", err)
 	}
 	fmt.Fprintf(stdout, "removed centre %s\n", *id)

@@ -7,13 +7,12 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"time"
 
-	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/centre"
+	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -53,77 +52,55 @@ type demoOptions struct {
 // runDemo starts a federation on loopback, prints how to reach it and runs
 // until ctx ends. A --dir from an earlier run is started again as it was.
 func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
+	local := centre.Local{
+		Root: o.dir,
+		Name: func(id string) string { return strings.ToUpper(id[:1]) + id[1:] },
+		HTTPAddr: func(_ string, i int) string {
+			return freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i))
+		},
+		Timing: node.TimingNational,
+		Logger: log,
+	}
+	fed := localfed.New(local.Driver())
+	defer func() { _ = fed.StopAll() }()
 	type running struct {
-		stop       func() error
 		http       string
 		id         string
 		dir        string
-		admit      *node.Node
 		volunteers []string
 	}
 	var centres []running
-	defer func() {
-		for i := len(centres) - 1; i >= 0; i-- {
-			_ = centres[i].stop()
-		}
-	}()
-	var firstJoin string
 	for i := range o.centres {
 		id := demoName(i)
 		dir := filepath.Join(o.dir, id)
-		fresh := false
-		if _, err := os.Stat(filepath.Join(dir, node.ConfigFile)); err != nil {
-			fresh = true
-			fc := node.FileConfig{
-				Centre: id, Name: strings.ToUpper(id[:1]) + id[1:],
-				HTTPAddr:   freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i)),
-				P2PAddr:    fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort()),
-				GossipAddr: fmt.Sprintf("127.0.0.1:%d", freePort()),
-			}
-			res, err := node.Init(dir, fc)
-			if err != nil {
-				return fmt.Errorf("demo: %w", err)
-			}
-			if i > 0 {
-				// What a coordinator does with `helpmesh centre admit`.
-				c := consensus.Centre{ID: id, Name: fc.Name, PeerID: res.PeerID, Addrs: []string{fc.P2PAddr}, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr}
-				actx, cancel := context.WithTimeout(ctx, 30*time.Second)
-				err := centres[0].admit.Propose(actx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpAdmitCentre, Centre: &c})
-				cancel()
-				if err != nil {
-					return fmt.Errorf("demo: admit %s: %w", id, err)
-				}
-			}
-		}
-		join := ""
-		if fresh && i > 0 {
-			join = firstJoin
-		}
-		n, srv, err := startCentre(ctx, dir, join, node.TimingNational, log)
+		existing, err := centre.Initialised(dir)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		if i == 0 {
-			firstJoin = n.P2PAddrs()[0]
+		sctx, cancel := context.WithTimeout(ctx, startWithin)
+		c, err := fed.Add(sctx, id)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
 		}
-		c := running{stop: func() error { return stopCentre(n, srv) }, http: srv.Addr(), id: id, dir: dir, admit: n}
-		if fresh {
+		r := running{http: c.Addr(), id: id, dir: dir}
+		if existing {
+			for _, v := range c.Node().Roster().Volunteers {
+				if v.Centre == id {
+					r.volunteers = append(r.volunteers, v.ID)
+				}
+			}
+		} else {
 			token, err := node.LoadAdminToken(dir)
 			if err != nil {
 				return err
 			}
-			client := &adminClient{base: "http://" + c.http, token: token, http: &http.Client{Timeout: 30 * time.Second}}
-			if c.volunteers, err = seedVolunteers(ctx, client, id, i); err != nil {
+			client := newAdminClient("http://"+r.http, token)
+			if r.volunteers, err = seedVolunteers(ctx, client, id, i); err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
-		} else {
-			for _, v := range n.Roster().Volunteers {
-				if v.Centre == id {
-					c.volunteers = append(c.volunteers, v.ID)
-				}
-			}
 		}
-		centres = append(centres, c)
+		centres = append(centres, r)
 	}
 	fmt.Fprintf(stdout, "helpmesh demo: %d centres on loopback, data in %s\n\n", len(centres), o.dir)
 	for _, c := range centres {
@@ -170,14 +147,6 @@ func freeOr(addr string) string {
 		l.Close()
 		return addr
 	}
-	return fmt.Sprintf("127.0.0.1:%d", freePort())
-}
-
-func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	p, _ := localfed.FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }

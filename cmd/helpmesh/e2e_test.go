@@ -6,7 +6,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -37,11 +37,11 @@ func TestBinaryFederationJoinAndKill9(t *testing.T) {
 	centres := []*centre{{id: "oslo"}, {id: "bergen"}, {id: "tromso"}}
 	for _, c := range centres {
 		c.dir = filepath.Join(root, c.id)
-		c.http = fmt.Sprintf("127.0.0.1:%d", freeTestPort(t))
+		c.http = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
 		out := run(t, bin, "init", "--dir", c.dir, "--centre", c.id, "--name", "Centre "+c.id,
 			"--http", c.http,
-			"--p2p", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freeTestPort(t)),
-			"--gossip", fmt.Sprintf("127.0.0.1:%d", freeTestPort(t)))
+			"--p2p", fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(t)),
+			"--gossip", fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t)))
 		if !strings.Contains(out, "peer id:") {
 			t.Fatalf("init printed no peer id:\n%s", out)
 		}
@@ -331,14 +331,4 @@ func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) 
 		time.Sleep(100 * time.Millisecond)
 	}
 	t.Logf("%s: %v", what, time.Since(begin).Round(time.Millisecond))
-}
-
-func freeTestPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

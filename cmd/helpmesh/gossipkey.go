@@ -22,12 +22,8 @@ func cmdGossipKey(ctx context.Context, args []string, stdout io.Writer) error {
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	client, err := cf.client()
-	if err != nil {
-		return fmt.Errorf("gossip-key rotate: %w", err)
-	}
 	var resp api.GossipKeyResponse
-	if err := client.do(ctx, http.MethodPost, "/v1/federation/gossip-key", struct{}{}, &resp); err != nil {
+	if err := cf.call(ctx, http.MethodPost, "/v1/federation/gossip-key", struct{}{}, &resp); err != nil {
 		return fmt.Errorf("gossip-key rotate: %w", err)
 	}
 	fmt.Fprintf(stdout, "gossip key rotated to generation %d\n", resp.Generation)

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/api"
+	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/node"
 )
@@ -34,11 +35,7 @@ const (
 func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError) // flags
 	dir := fs.String("dir", "/data", "the centre's data directory")
-	id := fs.String("centre", "", "the centre's id")
-	name := fs.String("name", "", "the centre's name")
-	httpAddr := fs.String("http", "0.0.0.0:8080", "HTTP listen address")
-	p2p := fs.String("p2p", "/ip4/0.0.0.0/tcp/4001", "libp2p listen multiaddr")
-	gossip := fs.String("gossip", "0.0.0.0:7946", "gossip listen address")
+	nf := addNewCentreFlags(fs, "0.0.0.0:8080")
 	advertise := fs.String("advertise", "", "host name other centres reach this one by (default: the host name)")
 	bootstrap := fs.Bool("bootstrap", false, "this is the first centre: start a new federation and share the admin token")
 	joinVia := fs.String("join-via", "", "the first centre's API, e.g. http://centre-a:8080, to admit this centre at")
@@ -50,7 +47,8 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	if *id == "" {
+	fc := nf.fileConfig()
+	if fc.Centre == "" {
 		return fmt.Errorf("up: --centre is required")
 	}
 	if *bootstrap == (*joinVia != "") {
@@ -58,9 +56,6 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	if *tokenFile == "" {
 		return fmt.Errorf("up: --token-file is required")
-	}
-	if *name == "" {
-		*name = *id
 	}
 	if *advertise == "" {
 		h, err := os.Hostname()
@@ -80,11 +75,13 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	log := newLogger(stderr, *logLevel)
 
-	if _, err := os.Stat(filepath.Join(*dir, node.ConfigFile)); errors.Is(err, iofs.ErrNotExist) {
-		res, err := node.Init(*dir, node.FileConfig{
-			Centre: *id, Name: *name, HTTPAddr: *httpAddr, P2PAddr: *p2p, GossipAddr: *gossip,
-			Web: node.WebConfig{TrustedProxies: proxies},
-		})
+	existing, err := centre.Initialised(*dir)
+	if err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	if !existing {
+		fc.Web.TrustedProxies = proxies
+		res, err := node.Init(*dir, fc)
 		if err != nil {
 			return fmt.Errorf("up: %w", err)
 		}
@@ -95,8 +92,6 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 				return fmt.Errorf("up: %w", err)
 			}
 		}
-	} else if err != nil {
-		return fmt.Errorf("up: %w", err)
 	}
 	if *bootstrap {
 		tok, err := node.LoadAdminToken(*dir)
@@ -124,18 +119,22 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("joining", "through", join)
 	}
 
-	n, srv, err := startCentre(ctx, *dir, join, node.TimingNational, log)
+	cfg, err := centre.ConfigFromDir(*dir, join, log)
 	if err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
-	if join != "" {
+	recordJoin := func() {
+		if join == "" {
+			return
+		}
 		if err := os.WriteFile(filepath.Join(*dir, upJoinedFile), []byte(join+"\n"), 0o600); err != nil {
 			log.Warn("could not record the join", "err", err)
 		}
 	}
-	log.Info("serving", "http", srv.Addr(), "p2p", n.P2PAddrs(), "gossip", n.GossipAddr())
-	<-ctx.Done()
-	return drainThenStop(n, srv, *drain, log)
+	if err := serve(ctx, cfg, *drain, log, recordJoin); err != nil {
+		return fmt.Errorf("up: %w", err)
+	}
+	return nil
 }
 
 func writeTokenFile(path, tok string) error {
@@ -202,7 +201,7 @@ func tryAdmit(ctx context.Context, joinVia, tokenFile string, c consensus.Centre
 	if err != nil {
 		return "", err
 	}
-	client := &adminClient{base: strings.TrimRight(joinVia, "/"), token: strings.TrimSpace(string(b)), http: &http.Client{Timeout: 30 * time.Second}}
+	client := newAdminClient(strings.TrimRight(joinVia, "/"), strings.TrimSpace(string(b)))
 	var resp api.AdmitResponse
 	if err := client.do(ctx, http.MethodPost, "/v1/centres", c, &resp); err != nil {
 		return "", err

@@ -24,6 +24,8 @@ import (
 	"time"
 
 	"github.com/anishathalye/porcupine"
+
+	"github.com/helpmesh/helpmesh/internal/rostermodel"
 )
 
 // The roster, seen through the HTTP API while containers are killed, paused
@@ -37,51 +39,14 @@ import (
 // histKeys are the volunteers the history writes; their home is centre-a.
 var histKeys = []string{"hist-0", "hist-1", "hist-2"}
 
-// histOp is one history operation on one key. A write sets the volunteer's
-// alias to Value; a read observes the alias ("" while the volunteer is absent).
-type histOp struct {
-	Key   string
-	Write bool
-	Value string
-}
+// histOp is one history operation on one key: the roster's porcupine model
+// (internal/rostermodel), shared with node's in-process test. A write sets
+// the volunteer's alias to Value; a read observes the alias ("" while the
+// volunteer is absent).
+type histOp = rostermodel.Op
 
 // histModel is a register per volunteer id, partitioned by id.
-var histModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		for _, op := range history {
-			k := op.Input.(histOp).Key
-			byKey[k] = append(byKey[k], op)
-		}
-		keys := make([]string, 0, len(byKey))
-		for k := range byKey {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		out := make([][]porcupine.Operation, 0, len(keys))
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
-		in := input.(histOp)
-		if in.Write {
-			return true, in.Value
-		}
-		return output.(string) == state.(string), state
-	},
-	Equal: func(a, b any) bool { return a.(string) == b.(string) },
-	DescribeOperation: func(input, output any) string {
-		in := input.(histOp)
-		if in.Write {
-			return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
-		}
-		return fmt.Sprintf("get(%s) -> %q", in.Key, output)
-	},
-	DescribeState: func(state any) string { return fmt.Sprintf("%q", state) },
-}
+var histModel = rostermodel.Model()
 
 // summary is what the roster history client did.
 type summary struct {
@@ -343,35 +308,8 @@ func checkHistory(name, dir string, history []porcupine.Operation, timeout time.
 	if mkErr := os.MkdirAll(dir, 0o755); mkErr != nil {
 		return res, illegal, fmt.Errorf("porcupine says %s (keys %v), and no artifacts dir: %v", res, illegal, mkErr)
 	}
-	base := filepath.Join(dir, strings.NewReplacer("/", "_", " ", "_").Replace(name))
-	html := base + ".html"
-	if verr := porcupine.VisualizePath(histModel, info, html); verr != nil {
-		html = "(visualization failed: " + verr.Error() + ")"
-	}
-	dump := base + ".history.txt"
-	_ = os.WriteFile(dump, []byte(formatHist(history)), 0o644)
+	html, dump := rostermodel.WriteArtifacts(dir, name, info, history, time.Second)
 	return res, illegal, fmt.Errorf("porcupine says %s (illegal keys %v): visualization %s, history %s", res, illegal, html, dump)
-}
-
-func formatHist(history []porcupine.Operation) string {
-	ops := append([]porcupine.Operation(nil), history...)
-	sort.SliceStable(ops, func(i, j int) bool {
-		ki, kj := ops[i].Input.(histOp).Key, ops[j].Input.(histOp).Key
-		if ki != kj {
-			return ki < kj
-		}
-		return ops[i].Call < ops[j].Call
-	})
-	var b strings.Builder
-	for _, op := range ops {
-		ret := fmt.Sprintf("%.3fs", float64(op.Return)/1e9)
-		if op.Return == math.MaxInt64 {
-			ret = "?(ambiguous)"
-		}
-		fmt.Fprintf(&b, "client %d  [%.3fs, %s]  %s  %v\n", op.ClientId, float64(op.Call)/1e9, ret,
-			histModel.DescribeOperation(op.Input, op.Output), op.Metadata)
-	}
-	return b.String()
 }
 
 // check stops the clients, logs what they did and fails the test unless
