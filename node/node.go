@@ -236,7 +236,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.onRosterChange()
+	n.onRosterChange(n.consensus.Roster())
 
 	if join != nil {
 		resp, err := n.joinThrough(ctx, *join)
@@ -324,35 +324,59 @@ func (n *Node) start(ctx context.Context) error {
 
 // Stop leaves the gossip, stops Raft and closes the host. Idempotent.
 func (n *Node) Stop() error {
-	n.stopOnce.Do(func() {
-		n.stopDesk()
-		n.logFinalTallies()
-		n.stop.Stop()
-		var errs []error
-		if n.gossip != nil {
-			errs = append(errs, n.gossip.Stop())
-		}
-		if n.consensus != nil {
-			errs = append(errs, n.consensus.Stop())
-		}
-		if n.host != nil {
-			errs = append(errs, n.host.Close())
-		}
-		n.refused.Close()
-		if err := errors.Join(errs...); err != nil {
-			n.stopErr = fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
-		}
-	})
+	n.stopOnce.Do(func() { n.stopErr = n.teardown(false) })
 	return n.stopErr
 }
 
-func (n *Node) stopDesk() {
+// crash stops the node the way a power cut would look to the others: gossip
+// is shut without a goodbye. Used by tests.
+func (n *Node) crash() {
+	n.stopOnce.Do(func() { _ = n.teardown(true) })
+}
+
+// teardown stops what start made, each part before those it uses: the desk
+// first, so no contact is routed through a part already gone; then the
+// node's own loops, which read the gossip and the roster; then the gossip,
+// Raft and, last, the host they all talk through. A crash differs only in
+// what the others see: streams reset rather than closed, gossip gone without
+// a goodbye, and no tallies logged.
+func (n *Node) teardown(crash bool) error {
 	if n.router != nil {
 		n.router.Close()
+	}
+	if crash && n.host != nil {
+		// A crash drops every stream at once: reset the host's connections
+		// before the switchboard could say goodbye on them.
+		for _, c := range n.host.Network().Conns() {
+			_ = c.Close()
+		}
 	}
 	if n.sb != nil {
 		n.sb.Close()
 	}
+	if !crash {
+		n.logFinalTallies()
+	}
+	n.stop.Stop()
+	var errs []error
+	if n.gossip != nil {
+		leave := n.gossip.Stop
+		if crash {
+			leave = n.gossip.Crash
+		}
+		errs = append(errs, leave())
+	}
+	if n.consensus != nil {
+		errs = append(errs, n.consensus.Stop())
+	}
+	if n.host != nil {
+		errs = append(errs, n.host.Close())
+	}
+	n.refused.Close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
+	}
+	return nil
 }
 
 // Centre returns this centre's id.
@@ -416,19 +440,14 @@ func sameCentre(a, b consensus.Centre) bool {
 // waitForSelfInRoster waits until a joining centre has caught up far enough
 // to see its own admission.
 func (n *Node) waitForSelfInRoster(ctx context.Context) error {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	for {
-		if _, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("catch up with the roster: %w", ctx.Err())
-		case <-changes:
-		case <-time.After(200 * time.Millisecond):
-		}
+	err := n.consensus.Watch(ctx, consensus.Wake{Every: 200 * time.Millisecond}, func(r consensus.Roster) bool {
+		_, ok := r.Centres[n.cfg.Centre]
+		return ok
+	})
+	if err != nil {
+		return fmt.Errorf("catch up with the roster: %w", err)
 	}
+	return nil
 }
 
 // refreshSelfLoop keeps this centre's roster entry true to its real
@@ -436,54 +455,37 @@ func (n *Node) waitForSelfInRoster(ctx context.Context) error {
 // port). It runs in the background because a centre cut off from the quorum
 // must still start and answer its own visitors.
 func (n *Node) refreshSelfLoop(ctx context.Context) {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		if have, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
-			want := n.selfEntry()
-			if sameCentre(have, want) {
-				return
-			}
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := n.consensus.Propose(pctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpUpdateCentre, Centre: &want})
-			cancel()
-			if err == nil {
-				n.log.Info("refreshed own roster entry")
-			} else if ctx.Err() == nil {
-				n.log.Warn("could not refresh own roster entry yet", "err", err)
-			}
+	_ = n.consensus.Watch(ctx, consensus.Wake{Every: 5 * time.Second}, func(r consensus.Roster) bool {
+		have, ok := r.Centres[n.cfg.Centre]
+		if !ok {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-t.C:
+		want := n.selfEntry()
+		if sameCentre(have, want) {
+			return true
 		}
-	}
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		err := n.consensus.Propose(pctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpUpdateCentre, Centre: &want})
+		cancel()
+		if err == nil {
+			n.log.Info("refreshed own roster entry")
+		} else if ctx.Err() == nil {
+			n.log.Warn("could not refresh own roster entry yet", "err", err)
+		}
+		return false
+	})
 }
 
 // rosterWatch keeps the allowlist, the peerstore and the gossip in step with
-// the roster.
+// the roster. start has done it once already.
 func (n *Node) rosterWatch(ctx context.Context) {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-t.C:
-		}
-		n.onRosterChange()
-	}
+	_ = n.consensus.Watch(ctx, consensus.Wake{Every: 2 * time.Second, WaitFirst: true}, func(r consensus.Roster) bool {
+		n.onRosterChange(r)
+		return false
+	})
 }
 
-func (n *Node) onRosterChange() {
-	r := n.consensus.Roster()
+func (n *Node) onRosterChange(r consensus.Roster) {
 	for _, c := range r.Centres {
 		n.learnCentre(c)
 	}
@@ -607,35 +609,4 @@ func (n *Node) gossipRejoinLoop(ctx context.Context) {
 			cancel()
 		}
 	}
-}
-
-// crash stops the node the way a power cut would look to the others: gossip
-// is shut without a goodbye. Used by tests.
-func (n *Node) crash() {
-	n.stopOnce.Do(func() {
-		if n.router != nil {
-			n.router.Close()
-		}
-		// A crash drops every stream at once: reset the host's connections
-		// before the switchboard could say goodbye on them.
-		if n.host != nil {
-			for _, c := range n.host.Network().Conns() {
-				_ = c.Close()
-			}
-		}
-		if n.sb != nil {
-			n.sb.Close()
-		}
-		n.stop.Stop()
-		if n.gossip != nil {
-			_ = n.gossip.Crash()
-		}
-		if n.consensus != nil {
-			_ = n.consensus.Stop()
-		}
-		if n.host != nil {
-			_ = n.host.Close()
-		}
-		n.refused.Close()
-	})
 }
