@@ -231,9 +231,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		Languages: slices.Clone(vol.Languages), Capacity: vol.Capacity,
 	}, c)
 	if err != nil {
-		ws.sendThenClose(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
-			websocket.StatusPolicyViolation, "the console could not open: "+errorCode(err))
-		ws.run(func(websocket.MessageType, []byte) {})
+		ws.refuseErr(err, "the console could not open")
 		return
 	}
 	c.console = console
