@@ -185,16 +185,12 @@ func (s *Server) closeConsole(volunteer, sessionKey, reason string) {
 }
 
 func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
-	if typ != websocket.MessageText {
-		c.ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
-		return
-	}
-	f, err := decodeConsoleFrame(b)
-	if err != nil {
-		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+	f, ok := readFrame(c.ws, typ, b, decodeConsoleFrame)
+	if !ok {
 		return
 	}
 	cs := c.console
+	var err error
 	switch f.Type {
 	case "available":
 		err = cs.SetAvailable(f.Channel, *f.On)

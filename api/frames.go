@@ -11,6 +11,8 @@ import (
 	"io"
 	"unicode/utf8"
 
+	"github.com/coder/websocket"
+
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -142,6 +144,23 @@ func encodeFrame(v any) []byte {
 		b, _ = json.Marshal(errorFrame{Type: "error", Code: "internal", Error: "a frame could not be encoded"})
 	}
 	return b
+}
+
+// readFrame decodes one incoming frame of a socket. A frame it refuses is
+// answered with an error frame, and the socket goes on: one bad frame is
+// the sender's mistake, not a reason to end a conversation.
+func readFrame[F any](ws *wsock, typ websocket.MessageType, b []byte, decode func([]byte) (F, error)) (F, bool) {
+	var f F
+	if typ != websocket.MessageText {
+		ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
+		return f, false
+	}
+	f, err := decode(b)
+	if err != nil {
+		ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+		return f, false
+	}
+	return f, true
 }
 
 // errorCode maps a switchboard refusal to an error frame code.

@@ -122,13 +122,8 @@ func (v *visitorConn) end() {
 }
 
 func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
-	if typ != websocket.MessageText {
-		v.ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
-		return
-	}
-	f, err := decodeVisitorFrame(b)
-	if err != nil {
-		v.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+	f, ok := readFrame(v.ws, typ, b, decodeVisitorFrame)
+	if !ok {
 		return
 	}
 	switch f.Type {
