@@ -1,78 +1,11 @@
 package api
 
-// The volunteer console socket.
-//
-// # GET /v1/console
-//
-// Needs the helpmesh_session cookie from POST /v1/volunteer/login, and the
-// page's own origin (no cross-origin console, whatever AllowedOrigins says).
-// Before the upgrade: 401 unauthorized (no or expired session, or the
-// volunteer is no longer this centre's) and 503 not_ready as JSON errors; 403
-// (text/plain) for a foreign Origin. Opening a second console for the same
-// volunteer closes the first (1008 "signed in elsewhere").
-//
-// Frames are JSON objects in text frames, at most 16 KiB each (a bigger one
-// closes with 1009), decoded strictly as on the visitor's socket.
-//
-// Server to volunteer:
-//
-//	{"type":"policy","topics":["family","other"],"age_groups":["unknown","under-13",...]}
-//	    First frame: what "end" may categorise with.
-//	{"type":"availability","channels":{"chat":true,"phone":false},"active":1,"capacity":2}
-//	    The volunteer's own state: on or off per channel, conversations
-//	    open, capacity. Sent on connect and on every change.
-//	{"type":"offer","contact":"<id>","channel":"chat","language":"nb","from_centre":"bergen","ring_seconds":20}
-//	    A contact rings: answer with accept or decline within ring_seconds.
-//	    from_centre names the visitor's centre when the contact overflowed
-//	    from another centre; it is omitted for this centre's own visitors.
-//	{"type":"offer_withdrawn","contact":"<id>","reason":"no answer in time"}
-//	    The offer stopped ringing (declined, timed out, the visitor left,
-//	    answered elsewhere, signed out).
-//	{"type":"connected","contact":"<id>","from_centre":"bergen"}
-//	    The conversation is open (from_centre omitted if local).
-//	{"type":"message","contact":"<id>","id":"c1","text":"..."}
-//	    The visitor's message; id is the visitor's message id.
-//	{"type":"typing","contact":"<id>"}
-//	{"type":"delivered","contact":"<id>","id":"v17"}
-//	    The volunteer's message v17 reached the visitor's centre.
-//	{"type":"ended","contact":"<id>","by":"visitor"}
-//	    The visitor left (by is "visitor"). The volunteer still sends "end"
-//	    with the categorisation.
-//	{"type":"lost","contact":"<id>","undelivered":1}
-//	    The visitor's centre was lost mid-conversation; undelivered counts
-//	    the volunteer's unacknowledged messages. Nothing to categorise.
-//	{"type":"categorised","contact":"<id>"}
-//	    The answer to a successful "end": the conversation is over and its
-//	    categorisation recorded.
-//	{"type":"error","code":"offer_gone","error":"...","contact":"<id>","id":"v17"}
-//	    The last frame was refused; nothing else changed. contact and id are
-//	    those of the refused frame, when it had them. Codes: malformed,
-//	    bad_frame, unknown_type (as for visitors), bad_message, bad_request
-//	    (unknown channel, topic or age group), unknown_contact (no such
-//	    conversation), offer_gone (the offer was withdrawn or taken),
-//	    not_signed_in, closed, internal.
-//	{"type":"closed","reason":"logged out"}
-//	    The server is closing the console (logged out, signed in elsewhere,
-//	    password changed, removed from the roster, shutting down); the
-//	    socket closes with 1008 (1001 when the centre shuts down).
-//
-// Volunteer to server:
-//
-//	{"type":"available","channel":"chat","on":true}
-//	{"type":"accept","contact":"<id>"}
-//	{"type":"decline","contact":"<id>"}
-//	{"type":"message","contact":"<id>","id":"v17","text":"..."}
-//	    id 1-64 bytes, text 1-4000 bytes of UTF-8.
-//	{"type":"typing","contact":"<id>"}
-//	    Ignored when the conversation is not open.
-//	{"type":"end","contact":"<id>","topics":["family"],"age_group":"16-18"}
-//	    Ends the conversation if it is still open, and records its
-//	    categorisation (1-8 topics from the policy, one age group); also
-//	    categorises a conversation the visitor ended. No free text.
-//
-// Closing the console signs the volunteer out: a ringing offer moves on,
-// and visitors still in conversation with them go back to the front of the
-// queue ("requeued"). Logging out closes the console.
+// The volunteer console socket, GET /v1/console: a signed-in volunteer's
+// offers, conversations and categorisations. The protocol (frames, error
+// codes, closes) is in docs/api.md, "The console"; here the volunteer's
+// frames are shape-checked and handed to the switchboard, which decides
+// what they mean. A console is same-origin only, whatever AllowedOrigins
+// says: a partner site may embed the chat, never a volunteer's desk.
 
 import (
 	"errors"
@@ -231,9 +164,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		Languages: slices.Clone(vol.Languages), Capacity: vol.Capacity,
 	}, c)
 	if err != nil {
-		ws.sendThenClose(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
-			websocket.StatusPolicyViolation, "the console could not open: "+errorCode(err))
-		ws.run(func(websocket.MessageType, []byte) {})
+		ws.refuseErr(err, "the console could not open")
 		return
 	}
 	c.console = console
@@ -254,16 +185,12 @@ func (s *Server) closeConsole(volunteer, sessionKey, reason string) {
 }
 
 func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
-	if typ != websocket.MessageText {
-		c.ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
-		return
-	}
-	f, err := decodeConsoleFrame(b)
-	if err != nil {
-		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+	f, ok := readFrame(c.ws, typ, b, decodeConsoleFrame)
+	if !ok {
 		return
 	}
 	cs := c.console
+	var err error
 	switch f.Type {
 	case "available":
 		err = cs.SetAvailable(f.Channel, *f.On)

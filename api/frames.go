@@ -11,6 +11,9 @@ import (
 	"io"
 	"unicode/utf8"
 
+	"github.com/coder/websocket"
+
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -127,10 +130,10 @@ type (
 		RetryAfterSeconds int `json:"retry_after_seconds,omitempty"`
 	}
 	queueFullFrame struct {
-		Type             string                `json:"type"`
-		Code             string                `json:"code"`
-		Error            string                `json:"error"`
-		EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
+		Type             string                      `json:"type"`
+		Code             string                      `json:"code"`
+		Error            string                      `json:"error"`
+		EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers"`
 	}
 )
 
@@ -143,34 +146,50 @@ func encodeFrame(v any) []byte {
 	return b
 }
 
+// readFrame decodes one incoming frame of a socket. A frame it refuses is
+// answered with an error frame, and the socket goes on: one bad frame is
+// the sender's mistake, not a reason to end a conversation.
+func readFrame[F any](ws *wsock, typ websocket.MessageType, b []byte, decode func([]byte) (F, error)) (F, bool) {
+	var f F
+	if typ != websocket.MessageText {
+		ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
+		return f, false
+	}
+	f, err := decode(b)
+	if err != nil {
+		ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+		return f, false
+	}
+	return f, true
+}
+
 // errorCode maps a switchboard refusal to an error frame code.
 func errorCode(err error) string {
 	var fe *frameError
-	switch {
-	case errors.As(err, &fe):
+	if errors.As(err, &fe) {
 		return fe.code
-	case errors.Is(err, switchboard.ErrBadMessage):
-		return "bad_message"
-	case errors.Is(err, switchboard.ErrUnknownContact):
-		return "unknown_contact"
-	case errors.Is(err, switchboard.ErrOfferGone):
-		return "offer_gone"
-	case errors.Is(err, switchboard.ErrNotSignedIn):
-		return "not_signed_in"
-	case errors.Is(err, switchboard.ErrEnded):
-		return "ended"
-	case errors.Is(err, switchboard.ErrClosed):
-		return "closed"
-	case errors.Is(err, switchboard.ErrBadRequest):
-		return "bad_request"
-	case errors.Is(err, switchboard.ErrDraining):
-		return "draining"
-	case errors.Is(err, switchboard.ErrFlooding):
-		return "flooding"
-	case errors.Is(err, switchboard.ErrSlowDown):
-		return "slow_down"
-	case errors.Is(err, switchboard.ErrQueueFull):
-		return "queue_full"
+	}
+	// In this order: the first that err is wins.
+	codes := []struct {
+		err  error
+		code string
+	}{
+		{switchboard.ErrBadMessage, "bad_message"},
+		{switchboard.ErrUnknownContact, "unknown_contact"},
+		{switchboard.ErrOfferGone, "offer_gone"},
+		{switchboard.ErrNotSignedIn, "not_signed_in"},
+		{switchboard.ErrEnded, "ended"},
+		{switchboard.ErrClosed, "closed"},
+		{switchboard.ErrBadRequest, "bad_request"},
+		{switchboard.ErrDraining, "draining"},
+		{switchboard.ErrFlooding, "flooding"},
+		{switchboard.ErrSlowDown, "slow_down"},
+		{switchboard.ErrQueueFull, "queue_full"},
+	}
+	for _, c := range codes {
+		if errors.Is(err, c.err) {
+			return c.code
+		}
 	}
 	return "internal"
 }

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/channels"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -81,21 +82,18 @@ func (s *Server) pageHeaders(w http.ResponseWriter, embeddable bool) {
 
 // Info is what the public pages need before a chat starts.
 type Info struct {
-	Centre           string                `json:"centre"`
-	Name             string                `json:"name"`
-	Languages        []string              `json:"languages"`
-	Open             bool                  `json:"open"`
-	VolunteersFree   bool                  `json:"volunteers_free"`
-	EmergencyNumbers []emergencyNumberView `json:"emergency_numbers"`
-	Topics           []string              `json:"topics"`
-	AgeGroups        []string              `json:"age_groups"`
+	Centre         string   `json:"centre"`
+	Name           string   `json:"name"`
+	Languages      []string `json:"languages"`
+	Open           bool     `json:"open"`
+	VolunteersFree bool     `json:"volunteers_free"`
+	// EmergencyNumbers are the policy's, as the roster has them: they are
+	// public, for the page to show when nobody can answer.
+	EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers"`
+	Topics           []string                    `json:"topics"`
+	AgeGroups        []string                    `json:"age_groups"`
 	// QuickExitURL is where the page's quick exit goes (Config.QuickExitURL).
 	QuickExitURL string `json:"quick_exit_url"`
-}
-
-type emergencyNumberView struct {
-	Name   string `json:"name"`
-	Number string `json:"number"`
 }
 
 // info answers GET /v1/info: public, cacheable for a few seconds, no
@@ -109,9 +107,7 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 		Languages: p.Languages, Open: p.OpenAt(time.Now()), Topics: p.Topics, AgeGroups: switchboard.AgeGroups,
 		QuickExitURL: s.cfg.QuickExitURL,
 	}
-	for _, e := range p.EmergencyNumbers {
-		in.EmergencyNumbers = append(in.EmergencyNumbers, emergencyNumberView{e.Name, e.Number})
-	}
+	in.EmergencyNumbers = append(in.EmergencyNumbers, p.EmergencyNumbers...)
 	for _, c := range s.cfg.Centre.Federation().Centres {
 		if c.Gossip != "alive" || c.Availability == nil {
 			continue

@@ -214,6 +214,19 @@ func (ws *wsock) run(handle func(websocket.MessageType, []byte)) {
 	ws.shutdown(websocket.StatusNormalClosure, "")
 }
 
+// refuse ends a socket that cannot go on: a last frame and a close, then
+// run with nothing handled, so the close handshake completes.
+func (ws *wsock) refuse(last any, code websocket.StatusCode, reason string) {
+	ws.sendThenClose(last, code, reason)
+	ws.run(func(websocket.MessageType, []byte) {})
+}
+
+// refuseErr refuses with err's error frame; why starts the close reason.
+func (ws *wsock) refuseErr(err error, why string) {
+	ws.refuse(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
+		websocket.StatusPolicyViolation, why+": "+errorCode(err))
+}
+
 // finish waits for the writer and pinger after run.
 func (ws *wsock) finish() {
 	<-ws.writerDone

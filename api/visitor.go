@@ -92,23 +92,19 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	h, err := sb.StartContact(channel, lang, v)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
-		ws.sendThenClose(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
+		ws.refuse(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
 			websocket.StatusTryAgainLater, "the centre is restarting")
-		ws.run(func(websocket.MessageType, []byte) {})
 		return
 	}
 	if errors.Is(err, switchboard.ErrQueueFull) {
 		// An honest answer instead of a place nobody reaches: the page
 		// shows the policy's emergency numbers (also in /v1/info).
 		s.refusals.count(whoVisitor, refusedQueueFull)
-		ws.sendThenClose(s.queueFullFrame(), websocket.StatusTryAgainLater, "the queue is full")
-		ws.run(func(websocket.MessageType, []byte) {})
+		ws.refuse(s.queueFullFrame(), websocket.StatusTryAgainLater, "the queue is full")
 		return
 	}
 	if err != nil {
-		ws.sendThenClose(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()},
-			websocket.StatusPolicyViolation, "the chat could not start: "+errorCode(err))
-		ws.run(func(websocket.MessageType, []byte) {})
+		ws.refuseErr(err, "the chat could not start")
 		return
 	}
 	v.h = h
@@ -126,13 +122,8 @@ func (v *visitorConn) end() {
 }
 
 func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
-	if typ != websocket.MessageText {
-		v.ws.send(errorFrame{Type: "error", Code: "bad_frame", Error: "send JSON in text frames, not binary"})
-		return
-	}
-	f, err := decodeVisitorFrame(b)
-	if err != nil {
-		v.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+	f, ok := readFrame(v.ws, typ, b, decodeVisitorFrame)
+	if !ok {
 		return
 	}
 	switch f.Type {
@@ -218,11 +209,10 @@ func (v *visitorConn) Closed(reason string) {
 // else to turn, now.
 func (s *Server) queueFullFrame() queueFullFrame {
 	f := queueFullFrame{
-		Type: "error", Code: "queue_full", EmergencyNumbers: []emergencyNumberView{},
-		Error: "Everyone here is busy and the queue is full. Please try again in a few minutes. If you are in danger now, call an emergency number.",
-	}
-	for _, e := range s.cfg.Centre.Roster().Policy.EmergencyNumbers {
-		f.EmergencyNumbers = append(f.EmergencyNumbers, emergencyNumberView{e.Name, e.Number})
+		Type: "error", Code: "queue_full",
+		// Never null: the page shows the list, empty or not.
+		EmergencyNumbers: append([]consensus.EmergencyNumber{}, s.cfg.Centre.Roster().Policy.EmergencyNumbers...),
+		Error:            "Everyone here is busy and the queue is full. Please try again in a few minutes. If you are in danger now, call an emergency number.",
 	}
 	return f
 }

@@ -292,13 +292,9 @@ func (c *Consensus) IsLeader() bool { return c.raft.State() == raft.Leader }
 // allowlist includes them so a restarted centre accepts its leader even before
 // its roster has caught up.
 func (c *Consensus) Servers() []string {
-	f := c.raft.GetConfiguration()
-	if f.Error() != nil {
-		return nil
-	}
 	var out []string
-	for _, s := range f.Configuration().Servers {
-		out = append(out, string(s.Address))
+	for _, m := range c.Members() {
+		out = append(out, m.PeerID)
 	}
 	return out
 }

@@ -21,24 +21,8 @@ func apply(r *Roster, cmd Command) error {
 		return err
 	}
 	switch cmd.Op {
-	case OpAdmitCentre:
-		c := *cmd.Centre
-		if _, ok := r.Centres[c.ID]; ok {
-			return fmt.Errorf("admit centre %q: %w", c.ID, ErrDuplicate)
-		}
-		if other, ok := r.CentreByPeer(c.PeerID); ok {
-			return fmt.Errorf("admit centre %q: peer id already belongs to centre %q: %w", c.ID, other.ID, ErrDuplicate)
-		}
-		r.Centres[c.ID] = c
-	case OpUpdateCentre:
-		c := *cmd.Centre
-		if _, ok := r.Centres[c.ID]; !ok {
-			return fmt.Errorf("update centre %q: %w", c.ID, ErrUnknownCentre)
-		}
-		if other, ok := r.CentreByPeer(c.PeerID); ok && other.ID != c.ID {
-			return fmt.Errorf("update centre %q: peer id already belongs to centre %q: %w", c.ID, other.ID, ErrDuplicate)
-		}
-		r.Centres[c.ID] = c
+	case OpAdmitCentre, OpUpdateCentre:
+		return putCentre(r, cmd.Op == OpUpdateCentre, *cmd.Centre)
 	case OpRemoveCentre:
 		if _, ok := r.Centres[cmd.ID]; !ok {
 			return fmt.Errorf("remove centre %q: %w", cmd.ID, ErrUnknownCentre)
@@ -69,6 +53,27 @@ func apply(r *Roster, cmd Command) error {
 	case OpRotateGossipKey:
 		return rotateGossipKey(r, *cmd.GossipKey)
 	}
+	return nil
+}
+
+// putCentre admits c, or updates it when update is set. Either way its peer
+// id may belong to no other centre: Raft and the allowlist know a centre by
+// its peer id.
+func putCentre(r *Roster, update bool, c Centre) error {
+	op := "admit"
+	if update {
+		op = "update"
+	}
+	switch _, known := r.Centres[c.ID]; {
+	case known && !update:
+		return fmt.Errorf("admit centre %q: %w", c.ID, ErrDuplicate)
+	case !known && update:
+		return fmt.Errorf("update centre %q: %w", c.ID, ErrUnknownCentre)
+	}
+	if other, ok := r.CentreByPeer(c.PeerID); ok && other.ID != c.ID {
+		return fmt.Errorf("%s centre %q: peer id already belongs to centre %q: %w", op, c.ID, other.ID, ErrDuplicate)
+	}
+	r.Centres[c.ID] = c
 	return nil
 }
 

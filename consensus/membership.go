@@ -41,20 +41,12 @@ func (c *Consensus) addServer(centre, peerID string, timeout time.Duration) erro
 // this node leads: removed centres leave the group, and voter seats are
 // filled by promoting non-voters, at most MaxVoters.
 func (c *Consensus) reconcileLoop(ctx context.Context) {
-	changes, unsubscribe := c.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-t.C:
-		case <-c.raft.LeaderCh():
-		}
+	// A member that has just started leads nothing yet: becoming leader,
+	// a change or the tick wakes the loop.
+	_ = c.watch(ctx, Wake{Every: time.Second, WaitFirst: true}, c.raft.LeaderCh(), func(Roster) bool {
 		c.reconcile()
-	}
+		return false
+	})
 }
 
 func (c *Consensus) reconcile() {

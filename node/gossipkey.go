@@ -79,7 +79,9 @@ func (n *Node) RotateGossipKey(ctx context.Context) (uint64, error) {
 // gossipKeyLoop follows the roster's gossip key and walks the keyring
 // through the three steps. Rotations are rare, so one goroutine with two
 // timers is enough; the roster notification is coalesced, so a centre that
-// sees two rotations at once installs only the newer key.
+// sees two rotations at once installs only the newer key. It is not
+// consensus.Watch: its two timers are events of their own, in the same
+// select as the roster's, so a newer key found while one waits replaces it.
 func (n *Node) gossipKeyLoop(ctx context.Context) {
 	useAfter, grace := rotationTiming(n.cfg.Timing)
 	changes, unsubscribe := n.consensus.Subscribe()

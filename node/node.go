@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
-	"slices"
 	"sync"
 	"time"
 
@@ -20,7 +19,6 @@ import (
 	"github.com/libp2p/go-libp2p/core/peerstore"
 	"github.com/libp2p/go-libp2p/p2p/security/noise"
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
-	ma "github.com/multiformats/go-multiaddr"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helpmesh/helpmesh/consensus"
@@ -236,7 +234,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.onRosterChange()
+	n.onRosterChange(n.consensus.Roster())
 
 	if join != nil {
 		resp, err := n.joinThrough(ctx, *join)
@@ -324,35 +322,59 @@ func (n *Node) start(ctx context.Context) error {
 
 // Stop leaves the gossip, stops Raft and closes the host. Idempotent.
 func (n *Node) Stop() error {
-	n.stopOnce.Do(func() {
-		n.stopDesk()
-		n.logFinalTallies()
-		n.stop.Stop()
-		var errs []error
-		if n.gossip != nil {
-			errs = append(errs, n.gossip.Stop())
-		}
-		if n.consensus != nil {
-			errs = append(errs, n.consensus.Stop())
-		}
-		if n.host != nil {
-			errs = append(errs, n.host.Close())
-		}
-		n.refused.Close()
-		if err := errors.Join(errs...); err != nil {
-			n.stopErr = fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
-		}
-	})
+	n.stopOnce.Do(func() { n.stopErr = n.teardown(false) })
 	return n.stopErr
 }
 
-func (n *Node) stopDesk() {
+// crash stops the node the way a power cut would look to the others: gossip
+// is shut without a goodbye. Used by tests.
+func (n *Node) crash() {
+	n.stopOnce.Do(func() { _ = n.teardown(true) })
+}
+
+// teardown stops what start made, each part before those it uses: the desk
+// first, so no contact is routed through a part already gone; then the
+// node's own loops, which read the gossip and the roster; then the gossip,
+// Raft and, last, the host they all talk through. A crash differs only in
+// what the others see: streams reset rather than closed, gossip gone without
+// a goodbye, and no tallies logged.
+func (n *Node) teardown(crash bool) error {
 	if n.router != nil {
 		n.router.Close()
+	}
+	if crash && n.host != nil {
+		// A crash drops every stream at once: reset the host's connections
+		// before the switchboard could say goodbye on them.
+		for _, c := range n.host.Network().Conns() {
+			_ = c.Close()
+		}
 	}
 	if n.sb != nil {
 		n.sb.Close()
 	}
+	if !crash {
+		n.logFinalTallies()
+	}
+	n.stop.Stop()
+	var errs []error
+	if n.gossip != nil {
+		leave := n.gossip.Stop
+		if crash {
+			leave = n.gossip.Crash
+		}
+		errs = append(errs, leave())
+	}
+	if n.consensus != nil {
+		errs = append(errs, n.consensus.Stop())
+	}
+	if n.host != nil {
+		errs = append(errs, n.host.Close())
+	}
+	n.refused.Close()
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("stop centre %s: %w", n.cfg.Centre, err)
+	}
+	return nil
 }
 
 // Centre returns this centre's id.
@@ -391,251 +413,4 @@ func (n *Node) SetAvailability(a overflow.Availability) error {
 		return fmt.Errorf("publish availability: %w", err)
 	}
 	return nil
-}
-
-// selfEntry is this centre as the roster should list it.
-func (n *Node) selfEntry() consensus.Centre {
-	var addrs []string
-	for _, a := range n.host.Addrs() {
-		addrs = append(addrs, a.String())
-	}
-	if len(addrs) > 8 {
-		addrs = addrs[:8]
-	}
-	return consensus.Centre{
-		ID: n.cfg.Centre, Name: n.cfg.Name, PeerID: n.host.ID().String(),
-		Addrs: addrs, GossipAddr: n.gossip.LocalAddr(), HTTPAddr: n.cfg.HTTPAddr,
-	}
-}
-
-func sameCentre(a, b consensus.Centre) bool {
-	return a.ID == b.ID && a.Name == b.Name && a.PeerID == b.PeerID && slices.Equal(a.Addrs, b.Addrs) &&
-		a.GossipAddr == b.GossipAddr && a.HTTPAddr == b.HTTPAddr
-}
-
-// waitForSelfInRoster waits until a joining centre has caught up far enough
-// to see its own admission.
-func (n *Node) waitForSelfInRoster(ctx context.Context) error {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	for {
-		if _, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("catch up with the roster: %w", ctx.Err())
-		case <-changes:
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-}
-
-// refreshSelfLoop keeps this centre's roster entry true to its real
-// addresses (a coordinator admits what it was told; a restart may move a
-// port). It runs in the background because a centre cut off from the quorum
-// must still start and answer its own visitors.
-func (n *Node) refreshSelfLoop(ctx context.Context) {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		if have, ok := n.consensus.Roster().Centres[n.cfg.Centre]; ok {
-			want := n.selfEntry()
-			if sameCentre(have, want) {
-				return
-			}
-			pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-			err := n.consensus.Propose(pctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpUpdateCentre, Centre: &want})
-			cancel()
-			if err == nil {
-				n.log.Info("refreshed own roster entry")
-			} else if ctx.Err() == nil {
-				n.log.Warn("could not refresh own roster entry yet", "err", err)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-t.C:
-		}
-	}
-}
-
-// rosterWatch keeps the allowlist, the peerstore and the gossip in step with
-// the roster.
-func (n *Node) rosterWatch(ctx context.Context) {
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(2 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-changes:
-		case <-t.C:
-		}
-		n.onRosterChange()
-	}
-}
-
-func (n *Node) onRosterChange() {
-	r := n.consensus.Roster()
-	for _, c := range r.Centres {
-		n.learnCentre(c)
-	}
-	n.refreshAllowlist()
-	// Only a roster that has caught up (it lists us) replaces the book.
-	if _, self := r.Centres[n.cfg.Centre]; self {
-		if err := saveAddressBook(n.cfg.DataDir, r); err != nil {
-			n.log.Warn("address book not saved", "err", err)
-		}
-	}
-}
-
-// learnCentre puts a centre's addresses in the peerstore so Raft and the
-// overflow protocols can dial it by peer id.
-func (n *Node) learnCentre(c consensus.Centre) {
-	pid, err := peer.Decode(c.PeerID)
-	if err != nil || pid == n.host.ID() {
-		return
-	}
-	var addrs []ma.Multiaddr
-	for _, s := range c.Addrs {
-		if a, err := ma.NewMultiaddr(s); err == nil {
-			addrs = append(addrs, a)
-		}
-	}
-	n.host.Peerstore().AddAddrs(pid, addrs, peerstore.PermanentAddrTTL)
-	n.mu.Lock()
-	n.seeds[pid] = struct{}{}
-	n.mu.Unlock()
-}
-
-// refreshAllowlist admits the roster's centres, the Raft group's servers
-// (so a restarted centre accepts its leader before its roster catches up) and
-// the join seeds. A centre removed from the roster loses its connections.
-func (n *Node) refreshAllowlist() {
-	allowed := map[peer.ID]struct{}{}
-	if n.consensus != nil {
-		r := n.consensus.Roster()
-		for _, c := range r.Centres {
-			if pid, err := peer.Decode(c.PeerID); err == nil {
-				allowed[pid] = struct{}{}
-			}
-		}
-		for _, s := range n.consensus.Servers() {
-			if pid, err := peer.Decode(s); err == nil {
-				allowed[pid] = struct{}{}
-			}
-		}
-		// Once the roster has caught up, it alone decides: seeds that the
-		// roster no longer lists are dropped.
-		if _, self := r.Centres[n.cfg.Centre]; self {
-			n.mu.Lock()
-			for pid := range n.seeds {
-				if _, ok := allowed[pid]; !ok {
-					delete(n.seeds, pid)
-				}
-			}
-			n.mu.Unlock()
-		}
-	}
-	n.mu.Lock()
-	for pid := range n.seeds {
-		allowed[pid] = struct{}{}
-	}
-	n.mu.Unlock()
-	for _, pid := range n.gater.set(allowed) {
-		if n.host != nil {
-			n.log.Info("closing connections of a centre no longer admitted", "peer", pid.ShortString())
-			_ = n.host.Network().ClosePeer(pid)
-		}
-	}
-}
-
-// joinGossip joins the memberlist of the centres we know. Failure is not
-// fatal: the rejoin loop keeps trying, and routing works on what we see.
-func (n *Node) joinGossip(ctx context.Context, extra []string) {
-	addrs := slices.Clone(extra)
-	for _, c := range n.consensus.Roster().Centres {
-		if c.ID != n.cfg.Centre && c.GossipAddr != "" {
-			addrs = append(addrs, c.GossipAddr)
-		}
-	}
-	slices.Sort(addrs)
-	addrs = slices.Compact(addrs)
-	if len(addrs) == 0 {
-		return
-	}
-	jctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := n.gossip.Join(jctx, addrs); err != nil {
-		n.log.Debug("gossip join", "err", err)
-	}
-}
-
-// gossipRejoinLoop rejoins centres the gossip has lost (after a partition
-// healed, or when we restarted while they were down).
-func (n *Node) gossipRejoinLoop(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		alive := map[string]bool{}
-		for _, s := range n.gossip.View() {
-			if s.State == "alive" {
-				alive[s.Centre] = true
-			}
-		}
-		var missing []string
-		for _, c := range n.consensus.Roster().Centres {
-			if !alive[c.ID] && c.GossipAddr != "" {
-				missing = append(missing, c.GossipAddr)
-			}
-		}
-		if len(missing) > 0 {
-			jctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, _ = n.gossip.Join(jctx, missing)
-			cancel()
-		}
-	}
-}
-
-// crash stops the node the way a power cut would look to the others: gossip
-// is shut without a goodbye. Used by tests.
-func (n *Node) crash() {
-	n.stopOnce.Do(func() {
-		if n.router != nil {
-			n.router.Close()
-		}
-		// A crash drops every stream at once: reset the host's connections
-		// before the switchboard could say goodbye on them.
-		if n.host != nil {
-			for _, c := range n.host.Network().Conns() {
-				_ = c.Close()
-			}
-		}
-		if n.sb != nil {
-			n.sb.Close()
-		}
-		n.stop.Stop()
-		if n.gossip != nil {
-			_ = n.gossip.Crash()
-		}
-		if n.consensus != nil {
-			_ = n.consensus.Stop()
-		}
-		if n.host != nil {
-			_ = n.host.Close()
-		}
-		n.refused.Close()
-	})
 }

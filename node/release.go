@@ -242,13 +242,8 @@ func (n *Node) forgetReleasesBut(members []consensus.Member) {
 // before.
 func (n *Node) releaseLoop(ctx context.Context) {
 	every, soon := releaseProbeEvery(n.cfg.Timing)
-	changes, unsubscribe := n.consensus.Subscribe()
-	defer unsubscribe()
-	t := time.NewTicker(every)
-	defer t.Stop()
 	// A burst of roster writes makes one round, not one per write.
-	var soonC <-chan time.Time
-	for {
+	_ = n.consensus.Watch(ctx, consensus.Wake{Every: every, Settle: soon}, func(consensus.Roster) bool {
 		members := n.consensus.Members()
 		n.forgetReleasesBut(members)
 		var others []consensus.Member
@@ -262,19 +257,6 @@ func (n *Node) releaseLoop(ctx context.Context) {
 			n.confirmLevels(pctx, others)
 			cancel()
 		}
-		for waiting := true; waiting; {
-			select {
-			case <-ctx.Done():
-				return
-			case <-changes:
-				if soonC == nil {
-					soonC = time.After(soon)
-				}
-			case <-soonC:
-				soonC, waiting = nil, false
-			case <-t.C:
-				soonC, waiting = nil, false
-			}
-		}
-	}
+		return false
+	})
 }
