@@ -15,8 +15,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
+	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/helpmesh/helpmesh/consensus"
@@ -245,12 +249,58 @@ func (f *Federation[C, M]) StopAll() error {
 	return errors.Join(errs...)
 }
 
-// FreePort returns a TCP port on loopback that was free a moment ago.
+// FreePort returns a loopback port that was free for TCP and UDP a moment
+// ago (gossip binds both on one port). It picks at random below the
+// kernel's ephemeral range: a port taken from that range (":0") is handed
+// out again to the next outgoing connection or ":0" listener of any process
+// on the machine, which is how parallel test binaries used to steal each
+// other's ports between the pick and the bind.
 func FreePort() (int, error) {
+	low := ephemeralLow()
+	const first = 10000
+	for range 64 {
+		if low <= first {
+			break
+		}
+		p := first + rand.IntN(low-first)
+		if bindable(p) {
+			return p, nil
+		}
+	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// ephemeralLow is the first port of the kernel's ephemeral range (0 when it
+// cannot be read, e.g. off Linux).
+func ephemeralLow() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return 0
+	}
+	low, _ := strconv.Atoi(f[0])
+	return low
+}
+
+func bindable(port int) bool {
+	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return false
+	}
+	defer l.Close()
+	u, err := net.ListenPacket("udp", addr)
+	if err != nil {
+		return false
+	}
+	_ = u.Close()
+	return true
 }

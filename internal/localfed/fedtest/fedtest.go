@@ -87,7 +87,7 @@ func (f *Federation[C, M]) Stop(id string) {
 	}
 }
 
-// FreePort returns a TCP port on loopback that was free a moment ago.
+// FreePort returns a loopback port (TCP and UDP) that was free a moment ago; see localfed.FreePort.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	p, err := localfed.FreePort()
