@@ -80,7 +80,6 @@ func (c *Console) Accept(contactID string) error {
 			ct.remote = nil
 		}
 		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct}, c.v.Alias)
-		s.stats.AnsweredLocal++
 		s.dispatchLocked()
 		return nil
 	case r.received != nil && r.received.id == contactID && !r.received.accepted:
@@ -165,7 +164,6 @@ func (c *Console) End(contactID string, cat Categorisation) error {
 		return fmt.Errorf("end %s: %w", clip(contactID), ErrUnknownContact)
 	}
 	delete(c.v.ended, contactID)
-	s.stats.Categorised++
 	for _, t := range cat.Topics {
 		s.stats.Topics[t]++
 	}

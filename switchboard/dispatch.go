@@ -265,7 +265,6 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias())
-	s.stats.AnsweredOverflow++
 	s.offerSentLocked(ro.centre, OfferAccepted)
 	for _, e := range h.early {
 		h.handleLocked(e)
@@ -315,7 +314,6 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 	// Its wait counts from its arrival: overflow is due at the same moment
 	// it would have been had it never been answered.
 	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
-	s.stats.Requeued++
 	c.out.post(func() { c.visitor.Requeued(undelivered) })
 	s.dispatchLocked()
 }

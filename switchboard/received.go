@@ -105,7 +105,6 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	v.ring = nil
 	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
 	v.active[rc.id] = rc.conv
-	s.stats.OverflowReceived++
 	s.settleReceivedLocked(rc, OfferAccepted)
 	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
 	s.postAvailabilityLocked(v)

@@ -163,21 +163,16 @@ type QueueView struct {
 
 // Stats counts contacts for the KPIs; never per person.
 type Stats struct {
-	Offered            uint64 // contacts that arrived here
-	AnsweredLocal      uint64 // answered by our own volunteer
-	AnsweredOverflow   uint64 // answered by another centre's volunteer
-	Abandoned          uint64 // visitor left before an answer
-	Requeued           uint64 // lost mid-conversation and queued again
-	OverflowReceived   uint64 // other centres' contacts our volunteers answered
-	Categorised        uint64
-	Waiting            int // queued or offered now
-	InProgress         int // connected now (owned here)
 	ReceivedInProgress int // other centres' conversations with our volunteers now
-	Topics             map[string]uint64
-	AgeGroups          map[string]uint64
+	// What volunteers recorded at the end of contacts: each categorisation
+	// counts once per topic and once in its age group.
+	Topics    map[string]uint64
+	AgeGroups map[string]uint64
 
-	// The KPIs by label (see Tally). Keys are bounded: channels, the
-	// policy's languages, and roster centres; never a person or a contact.
+	// The KPIs by label. Contacts is their only source (Total sums it):
+	// nothing else counts a contact's arrival, answer or abandonment. Keys
+	// are bounded: channels, the policy's languages, and roster centres;
+	// never a person or a contact.
 	Contacts       map[Key]Tally
 	Transitions    map[Transition]uint64 // every change of a contact's state (contact.go)
 	SpeedToAnswer  map[string]Histogram  // per channel: arrival to first connect

@@ -35,3 +35,58 @@ func (s *Switchboard) settleReceivedLocked(rc *received, result string) {
 		s.offerReceivedLocked(rc.from, result)
 	}
 }
+
+// Total sums the Tallies of every channel and language.
+func (st Stats) Total() Tally {
+	var sum Tally
+	for _, t := range st.Contacts {
+		sum.Offered += t.Offered
+		sum.AnsweredLocal += t.AnsweredLocal
+		sum.AnsweredOverflow += t.AnsweredOverflow
+		sum.Abandoned += t.Abandoned
+		sum.Waiting += t.Waiting
+		sum.InProgress += t.InProgress
+	}
+	return sum
+}
+
+// Moved counts the changes of a contact's state from one state to another
+// over every channel: Moved(StateConnected, StateQueued) is the contacts
+// requeued after losing their volunteer.
+func (st Stats) Moved(from, to State) uint64 {
+	var n uint64
+	for tr, c := range st.Transitions {
+		if tr.From == from && tr.To == to {
+			n += c
+		}
+	}
+	return n
+}
+
+// Sent counts our offers to other centres with one result, over every
+// centre: Sent(OfferAccepted) is our contacts another centre answered.
+func (st Stats) Sent(result string) uint64 { return withResult(st.OffersSent, result) }
+
+// Received counts other centres' offers to us with one result:
+// Received(OfferAccepted) is their contacts our volunteers answered.
+func (st Stats) Received(result string) uint64 { return withResult(st.OffersReceived, result) }
+
+func withResult(m map[OfferKey]uint64, result string) uint64 {
+	var n uint64
+	for k, c := range m {
+		if k.Result == result {
+			n += c
+		}
+	}
+	return n
+}
+
+// Categorised counts the contacts volunteers categorised: each records
+// exactly one age group.
+func (st Stats) Categorised() uint64 {
+	var n uint64
+	for _, c := range st.AgeGroups {
+		n += c
+	}
+	return n
+}

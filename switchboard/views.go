@@ -94,7 +94,6 @@ func (s *Switchboard) Stats() Stats {
 	for k, n := range s.stats.OffersReceived {
 		st.OffersReceived[k] = n
 	}
-	st.Waiting = len(s.queue)
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {
@@ -106,7 +105,6 @@ func (s *Switchboard) Stats() Stats {
 	}
 	for _, c := range s.contacts {
 		if c.state == StateConnected {
-			st.InProgress++
 			s.tallyView(st.Contacts, c, func(t *Tally) { t.InProgress++ })
 		}
 	}

@@ -46,7 +46,6 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	}
 	s.contacts[c.id] = c
 	s.queue = append(s.queue, c)
-	s.stats.Offered++
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
 	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
@@ -120,7 +119,6 @@ func (h *VisitorHandle) End() {
 
 func (s *Switchboard) abandonLocked(c *contact) {
 	s.moveLocked(c, StateAbandoned)
-	s.stats.Abandoned++
 	s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 	s.removeFromQueueLocked(c)
 	if c.local != nil {
