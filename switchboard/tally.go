@@ -3,10 +3,16 @@ package switchboard
 // KPI counting, under the lock.
 
 func (s *Switchboard) tallyLocked(c *contact, f func(t *Tally)) {
+	tallyIn(s.stats.Contacts, c, f)
+}
+
+// tallyIn applies f to c's channel and language in m: the desk's counts,
+// or a snapshot's.
+func tallyIn(m map[Key]Tally, c *contact, f func(t *Tally)) {
 	k := Key{c.channel, c.language}
-	t := s.stats.Contacts[k]
+	t := m[k]
 	f(&t)
-	s.stats.Contacts[k] = t
+	m[k] = t
 }
 
 // countAnsweredLocked counts a contact whose conversation cv ended.
