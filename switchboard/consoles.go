@@ -26,7 +26,7 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 		s.signOutLocked(old, "signed in elsewhere")
 	}
 	vol := &volunteer{
-		Volunteer: v, sink: sink, out: newOutbox(&s.wg, &s.sealed), available: map[string]bool{},
+		Volunteer: v, sink: sink, out: s.newOutbox(), available: map[string]bool{},
 		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{},
 	}
 	s.volunteers[v.ID] = vol

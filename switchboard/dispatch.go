@@ -179,19 +179,17 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 		return // offered again when availability changes (Kick)
 	}
 	c.tried[pick.Centre] = pick.Version
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.stop.Context())
 	ro := &remoteOffer{centre: pick.Centre, cancel: cancel}
 	c.remote = ro
 	if c.state == StateQueued {
 		s.moveLocked(c, StateOffered)
 	}
 	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.stop.Go(func(context.Context) {
 		defer cancel()
 		s.runRemoteOffer(ctx, c, ro, req)
-	}()
+	})
 }
 
 func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remoteOffer, req OutgoingOffer) {

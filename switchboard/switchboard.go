@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/helpmesh/helpmesh/internal/stopper"
 )
 
 // Candidate is another centre that may take an overflowed contact.
@@ -187,7 +189,10 @@ type Stats struct {
 type Switchboard struct {
 	cfg Config
 	log *slog.Logger
-	wg  sync.WaitGroup
+	// stop owns the outboxes' and the outgoing offers' goroutines; Close
+	// waits for them. Outboxes ignore its context: they end once they have
+	// delivered everything posted before Close sealed them.
+	stop *stopper.Stopper
 
 	mu         sync.Mutex
 	closed     bool
@@ -235,7 +240,7 @@ func New(cfg Config) *Switchboard {
 		cfg.MaxQueue = DefaultMaxQueue
 	}
 	return &Switchboard{
-		cfg: cfg, log: cfg.Logger.With("component", "switchboard"),
+		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
@@ -387,7 +392,7 @@ func (s *Switchboard) Close() {
 	s.checkDrainedLocked()
 	s.sealed.Store(true)
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.stop.Stop()
 }
 
 func checkMessage(id, text string) error {

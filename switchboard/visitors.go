@@ -41,7 +41,7 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	}
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
-		visitor: visitor, out: newOutbox(&s.wg, &s.sealed), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
+		visitor: visitor, out: s.newOutbox(), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
 		pace: newVisitorPacer(s.cfg.Pace),
 	}
 	s.contacts[c.id] = c
