@@ -57,7 +57,6 @@ func (s *Switchboard) endLocked(cv *conv) {
 	}
 	if c := cv.visitor; c != nil && c.state == StateConnected {
 		s.moveLocked(c, StateEnded)
-		s.countAnsweredLocked(c, cv)
 		s.forgetContactLocked(c)
 	}
 	if cv.received != nil {

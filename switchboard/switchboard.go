@@ -369,10 +369,8 @@ func (s *Switchboard) Close() {
 		switch {
 		case c.state == StateConnected:
 			s.moveLocked(c, StateEnded)
-			s.countAnsweredLocked(c, c.conv)
 		case c.waiting():
 			s.moveLocked(c, StateAbandoned)
-			s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 		}
 		delete(s.contacts, c.id)
 	}

@@ -15,10 +15,11 @@ func tallyIn(m map[Key]Tally, c *contact, f func(t *Tally)) {
 	m[k] = t
 }
 
-// countAnsweredLocked counts a contact whose conversation cv ended.
-func (s *Switchboard) countAnsweredLocked(c *contact, cv *conv) {
+// countAnsweredLocked counts a contact whose conversation ended, by who
+// answered it.
+func (s *Switchboard) countAnsweredLocked(c *contact) {
 	s.tallyLocked(c, func(t *Tally) {
-		if cv != nil && cv.peer != nil {
+		if c.conv != nil && c.conv.peer != nil {
 			t.AnsweredOverflow++
 		} else {
 			t.AnsweredLocal++

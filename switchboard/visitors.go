@@ -119,7 +119,6 @@ func (h *VisitorHandle) End() {
 
 func (s *Switchboard) abandonLocked(c *contact) {
 	s.moveLocked(c, StateAbandoned)
-	s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 	s.removeFromQueueLocked(c)
 	if c.local != nil {
 		s.withdrawLocked(c.local, "the visitor left")
