@@ -315,7 +315,7 @@ func capWarmUp(b *testing.B, r *capRig, url string) {
 		b.Fatalf("warm up: %v", err)
 	}
 	capCloseAll(conns)
-	if !capWaitFor(20*time.Second, func() bool { return r.sockets() == 0 && r.centre.sb.Stats().Waiting == 0 }) {
+	if !capWaitFor(20*time.Second, func() bool { return r.sockets() == 0 && r.centre.sb.Stats().Total().Waiting == 0 }) {
 		b.Fatalf("warm-up chats still open: %d sockets", r.sockets())
 	}
 	capWaitQuiet()
@@ -324,8 +324,8 @@ func capWarmUp(b *testing.B, r *capRig, url string) {
 // waitIdle waits until the server holds n queued chats.
 func (r *capRig) waitIdle(b *testing.B, n int) {
 	b.Helper()
-	if !capWaitFor(30*time.Second, func() bool { return r.sockets() == n && r.centre.sb.Stats().Waiting == n }) {
-		b.Fatalf("the server holds %d sockets and %d waiting chats, want %d", r.sockets(), r.centre.sb.Stats().Waiting, n)
+	if !capWaitFor(30*time.Second, func() bool { return r.sockets() == n && r.centre.sb.Stats().Total().Waiting == n }) {
+		b.Fatalf("the server holds %d sockets and %d waiting chats, want %d", r.sockets(), r.centre.sb.Stats().Total().Waiting, n)
 	}
 }
 
@@ -819,7 +819,7 @@ func capConcurrentLevel(b *testing.B, chats int) {
 		l.odd("consoles saw %d conversations, visitors %d", l.consoleConnected.Load(), connected)
 	}
 	connectTime := time.Since(t0)
-	if st := r.centre.sb.Stats(); int64(st.InProgress) != connected {
+	if st := r.centre.sb.Stats().Total(); int64(st.InProgress) != connected {
 		l.odd("the switchboard has %d conversations in progress, want %d", st.InProgress, connected)
 	}
 
@@ -861,7 +861,7 @@ func capConcurrentLevel(b *testing.B, chats int) {
 		return l.gotIn.Load() >= l.sentIn.Load() && l.gotOut.Load() >= l.sentOut.Load()
 	})
 	elapsed, cpu, machine := time.Since(start), capCPU()-cpu0, capMachineBusy()-machine0
-	still := r.centre.sb.Stats().InProgress
+	still := r.centre.sb.Stats().Total().InProgress
 
 	l.latMu.Lock()
 	in, out := slices.Clone(l.latIn), slices.Clone(l.latOut)

@@ -214,7 +214,7 @@ func TestChatPageQuickExit(t *testing.T) {
 	for _, variant := range []string{"button", "escape-twice"} {
 		t.Run(variant, func(t *testing.T) {
 			ctx := vpOpenChat(t, browser, c.url)
-			abandoned := c.node.Switchboard().Stats().Abandoned
+			abandoned := c.node.Switchboard().Stats().Total().Abandoned
 			// Plant something in both storages: quick exit must clear them.
 			vpEval(t, ctx, `localStorage.setItem('planted', 'x'); sessionStorage.setItem('planted', 'x'); true`, nil)
 			vpRun(t, ctx, "start the chat", chromedp.Click("#start", chromedp.ByID))
@@ -287,9 +287,9 @@ func TestChatPageQuickExit(t *testing.T) {
 			}
 			// The centre gave up the contact.
 			deadline = time.Now().Add(15 * time.Second)
-			for c.node.Switchboard().Stats().Abandoned != abandoned+1 {
+			for c.node.Switchboard().Stats().Total().Abandoned != abandoned+1 {
 				if time.Now().After(deadline) {
-					t.Fatalf("abandoned = %d, want %d", c.node.Switchboard().Stats().Abandoned, abandoned+1)
+					t.Fatalf("abandoned = %d, want %d", c.node.Switchboard().Stats().Total().Abandoned, abandoned+1)
 				}
 				time.Sleep(20 * time.Millisecond)
 			}

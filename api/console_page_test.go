@@ -375,8 +375,8 @@ func TestConsolePageOverflowedConversationEndToEnd(t *testing.T) {
 		}
 	}
 	st := b.node.Switchboard().Stats()
-	if st.Categorised != 1 || st.Topics["family"] != 1 || st.AgeGroups["16-18"] != 1 {
-		t.Errorf("B's stats: categorised %d, topics %v, age groups %v; want 1, family, 16-18", st.Categorised, st.Topics, st.AgeGroups)
+	if st.Categorised() != 1 || st.Topics["family"] != 1 || st.AgeGroups["16-18"] != 1 {
+		t.Errorf("B's stats: categorised %d, topics %v, age groups %v; want 1, family, 16-18", st.Categorised(), st.Topics, st.AgeGroups)
 	}
 
 	// Log out: back to the login form.
@@ -443,7 +443,7 @@ func TestConsolePageKeyboardOnly(t *testing.T) {
 	staffRun(t, ctx, "Enter on submit", chromedp.KeyEvent(kb.Enter))
 	staffWait(t, ctx, "the chat to close", `document.querySelectorAll('#chats .chat').length === 0`, 10*time.Second)
 	v.await("ended", frameIs("ended"))
-	if got := c.node.Switchboard().Stats().Categorised; got != 1 {
+	if got := c.node.Switchboard().Stats().Categorised(); got != 1 {
 		t.Errorf("categorised %d, want 1", got)
 	}
 }

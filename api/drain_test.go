@@ -36,7 +36,7 @@ func TestDrainingCentreRefusesNewChatsAndFinishesOld(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("not drained after the last visitor left")
 	}
-	if st := rig.centre.sb.Stats(); st.Offered != 1 || st.Abandoned != 1 {
+	if st := rig.centre.sb.Stats().Total(); st.Offered != 1 || st.Abandoned != 1 {
 		t.Fatalf("stats: %+v", st)
 	}
 }

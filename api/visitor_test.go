@@ -546,14 +546,14 @@ func TestLocalChatEndToEnd(t *testing.T) {
 				t.Fatalf("visitor close reason %q", reason)
 			}
 			// The volunteer is free again, and the console still works.
-			if st := rig.centre.sb.Stats(); st.InProgress != 0 || st.Waiting != 0 {
+			if st := rig.centre.sb.Stats().Total(); st.InProgress != 0 || st.Waiting != 0 {
 				t.Fatalf("after the end: %d in progress, %d waiting", st.InProgress, st.Waiting)
 			}
 			con.send(obj{"type": "decline", "contact": contact})
 			con.expectError("offer_gone")
 
 			st := rig.centre.sb.Stats()
-			if st.AnsweredLocal != 1 || st.Categorised != 1 || st.Topics["family"] != 1 || st.AgeGroups["16-18"] != 1 {
+			if st.Total().AnsweredLocal != 1 || st.Categorised() != 1 || st.Topics["family"] != 1 || st.AgeGroups["16-18"] != 1 {
 				t.Fatalf("stats %+v", st)
 			}
 			// Invariants 1 and 2: no text or address in logs or files.
@@ -618,7 +618,7 @@ func TestCrossOriginUpgradeRefused(t *testing.T) {
 	embedded.expect("queued")
 	con := rig.mustDial("console", "/v1/console", dialOpts{origin: rig.url, cookie: cookie})
 	con.expect("policy")
-	if st := rig.centre.sb.Stats(); st.Offered != 2 {
+	if st := rig.centre.sb.Stats().Total(); st.Offered != 2 {
 		t.Fatalf("%d contacts started, want 2 (refused upgrades start none)", st.Offered)
 	}
 }
@@ -766,7 +766,7 @@ func TestMessageBeforeConnectedIsRefused(t *testing.T) {
 	}
 	vis.expectClose(websocket.StatusNormalClosure)
 	waitSockets(t, rig)
-	if st := rig.centre.sb.Stats(); st.Abandoned != 1 || st.Waiting != 0 {
+	if st := rig.centre.sb.Stats().Total(); st.Abandoned != 1 || st.Waiting != 0 {
 		t.Fatalf("stats %+v: want the contact abandoned", st)
 	}
 }
@@ -803,7 +803,7 @@ func TestIdleSocketIsClosedAndContactAbandoned(t *testing.T) {
 		t.Fatalf("close reason %q", reason)
 	}
 	waitSockets(t, rig)
-	if st := rig.centre.sb.Stats(); st.Abandoned != 1 {
+	if st := rig.centre.sb.Stats().Total(); st.Abandoned != 1 {
 		t.Fatalf("stats %+v: want the idle contact abandoned", st)
 	}
 }

@@ -125,10 +125,10 @@ func TestOverflowChatThroughRelay(t *testing.T) {
 		t.Fatal(err)
 	}
 	expect(t, vp.ev, "ended  volunteer", 5*time.Second)
-	if st := a.Switchboard().Stats(); st.AnsweredOverflow != 1 || st.InProgress != 0 {
+	if st := a.Switchboard().Stats().Total(); st.AnsweredOverflow != 1 || st.InProgress != 0 {
 		t.Fatalf("A's stats: %+v", st)
 	}
-	if st := b.Switchboard().Stats(); st.OverflowReceived != 1 || st.Categorised != 1 || st.Topics["loneliness"] != 1 {
+	if st := b.Switchboard().Stats(); st.Received(switchboard.OfferAccepted) != 1 || st.Categorised() != 1 || st.Topics["loneliness"] != 1 {
 		t.Fatalf("B's stats: %+v", st)
 	}
 }
@@ -306,7 +306,7 @@ func TestDeclinedOverflowTriesNextCentreThenWaitsForAvailability(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Nobody else is free: the contact waits at A...
-	if st := a.Switchboard().Stats(); st.Waiting != 1 {
+	if st := a.Switchboard().Stats().Total(); st.Waiting != 1 {
 		t.Fatalf("contact should still wait at A: %+v", st)
 	}
 	// ...until availability changes: a new volunteer at B switches on.
@@ -335,7 +335,7 @@ func TestVisitorLeavingCancelsRemoteOffer(t *testing.T) {
 	eventually(t, 5*time.Second, "B's volunteer free again", func() bool {
 		return b.Switchboard().Availability()["chat"].Free["nb"] == 1
 	})
-	if st := a.Switchboard().Stats(); st.Abandoned != 1 || st.Waiting != 0 {
+	if st := a.Switchboard().Stats().Total(); st.Abandoned != 1 || st.Waiting != 0 {
 		t.Fatalf("A's stats after the visitor left: %+v", st)
 	}
 }
@@ -433,7 +433,7 @@ func TestOverflowedChatsKeepTheirRelay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if st := a.Switchboard().Stats(); st.Requeued != 0 || st.AnsweredOverflow != chats {
+	if st := a.Switchboard().Stats(); st.Moved(switchboard.StateConnected, switchboard.StateQueued) != 0 || st.Total().AnsweredOverflow != chats {
 		t.Fatalf("A's stats: %+v", st)
 	}
 }

@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"fmt"
+
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // Drain prepares the centre for a restart without cutting a conversation
@@ -22,8 +24,9 @@ func (n *Node) Drain(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		st := n.sb.Stats()
+		t := st.Total()
 		return fmt.Errorf("drain centre %s: %d waiting, %d in conversation, %d answering for other centres: %w",
-			n.cfg.Centre, st.Waiting, st.InProgress, st.ReceivedInProgress, ctx.Err())
+			n.cfg.Centre, t.Waiting, t.InProgress, st.ReceivedInProgress, ctx.Err())
 	}
 }
 
@@ -36,18 +39,10 @@ func (n *Node) logFinalTallies() {
 		return
 	}
 	st := n.sb.Stats()
-	var offered, local, overflow, abandoned uint64
-	var waiting, inProgress int
-	for _, t := range st.Contacts {
-		offered += t.Offered
-		local += t.AnsweredLocal
-		overflow += t.AnsweredOverflow
-		abandoned += t.Abandoned
-		waiting += t.Waiting
-		inProgress += t.InProgress
-	}
+	t := st.Total()
 	n.log.Info("centre stopped: contacts this run",
-		"offered", offered, "answered_local", local, "answered_overflow", overflow,
-		"abandoned", abandoned, "waiting", waiting, "in_progress", inProgress,
-		"requeued", st.Requeued, "overflow_received", st.OverflowReceived)
+		"offered", t.Offered, "answered_local", t.AnsweredLocal, "answered_overflow", t.AnsweredOverflow,
+		"abandoned", t.Abandoned, "waiting", t.Waiting, "in_progress", t.InProgress,
+		"requeued", st.Moved(switchboard.StateConnected, switchboard.StateQueued),
+		"overflow_received", st.Received(switchboard.OfferAccepted))
 }

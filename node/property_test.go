@@ -128,7 +128,7 @@ func TestPropertyRealFederationRandomTimings(t *testing.T) {
 			return false
 		}
 		for _, n := range nodes {
-			if st := n.Switchboard().Stats(); st.Waiting != 0 || st.InProgress != 0 || st.ReceivedInProgress != 0 {
+			if st := n.Switchboard().Stats(); st.Total().Waiting != 0 || st.Total().InProgress != 0 || st.ReceivedInProgress != 0 {
 				return false
 			}
 		}
@@ -138,18 +138,23 @@ func TestPropertyRealFederationRandomTimings(t *testing.T) {
 	var local, over, received, abandoned, requeued, offered, categorised uint64
 	for _, n := range nodes {
 		st := n.Switchboard().Stats()
-		if st.Offered+st.Requeued != st.AnsweredLocal+st.AnsweredOverflow+st.Abandoned+uint64(st.Waiting) {
+		tl := st.Total()
+		// Counted per connection: a requeued contact is connected again.
+		stOver := st.Sent(switchboard.OfferAccepted)
+		stLocal := st.Moved(switchboard.StateQueued, switchboard.StateConnected) + st.Moved(switchboard.StateOffered, switchboard.StateConnected) - stOver
+		stRequeued := st.Moved(switchboard.StateConnected, switchboard.StateQueued)
+		if tl.Offered+stRequeued != stLocal+stOver+tl.Abandoned+uint64(tl.Waiting) {
 			t.Errorf("%s: stats not conserved: %+v", n.Centre(), st)
 		}
 		t.Logf("%s: offered %d, answered here %d, answered elsewhere %d, received from elsewhere %d, abandoned %d, requeued %d, categorised %d",
-			n.Centre(), st.Offered, st.AnsweredLocal, st.AnsweredOverflow, st.OverflowReceived, st.Abandoned, st.Requeued, st.Categorised)
-		offered += st.Offered
-		local += st.AnsweredLocal
-		over += st.AnsweredOverflow
-		received += st.OverflowReceived
-		abandoned += st.Abandoned
-		requeued += st.Requeued
-		categorised += st.Categorised
+			n.Centre(), tl.Offered, stLocal, stOver, st.Received(switchboard.OfferAccepted), tl.Abandoned, stRequeued, st.Categorised())
+		offered += tl.Offered
+		local += stLocal
+		over += stOver
+		received += st.Received(switchboard.OfferAccepted)
+		abandoned += tl.Abandoned
+		requeued += stRequeued
+		categorised += st.Categorised()
 	}
 
 	tr.mu.Lock()

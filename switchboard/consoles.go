@@ -26,7 +26,7 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 		s.signOutLocked(old, "signed in elsewhere")
 	}
 	vol := &volunteer{
-		Volunteer: v, sink: sink, out: newOutbox(&s.wg, &s.sealed), available: map[string]bool{},
+		Volunteer: v, sink: sink, out: s.newOutbox(), available: map[string]bool{},
 		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{},
 	}
 	s.volunteers[v.ID] = vol
@@ -80,7 +80,6 @@ func (c *Console) Accept(contactID string) error {
 			ct.remote = nil
 		}
 		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct}, c.v.Alias)
-		s.stats.AnsweredLocal++
 		s.dispatchLocked()
 		return nil
 	case r.received != nil && r.received.id == contactID && !r.received.accepted:
@@ -165,7 +164,6 @@ func (c *Console) End(contactID string, cat Categorisation) error {
 		return fmt.Errorf("end %s: %w", clip(contactID), ErrUnknownContact)
 	}
 	delete(c.v.ended, contactID)
-	s.stats.Categorised++
 	for _, t := range cat.Topics {
 		s.stats.Topics[t]++
 	}

@@ -47,4 +47,12 @@ func (s *Switchboard) moveLocked(c *contact, to State) {
 	}
 	c.state = to
 	s.stats.Transitions[Transition{Channel: c.channel, From: from, To: to}]++
+	// The Tally's outcomes are counted by the move that makes them, so no
+	// path can end or abandon a contact without counting it.
+	switch to {
+	case StateEnded:
+		s.countAnsweredLocked(c)
+	case StateAbandoned:
+		s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
+	}
 }

@@ -57,7 +57,6 @@ func (s *Switchboard) endLocked(cv *conv) {
 	}
 	if c := cv.visitor; c != nil && c.state == StateConnected {
 		s.moveLocked(c, StateEnded)
-		s.countAnsweredLocked(c, cv)
 		s.forgetContactLocked(c)
 	}
 	if cv.received != nil {
@@ -83,19 +82,26 @@ type ownerPeerHandler struct {
 }
 
 func (h *ownerPeerHandler) OnEvent(e Event) {
-	s := h.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	if h.cv == nil {
+	h.locked(func() {
 		if !h.lost {
 			h.early = append(h.early, e)
 		}
-		return
+	}, func() { h.handleLocked(e) })
+}
+
+// locked runs, under the lock, early while the conversation is not set up
+// yet, or set once it is; neither after Close.
+func (h *ownerPeerHandler) locked(early, set func()) {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.closed:
+	case h.cv == nil:
+		early()
+	default:
+		set()
 	}
-	h.handleLocked(e)
 }
 
 func (h *ownerPeerHandler) handleLocked(e Event) {
@@ -113,18 +119,9 @@ func (h *ownerPeerHandler) handleLocked(e Event) {
 }
 
 func (h *ownerPeerHandler) OnLost(undelivered int) {
-	s := h.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.closed {
-		return
-	}
-	if h.cv == nil {
-		h.lost, h.undelivered = true, undelivered
-		return
-	}
-	if h.c.conv != h.cv {
-		return
-	}
-	s.requeueLocked(h.c, undelivered, h.cv.other)
+	h.locked(func() { h.lost, h.undelivered = true, undelivered }, func() {
+		if h.c.conv == h.cv {
+			h.s.requeueLocked(h.c, undelivered, h.cv.other)
+		}
+	})
 }

@@ -179,19 +179,17 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 		return // offered again when availability changes (Kick)
 	}
 	c.tried[pick.Centre] = pick.Version
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(s.stop.Context())
 	ro := &remoteOffer{centre: pick.Centre, cancel: cancel}
 	c.remote = ro
 	if c.state == StateQueued {
 		s.moveLocked(c, StateOffered)
 	}
 	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
+	s.stop.Go(func(context.Context) {
 		defer cancel()
 		s.runRemoteOffer(ctx, c, ro, req)
-	}()
+	})
 }
 
 func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remoteOffer, req OutgoingOffer) {
@@ -265,7 +263,6 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias())
-	s.stats.AnsweredOverflow++
 	s.offerSentLocked(ro.centre, OfferAccepted)
 	for _, e := range h.early {
 		h.handleLocked(e)
@@ -315,7 +312,6 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 	// Its wait counts from its arrival: overflow is due at the same moment
 	// it would have been had it never been answered.
 	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
-	s.stats.Requeued++
 	c.out.post(func() { c.visitor.Requeued(undelivered) })
 	s.dispatchLocked()
 }

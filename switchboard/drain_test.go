@@ -101,7 +101,7 @@ func TestDrainFinishesWorkAndRefusesNew(t *testing.T) {
 		}
 		st := sb.Stats()
 		conserved(t, st)
-		if st.Offered != 2 || st.AnsweredLocal != 1 || st.AnsweredOverflow != 1 || st.Abandoned != 0 || st.Requeued != 0 {
+		if tl, local, overflow := totals(st); tl.Offered != 2 || local != 1 || overflow != 1 || tl.Abandoned != 0 || requeued(st) != 0 {
 			t.Fatalf("stats after drain: %+v", st)
 		}
 	})
@@ -127,7 +127,7 @@ func TestDrainIdleAndAbandoned(t *testing.T) {
 		if !drainedYet(drained) {
 			t.Fatal("not drained after the visitor left")
 		}
-		if st := sb.Stats(); st.Abandoned != 1 {
+		if st := sb.Stats(); st.Total().Abandoned != 1 {
 			t.Fatalf("stats: %+v", st)
 		}
 	})

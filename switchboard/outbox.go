@@ -1,8 +1,11 @@
 package switchboard
 
 import (
+	"context"
 	"sync"
 	"sync/atomic"
+
+	"github.com/helpmesh/helpmesh/internal/stopper"
 )
 
 // outbox delivers calls to one sink in the order they were posted, on a
@@ -13,15 +16,15 @@ type outbox struct {
 	mu      sync.Mutex
 	q       []func()
 	running bool
-	wg      *sync.WaitGroup
+	stop    *stopper.Stopper
 	// sealed is set by Close (under the switchboard's lock) once it has
 	// posted its last words; later posts are dropped, so no goroutine is
 	// started while Close waits for the others.
 	sealed *atomic.Bool
 }
 
-func newOutbox(wg *sync.WaitGroup, sealed *atomic.Bool) *outbox {
-	return &outbox{wg: wg, sealed: sealed}
+func (s *Switchboard) newOutbox() *outbox {
+	return &outbox{stop: s.stop, sealed: &s.sealed}
 }
 
 func (o *outbox) post(f func()) {
@@ -33,13 +36,13 @@ func (o *outbox) post(f func()) {
 	o.q = append(o.q, f)
 	if !o.running {
 		o.running = true
-		o.wg.Add(1)
-		go o.drain()
+		// The drain ignores the stopper's context: what was posted before
+		// Close sealed the outbox (its last words) is still delivered.
+		o.stop.Go(func(context.Context) { o.drain() })
 	}
 }
 
 func (o *outbox) drain() {
-	defer o.wg.Done()
 	for {
 		o.mu.Lock()
 		if len(o.q) == 0 {

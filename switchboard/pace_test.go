@@ -79,8 +79,8 @@ func TestVisitorPaceSlowsThenCutsOff(t *testing.T) {
 			t.Fatalf("console: %v", cs.lines())
 		}
 		st := sb.Stats()
-		if st.InProgress != 1 || st.AnsweredLocal != 2 {
-			t.Fatalf("stats: %d in progress, %d answered; want the other conversation going", st.InProgress, st.AnsweredLocal)
+		if tl, local, _ := totals(st); tl.InProgress != 1 || local != 2 {
+			t.Fatalf("stats: %d in progress, %d answered; want the other conversation going", tl.InProgress, local)
 		}
 	})
 }

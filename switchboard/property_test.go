@@ -634,10 +634,7 @@ func (w *propWorld) check() {
 		}
 	}
 	for i, st := range stats {
-		if st.Offered+st.Requeued != st.AnsweredLocal+st.AnsweredOverflow+st.Abandoned+uint64(st.Waiting) {
-			w.violateLocked(&w.counts.otherViolations, "centre %s stats not conserved: %+v", w.centres[i].name, st)
-		}
-		if err := transitionsMatch(st); err != nil {
+		if err := conservation(st); err != nil {
 			w.violateLocked(&w.counts.otherViolations, "centre %s: %v", w.centres[i].name, err)
 		}
 	}
@@ -682,8 +679,9 @@ func (w *propWorld) windDown() {
 			connects += uint64(vis.connects)
 			requeues += uint64(vis.requeues)
 		}
-		if st.Offered != uint64(c.started) || st.Abandoned != abandoned || st.AnsweredLocal+st.AnsweredOverflow != connects ||
-			st.Requeued != requeues || st.Waiting != 0 || st.InProgress != 0 || st.ReceivedInProgress != 0 {
+		tl, local, overflow := totals(st)
+		if tl.Offered != uint64(c.started) || tl.Abandoned != abandoned || local+overflow != connects ||
+			requeued(st) != requeues || tl.Waiting != 0 || tl.InProgress != 0 || st.ReceivedInProgress != 0 {
 			w.violateLocked(&w.counts.otherViolations, "centre %s: stats %+v, but %d started, %d abandoned, %d connections, %d requeues heard by its visitors",
 				c.name, st, c.started, abandoned, connects, requeues)
 		}

@@ -105,7 +105,6 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	v.ring = nil
 	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
 	v.active[rc.id] = rc.conv
-	s.stats.OverflowReceived++
 	s.settleReceivedLocked(rc, OfferAccepted)
 	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
 	s.postAvailabilityLocked(v)
@@ -146,17 +145,24 @@ type receivedPeerHandler struct {
 	rc *received
 }
 
-func (h *receivedPeerHandler) OnEvent(e Event) {
+// locked runs f under the lock while the conversation is still live on
+// our volunteer's console.
+func (h *receivedPeerHandler) locked(f func(s *Switchboard, cv *conv)) {
 	s := h.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	cv := h.rc.conv
-	if cv == nil {
-		return
+	if cv := h.rc.conv; cv != nil {
+		if _, live := cv.vol.active[cv.id]; live {
+			f(s, cv)
+		}
 	}
-	if _, live := cv.vol.active[cv.id]; !live {
-		return
-	}
+}
+
+func (h *receivedPeerHandler) OnEvent(e Event) {
+	h.locked(func(s *Switchboard, cv *conv) { h.eventLocked(s, cv, e) })
+}
+
+func (h *receivedPeerHandler) eventLocked(s *Switchboard, cv *conv, e Event) {
 	if cv.inPace == nil {
 		cv.inPace = newReceivedPacer(s.cfg.Pace)
 	}
@@ -188,22 +194,14 @@ func (h *receivedPeerHandler) OnEvent(e Event) {
 }
 
 func (h *receivedPeerHandler) OnLost(undelivered int) {
-	s := h.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cv := h.rc.conv
-	if cv == nil {
-		return
-	}
-	v := cv.vol
-	if _, live := v.active[cv.id]; !live {
-		return
-	}
-	delete(v.active, cv.id)
-	v.idleSince = time.Now()
-	s.finishReceivedLocked(h.rc)
-	id := cv.id
-	v.out.post(func() { v.sink.Lost(id, undelivered) })
-	s.postAvailabilityLocked(v)
-	s.dispatchLocked()
+	h.locked(func(s *Switchboard, cv *conv) {
+		v := cv.vol
+		delete(v.active, cv.id)
+		v.idleSince = time.Now()
+		s.finishReceivedLocked(h.rc)
+		id := cv.id
+		v.out.post(func() { v.sink.Lost(id, undelivered) })
+		s.postAvailabilityLocked(v)
+		s.dispatchLocked()
+	})
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/helpmesh/helpmesh/internal/stopper"
 )
 
 // Candidate is another centre that may take an overflowed contact.
@@ -163,21 +165,16 @@ type QueueView struct {
 
 // Stats counts contacts for the KPIs; never per person.
 type Stats struct {
-	Offered            uint64 // contacts that arrived here
-	AnsweredLocal      uint64 // answered by our own volunteer
-	AnsweredOverflow   uint64 // answered by another centre's volunteer
-	Abandoned          uint64 // visitor left before an answer
-	Requeued           uint64 // lost mid-conversation and queued again
-	OverflowReceived   uint64 // other centres' contacts our volunteers answered
-	Categorised        uint64
-	Waiting            int // queued or offered now
-	InProgress         int // connected now (owned here)
 	ReceivedInProgress int // other centres' conversations with our volunteers now
-	Topics             map[string]uint64
-	AgeGroups          map[string]uint64
+	// What volunteers recorded at the end of contacts: each categorisation
+	// counts once per topic and once in its age group.
+	Topics    map[string]uint64
+	AgeGroups map[string]uint64
 
-	// The KPIs by label (see Tally). Keys are bounded: channels, the
-	// policy's languages, and roster centres; never a person or a contact.
+	// The KPIs by label. Contacts is their only source (Total sums it):
+	// nothing else counts a contact's arrival, answer or abandonment. Keys
+	// are bounded: channels, the policy's languages, and roster centres;
+	// never a person or a contact.
 	Contacts       map[Key]Tally
 	Transitions    map[Transition]uint64 // every change of a contact's state (contact.go)
 	SpeedToAnswer  map[string]Histogram  // per channel: arrival to first connect
@@ -192,7 +189,10 @@ type Stats struct {
 type Switchboard struct {
 	cfg Config
 	log *slog.Logger
-	wg  sync.WaitGroup
+	// stop owns the outboxes' and the outgoing offers' goroutines; Close
+	// waits for them. Outboxes ignore its context: they end once they have
+	// delivered everything posted before Close sealed them.
+	stop *stopper.Stopper
 
 	mu         sync.Mutex
 	closed     bool
@@ -240,7 +240,7 @@ func New(cfg Config) *Switchboard {
 		cfg.MaxQueue = DefaultMaxQueue
 	}
 	return &Switchboard{
-		cfg: cfg, log: cfg.Logger.With("component", "switchboard"),
+		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
@@ -369,10 +369,8 @@ func (s *Switchboard) Close() {
 		switch {
 		case c.state == StateConnected:
 			s.moveLocked(c, StateEnded)
-			s.countAnsweredLocked(c, c.conv)
 		case c.waiting():
 			s.moveLocked(c, StateAbandoned)
-			s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 		}
 		delete(s.contacts, c.id)
 	}
@@ -392,7 +390,7 @@ func (s *Switchboard) Close() {
 	s.checkDrainedLocked()
 	s.sealed.Store(true)
 	s.mu.Unlock()
-	s.wg.Wait()
+	s.stop.Stop()
 }
 
 func checkMessage(id, text string) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -237,39 +236,56 @@ func mustAccept(t *testing.T, c *Console, h *VisitorHandle) {
 
 var anyCat = Categorisation{Topics: []string{"other"}, AgeGroup: "unknown"}
 
+// connections counts the times a contact of ours was connected, by who
+// answered. A requeued contact is connected again, so it counts here once
+// per connection, where its Tally counts it once, when it ends.
+func connections(st Stats) (local, overflow uint64) {
+	all := st.Moved(StateQueued, StateConnected) + st.Moved(StateOffered, StateConnected)
+	overflow = st.Sent(OfferAccepted)
+	return all - overflow, overflow
+}
+
+// totals is the Tally summed over every channel and language, with the
+// connections made here and elsewhere.
+func totals(st Stats) (tl Tally, local, overflow uint64) {
+	local, overflow = connections(st)
+	return st.Total(), local, overflow
+}
+
+// requeued counts the contacts queued again after losing their volunteer.
+func requeued(st Stats) uint64 { return st.Moved(StateConnected, StateQueued) }
+
 // conserved is the counters' conservation law: every entry into the queue
 // (a new contact, or a requeue after a lost volunteer) leaves it exactly
-// once, answered or abandoned, or is still waiting.
+// once, connected or abandoned, or is still waiting.
 func conserved(t *testing.T, st Stats) {
 	t.Helper()
-	in := st.Offered + st.Requeued
-	out := st.AnsweredLocal + st.AnsweredOverflow + st.Abandoned + uint64(st.Waiting)
-	if in != out {
-		t.Fatalf("stats not conserved: Offered %d + Requeued %d != AnsweredLocal %d + AnsweredOverflow %d + Abandoned %d + Waiting %d",
-			st.Offered, st.Requeued, st.AnsweredLocal, st.AnsweredOverflow, st.Abandoned, st.Waiting)
-	}
-	if err := transitionsMatch(st); err != nil {
+	if err := conservation(st); err != nil {
 		t.Fatal(err)
 	}
 }
 
-// transitionsMatch checks that every answer, requeue and abandonment the
-// counters saw went through moveLocked exactly once.
-func transitionsMatch(st Stats) error {
-	into := func(from []State, to State) (n uint64) {
-		for tr, c := range st.Transitions {
-			if tr.To == to && slices.Contains(from, tr.From) {
-				n += c
-			}
-		}
-		return n
+func conservation(st Stats) error {
+	tl := st.Total()
+	local, overflow := connections(st)
+	if in, out := tl.Offered+requeued(st), local+overflow+tl.Abandoned+uint64(tl.Waiting); in != out {
+		return fmt.Errorf("stats not conserved: Offered %d + requeued %d != connected %d here + %d elsewhere + Abandoned %d + Waiting %d",
+			tl.Offered, requeued(st), local, overflow, tl.Abandoned, tl.Waiting)
 	}
-	connected := into([]State{StateQueued, StateOffered}, StateConnected)
-	requeued := into([]State{StateConnected}, StateQueued)
-	abandoned := into([]State{StateQueued, StateOffered}, StateAbandoned)
-	if connected != st.AnsweredLocal+st.AnsweredOverflow || requeued != st.Requeued || abandoned != st.Abandoned {
-		return fmt.Errorf("transitions %v do not match the counters: %d connected (answered %d+%d), %d requeued (%d), %d abandoned (%d)",
-			st.Transitions, connected, st.AnsweredLocal, st.AnsweredOverflow, requeued, st.Requeued, abandoned, st.Abandoned)
+	return transitionsMatch(st)
+}
+
+// transitionsMatch checks that every answer and abandonment the Tally
+// counted went through moveLocked exactly once, and that every connection
+// ended, was lost (requeued) or is still going.
+func transitionsMatch(st Stats) error {
+	tl := st.Total()
+	local, overflow := connections(st)
+	ended := st.Moved(StateConnected, StateEnded)
+	abandoned := st.Moved(StateQueued, StateAbandoned) + st.Moved(StateOffered, StateAbandoned)
+	if ended != tl.AnsweredLocal+tl.AnsweredOverflow || abandoned != tl.Abandoned || local+overflow != ended+requeued(st)+uint64(tl.InProgress) {
+		return fmt.Errorf("transitions %v do not match the tally %+v: %d connections (%d+%d), %d ended, %d requeued, %d abandoned",
+			st.Transitions, tl, local+overflow, local, overflow, ended, requeued(st), abandoned)
 	}
 	return nil
 }
@@ -627,7 +643,7 @@ func TestUnansweredOfferMovesOnAndKeepsPlace(t *testing.T) {
 				_, s3 := signInAvailable(t, sb, chatVol("v3", 1))
 				synctest.Wait()
 				wantOffers(t, "v3", s3, ha)
-				if st := sb.Stats(); st.Waiting != 3 {
+				if st := sb.Stats().Total(); st.Waiting != 3 {
 					t.Fatalf("stats: %+v", st)
 				}
 			})
@@ -714,7 +730,7 @@ func TestQueuePositionAndEstimatedWait(t *testing.T) {
 		if !v2.has("queued 1 30s") || !v3.has("queued 2 1m0s") {
 			t.Fatalf("after the first left: %v / %v", v2.lines(), v3.lines())
 		}
-		if st := sb.Stats(); st.Abandoned != 1 || st.Waiting != 3 {
+		if st := sb.Stats().Total(); st.Abandoned != 1 || st.Waiting != 3 {
 			t.Fatalf("stats: %+v", st)
 		}
 		if n := vEN.count("queued "); n != 1 {
@@ -754,7 +770,7 @@ func TestVisitorLeavingWhileOfferedWithdrawsOffer(t *testing.T) {
 			t.Fatalf("send after leaving: %v", err)
 		}
 		st := sb.Stats()
-		if st.Abandoned != 1 || st.Waiting != 0 || st.AnsweredLocal != 0 {
+		if tl, local, _ := totals(st); tl.Abandoned != 1 || tl.Waiting != 0 || local != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
@@ -801,7 +817,7 @@ func TestLocalAcceptCancelsRemoteOffer(t *testing.T) {
 			t.Fatalf("visitor: %v", vis.lines())
 		}
 		st := sb.Stats()
-		if st.AnsweredLocal != 1 || st.AnsweredOverflow != 0 || st.InProgress != 1 {
+		if tl, local, overflow := totals(st); local != 1 || overflow != 0 || tl.InProgress != 1 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
@@ -840,7 +856,7 @@ func TestLocalAcceptBeatsRemoteAnswerInFlight(t *testing.T) {
 			t.Fatalf("visitor: %v", vis.lines())
 		}
 		st := sb.Stats()
-		if st.AnsweredLocal != 1 || st.AnsweredOverflow != 0 {
+		if local, overflow := connections(st); local != 1 || overflow != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
@@ -877,7 +893,7 @@ func TestRemoteAnswerWithdrawsLocalOffer(t *testing.T) {
 			t.Fatalf("confirmed %v, visitor %v", confirmed, vis.lines())
 		}
 		st := sb.Stats()
-		if st.AnsweredOverflow != 1 || st.AnsweredLocal != 0 || st.InProgress != 1 || st.Waiting != 0 {
+		if tl, local, overflow := totals(st); overflow != 1 || local != 0 || tl.InProgress != 1 || tl.Waiting != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
@@ -900,7 +916,7 @@ func TestRemoteAnswerWithdrawsLocalOffer(t *testing.T) {
 		if _, closed := peer.state(); closed == "" {
 			t.Fatal("relay not closed at the end")
 		}
-		if st := sb.Stats(); st.InProgress != 0 {
+		if st := sb.Stats().Total(); st.InProgress != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
 		// The local volunteer is free for the next contact.
@@ -940,10 +956,10 @@ func TestRelayLostDuringConfirm(t *testing.T) {
 		offers[0].reply <- offerReply{ans: ans}
 		synctest.Wait()
 		st := sb.Stats()
-		if st.InProgress != 0 || !vis.has("requeued 0") && vis.has("connected Kari") {
+		if st.Total().InProgress != 0 || !vis.has("requeued 0") && vis.has("connected Kari") {
 			t.Errorf("the relay died during Confirm, yet the visitor is connected to it: visitor heard %v, stats InProgress %d Requeued %d; "+
 				"ownerPeerHandler.OnLost/OnEvent drop everything while h.cv is nil (set only after Confirm returns and the lock is retaken)",
-				vis.lines(), st.InProgress, st.Requeued)
+				vis.lines(), st.Total().InProgress, requeued(st))
 		}
 		_ = h
 	})
@@ -968,7 +984,7 @@ func TestOverflowAtOnceWhenNoVolunteerOn(t *testing.T) {
 		if len(offers) != 1 || offers[0].centre != "B" || offers[0].req.Contact != h.ID() || offers[0].req.Channel != ChannelChat || offers[0].req.Language != "nb" {
 			t.Fatalf("want one immediate offer to B (never to ourselves), got %+v", offers)
 		}
-		if st := sb.Stats(); st.Waiting != 1 {
+		if st := sb.Stats().Total(); st.Waiting != 1 {
 			t.Fatalf("stats: %+v", st)
 		}
 	})
@@ -1188,7 +1204,7 @@ func TestReserveOnReceivingSide(t *testing.T) {
 			if !s.has("connected x1 B") {
 				t.Fatalf("console: %v", s.lines())
 			}
-			if st := sb.Stats(); st.OverflowReceived != 1 || st.ReceivedInProgress != 1 {
+			if st := sb.Stats(); st.Received(OfferAccepted) != 1 || st.ReceivedInProgress != 1 {
 				t.Fatalf("stats: %+v", st)
 			}
 			ph.OnEvent(Event{Kind: EventMessage, ID: "m1", Text: "hei"})
@@ -1210,7 +1226,7 @@ func TestReserveOnReceivingSide(t *testing.T) {
 			if o := s.lastOffer(); o.Contact != h.ID() {
 				t.Fatalf("v1 not free after the end: %+v", o)
 			}
-			if st := sb.Stats(); st.ReceivedInProgress != 0 || st.Categorised != 1 {
+			if st := sb.Stats(); st.ReceivedInProgress != 0 || st.Categorised() != 1 {
 				t.Fatalf("stats: %+v", st)
 			}
 		})
@@ -1240,7 +1256,7 @@ func TestReserveOnReceivingSide(t *testing.T) {
 			if _, closed := peer.state(); closed == "" {
 				t.Fatal("connect after release did not close the peer")
 			}
-			if st := sb.Stats(); st.OverflowReceived != 0 {
+			if st := sb.Stats(); st.Received(OfferAccepted) != 0 {
 				t.Fatalf("stats: %+v", st)
 			}
 		})
@@ -1324,7 +1340,7 @@ func TestCategorisationRefusesUnknown(t *testing.T) {
 			t.Fatalf("visitor: %v", vis.lines())
 		}
 		st := sb.Stats()
-		if st.Categorised != 1 || st.Topics["family"] != 1 || st.Topics["school-work"] != 1 || st.AgeGroups["13-15"] != 1 {
+		if st.Categorised() != 1 || st.Topics["family"] != 1 || st.Topics["school-work"] != 1 || st.AgeGroups["13-15"] != 1 {
 			t.Fatalf("stats: %+v", st)
 		}
 		// The visitor ended the next one: the volunteer still categorises it.
@@ -1365,7 +1381,7 @@ func TestSignOutRequeuesAtFront(t *testing.T) {
 			t.Fatalf("second visitor at %d", p)
 		}
 		st := sb.Stats()
-		if st.Requeued != 1 || st.Waiting != 2 || st.InProgress != 0 {
+		if tl := st.Total(); requeued(st) != 1 || tl.Waiting != 2 || tl.InProgress != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
@@ -1378,17 +1394,17 @@ func TestSignOutRequeuesAtFront(t *testing.T) {
 		mustAccept(t, c2, h1)
 		st = sb.Stats()
 		// Answered twice, once per time it was queued.
-		if st.AnsweredLocal != 2 {
+		if local, _ := connections(st); local != 2 {
 			t.Fatalf("stats: %+v", st)
 		}
 		conserved(t, st)
 	})
 }
 
-// Stats: every contact that arrives is answered (here or elsewhere),
-// abandoned, or still waiting. A requeued contact is queued, and answered,
-// a second time, so Requeued belongs on the arrivals side; InProgress is a
-// subset of the answered, not a separate outcome.
+// Stats: every contact that arrives is connected (here or elsewhere),
+// abandoned, or still waiting. A requeued contact is queued, and connected,
+// a second time, so requeues belong on the arrivals side; InProgress is a
+// subset of the connected, not a separate outcome.
 func TestStatsConservation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
@@ -1431,11 +1447,12 @@ func TestStatsConservation(t *testing.T) {
 		}
 		check()
 		st := sb.Stats()
-		if st.Offered != 3 || st.Requeued != 1 || st.AnsweredLocal != 2 || st.AnsweredOverflow != 1 || st.Abandoned != 1 || st.InProgress != 1 || st.Waiting != 0 {
+		if tl, local, overflow := totals(st); tl.Offered != 3 || requeued(st) != 1 || local != 2 || overflow != 1 || tl.Abandoned != 1 || tl.InProgress != 1 || tl.Waiting != 0 {
 			t.Fatalf("stats: %+v", st)
 		}
-		// The form "Offered == AnsweredLocal + AnsweredOverflow + Abandoned
-		// + Waiting + InProgress" does not hold: 3 != 2+1+1+0+1.
+		// Counted by connections, the form "Offered == local + overflow +
+		// Abandoned + Waiting + InProgress" does not hold: 3 != 2+1+1+0+1
+		// (the Tally's, counting a contact once when it ends, does).
 	})
 }
 

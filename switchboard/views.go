@@ -3,6 +3,7 @@ package switchboard
 // Views of the desk for gossip, metrics and tests.
 
 import (
+	"maps"
 	"time"
 )
 
@@ -67,16 +68,10 @@ func (s *Switchboard) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	st := s.stats
-	st.Topics = maps(s.stats.Topics)
-	st.AgeGroups = maps(s.stats.AgeGroups)
-	st.Contacts = make(map[Key]Tally, len(s.stats.Contacts))
-	for k, t := range s.stats.Contacts {
-		st.Contacts[k] = t
-	}
-	st.Transitions = make(map[Transition]uint64, len(s.stats.Transitions))
-	for k, n := range s.stats.Transitions {
-		st.Transitions[k] = n
-	}
+	st.Topics = maps.Clone(s.stats.Topics)
+	st.AgeGroups = maps.Clone(s.stats.AgeGroups)
+	st.Contacts = maps.Clone(s.stats.Contacts)
+	st.Transitions = maps.Clone(s.stats.Transitions)
 	st.SpeedToAnswer = make(map[string]Histogram, len(s.stats.SpeedToAnswer))
 	for ch, h := range s.stats.SpeedToAnswer {
 		b := make(map[float64]uint64, len(s.cfg.AnswerBuckets))
@@ -86,19 +81,12 @@ func (s *Switchboard) Stats() Stats {
 		h.Buckets = b
 		st.SpeedToAnswer[ch] = h
 	}
-	st.OffersSent = make(map[OfferKey]uint64, len(s.stats.OffersSent))
-	for k, n := range s.stats.OffersSent {
-		st.OffersSent[k] = n
-	}
-	st.OffersReceived = make(map[OfferKey]uint64, len(s.stats.OffersReceived))
-	for k, n := range s.stats.OffersReceived {
-		st.OffersReceived[k] = n
-	}
-	st.Waiting = len(s.queue)
+	st.OffersSent = maps.Clone(s.stats.OffersSent)
+	st.OffersReceived = maps.Clone(s.stats.OffersReceived)
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {
-		s.tallyView(st.Contacts, c, func(t *Tally) { t.Waiting++ })
+		tallyIn(st.Contacts, c, func(t *Tally) { t.Waiting++ })
 		q := st.Queues[c.channel]
 		q.Length++
 		q.OldestWait = max(q.OldestWait, now.Sub(c.created))
@@ -106,8 +94,7 @@ func (s *Switchboard) Stats() Stats {
 	}
 	for _, c := range s.contacts {
 		if c.state == StateConnected {
-			st.InProgress++
-			s.tallyView(st.Contacts, c, func(t *Tally) { t.InProgress++ })
+			tallyIn(st.Contacts, c, func(t *Tally) { t.InProgress++ })
 		}
 	}
 	st.Volunteers = map[string]VolunteerCount{}
@@ -131,19 +118,4 @@ func (s *Switchboard) Stats() Stats {
 		}
 	}
 	return st
-}
-
-func (s *Switchboard) tallyView(m map[Key]Tally, c *contact, f func(t *Tally)) {
-	k := Key{c.channel, c.language}
-	t := m[k]
-	f(&t)
-	m[k] = t
-}
-
-func maps(m map[string]uint64) map[string]uint64 {
-	out := make(map[string]uint64, len(m))
-	for k, v := range m {
-		out[k] = v
-	}
-	return out
 }

@@ -41,12 +41,11 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 	}
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
-		visitor: visitor, out: newOutbox(&s.wg, &s.sealed), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
+		visitor: visitor, out: s.newOutbox(), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
 		pace: newVisitorPacer(s.cfg.Pace),
 	}
 	s.contacts[c.id] = c
 	s.queue = append(s.queue, c)
-	s.stats.Offered++
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
 	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
@@ -120,8 +119,6 @@ func (h *VisitorHandle) End() {
 
 func (s *Switchboard) abandonLocked(c *contact) {
 	s.moveLocked(c, StateAbandoned)
-	s.stats.Abandoned++
-	s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
 	s.removeFromQueueLocked(c)
 	if c.local != nil {
 		s.withdrawLocked(c.local, "the visitor left")
