@@ -15,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -115,7 +116,7 @@ func startPageFederation(t testing.TB, n int) []*pageCentre {
 			t.Fatal(err)
 		}
 		cfg := node.Config{Centre: id, Name: "Centre " + strings.ToUpper(id), DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-			Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+			Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if i > 1 {
 			c := consensus.Centre{ID: id, Name: cfg.Name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}

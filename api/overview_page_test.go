@@ -11,6 +11,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -35,7 +36,7 @@ func addRestartableCentre(t *testing.T, seed *pageCentre, id string) *restartabl
 		t.Fatal(err)
 	}
 	cfg := node.Config{Centre: id, Name: name, DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-		Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+		Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	c := consensus.Centre{ID: id, Name: name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/api"
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -187,7 +188,7 @@ func startFederation(t testing.TB, n int) []*centre {
 			t.Fatal(err)
 		}
 		cfg := node.Config{Centre: id, Name: "Centre " + strings.ToUpper(id), DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-			Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+			Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		if i > 1 {
 			c := consensus.Centre{ID: id, Name: cfg.Name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}

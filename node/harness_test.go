@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -82,7 +83,7 @@ func (f *federation) config(id string) Config {
 		DataDir:           dir,
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", freePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", freePort(f.t)),
-		Timing:            TimingTest,
+		Timing:            timing.Test,
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,

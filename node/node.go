@@ -26,18 +26,9 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/refusal"
 	"github.com/helpmesh/helpmesh/internal/stopper"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/overflow"
 	"github.com/helpmesh/helpmesh/switchboard"
-)
-
-// Timing picks the Raft and gossip timeouts for a deployment.
-type Timing int
-
-const (
-	// TimingNational suits centres tens of milliseconds apart.
-	TimingNational Timing = iota
-	// TimingTest detects failures quickly on loopback.
-	TimingTest
 )
 
 // Config configures one centre's node.
@@ -57,8 +48,9 @@ type Config struct {
 	Join string
 	// MaxVoters caps Raft voters (0: consensus.DefaultMaxVoters).
 	MaxVoters int
-	Timing    Timing
-	Logger    *slog.Logger
+	// Timing picks the Raft and gossip timeouts for a deployment.
+	Timing timing.Profile
+	Logger *slog.Logger
 	// Registry receives the node's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// RingTimeout bounds how long an offer rings on a console (0: 20 s).
@@ -228,7 +220,7 @@ func (n *Node) start(ctx context.Context) error {
 		Logger:            n.cfg.Logger,
 		Bootstrap:         n.cfg.Join == "",
 		MaxVoters:         n.cfg.MaxVoters,
-		Timing:            consensus.Timing(n.cfg.Timing),
+		Timing:            n.cfg.Timing,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
 		ReleaseLevels:     n.confirmLevels,
@@ -258,10 +250,6 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 
-	gossipTiming := "lan"
-	if n.cfg.Timing == TimingTest {
-		gossipTiming = "test"
-	}
 	n.sb = n.newSwitchboard()
 	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{
 		Centre:   n.cfg.Centre,
@@ -270,7 +258,7 @@ func (n *Node) start(ctx context.Context) error {
 		Label:    n.fed.Label,
 		Logger:   n.cfg.Logger,
 		Registry: n.registry,
-		Timing:   gossipTiming,
+		Timing:   n.cfg.Timing,
 		// Another centre's availability or state changed: offers waiting
 		// on a centre that is no longer alive are withdrawn, and contacts
 		// waiting here may now have somewhere to go.

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/helpmesh/helpmesh/internal/refusal"
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 // Membership states reported in Seen.State.
@@ -26,17 +27,6 @@ const (
 	StateSuspect = "suspect"
 	StateDead    = "dead"
 	StateLeft    = "left"
-)
-
-// Timing profiles for GossipConfig.Timing.
-const (
-	// TimingLAN suits a national federation: tens of milliseconds of RTT over
-	// the public internet. See lanConfig for the numbers and their reasons.
-	TimingLAN = "lan"
-	// TimingTest makes failure detection take about a second on loopback so
-	// tests and benchmarks finish quickly. Never use it across a real network:
-	// a 100 ms probe timeout would mark healthy centres dead.
-	TimingTest = "test"
 )
 
 // Overheads memberlist subtracts from UDPBufferSize before it asks the
@@ -78,8 +68,10 @@ type GossipConfig struct {
 	// refused input by reason. Nil keeps it unregistered (RefusedCount
 	// still reads it).
 	Registry prometheus.Registerer
-	// Timing is TimingLAN (the default when empty) or TimingTest.
-	Timing string
+	// Timing is timing.National (the zero value: see lanConfig) or
+	// timing.Test, which detects a dead node in about a second on loopback
+	// and would mark healthy centres dead across a real network.
+	Timing timing.Profile
 	// OnChange, if set, is called with a centre id whenever that centre's
 	// availability version or membership state changes here. Calls come
 	// from one goroutine, in order per centre, coalesced when they arrive
@@ -267,12 +259,12 @@ func memberlistConfig(cfg GossipConfig) (*memberlist.Config, time.Duration, erro
 	var mc *memberlist.Config
 	var leaveTimeout time.Duration
 	switch cfg.Timing {
-	case "", TimingLAN:
+	case timing.National:
 		mc, leaveTimeout = lanConfig()
-	case TimingTest:
+	case timing.Test:
 		mc, leaveTimeout = testConfig()
 	default:
-		return nil, 0, fmt.Errorf("%w: %q", ErrUnknownTiming, cfg.Timing)
+		return nil, 0, fmt.Errorf("%w: %d", ErrUnknownTiming, int(cfg.Timing))
 	}
 
 	host, port, err := splitAddr(cfg.BindAddr)

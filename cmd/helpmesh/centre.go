@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/api"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -22,7 +23,7 @@ import (
 const defaultDrainTimeout = 10 * time.Minute
 
 // startCentre runs a node and its HTTP API from a data directory.
-func startCentre(ctx context.Context, dir, join string, timing node.Timing, log *slog.Logger) (*node.Node, *api.Server, error) {
+func startCentre(ctx context.Context, dir, join string, profile timing.Profile, log *slog.Logger) (*node.Node, *api.Server, error) {
 	fc, err := node.LoadFileConfig(dir)
 	if err != nil {
 		return nil, nil, err
@@ -40,7 +41,7 @@ func startCentre(ctx context.Context, dir, join string, timing node.Timing, log 
 	n, err := node.Start(sctx, node.Config{
 		Centre: fc.Centre, Name: fc.Name, DataDir: dir,
 		P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
-		Join: join, Timing: timing, Logger: log, MaxQueue: fc.Web.MaxQueue,
+		Join: join, Timing: profile, Logger: log, MaxQueue: fc.Web.MaxQueue,
 	})
 	if err != nil {
 		return nil, nil, err
@@ -101,11 +102,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("run: --dir is required")
 	}
 	log := newLogger(stderr, *logLevel)
-	timing := node.TimingNational
+	profile := timing.National
 	if *fast {
-		timing = node.TimingTest
+		profile = timing.Test
 	}
-	n, srv, err := startCentre(ctx, *dir, *join, timing, log)
+	n, srv, err := startCentre(ctx, *dir, *join, profile, log)
 	if err != nil {
 		return fmt.Errorf("run: %w", err)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -99,7 +100,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		if fresh && i > 0 {
 			join = firstJoin
 		}
-		n, srv, err := startCentre(ctx, dir, join, node.TimingNational, log)
+		n, srv, err := startCentre(ctx, dir, join, timing.National, log)
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}

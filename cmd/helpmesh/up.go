@@ -17,6 +17,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/api"
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -124,7 +125,7 @@ func cmdUp(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		log.Info("joining", "through", join)
 	}
 
-	n, srv, err := startCentre(ctx, *dir, join, node.TimingNational, log)
+	n, srv, err := startCentre(ctx, *dir, join, timing.National, log)
 	if err != nil {
 		return fmt.Errorf("up: %w", err)
 	}
