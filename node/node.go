@@ -96,7 +96,6 @@ type Node struct {
 	stop      *stopper.Stopper
 	sb        *switchboard.Switchboard
 	router    *overflow.Router
-	late      *lateOverflow
 	publish   chan struct{}
 	rotation  gossipRotation // gossip key rotation, see gossipkey.go
 	back      backAlive      // centres seen alive again, see redial.go
@@ -136,7 +135,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		registry: cfg.Registry,
 		stop:     stopper.New(),
 		seeds:    map[peer.ID]struct{}{},
-		late:     &lateOverflow{},
 		publish:  make(chan struct{}, 1),
 		releases: releaseLevels{known: map[string]ReleaseInfo{}},
 		build:    buildName(),
@@ -250,6 +248,11 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 
+	// The router first, serving nothing yet; then the switchboard that
+	// overflows through it; then gossip, whose changes reach both.
+	n.router = overflow.NewRouter(overflow.RouterConfig{
+		Centre: n.cfg.Centre, Host: n.host, Directory: directory{n}, Logger: n.cfg.Logger,
+	})
 	n.sb = n.newSwitchboard()
 	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{
 		Centre:   n.cfg.Centre,
@@ -263,9 +266,7 @@ func (n *Node) start(ctx context.Context) error {
 		// on a centre that is no longer alive are withdrawn, and contacts
 		// waiting here may now have somewhere to go.
 		OnChange: func(centre string) {
-			if r := n.late.get(); r != nil {
-				r.CentreChanged(centre)
-			}
+			n.router.CentreChanged(centre)
 			n.redialIfBack(centre)
 			n.sb.Kick()
 		},
@@ -273,10 +274,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.router = overflow.NewRouter(overflow.RouterConfig{
-		Centre: n.cfg.Centre, Host: n.host, Gossip: n.gossip, Directory: directory{n}, Desk: n.sb, Logger: n.cfg.Logger,
-	})
-	n.late.set(n.router)
+	n.router.Serve(desk{n.sb}, n.gossip)
 	n.publishAvailability()
 	// Only now do we hold the secrets a joining centre needs from us.
 	n.host.SetStreamHandler(joinProtocol, n.serveJoin)
@@ -334,12 +332,15 @@ func (n *Node) Stop() error {
 	return n.stopErr
 }
 
+// stopDesk closes the switchboard, which ends its conversations with its
+// own reason and refuses new offers, then the router, which ends every
+// goroutine of the offers and relays.
 func (n *Node) stopDesk() {
-	if n.router != nil {
-		n.router.Close()
-	}
 	if n.sb != nil {
 		n.sb.Close()
+	}
+	if n.router != nil {
+		n.router.Close()
 	}
 }
 
