@@ -13,12 +13,7 @@ import (
 // live peer over TCP, one at a time, giving up early when a newer state
 // supersedes it. Each send is bounded by the profile's TCP timeout.
 func (g *Gossip) runFanout(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-g.fanoutKick:
-		}
+	whenKicked(ctx, g.fanoutKick, func() {
 		g.mu.Lock()
 		msg, version := g.fanout, g.fanoutVersion
 		var peers []*memberlist.Node
@@ -29,7 +24,7 @@ func (g *Gossip) runFanout(ctx context.Context) {
 		}
 		g.mu.Unlock()
 		if msg == nil {
-			continue
+			return
 		}
 		for _, peer := range peers {
 			if ctx.Err() != nil {
@@ -43,10 +38,10 @@ func (g *Gossip) runFanout(ctx context.Context) {
 			superseded := g.fanoutVersion != version
 			g.mu.Unlock()
 			if superseded {
-				break
+				return
 			}
 		}
-	}
+	})
 }
 
 // stateBroadcast is one message in the broadcast queue. States are named by

@@ -85,21 +85,18 @@ func (g *Gossip) setMember(n *memberlist.Node, alive bool) {
 // memberlist raises no event for suspicion, and reading Node.State through
 // Members() races with memberlist's writes, so this is the one race-free
 // signal; suspicion raised by other nodes is not seen here.
-func (g *Gossip) markSuspect(name string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if m := g.members[name]; m != nil && m.state == StateAlive {
-		m.state = StateSuspect
-		g.markChangedLocked(name)
-	}
-}
+func (g *Gossip) markSuspect(name string) { g.moveMember(name, StateAlive, StateSuspect) }
 
 // clearSuspect is called when one of our probes of name is acknowledged.
-func (g *Gossip) clearSuspect(name string) {
+func (g *Gossip) clearSuspect(name string) { g.moveMember(name, StateSuspect, StateAlive) }
+
+// moveMember changes a known member's state from one to another; a member
+// in any other state (dead, left, unknown) keeps it.
+func (g *Gossip) moveMember(name, from, to string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	if m := g.members[name]; m != nil && m.state == StateSuspect {
-		m.state = StateAlive
+	if m := g.members[name]; m != nil && m.state == from {
+		m.state = to
 		g.markChangedLocked(name)
 	}
 }
@@ -131,16 +128,23 @@ func kick(ch chan struct{}) {
 	}
 }
 
-// runNotifier delivers OnChange outside every lock, so the callback may call
-// View without deadlocking memberlist, which invokes our event delegate while
-// holding its node lock.
-func (g *Gossip) runNotifier(ctx context.Context) {
+// whenKicked is a worker: it runs work after each kick until ctx ends.
+func whenKicked(ctx context.Context, kicks <-chan struct{}, work func()) {
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-g.changeKick:
+		case <-kicks:
 		}
+		work()
+	}
+}
+
+// runNotifier delivers OnChange outside every lock, so the callback may call
+// View without deadlocking memberlist, which invokes our event delegate while
+// holding its node lock.
+func (g *Gossip) runNotifier(ctx context.Context) {
+	whenKicked(ctx, g.changeKick, func() {
 		g.mu.Lock()
 		names := make([]string, 0, len(g.pending))
 		for name := range g.pending {
@@ -155,5 +159,5 @@ func (g *Gossip) runNotifier(ctx context.Context) {
 			}
 			g.cfg.OnChange(name)
 		}
-	}
+	})
 }
