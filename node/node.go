@@ -602,19 +602,14 @@ func (n *Node) gossipRejoinLoop(ctx context.Context) {
 // is shut without a goodbye. Used by tests.
 func (n *Node) crash() {
 	n.stopOnce.Do(func() {
-		if n.router != nil {
-			n.router.Close()
-		}
 		// A crash drops every stream at once: reset the host's connections
-		// before the switchboard could say goodbye on them.
+		// before the switchboard or the relays could say goodbye on them.
 		if n.host != nil {
 			for _, c := range n.host.Network().Conns() {
 				_ = c.Close()
 			}
 		}
-		if n.sb != nil {
-			n.sb.Close()
-		}
+		n.stopDesk()
 		n.stop.Stop()
 		if n.gossip != nil {
 			_ = n.gossip.Crash()

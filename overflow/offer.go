@@ -160,6 +160,7 @@ func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 	}
 	rl := newRelay(a.s, a.log)
 	if !rl.start(a.spawn, h) {
+		_ = a.s.Reset()
 		return nil, fmt.Errorf("confirm overflow: %w", ErrRouterClosed)
 	}
 	return rl, nil
