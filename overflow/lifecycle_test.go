@@ -8,9 +8,8 @@ import (
 	"time"
 )
 
-// gossipGoroutines returns the stacks of goroutines running one of the
-// functions a Gossip starts.
-func gossipGoroutines() []string {
+// goroutinesRunning returns the stacks of goroutines running one of funcs.
+func goroutinesRunning(funcs ...string) []string {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -22,7 +21,7 @@ func gossipGoroutines() []string {
 	}
 	var out []string
 	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, f := range []string{"overflow.(*Gossip).runFanout", "overflow.(*Gossip).runNotifier", "overflow.(*Gossip).Join.func"} {
+		for _, f := range funcs {
 			if strings.Contains(g, f) {
 				out = append(out, g)
 				break
@@ -30,6 +29,11 @@ func gossipGoroutines() []string {
 		}
 	}
 	return out
+}
+
+// gossipGoroutines are the goroutines a Gossip starts.
+func gossipGoroutines() []string {
+	return goroutinesRunning("overflow.(*Gossip).runFanout", "overflow.(*Gossip).runNotifier", "overflow.(*Gossip).Join.func")
 }
 
 // Stop ends every goroutine the Gossip started, a join attempt still under
