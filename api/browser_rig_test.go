@@ -17,6 +17,7 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -147,7 +148,7 @@ func preparePageCentre(t testing.TB, dir, id string) (pageConfig, *consensus.Cen
 	p2p := fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(t))
 	gossip := fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
 	cfg := node.Config{Centre: id, Name: name, DataDir: dir, P2PAddr: p2p, GossipAddr: gossip,
-		Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+		Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 	admit := &consensus.Centre{ID: id, Name: name, PeerID: res.PeerID, Addrs: []string{p2p}, GossipAddr: gossip}
 	return pageConfig{node: cfg, token: res.AdminToken}, admit, nil
 }

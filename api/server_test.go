@@ -18,6 +18,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -39,7 +40,7 @@ func startCentre(t *testing.T) *centre {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, node.Config{Centre: "oslo", DataDir: dir, Timing: node.TimingTest})
+	n, err := node.Start(ctx, node.Config{Centre: "oslo", DataDir: dir, Timing: timing.Test})
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}

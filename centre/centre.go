@@ -16,6 +16,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/api"
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -52,7 +53,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
-			Join: join, Timing: node.TimingNational, Logger: log, MaxQueue: fc.Web.MaxQueue,
+			Join: join, Timing: timing.National, Logger: log, MaxQueue: fc.Web.MaxQueue,
 		},
 		API: api.Config{
 			Addr: fc.HTTPAddr, AdminToken: token, Logger: log,

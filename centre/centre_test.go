@@ -9,7 +9,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
-	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 func ready(c *centre.Centre) bool {
@@ -25,7 +25,7 @@ func ready(c *centre.Centre) bool {
 // joins it, both serve their API, and a centre stopped and started again on
 // its data directory is back in the federation and serving.
 func TestLocalFederationStartStopRestart(t *testing.T) {
-	local := centre.Local{Root: t.TempDir(), Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+	local := centre.Local{Root: t.TempDir(), Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 	f := fedtest.Start(t, local.Driver(), 2)
 	c1, c2 := f.Member("c1"), f.Member("c2")
 	for _, c := range []*centre.Centre{c1, c2} {
@@ -55,7 +55,7 @@ func TestLocalFederationStartStopRestart(t *testing.T) {
 
 // Shutdown drains a centre with nothing in progress at once, then stops it.
 func TestShutdownDrainsThenStops(t *testing.T) {
-	local := centre.Local{Root: t.TempDir(), Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+	local := centre.Local{Root: t.TempDir(), Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 	f := fedtest.Start(t, local.Driver(), 1)
 	c := f.Member("c1")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -25,7 +26,7 @@ type Local struct {
 	// HTTPAddr gives a new centre's HTTP listen address; i counts the
 	// centres added before it (nil: a free loopback port).
 	HTTPAddr func(id string, i int) string
-	Timing   node.Timing
+	Timing   timing.Profile
 	Logger   *slog.Logger
 }
 

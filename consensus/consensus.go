@@ -19,21 +19,12 @@ import (
 
 	"github.com/helpmesh/helpmesh/internal/logadapt"
 	"github.com/helpmesh/helpmesh/internal/stopper"
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 // DefaultMaxVoters keeps the quorum small and quick: every other centre is a
 // non-voter that still receives the roster.
 const DefaultMaxVoters = 5
-
-// Timing picks Raft's timeouts.
-type Timing int
-
-const (
-	// TimingNational suits centres tens of milliseconds apart.
-	TimingNational Timing = iota
-	// TimingTest elects and detects quickly on loopback.
-	TimingTest
-)
 
 // Config configures one centre's consensus module.
 type Config struct {
@@ -49,7 +40,8 @@ type Config struct {
 	Bootstrap bool
 	// MaxVoters caps the voters; 0 means DefaultMaxVoters.
 	MaxVoters int
-	Timing    Timing
+	// Timing picks Raft's timeouts.
+	Timing timing.Profile
 	// SnapshotThreshold and TrailingLogs override Raft's defaults when set.
 	SnapshotThreshold uint64
 	TrailingLogs      uint64
@@ -122,7 +114,7 @@ func (c *Consensus) start() error {
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(c.cfg.Centre)
 	rc.Logger = logadapt.HCLog(c.log, "raft")
-	if c.cfg.Timing == TimingTest {
+	if c.cfg.Timing == timing.Test {
 		// Quick on loopback, but not so quick that a CI machine running
 		// -race tests on 2 busy cores makes a healthy leader step down.
 		rc.HeartbeatTimeout = 700 * time.Millisecond

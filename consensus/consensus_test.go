@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p"
+
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 // startOne runs a real one-centre federation: Raft on Pebble over a libp2p
@@ -25,7 +27,7 @@ func startOneWith(t *testing.T, levels LevelsFunc) *Consensus {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	c, err := Start(context.Background(), Config{Centre: "oslo", Dir: t.TempDir(), Host: h, Bootstrap: true, Timing: TimingTest, ReleaseLevels: levels})
+	c, err := Start(context.Background(), Config{Centre: "oslo", Dir: t.TempDir(), Host: h, Bootstrap: true, Timing: timing.Test, ReleaseLevels: levels})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -31,6 +31,7 @@ import (
 	"github.com/helpmesh/helpmesh/api"
 	hmcentre "github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -170,7 +171,7 @@ func live(t *testing.T) *rig {
 func startFederation(t testing.TB, n int) []*centre {
 	t.Helper()
 	local := hmcentre.Local{Root: tmpRoot, Name: func(id string) string { return "Centre " + strings.ToUpper(id) },
-		Timing: node.TimingTest, Logger: slog.New(slog.DiscardHandler)}
+		Timing: timing.Test, Logger: slog.New(slog.DiscardHandler)}
 	var out []*centre
 	for _, c := range fedtest.Start(t, local.Driver(), n).Live() {
 		out = append(out, &centre{node: c.Node(), srv: c.API()})

@@ -2,9 +2,6 @@ package node
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/peer"
@@ -35,43 +32,19 @@ func (d directory) CentreOf(p peer.ID) (string, bool) {
 	return c.ID, ok
 }
 
-// lateOverflow lets the switchboard be built before the router that needs it.
-type lateOverflow struct {
-	mu sync.RWMutex
-	r  *overflow.Router
-}
+// desk hands the router our switchboard: Reserve's concrete reservation
+// becomes the router's own small interface.
+type desk struct{ sb *switchboard.Switchboard }
 
-func (l *lateOverflow) set(r *overflow.Router) {
-	l.mu.Lock()
-	l.r = r
-	l.mu.Unlock()
-}
-
-func (l *lateOverflow) get() *overflow.Router {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
-	return l.r
-}
-
-func (l *lateOverflow) Candidates(channel, language string) []switchboard.Candidate {
-	if r := l.get(); r != nil {
-		return r.Candidates(channel, language)
+func (d desk) Reserve(o switchboard.IncomingOffer) (overflow.Reservation, error) {
+	res, err := d.sb.Reserve(o)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	return res, nil
 }
 
-func (l *lateOverflow) Offer(ctx context.Context, centre string, o switchboard.OutgoingOffer) (switchboard.Answer, error) {
-	r := l.get()
-	if r == nil {
-		return nil, fmt.Errorf("%w: %w", switchboard.ErrDeclined, overflow.ErrDeclined)
-	}
-	ans, err := r.Offer(ctx, centre, o)
-	if errors.Is(err, overflow.ErrDeclined) {
-		// The switchboard tells a no from a failure for the KPIs.
-		err = fmt.Errorf("%w: %w", switchboard.ErrDeclined, err)
-	}
-	return ans, err
-}
+var _ overflow.Reservation = (*switchboard.Reservation)(nil)
 
 func (n *Node) newSwitchboard() *switchboard.Switchboard {
 	ring := 20 * time.Second
@@ -86,7 +59,7 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		},
 		Languages: func() []string { return n.consensus.Roster().Policy.Languages },
 		Topics:    func() []string { return n.consensus.Roster().Policy.Topics },
-		Overflow:  n.late,
+		Overflow:  n.router,
 		OnChange:  n.pokePublish,
 		// Speed-to-answer buckets: the same as the exported histogram's.
 		AnswerBuckets: speedToAnswerBuckets,

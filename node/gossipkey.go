@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 // Rotating the gossip key. A rotation is a roster command (so it reaches
@@ -39,8 +40,8 @@ type gossipRotation struct {
 
 // rotationTiming returns how long a centre waits after installing a key
 // before it encrypts with it, and how long it then still reads the old key.
-func rotationTiming(t Timing) (useAfter, grace time.Duration) {
-	if t == TimingTest {
+func rotationTiming(t timing.Profile) (useAfter, grace time.Duration) {
+	if t == timing.Test {
 		return time.Second, 4 * time.Second
 	}
 	// Raft applies a committed entry at every healthy centre within a few

@@ -12,6 +12,7 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -93,7 +94,7 @@ func (f *federation) config(id string) Config {
 		DataDir:           dir,
 		P2PAddr:           fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", fedtest.FreePort(f.t)),
 		GossipAddr:        fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(f.t)),
-		Timing:            TimingTest,
+		Timing:            timing.Test,
 		MaxVoters:         f.opts.maxVoters,
 		SnapshotThreshold: f.opts.snapshotThreshold,
 		TrailingLogs:      f.opts.trailingLogs,

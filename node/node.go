@@ -24,18 +24,9 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/refusal"
 	"github.com/helpmesh/helpmesh/internal/stopper"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/overflow"
 	"github.com/helpmesh/helpmesh/switchboard"
-)
-
-// Timing picks the Raft and gossip timeouts for a deployment.
-type Timing int
-
-const (
-	// TimingNational suits centres tens of milliseconds apart.
-	TimingNational Timing = iota
-	// TimingTest detects failures quickly on loopback.
-	TimingTest
 )
 
 // Config configures one centre's node.
@@ -55,8 +46,9 @@ type Config struct {
 	Join string
 	// MaxVoters caps Raft voters (0: consensus.DefaultMaxVoters).
 	MaxVoters int
-	Timing    Timing
-	Logger    *slog.Logger
+	// Timing picks the Raft and gossip timeouts for a deployment.
+	Timing timing.Profile
+	Logger *slog.Logger
 	// Registry receives the node's metrics; nil makes a private one.
 	Registry *prometheus.Registry
 	// RingTimeout bounds how long an offer rings on a console (0: 20 s).
@@ -102,7 +94,6 @@ type Node struct {
 	stop      *stopper.Stopper
 	sb        *switchboard.Switchboard
 	router    *overflow.Router
-	late      *lateOverflow
 	publish   chan struct{}
 	rotation  gossipRotation // gossip key rotation, see gossipkey.go
 	back      backAlive      // centres seen alive again, see redial.go
@@ -142,7 +133,6 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 		registry: cfg.Registry,
 		stop:     stopper.New(),
 		seeds:    map[peer.ID]struct{}{},
-		late:     &lateOverflow{},
 		publish:  make(chan struct{}, 1),
 		releases: releaseLevels{known: map[string]ReleaseInfo{}},
 		build:    buildName(),
@@ -226,7 +216,7 @@ func (n *Node) start(ctx context.Context) error {
 		Logger:            n.cfg.Logger,
 		Bootstrap:         n.cfg.Join == "",
 		MaxVoters:         n.cfg.MaxVoters,
-		Timing:            consensus.Timing(n.cfg.Timing),
+		Timing:            n.cfg.Timing,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		TrailingLogs:      n.cfg.TrailingLogs,
 		ReleaseLevels:     n.confirmLevels,
@@ -256,10 +246,11 @@ func (n *Node) start(ctx context.Context) error {
 		return err
 	}
 
-	gossipTiming := "lan"
-	if n.cfg.Timing == TimingTest {
-		gossipTiming = "test"
-	}
+	// The router first, serving nothing yet; then the switchboard that
+	// overflows through it; then gossip, whose changes reach both.
+	n.router = overflow.NewRouter(overflow.RouterConfig{
+		Centre: n.cfg.Centre, Host: n.host, Directory: directory{n}, Logger: n.cfg.Logger,
+	})
 	n.sb = n.newSwitchboard()
 	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{
 		Centre:   n.cfg.Centre,
@@ -268,14 +259,12 @@ func (n *Node) start(ctx context.Context) error {
 		Label:    n.fed.Label,
 		Logger:   n.cfg.Logger,
 		Registry: n.registry,
-		Timing:   gossipTiming,
+		Timing:   n.cfg.Timing,
 		// Another centre's availability or state changed: offers waiting
 		// on a centre that is no longer alive are withdrawn, and contacts
 		// waiting here may now have somewhere to go.
 		OnChange: func(centre string) {
-			if r := n.late.get(); r != nil {
-				r.CentreChanged(centre)
-			}
+			n.router.CentreChanged(centre)
 			n.redialIfBack(centre)
 			n.sb.Kick()
 		},
@@ -283,10 +272,7 @@ func (n *Node) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	n.router = overflow.NewRouter(overflow.RouterConfig{
-		Centre: n.cfg.Centre, Host: n.host, Gossip: n.gossip, Directory: directory{n}, Desk: n.sb, Logger: n.cfg.Logger,
-	})
-	n.late.set(n.router)
+	n.router.Serve(desk{n.sb}, n.gossip)
 	n.publishAvailability()
 	// Only now do we hold the secrets a joining centre needs from us.
 	n.host.SetStreamHandler(joinProtocol, n.serveJoin)
@@ -339,18 +325,21 @@ func (n *Node) crash() {
 // what the others see: streams reset rather than closed, gossip gone without
 // a goodbye, and no tallies logged.
 func (n *Node) teardown(crash bool) error {
-	if n.router != nil {
-		n.router.Close()
-	}
 	if crash && n.host != nil {
 		// A crash drops every stream at once: reset the host's connections
-		// before the switchboard could say goodbye on them.
+		// before the switchboard or the relays could say goodbye on them.
 		for _, c := range n.host.Network().Conns() {
 			_ = c.Close()
 		}
 	}
+	// The switchboard first, so conversations end with its own reason and
+	// no new offer is taken; then the router, which ends every goroutine of
+	// the offers and relays.
 	if n.sb != nil {
 		n.sb.Close()
+	}
+	if n.router != nil {
+		n.router.Close()
 	}
 	if !crash {
 		n.logFinalTallies()

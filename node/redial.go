@@ -4,8 +4,6 @@ import (
 	"sync"
 
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
-
-	"github.com/helpmesh/helpmesh/overflow"
 )
 
 // backAlive clears libp2p's dial backoff for a centre that gossip sees
@@ -23,15 +21,9 @@ type backAlive struct {
 }
 
 func (n *Node) redialIfBack(centre string) {
-	if n.late.get() == nil {
-		return // still starting: gossip and the roster are not wired yet
-	}
-	alive := false
-	for _, s := range n.gossip.View() {
-		if s.Centre == centre {
-			alive = s.State == overflow.StateAlive
-		}
-	}
+	// Read through the router: it sees gossip once serving, and the
+	// callback may come before the node holds the gossip.
+	alive := n.router.Alive(centre)
 	n.back.mu.Lock()
 	if n.back.alive == nil {
 		n.back.alive = map[string]bool{}

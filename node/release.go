@@ -15,6 +15,7 @@ import (
 	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/internal/wire"
 )
 
@@ -67,8 +68,8 @@ type releaseLevels struct {
 }
 
 // releaseProbeEvery is how often each centre confirms the others' levels.
-func releaseProbeEvery(t Timing) (every, soon time.Duration) {
-	if t == TimingTest {
+func releaseProbeEvery(t timing.Profile) (every, soon time.Duration) {
+	if t == timing.Test {
 		return time.Second, 100 * time.Millisecond
 	}
 	return 10 * time.Second, time.Second

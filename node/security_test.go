@@ -20,6 +20,7 @@ import (
 	"github.com/libp2p/go-libp2p/p2p/transport/tcp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/internal/wire"
 	"github.com/helpmesh/helpmesh/overflow"
 )
@@ -295,7 +296,7 @@ func TestWrongGossipKeyRefused(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	intruder, err := overflow.StartGossip(ctx, overflow.GossipConfig{
-		Centre: "intruder", BindAddr: "127.0.0.1:0", Key: wrong, Label: fed.Label, Timing: "test", Logger: testLogger(t),
+		Centre: "intruder", BindAddr: "127.0.0.1:0", Key: wrong, Label: fed.Label, Timing: timing.Test, Logger: testLogger(t),
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -9,12 +9,12 @@ import (
 	"time"
 )
 
-// Benchmarks run the "test" timing profile on loopback, so their figures are
-// about the protocol's round structure, not a real network. For the "lan"
+// Benchmarks run the Test timing profile on loopback, so their figures are
+// about the protocol's round structure, not a real network. For the National
 // profile the same mechanisms scale with its intervals:
 //
 //   - staleness is bounded by GossipInterval: 200 ms per hop instead of 50 ms,
-//     so expect roughly 4x the "test" figures plus network RTT per hop (a
+//     so expect roughly 4x the Test figures plus network RTT per hop (a
 //     loopback spot check measured 0.2 s for 3 centres, 0.4 s for 10);
 //   - dead detection is ~1 ProbeInterval to the first failed probe, plus the
 //     rest of that interval for indirect probes, plus the suspicion timeout

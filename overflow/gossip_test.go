@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+
+	"github.com/helpmesh/helpmesh/internal/timing"
 )
 
 const testLabel = "helpmesh-test"
@@ -36,7 +38,7 @@ func testConfigFor(name string) GossipConfig {
 		Key:      testKey(1),
 		Label:    testLabel,
 		Logger:   testLogger(),
-		Timing:   TimingTest,
+		Timing:   timing.Test,
 	}
 }
 
@@ -391,7 +393,7 @@ func TestStartGossipValidatesConfig(t *testing.T) {
 		{"no key", func(c *GossipConfig) { c.Key = nil }, ErrInvalidKey},
 		{"no centre", func(c *GossipConfig) { c.Centre = "" }, ErrInvalidCentre},
 		{"bad centre", func(c *GossipConfig) { c.Centre = "a/b" }, ErrInvalidCentre},
-		{"bad timing", func(c *GossipConfig) { c.Timing = "wan" }, ErrUnknownTiming},
+		{"bad timing", func(c *GossipConfig) { c.Timing = timing.Profile(99) }, ErrUnknownTiming},
 		{"bad bind", func(c *GossipConfig) { c.BindAddr = "127.0.0.1" }, ErrInvalidConfig},
 		{"bad port", func(c *GossipConfig) { c.BindAddr = "127.0.0.1:99999" }, ErrInvalidConfig},
 		{"bad advertise", func(c *GossipConfig) { c.AdvertiseAddr = "nope" }, ErrInvalidConfig},

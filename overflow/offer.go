@@ -5,16 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"regexp"
-	"slices"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/helpmesh/helpmesh/internal/wire"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -31,8 +25,8 @@ const offerProtocol = "/helpmesh/offer/1"
 const maxFrame = 32 << 10
 
 var (
-	// ErrDeclined means the other centre could not take the contact.
-	ErrDeclined = errors.New("offer declined")
+	// ErrRouterClosed means the router was closed before the offer went.
+	ErrRouterClosed = errors.New("overflow router closed")
 	// ErrUnknownPeerCentre means a centre id has no admitted peer.
 	ErrUnknownPeerCentre = errors.New("centre not in the roster")
 	// ErrCentreLost means gossip stopped seeing the centre alive while our
@@ -68,103 +62,6 @@ type frame struct {
 	Event      *switchboard.Event `json:"e,omitempty"`
 }
 
-var contactIDPattern = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
-
-// Desk is the part of a centre's switchboard that answers offers.
-type Desk interface {
-	Reserve(o switchboard.IncomingOffer) (*switchboard.Reservation, error)
-}
-
-// Directory maps centres to peers, from the roster.
-type Directory interface {
-	PeerOf(centre string) (peer.ID, bool)
-	CentreOf(p peer.ID) (string, bool)
-}
-
-// RouterConfig configures a Router.
-type RouterConfig struct {
-	Centre    string
-	Host      host.Host
-	Gossip    *Gossip
-	Directory Directory
-	Desk      Desk
-	Logger    *slog.Logger
-}
-
-// Router sends our contacts to other centres and answers theirs. It
-// implements switchboard.Overflow.
-type Router struct {
-	cfg RouterConfig
-	log *slog.Logger
-
-	mu sync.Mutex
-	// waiting holds, per centre, the withdraw functions of our offers
-	// waiting for that centre's answer.
-	waiting map[string]map[*waitingOffer]struct{}
-}
-
-// waitingOffer is one of our offers waiting for an answer.
-type waitingOffer struct {
-	lost     atomic.Bool
-	withdraw func()
-}
-
-// NewRouter starts answering offers from other centres.
-func NewRouter(cfg RouterConfig) *Router {
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
-	}
-	r := &Router{cfg: cfg, log: cfg.Logger.With("component", "overflow"), waiting: map[string]map[*waitingOffer]struct{}{}}
-	cfg.Host.SetStreamHandler(offerProtocol, r.serveOffer)
-	return r
-}
-
-// Close stops answering offers.
-func (r *Router) Close() { r.cfg.Host.RemoveStreamHandler(offerProtocol) }
-
-// Candidates ranks the centres gossip says could answer now: alive,
-// accepting, someone free for the channel and language. More free
-// volunteers and a shorter round trip rank higher; a random factor spreads
-// simultaneous overflows over near-equal centres. Gossip is only a hint: the
-// chosen centre decides from its live state.
-func (r *Router) Candidates(channel, language string) []switchboard.Candidate {
-	type scored struct {
-		c     switchboard.Candidate
-		score float64
-	}
-	var out []scored
-	for _, s := range r.cfg.Gossip.View() {
-		if s.Centre == r.cfg.Centre || s.State != StateAlive || !s.Availability.Accepting {
-			continue
-		}
-		free := s.Availability.Channels[channel].Free[language]
-		if free <= 0 {
-			continue
-		}
-		pid, ok := r.cfg.Directory.PeerOf(s.Centre)
-		if !ok {
-			continue
-		}
-		rtt := r.cfg.Host.Peerstore().LatencyEWMA(pid)
-		score := float64(free) / (1 + rtt.Seconds()*20) * (0.85 + 0.3*rand.Float64())
-		out = append(out, scored{switchboard.Candidate{Centre: s.Centre, Version: s.Availability.Version}, score})
-	}
-	slices.SortFunc(out, func(a, b scored) int {
-		switch {
-		case a.score > b.score:
-			return -1
-		case a.score < b.score:
-			return 1
-		}
-		return 0
-	})
-	cands := make([]switchboard.Candidate, len(out))
-	for i, s := range out {
-		cands[i] = s.c
-	}
-	return cands
-}
-
 // Offer asks centre to take a contact and waits for its answer.
 func (r *Router) Offer(ctx context.Context, centre string, o switchboard.OutgoingOffer) (switchboard.Answer, error) {
 	pid, ok := r.cfg.Directory.PeerOf(centre)
@@ -181,20 +78,26 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	// a matter of course: the reset must then never happen. A select on
 	// both channels would pick at random when both are ready, so the
 	// answer's arrival is settled under a lock.
+	// Closing the router withdraws the offer the same way.
 	answered := make(chan struct{})
 	var settle sync.Mutex
 	settled := false
-	go func() {
+	if !r.spawn(func(stop context.Context) {
 		select {
 		case <-ctx.Done():
-			settle.Lock()
-			if !settled {
-				_ = s.Reset()
-			}
-			settle.Unlock()
+		case <-stop.Done():
 		case <-answered:
+			return
 		}
-	}()
+		settle.Lock()
+		if !settled {
+			_ = s.Reset()
+		}
+		settle.Unlock()
+	}) {
+		_ = s.Reset()
+		return nil, fmt.Errorf("offer to %s: %w", centre, ErrRouterClosed)
+	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	if err := wire.Write(s, frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds()}, maxFrame); err != nil {
 		close(answered)
@@ -223,65 +126,13 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	switch f.Type {
 	case frameAccepted:
-		return &answer{s: s, alias: clipAlias(f.Alias), log: r.log}, nil
+		return &answer{s: s, alias: clipAlias(f.Alias), log: r.log, spawn: r.spawn}, nil
 	case frameDeclined:
 		_ = s.Close()
-		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), ErrDeclined)
+		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), switchboard.ErrDeclined)
 	}
 	_ = s.Reset()
-	return nil, fmt.Errorf("offer to %s: unexpected %q frame: %w", centre, clipAlias(string(f.Type)), ErrDeclined)
-}
-
-// await registers an offer to centre waiting for its answer.
-func (r *Router) await(centre string, withdraw func()) *waitingOffer {
-	w := &waitingOffer{withdraw: withdraw}
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.waiting[centre] == nil {
-		r.waiting[centre] = map[*waitingOffer]struct{}{}
-	}
-	r.waiting[centre][w] = struct{}{}
-	return w
-}
-
-func (r *Router) done(centre string, w *waitingOffer) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	delete(r.waiting[centre], w)
-	if len(r.waiting[centre]) == 0 {
-		delete(r.waiting, centre)
-	}
-}
-
-// CentreChanged is told when gossip's view of a centre changed. If the
-// centre is no longer alive (suspect, dead or left), our offers waiting
-// for its answer are withdrawn at once: a frozen or cut-off centre would
-// otherwise hold the visitor for the whole ring time and more, though we
-// already stopped offering it anything new. A withdrawn offer ends with
-// ErrCentreLost, and the contact goes to the next centre.
-func (r *Router) CentreChanged(centre string) {
-	r.mu.Lock()
-	n := len(r.waiting[centre])
-	r.mu.Unlock()
-	if n == 0 {
-		return
-	}
-	for _, s := range r.cfg.Gossip.View() {
-		if s.Centre == centre && s.State == StateAlive {
-			return
-		}
-	}
-	r.mu.Lock()
-	var lost []*waitingOffer
-	for w := range r.waiting[centre] {
-		lost = append(lost, w)
-	}
-	r.mu.Unlock()
-	r.log.Info("withdrawing offers from a centre gossip no longer sees alive", "to", centre, "offers", len(lost))
-	for _, w := range lost {
-		w.lost.Store(true)
-		w.withdraw()
-	}
+	return nil, fmt.Errorf("offer to %s: unexpected %q frame: %w", centre, clipAlias(string(f.Type)), switchboard.ErrDeclined)
 }
 
 func clipAlias(s string) string {
@@ -296,6 +147,7 @@ type answer struct {
 	s     network.Stream
 	alias string
 	log   *slog.Logger
+	spawn func(func(context.Context)) bool // the router's, for the relay
 }
 
 func (a *answer) Alias() string { return a.alias }
@@ -307,7 +159,10 @@ func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 		return nil, fmt.Errorf("confirm overflow: %w", err)
 	}
 	rl := newRelay(a.s, a.log)
-	rl.start(h)
+	if !rl.start(a.spawn, h) {
+		_ = a.s.Reset()
+		return nil, fmt.Errorf("confirm overflow: %w", ErrRouterClosed)
+	}
 	return rl, nil
 }
 
@@ -315,74 +170,4 @@ func (a *answer) Cancel(reason string) {
 	_ = a.s.SetWriteDeadline(time.Now().Add(2 * time.Second))
 	_ = wire.Write(a.s, frame{Type: frameCancel, Reason: reason}, maxFrame)
 	_ = a.s.Close()
-}
-
-// serveOffer answers another centre's offer from our live state.
-func (r *Router) serveOffer(s network.Stream) {
-	from, ok := r.cfg.Directory.CentreOf(s.Conn().RemotePeer())
-	if !ok {
-		_ = s.Reset()
-		return
-	}
-	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	var f frame
-	if err := wire.Read(s, &f, maxFrame); err != nil || f.Type != frameOffer || !contactIDPattern.MatchString(f.Contact) {
-		r.log.Warn("refused a malformed offer", "from", from, "err", err)
-		r.decline(s, "malformed offer")
-		return
-	}
-	ring := time.Duration(f.RingMillis) * time.Millisecond
-	res, err := r.cfg.Desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring})
-	if err != nil {
-		r.decline(s, err.Error())
-		return
-	}
-	// One reader for the rest of the offer: the owner may cancel (or
-	// vanish) while our volunteer's console rings.
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	next := make(chan frame, 1)
-	go func() {
-		_ = s.SetReadDeadline(time.Now().Add(ring + 15*time.Second))
-		var f frame
-		if err := wire.Read(s, &f, maxFrame); err != nil {
-			f = frame{Type: frameCancel, Reason: "the visitor's centre went away"}
-		}
-		if f.Type != frameConfirm {
-			cancel()
-		}
-		next <- f
-	}()
-	alias, err := res.Wait(ctx)
-	if err != nil {
-		r.decline(s, err.Error())
-		return
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias}, maxFrame); err != nil {
-		res.Release("the visitor's centre went away")
-		_ = s.Reset()
-		return
-	}
-	select {
-	case f := <-next:
-		if f.Type != frameConfirm {
-			res.Release("answered at another centre")
-			_ = s.Close()
-			return
-		}
-	case <-time.After(10 * time.Second):
-		res.Release("the visitor's centre did not confirm")
-		_ = s.Reset()
-		return
-	}
-	rl := newRelay(s, r.log)
-	h := res.Connect(rl)
-	rl.start(h)
-}
-
-func (r *Router) decline(s network.Stream, reason string) {
-	_ = s.SetWriteDeadline(time.Now().Add(2 * time.Second))
-	_ = wire.Write(s, frame{Type: frameDeclined, Reason: clipAlias(reason)}, maxFrame)
-	_ = s.Close()
 }

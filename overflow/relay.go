@@ -1,6 +1,7 @@
 package overflow
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -44,21 +45,30 @@ type relay struct {
 	closed   bool
 	out      chan frame
 	done     chan struct{}
-	wg       sync.WaitGroup
+	// writerDone is closed when the writer has flushed: the reader frees
+	// the stream only then.
+	writerDone chan struct{}
 }
 
 func newRelay(s network.Stream, log *slog.Logger) *relay {
-	return &relay{s: s, log: log, unacked: map[uint64]bool{}, out: make(chan frame, relayOutbox), done: make(chan struct{})}
+	return &relay{s: s, log: log, unacked: map[uint64]bool{}, out: make(chan frame, relayOutbox), done: make(chan struct{}), writerDone: make(chan struct{})}
 }
 
-// start runs the reader and writer; h hears events and loss.
-func (r *relay) start(h switchboard.PeerHandler) {
+// start runs the reader and writer under the router's spawn; h hears
+// events and loss. False means the router is closed and nothing started.
+// When the router closes, the writer says goodbye and the reader ends once
+// the other side answers it (or within relayDeadAfter if it stays silent).
+func (r *relay) start(spawn func(func(context.Context)) bool, h switchboard.PeerHandler) bool {
 	r.mu.Lock()
 	r.handler = h
 	r.mu.Unlock()
-	r.wg.Add(2)
-	go r.writeLoop()
-	go r.readLoop()
+	if !spawn(r.writeLoop) {
+		return false
+	}
+	if !spawn(r.readLoop) {
+		r.lost("the centre is shutting down")
+	}
+	return true
 }
 
 // Send queues an event for the other centre. It never blocks: a relay
@@ -111,8 +121,8 @@ func (r *relay) undeliveredLocked() int {
 	return n
 }
 
-func (r *relay) writeLoop() {
-	defer r.wg.Done()
+func (r *relay) writeLoop(ctx context.Context) {
+	defer close(r.writerDone)
 	t := time.NewTicker(relayHeartbeat)
 	defer t.Stop()
 	write := func(f frame) error {
@@ -139,29 +149,39 @@ func (r *relay) writeLoop() {
 				r.lost("heartbeat: " + err.Error())
 				return
 			}
+		case <-ctx.Done():
+			r.Close("the centre is shutting down")
+			r.flush(write)
+			return
 		case <-r.done:
-			// Flush what was queued before the close (the bye last).
-			for {
-				select {
-				case f := <-r.out:
-					if write(f) != nil || f.Type == frameBye {
-						_ = r.s.CloseWrite()
-						return
-					}
-				default:
-					_ = r.s.CloseWrite()
-					return
-				}
-			}
+			r.flush(write)
+			return
 		}
 	}
 }
 
-func (r *relay) readLoop() {
-	defer r.wg.Done()
+// flush writes what was queued before the close (the bye last).
+func (r *relay) flush(write func(frame) error) {
+	for {
+		select {
+		case f := <-r.out:
+			if write(f) != nil || f.Type == frameBye {
+				_ = r.s.CloseWrite()
+				return
+			}
+		default:
+			_ = r.s.CloseWrite()
+			return
+		}
+	}
+}
+
+func (r *relay) readLoop(context.Context) {
 	defer func() {
-		// Give the writer a moment to flush, then free the stream.
-		go func() { r.wg.Wait(); _ = r.s.Close() }()
+		// Let the writer flush (its writes have a deadline), then free
+		// the stream.
+		<-r.writerDone
+		_ = r.s.Close()
 	}()
 	for {
 		_ = r.s.SetReadDeadline(time.Now().Add(relayDeadAfter))

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/centre"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -68,7 +69,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("run: %w", err)
 	}
 	if *fast {
-		cfg.Node.Timing = node.TimingTest
+		cfg.Node.Timing = timing.Test
 	}
 	if err := serve(ctx, cfg, *drain, log, nil); err != nil {
 		return fmt.Errorf("run: %w", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed"
+	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
@@ -58,7 +59,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		HTTPAddr: func(_ string, i int) string {
 			return freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i))
 		},
-		Timing: node.TimingNational,
+		Timing: timing.National,
 		Logger: log,
 	}
 	fed := localfed.New(local.Driver())

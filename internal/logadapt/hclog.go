@@ -7,7 +7,6 @@ import (
 	"io"
 	"log"
 	"log/slog"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -65,29 +64,4 @@ func (h *hcl) StandardLogger(*hclog.StandardLoggerOptions) *log.Logger {
 }
 func (h *hcl) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 	return &levelWriter{l: h.l}
-}
-
-// StdLog returns a *log.Logger whose "[LEVEL] msg" lines (memberlist's and
-// raft's habit) become slog records at the matching level.
-func StdLog(l *slog.Logger, name string) *log.Logger {
-	return log.New(&levelWriter{l: l.With("component", name)}, "", 0)
-}
-
-type levelWriter struct{ l *slog.Logger }
-
-func (w *levelWriter) Write(p []byte) (int, error) {
-	msg := strings.TrimSpace(string(p))
-	level := slog.LevelInfo
-	for prefix, lv := range map[string]slog.Level{
-		"[TRACE]": slog.LevelDebug, "[DEBUG]": slog.LevelDebug, "[INFO]": slog.LevelInfo,
-		"[WARN]": slog.LevelWarn, "[ERR]": slog.LevelError, "[ERROR]": slog.LevelError,
-	} {
-		if i := strings.Index(msg, prefix); i >= 0 {
-			level = lv
-			msg = strings.TrimSpace(msg[i+len(prefix):])
-			break
-		}
-	}
-	w.l.Log(context.Background(), level, msg)
-	return len(p), nil
 }
