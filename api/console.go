@@ -132,9 +132,8 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusUnauthorized, "unauthorized", "you are no longer a volunteer of this centre")
 		return
 	}
-	sb := s.cfg.Centre.Switchboard()
-	if sb == nil {
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "the centre's switchboard is not running yet")
+	sb, ok := s.desk(w, "the centre's switchboard is not running yet")
+	if !ok {
 		return
 	}
 	ws, ok := s.acceptSocket(w, r, whoVolunteer, &websocket.AcceptOptions{})

@@ -409,3 +409,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	enc.SetIndent("", "  ")
 	_ = enc.Encode(v)
 }
+
+// desk returns the centre's switchboard or, while a node has none yet,
+// answers 503 not_ready saying what is not yet possible.
+func (s *Server) desk(w http.ResponseWriter, notYet string) (*switchboard.Switchboard, bool) {
+	sb := s.cfg.Centre.Switchboard()
+	if sb == nil {
+		writeError(w, http.StatusServiceUnavailable, "not_ready", notYet)
+		return nil, false
+	}
+	return sb, true
+}

@@ -48,9 +48,8 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, "bad_request", "lang must be an ISO 639-1 language code the centre serves, e.g. lang=nb")
 		return
 	}
-	sb := s.cfg.Centre.Switchboard()
-	if sb == nil {
-		writeError(w, http.StatusServiceUnavailable, "not_ready", "the centre is not taking chats yet")
+	sb, ok := s.desk(w, "the centre is not taking chats yet")
+	if !ok {
 		return
 	}
 	if sb.Draining() {
