@@ -1,10 +1,11 @@
 package node
 
 import (
-	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/helpmesh/helpmesh/internal/goroutines"
 )
 
 // ownedByOverflow names the goroutines the router and the gossip start:
@@ -17,30 +18,6 @@ var ownedByOverflow = []string{
 	"overflow.(*Gossip).runFanout",
 	"overflow.(*Gossip).runNotifier",
 	"overflow.(*Gossip).Join.func",
-}
-
-// overflowGoroutines returns the stacks of goroutines running one of the
-// functions the overflow package owns.
-func overflowGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, f := range ownedByOverflow {
-			if strings.Contains(g, f) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
 }
 
 // An overflowed conversation is live (its relay reading and writing on
@@ -61,11 +38,11 @@ func TestStopEndsOverflowGoroutines(t *testing.T) {
 	}
 	expect(t, vp.ev, "connected Kari", 5*time.Second)
 	expect(t, cp.ev, "connected c1", 5*time.Second)
-	if len(overflowGoroutines()) == 0 {
+	if len(goroutines.Await(5*time.Second, "overflow.(*relay).readLoop")) == 0 {
 		t.Fatal("no relay goroutine found while the conversation is live: the test checks nothing")
 	}
 	f.StopAll()
-	if left := overflowGoroutines(); len(left) > 0 {
+	if left := goroutines.Running(ownedByOverflow...); len(left) > 0 {
 		t.Fatalf("%d overflow goroutines outlived Stop:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }

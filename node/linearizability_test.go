@@ -308,55 +308,16 @@ func TestRosterLinearizableUnderLeaderFaults(t *testing.T) {
 // fail: hand-made histories a broken roster would produce are Illegal, and
 // the legal ones (including ambiguous writes) are Ok.
 func TestLinearizabilityCheckerRejectsBadHistories(t *testing.T) {
-	w := func(client int, key, v string, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: linOp{Key: key, Write: true, Value: v}, Call: call, Return: ret}
-	}
-	r := func(client int, key, v string, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: linOp{Key: key}, Output: v, Call: call, Return: ret}
-	}
-	const never = math.MaxInt64
-	cases := []struct {
-		name    string
-		history []porcupine.Operation
-		want    porcupine.CheckResult
-	}{
-		{"stale read after a completed write", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), r(1, "a", "", 20, 30),
-		}, porcupine.Illegal},
-		{"read of a value never written", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), r(1, "a", "y", 20, 30),
-		}, porcupine.Illegal},
-		{"read of a write refused and dropped from the history", []porcupine.Operation{
-			r(1, "a", "x", 20, 30),
-		}, porcupine.Illegal},
-		{"reads going back in time", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), w(0, "a", "y", 20, 30), r(1, "a", "y", 35, 40), r(2, "a", "x", 45, 50),
-		}, porcupine.Illegal},
-		{"stale read on one key among healthy others", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), w(1, "b", "p", 0, 10), r(2, "b", "p", 20, 30), r(2, "a", "", 20, 30),
-		}, porcupine.Illegal},
-		{"concurrent write seen or not", []porcupine.Operation{
-			w(0, "a", "x", 0, 100), r(1, "a", "", 10, 20), r(2, "a", "x", 30, 40), r(1, "a", "x", 110, 120),
-		}, porcupine.Ok},
-		{"ambiguous write observed later", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), w(1, "a", "y", 20, never), r(2, "a", "x", 30, 40), r(2, "a", "y", 50, 60),
-		}, porcupine.Ok},
-		{"ambiguous write never observed", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), w(1, "a", "y", 20, never), r(2, "a", "x", 30, 40), r(2, "a", "x", 50, 60),
-		}, porcupine.Ok},
-		{"ambiguous write observed, then the old value again", []porcupine.Operation{
-			w(0, "a", "x", 0, 10), w(1, "a", "y", 20, never), r(2, "a", "y", 30, 40), r(2, "a", "x", 50, 60),
-		}, porcupine.Illegal},
-	}
+	cases := rostermodel.Cases()
 	for _, tc := range cases {
-		if got := porcupine.CheckOperationsTimeout(rostermodel.Model(), tc.history, 10*time.Second); got != tc.want {
-			t.Errorf("%s: porcupine says %s, want %s", tc.name, got, tc.want)
+		if got := porcupine.CheckOperationsTimeout(rostermodel.Model(), tc.History, 10*time.Second); got != tc.Want {
+			t.Errorf("%s: porcupine says %s, want %s", tc.Name, got, tc.Want)
 		}
 	}
 	// The reporting path: an Illegal history yields an error naming the
 	// visualization, which exists.
 	t.Setenv("HELPMESH_ARTIFACTS", t.TempDir())
-	res, err := checkLinearizable(t, cases[0].history, 10*time.Second)
+	res, err := checkLinearizable(t, cases[0].History, 10*time.Second)
 	if res != porcupine.Illegal || err == nil {
 		t.Fatalf("checkLinearizable on a stale read: %s, %v", res, err)
 	}

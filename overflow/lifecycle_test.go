@@ -2,39 +2,16 @@ package overflow
 
 import (
 	"context"
-	"runtime"
+	"net"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/helpmesh/helpmesh/internal/goroutines"
 )
 
-// goroutinesRunning returns the stacks of goroutines running one of funcs.
-func goroutinesRunning(funcs ...string) []string {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		for _, f := range funcs {
-			if strings.Contains(g, f) {
-				out = append(out, g)
-				break
-			}
-		}
-	}
-	return out
-}
-
 // gossipGoroutines are the goroutines a Gossip starts.
-func gossipGoroutines() []string {
-	return goroutinesRunning("overflow.(*Gossip).runFanout", "overflow.(*Gossip).runNotifier", "overflow.(*Gossip).Join.func")
-}
+var gossipGoroutines = []string{"overflow.(*Gossip).runFanout", "overflow.(*Gossip).runNotifier", "overflow.(*Gossip).Join.func"}
 
 // Stop ends every goroutine the Gossip started, a join attempt still under
 // way included (its caller gave up at once): checked as soon as Stop
@@ -47,16 +24,32 @@ func TestStopEndsGossipGoroutines(t *testing.T) {
 	if _, err := other.Join(context.Background(), []string{g.LocalAddr()}); err != nil {
 		t.Fatal(err)
 	}
-	// An address that never answers: the attempt runs until the profile's
-	// TCP timeout, long after its caller's context ended.
+	// A peer that takes the connection and never answers: the attempt runs
+	// until the profile's TCP timeout, long after its caller's context
+	// ended. (An unrouted address is no good: where it is refused at once,
+	// the attempt is over before the check.)
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer silent.Close()
+	go func() {
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
 	defer cancel()
-	_, _ = g.Join(ctx, []string{"192.0.2.1:7946"})
-	if len(gossipGoroutines()) == 0 {
-		t.Fatal("no gossip goroutine found while running: the test checks nothing")
+	_, _ = g.Join(ctx, []string{silent.Addr().String()})
+	if len(goroutines.Await(5*time.Second, "overflow.(*Gossip).Join.func")) == 0 {
+		t.Fatal("no join attempt found running: the test checks nothing")
 	}
 	stopAll([]*Gossip{g, other})
-	if left := gossipGoroutines(); len(left) > 0 {
+	if left := goroutines.Running(gossipGoroutines...); len(left) > 0 {
 		t.Fatalf("%d gossip goroutines outlived Stop:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 }

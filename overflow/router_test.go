@@ -10,6 +10,7 @@ import (
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/helpmesh/helpmesh/internal/goroutines"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -58,10 +59,8 @@ func testHost(t *testing.T) host.Host {
 }
 
 // relayGoroutines are the goroutines a Router starts for offers and relays.
-func relayGoroutines() []string {
-	return goroutinesRunning("overflow.(*relay).writeLoop", "overflow.(*relay).readLoop",
-		"overflow.(*Router).Offer.func", "overflow.(*Router).serveOffer.func")
-}
+var relayGoroutines = []string{"overflow.(*relay).writeLoop", "overflow.(*relay).readLoop",
+	"overflow.(*Router).Offer.func", "overflow.(*Router).serveOffer.func"}
 
 // A conversation relayed between two routers is live (heartbeats both
 // ways) when both routers close while their hosts and the stream stay up:
@@ -92,13 +91,13 @@ func TestRouterCloseEndsRelayGoroutines(t *testing.T) {
 	if err := peerA.Send(switchboard.Event{Kind: switchboard.EventTyping}); err != nil {
 		t.Fatal(err)
 	}
-	if len(relayGoroutines()) == 0 {
+	if len(goroutines.Await(5*time.Second, relayGoroutines...)) == 0 {
 		t.Fatal("no relay goroutine found while the conversation is live: the test checks nothing")
 	}
 
 	ra.Close()
 	rb.Close()
-	if left := relayGoroutines(); len(left) > 0 {
+	if left := goroutines.Running(relayGoroutines...); len(left) > 0 {
 		t.Fatalf("%d router goroutines outlived Close:\n%s", len(left), strings.Join(left, "\n\n"))
 	}
 	// A closed router starts nothing.

@@ -366,64 +366,20 @@ func (h *rosterHistory) check(t *testing.T) {
 // histories a broken roster would produce, accepts ambiguous writes seen or
 // not, and its reduction of ambiguous writes keeps porcupine's verdict.
 func TestRosterHistoryChecker(t *testing.T) {
-	w := func(client int, key, v string, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: histOp{Key: key, Write: true, Value: v}, Call: call, Return: ret}
-	}
-	r := func(client int, key, v string, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: histOp{Key: key}, Output: v, Call: call, Return: ret}
-	}
-	const never = math.MaxInt64
-	cases := []struct {
-		name    string
-		history []porcupine.Operation
-		want    porcupine.CheckResult
-	}{
-		{"stale read after a completed write", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), r(1, "hist-0", "", 20, 30),
-		}, porcupine.Illegal},
-		{"stale read on one key of an atomic read", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), w(1, "hist-1", "w2", 0, 10),
-			r(2, "hist-0", "w1", 20, 30), r(2, "hist-1", "", 20, 30), r(2, "hist-2", "", 20, 30),
-		}, porcupine.Illegal},
-		{"read of a refused write", []porcupine.Operation{
-			r(1, "hist-0", "w1", 20, 30),
-		}, porcupine.Illegal},
-		{"reads going back in time", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), w(0, "hist-0", "w2", 20, 30), r(1, "hist-0", "w2", 35, 40), r(2, "hist-0", "w1", 45, 50),
-		}, porcupine.Illegal},
-		{"concurrent write seen or not", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 100), r(1, "hist-0", "", 10, 20), r(2, "hist-0", "w1", 30, 40), r(1, "hist-0", "w1", 110, 120),
-		}, porcupine.Ok},
-		{"ambiguous write seen much later", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), w(1, "hist-0", "w2", 20, never), r(2, "hist-0", "w1", 30, 40), r(2, "hist-0", "w2", 500, 600),
-		}, porcupine.Ok},
-		{"ambiguous write never seen", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), w(1, "hist-0", "w2", 20, never), r(2, "hist-0", "w1", 30, 40), r(2, "hist-0", "w1", 50, 60),
-		}, porcupine.Ok},
-		{"ambiguous write seen, then the old value again", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, 10), w(1, "hist-0", "w2", 20, never), r(2, "hist-0", "w2", 30, 40), r(2, "hist-0", "w1", 50, 60),
-		}, porcupine.Illegal},
-		{"ambiguous write seen before it was sent", []porcupine.Operation{
-			w(0, "hist-0", "w1", 50, never), r(2, "hist-0", "w1", 10, 20),
-		}, porcupine.Illegal},
-		{"ambiguous writes seen and unseen, then a completed write is lost", []porcupine.Operation{
-			w(0, "hist-0", "w1", 0, never), w(1, "hist-0", "w2", 5, never), w(2, "hist-0", "w3", 8, 12),
-			r(0, "hist-0", "w3", 15, 20), r(1, "hist-0", "w1", 25, 30), w(2, "hist-0", "w4", 35, 40), r(1, "hist-0", "w1", 45, 50),
-		}, porcupine.Illegal},
-	}
+	cases := rostermodel.Cases()
 	for _, tc := range cases {
-		raw := porcupine.CheckOperationsTimeout(histModel, tc.history, 10*time.Second)
-		reduced, _, _ := reduceAmbiguous(tc.history)
+		raw := porcupine.CheckOperationsTimeout(histModel, tc.History, 10*time.Second)
+		reduced, _, _ := reduceAmbiguous(tc.History)
 		red := porcupine.CheckOperationsTimeout(histModel, reduced, 10*time.Second)
-		if raw != tc.want || red != tc.want {
-			t.Errorf("%s: porcupine says %s on the raw history, %s on the reduced one, want %s", tc.name, raw, red, tc.want)
+		if raw != tc.Want || red != tc.Want {
+			t.Errorf("%s: porcupine says %s on the raw history, %s on the reduced one, want %s", tc.Name, raw, red, tc.Want)
 		}
 	}
 	// The reporting path: a stale read is Illegal, on its key, with a
 	// visualization that exists.
 	t.Setenv("HELPMESH_ARTIFACTS", "")
 	dir := t.TempDir()
-	res, illegal, err := checkHistory(t.Name(), dir, cases[1].history, 10*time.Second)
+	res, illegal, err := checkHistory(t.Name(), dir, cases[1].History, 10*time.Second)
 	if res != porcupine.Illegal || err == nil || len(illegal) != 1 || illegal[0] != "hist-1" {
 		t.Fatalf("checkHistory on a stale read: %s, illegal keys %v, %v", res, illegal, err)
 	}
