@@ -24,6 +24,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -86,24 +87,7 @@ type chatRig struct {
 	hs     *httptest.Server
 	url    string
 	token  string
-	logs   *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs   *logsink.Buffer
 }
 
 // cheapArgon keeps tests fast; production uses defaultArgon.
@@ -111,7 +95,7 @@ var cheapArgon = argonParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
 
 func newChatRig(t *testing.T, configure func(*Config, *Server)) *chatRig {
 	t.Helper()
-	logs := &lockedBuffer{}
+	logs := &logsink.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := &deskCentre{id: "oslo", dir: t.TempDir(), roster: consensus.NewRoster()}
 	for _, id := range []string{"oslo", "bergen"} {

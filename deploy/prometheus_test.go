@@ -31,6 +31,7 @@ import (
 	"github.com/helpmesh/helpmesh/api"
 	hmcentre "github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/promrun"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -393,49 +394,14 @@ func startPrometheus(t testing.TB, bin string, c []*centre) string {
 	}
 	var targets []string
 	for _, x := range c {
-		targets = append(targets, fmt.Sprintf("%q", x.srv.Addr()))
+		targets = append(targets, x.srv.Addr())
 	}
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - %q
-scrape_configs:
-  - job_name: helpmesh
-    metrics_path: /metrics
-    static_configs:
-      - targets: [%s]
-`, rules, strings.Join(targets, ", "))
-	cfgPath := filepath.Join(tmpRoot, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	addr := fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
-	logFile, err := os.Create(filepath.Join(tmpRoot, "prometheus.log"))
+	prom, err := promrun.Start(bin, tmpRoot, promrun.Config(rules, targets), 30*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(tmpRoot, "tsdb"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	cleanups = append(cleanups, func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-	})
-	base := "http://" + addr
-	fedtest.Eventually(t, 30*time.Second, "prometheus ready", func() bool {
-		resp, err := http.Get(base + "/-/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	cleanups = append(cleanups, prom.Stop)
+	base := prom.Base
 	fedtest.Eventually(t, 30*time.Second, "prometheus scraping all three centres", func() bool {
 		v, ok := queryScalar(t, base, `sum(up{job="helpmesh"})`)
 		return ok && v == 3

@@ -1,36 +1,17 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/libp2p/go-libp2p/p2p/net/swarm"
+
+	"github.com/helpmesh/helpmesh/internal/logsink"
 )
-
-// syncBuffer is a log sink the node's goroutines may write while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // A stranger (a libp2p peer not in the roster) connecting to a centre again
 // and again is refused every time; each refusal is counted on the centre's
@@ -39,7 +20,7 @@ func (s *syncBuffer) String() string {
 // on the same registry (helpmesh_gossip_refused_total).
 func TestStrangerFloodCountedNotLogged(t *testing.T) {
 	const attempts, datagrams = 200, 200
-	sink := &syncBuffer{}
+	sink := &logsink.Buffer{}
 	f := newFederation(t, 1, fedOptions{logger: func(string) *slog.Logger {
 		return slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}})

@@ -1,7 +1,6 @@
 package overflow
 
 import (
-	"bytes"
 	"context"
 	"crypto/aes"
 	"crypto/cipher"
@@ -10,32 +9,14 @@ import (
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/memberlist"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpmesh/helpmesh/internal/logsink"
 )
-
-// syncBuffer is a log sink the node's goroutines may write while the test
-// reads it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 func lineCount(s string) int { return strings.Count(s, "\n") }
 
@@ -101,7 +82,7 @@ func TestGossipRefusalsSampledAndCounted(t *testing.T) {
 		batch   = 100
 		forged  = "FORGED-LINE"
 	)
-	sink := &syncBuffer{}
+	sink := &logsink.Buffer{}
 	reg := prometheus.NewRegistry()
 	cfg := testConfigFor("c00")
 	cfg.Logger = slog.New(slog.NewTextHandler(sink, &slog.HandlerOptions{Level: slog.LevelInfo}))

@@ -4,8 +4,6 @@ package faults
 
 import (
 	"encoding/json"
-	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -14,6 +12,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/helpmesh/helpmesh/internal/promrun"
 )
 
 // promWatch is Debian's Prometheus on the host scraping the compose
@@ -42,44 +42,13 @@ func (f *fed) watchWithPrometheus(t *testing.T) *promWatch {
 		t.Log("prometheus not found (apt-get install prometheus): the suite runs without a Prometheus watching it")
 		return nil
 	}
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-rule_files:
-  - %q
-scrape_configs:
-  - job_name: helpmesh
-    static_configs:
-      - targets: ["127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"]
-`, filepath.Join(f.root, "deploy/prometheus/rules.yml"))
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	prom, err := promrun.Start(bin, t.TempDir(), promrun.Config(filepath.Join(f.root, "deploy/prometheus/rules.yml"),
+		[]string{"127.0.0.1:8081", "127.0.0.1:8082", "127.0.0.1:8083"}), 60*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	addr := l.Addr().String()
-	l.Close()
-	logFile, err := os.Create(filepath.Join(dir, "prometheus.log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config.file="+cfgPath, "--storage.tsdb.path="+filepath.Join(dir, "tsdb"),
-		"--web.listen-address="+addr, "--log.level=warn")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logFile.Close()
-	})
-	p := &promWatch{base: "http://" + addr}
+	t.Cleanup(prom.Stop)
+	p := &promWatch{base: prom.Base}
 	f.waitFor(60*time.Second, "Prometheus scraping all three centres", func() bool {
 		v, ok := p.scalar(`sum(up{job="helpmesh"})`)
 		return ok && v == 3
