@@ -167,25 +167,30 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		What:       "SIP request",
 		Metric:     "helpmesh_sip_refused_total",
 		Help:       "SIP requests the ingress refused, by reason.",
-		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonNoContact},
+		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonNoContact, reasonMalformed},
 		Registerer: cfg.Registerer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("sip start: %w", err)
 	}
-	// sipgo gets our logger for each of its layers so that nothing of it goes
-	// to slog's default; its debug lines carry addresses and transaction
-	// keys, not headers (checked in docs/dev/telephony-lab.md, section 10,
-	// and by TestPrivacyCanary).
+	// sipgo gets our logger, redacted, for each of its layers, and the
+	// screen in front of its parser; its remaining lines carry addresses and
+	// transaction keys, not headers (TestPrivacyCanary). A few of its lines
+	// still go to slog's default logger (sip.DefaultLogger, package-level in
+	// sipgo): the process must not set that to debug level.
+	sipgoLog := slog.New(redacted{logger.Handler()})
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("helpmesh"),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(logger)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(logger)),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipgoLog),
+			sip.WithTransportLayerReadFilter(screen(sip.NewParser(), refused)),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip start: user agent: %w", err)
 	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(logger))
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
 	if err != nil {
 		ua.Close()
 		return nil, fmt.Errorf("sip start: server: %w", err)

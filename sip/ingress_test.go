@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
 	"net/netip"
 	"strings"
 	"sync"
@@ -378,7 +379,12 @@ func TestConcurrencyCap(t *testing.T) {
 // print whole messages.
 func TestPrivacyCanary(t *testing.T) {
 	const number, name = "4790012345", "Canary Zqxjkv"
+	// sipgo writes a few lines to slog's default logger: catch those too,
+	// at debug level, for the length of this test.
+	old := slog.Default()
+	defer slog.SetDefault(old)
 	h := startIngress(t, redirectTo("sip:vol@127.0.0.1:5064"), nil)
+	slog.SetDefault(slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	p := newPhone(t, "127.0.0.1")
 	stranger := newPhone(t, "127.0.0.2")
 	hdrs := func() []sip.Header {
@@ -394,7 +400,15 @@ func TestPrivacyCanary(t *testing.T) {
 	p.do(t, sip.INVITE, "queue-xx", h.in.Addr(), hdrs()...)
 	p.do(t, sip.OPTIONS, "", h.in.Addr(), hdrs()...)
 	stranger.do(t, sip.INVITE, "queue-nb", h.in.Addr(), hdrs()...)
-	time.Sleep(200 * time.Millisecond) // the ACKs
+	// A malformed INVITE (From's bracket not closed): sipgo would log it
+	// whole at ERROR; the screen drops it first.
+	sendRaw(t, h.in.Addr(), "INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-canary\r\n"+
+		"From: \""+name+"\" <sip:"+number+"@127.0.0.1;tag=1\r\nTo: <sip:queue-nb@127.0.0.1>\r\nCall-ID: c1\r\nCSeq: 1 INVITE\r\n"+
+		"Max-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	time.Sleep(200 * time.Millisecond) // the ACKs and the malformed datagram
+	if n := h.refused(t, reasonMalformed); n != 1 {
+		t.Errorf("malformed refusals %d, want 1", n)
+	}
 	logs := h.logs.String()
 	if !strings.Contains(logs, "level=DEBUG") {
 		t.Fatalf("no debug lines were written; the canary check would prove nothing:\n%s", logs)
@@ -450,5 +464,45 @@ func TestStopEndsRouting(t *testing.T) {
 	}
 	if err := again.Stop(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func sendRaw(t testing.TB, to netip.AddrPort, msg string) {
+	t.Helper()
+	c, err := net.Dial("udp", to.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Write([]byte(msg)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Garbage and malformed SIP are dropped and counted, and the ingress goes on
+// answering.
+func TestMalformedDropped(t *testing.T) {
+	h := startIngress(t, redirectTo("sip:vol@127.0.0.1:5064"), nil)
+	for _, m := range []string{
+		"hello",
+		"INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\n\r\n",
+		"INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-x\r\nFrom: <sip:a@b\r\nTo: <sip:queue-nb@127.0.0.1>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
+		"INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
+		strings.Repeat("A", 60000),
+	} {
+		sendRaw(t, h.in.Addr(), m)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for h.refused(t, reasonMalformed) < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if n := h.refused(t, reasonMalformed); n != 5 {
+		t.Fatalf("malformed refusals %d, want 5", n)
+	}
+	if res := newPhone(t, "127.0.0.1").do(t, sip.OPTIONS, "", h.in.Addr()); res.StatusCode != 200 {
+		t.Fatalf("OPTIONS after garbage: %d", res.StatusCode)
+	}
+	if n := h.router.calls.Load(); n != 0 {
+		t.Fatalf("router called %d times for garbage", n)
 	}
 }

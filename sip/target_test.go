@@ -1,9 +1,14 @@
 package sip
 
 import (
+	"bytes"
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/helpmesh/helpmesh/internal/refusal"
 )
 
 func TestParseUser(t *testing.T) {
@@ -68,6 +73,30 @@ func FuzzParseUser(f *testing.F) {
 			}
 		default:
 			t.Fatalf("kind %v", kind)
+		}
+	})
+}
+
+// FuzzScreen: every datagram passes the screen (sipgo's parser, run by this
+// package before sipgo's own read) without a panic, and what it keeps is the
+// datagram unchanged.
+func FuzzScreen(f *testing.F) {
+	f.Add([]byte("OPTIONS sip:127.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-1\r\nFrom: <sip:h@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:5090>\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nFrom: \"A\\\x01\" <sip:1@b\r\n\r\n"))
+	f.Add([]byte("hello"))
+	refused, err := refusal.New(refusal.Config{What: "SIP request", Metric: "fuzz_refused_total", Reasons: []string{reasonMalformed}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	filter := screen(sip.NewParser(), refused)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := append([]byte(nil), data...)
+		out, err := filter(sip.TransportReadProps{}, data)
+		if err != nil {
+			t.Fatalf("filter returned an error (would stop sipgo's read loop): %v", err)
+		}
+		if out != nil && !bytes.Equal(out, in) {
+			t.Fatalf("filter changed the datagram")
 		}
 	})
 }
