@@ -13,10 +13,10 @@ import (
 const reasonMalformed = "malformed"
 
 // screen returns the transport's read filter: it parses each datagram once
-// before sipgo does and drops what does not parse as a well-formed request. sipgo's UDP transport
-// would otherwise log a malformed packet whole at ERROR, the caller's number
-// and name included, one line per packet from anyone who can send one
-// (seen in this package's tests before the filter). Dropped packets are only
+// before sipgo does and drops what is not a well-formed request. sipgo's UDP
+// transport would otherwise log a malformed packet whole at ERROR, the
+// caller's number and name included, one line per packet from anyone who can
+// send one (seen in this package's tests before the filter). Dropped packets are only
 // counted and sampled by refused; the sender's PBX retransmits or gives up,
 // as for any lost datagram. The filter never returns an error: that would
 // stop sipgo's read loop.
