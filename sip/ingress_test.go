@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -504,5 +505,47 @@ func TestMalformedDropped(t *testing.T) {
 	}
 	if n := h.router.calls.Load(); n != 0 {
 		t.Fatalf("router called %d times for garbage", n)
+	}
+}
+
+// Stop ends every goroutine the ingress and sipgo started for it: after a few
+// transactions and Stop, the process is back to its goroutine count from
+// before Start (the test's own client is closed first).
+func TestStopLeavesNoGoroutine(t *testing.T) {
+	before := runtime.NumGoroutine()
+	h := &harness{router: &testRouter{decide: redirectTo("sip:vol@127.0.0.1:5064")}, tokens: NewTokenStore()}
+	in, err := Start(context.Background(), Config{Addr: "127.0.0.1:0", PBX: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}, Router: h.router, Tokens: h.tokens})
+	if err != nil {
+		t.Fatal(err)
+	}
+	quiet := slog.New(slog.DiscardHandler)
+	ua, err := sipgo.NewUA(sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sipgo.NewClient(ua, sipgo.WithClientHostname("127.0.0.1"), sipgo.WithClientConnectionAddr("127.0.0.1:0"), sipgo.WithClientLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &phone{ua: ua, c: c, ip: "127.0.0.1"}
+	p.do(t, sip.OPTIONS, "", in.Addr())
+	p.do(t, sip.INVITE, "queue-nb", in.Addr())
+	p.do(t, sip.INVITE, h.tokens.Issue("sip:vol@127.0.0.1:5064", time.Minute), in.Addr())
+	ua.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := in.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// 2 s, well under sipgo's 5 s Timer I: transactions left to their timers
+	// (no ua.Close in Stop) fail this test.
+	deadline := time.Now().Add(2 * time.Second)
+	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before {
+		buf := make([]byte, 1<<16)
+		t.Fatalf("%d goroutines after Stop, %d before Start:\n%s", n, before, buf[:runtime.Stack(buf, true)])
 	}
 }
