@@ -2,6 +2,8 @@
 // slice). The node never carries media and never keeps a call: it answers
 // each INVITE with a redirect or a refusal, and the PBX follows it.
 //
+// It listens on UDP only (TCP is not built yet). A datagram that is not a
+// well-formed request of at most 16 KiB is dropped and counted (screen.go).
 // What the ingress reads of a request: the source address of the packet
 // (only the centre's PBX may talk), the Max-Forwards header, and the
 // Request-URI user part, whose format is
@@ -183,7 +185,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		sipgo.WithUserAgent("helpmesh"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipgoLog),
-			sip.WithTransportLayerReadFilter(screen(sip.NewParser(), refused)),
+			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused)),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)

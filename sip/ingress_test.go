@@ -490,15 +490,17 @@ func TestMalformedDropped(t *testing.T) {
 		"INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-x\r\nFrom: <sip:a@b\r\nTo: <sip:queue-nb@127.0.0.1>\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n",
 		"INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nContent-Length: 99999\r\n\r\n",
 		strings.Repeat("A", 60000),
+		// well formed but over maxMessageLen
+		"OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-big\r\nFrom: <sip:h@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1>\r\nCall-ID: big\r\nCSeq: 1 OPTIONS\r\nX-Pad: " + strings.Repeat("p", maxMessageLen) + "\r\nContent-Length: 0\r\n\r\n",
 	} {
 		sendRaw(t, h.in.Addr(), m)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for h.refused(t, reasonMalformed) < 5 && time.Now().Before(deadline) {
+	for h.refused(t, reasonMalformed) < 6 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
-	if n := h.refused(t, reasonMalformed); n != 5 {
-		t.Fatalf("malformed refusals %d, want 5", n)
+	if n := h.refused(t, reasonMalformed); n != 6 {
+		t.Fatalf("malformed refusals %d, want 6", n)
 	}
 	if res := newPhone(t, "127.0.0.1").do(t, sip.OPTIONS, "", h.in.Addr()); res.StatusCode != 200 {
 		t.Fatalf("OPTIONS after garbage: %d", res.StatusCode)

@@ -12,6 +12,17 @@ import (
 // reasonMalformed counts datagrams that do not parse as SIP.
 const reasonMalformed = "malformed"
 
+// maxMessageLen bounds a datagram the screen lets through: an INVITE with a
+// rich SDP is a few KB; sipgo's own bound is 64 KiB.
+const maxMessageLen = 16 << 10
+
+// newScreenParser returns the parser the screen uses.
+func newScreenParser() *sip.Parser {
+	p := sip.NewParser()
+	p.MaxMessageLength = maxMessageLen
+	return p
+}
+
 // screen returns the transport's read filter: it parses each datagram once
 // before sipgo does and drops what is not a well-formed request. sipgo's UDP
 // transport would otherwise log a malformed packet whole at ERROR, the

@@ -88,7 +88,7 @@ func FuzzScreen(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	filter := screen(sip.NewParser(), refused)
+	filter := screen(newScreenParser(), refused)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append([]byte(nil), data...)
 		out, err := filter(sip.TransportReadProps{}, data)
