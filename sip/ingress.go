@@ -64,13 +64,16 @@ const (
 
 // Refusal reasons, the values of helpmesh_sip_refused_total{reason}.
 const (
-	reasonNotPBX    = "not_pbx"
-	reasonBadUser   = "bad_user"
-	reasonTooLong   = "too_long"
-	reasonLoop      = "too_many_hops"
-	reasonOverload  = "overload"
-	reasonBadToken  = "bad_token"
-	reasonNoContact = "router_error"
+	reasonNotPBX   = "not_pbx"
+	reasonBadUser  = "bad_user"
+	reasonTooLong  = "too_long"
+	reasonLoop     = "too_many_hops"
+	reasonOverload = "overload"
+	reasonBadToken = "bad_token"
+	// The Router failed, returned a Contact that is not a SIP URI, or did
+	// not answer within RouteTimeout: the PBX got 480.
+	reasonRouterError = "router_error"
+	reasonTimeout     = "route_timeout"
 )
 
 var (
@@ -169,7 +172,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		What:       "SIP request",
 		Metric:     "helpmesh_sip_refused_total",
 		Help:       "SIP requests the ingress refused, by reason.",
-		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonNoContact, reasonMalformed},
+		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed},
 		Registerer: cfg.Registerer,
 	})
 	if err != nil {
@@ -373,7 +376,14 @@ func (in *Ingress) queue(req *sip.Request, tx sip.ServerTransaction, language st
 	}
 	switch {
 	case r.err != nil:
-		in.log.Warn("sip: routing a call failed", "language", language, "error", r.err)
+		// Counted and sampled like a refusal: a Router failing under a
+		// burst of calls must not write a line per call.
+		reason := reasonRouterError
+		if errors.Is(r.err, context.DeadlineExceeded) {
+			reason = reasonTimeout
+		}
+		in.refused.Refuse(reason)
+		in.log.Debug("sip: routing a call failed", "language", language, "error", r.err)
 		in.unavailable(req, tx, in.cfg.RetryAfter)
 	case r.d.Contact == "":
 		in.unavailable(req, tx, r.d.RetryAfter)
@@ -387,7 +397,7 @@ func (in *Ingress) queue(req *sip.Request, tx sip.ServerTransaction, language st
 func (in *Ingress) redirect(req *sip.Request, tx sip.ServerTransaction, target string) {
 	var u sip.Uri
 	if err := sip.ParseUri(target, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") {
-		in.refused.Refuse(reasonNoContact)
+		in.refused.Refuse(reasonRouterError)
 		in.unavailable(req, tx, in.cfg.RetryAfter)
 		return
 	}

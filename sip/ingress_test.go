@@ -325,6 +325,9 @@ func TestRouterTimeoutAndErrors(t *testing.T) {
 			t.Fatalf("%s: %d Retry-After %q; want 480, 7", user, res.StatusCode, retryAfter(res))
 		}
 	}
+	if h.refused(t, reasonTimeout) != 1 || h.refused(t, reasonRouterError) != 2 {
+		t.Fatalf("refusals: route_timeout %d router_error %d; want 1, 2", h.refused(t, reasonTimeout), h.refused(t, reasonRouterError))
+	}
 }
 
 // MaxConcurrentRoutes: with the cap's worth of calls stuck in the Router, the
