@@ -1,0 +1,429 @@
+// Package sip is a centre's SIP ingress for its own PBX (issue 12, first
+// slice). The node never carries media and never keeps a call: it answers
+// each INVITE with a redirect or a refusal, and the PBX follows it.
+//
+// It listens on UDP only (TCP is not built yet). A datagram that is not a
+// well-formed request of at most 16 KiB is dropped and counted (screen.go).
+// What the ingress reads of a request: the source address of the packet
+// (only the centre's PBX may talk), the Max-Forwards header, and the
+// Request-URI user part, whose format is
+//
+//	queue-LL   a call for the overflow queue in language LL (ISO 639-1),
+//	           e.g. sip:queue-nb@node:5090
+//	TOKEN      26 base32 characters issued by this node's TokenStore for a
+//	           reserved volunteer, e.g. sip:K7Q...@node:5090
+//
+// and what it answers:
+//
+//	OPTIONS                      200 OK (the PBX's health check)
+//	any request not from the PBX 403 Forbidden
+//	INVITE queue-LL              100 Trying at once, then
+//	                             302 Moved Temporarily, Contact: <Router's target>, or
+//	                             480 Temporarily Unavailable, Retry-After: N
+//	                             (nobody free, Router too slow or failing, or
+//	                             MaxConcurrentRoutes calls already being routed)
+//	INVITE TOKEN                 302 to the reserved volunteer's contact (once),
+//	                             410 Gone when used or expired (remembered 10 min),
+//	                             404 Not Found when unknown or forged
+//	INVITE other user            404 Not Found (unknown queue, language or user)
+//	user part over 64 bytes      414 Request-URI Too Long
+//	Max-Forwards: 0              483 Too Many Hops
+//	other methods                405 Method Not Allowed (sipgo's default)
+//
+// The caller's number and name (From, To, Contact, display names) are never
+// read, logged or counted. sipgo has a package-level sip.SIPDebug flag that
+// prints every message whole, caller's number included: nothing in this
+// project may set it.
+package sip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/helpmesh/helpmesh/internal/refusal"
+	"github.com/helpmesh/helpmesh/internal/stopper"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultRouteTimeout        = 5 * time.Second
+	DefaultRetryAfter          = 30 * time.Second
+	DefaultMaxConcurrentRoutes = 64
+)
+
+// Refusal reasons, the values of helpmesh_sip_refused_total{reason}.
+const (
+	reasonNotPBX   = "not_pbx"
+	reasonBadUser  = "bad_user"
+	reasonTooLong  = "too_long"
+	reasonLoop     = "too_many_hops"
+	reasonOverload = "overload"
+	reasonBadToken = "bad_token"
+	// The Router failed, returned a Contact that is not a SIP URI, or did
+	// not answer within RouteTimeout: the PBX got 480.
+	reasonRouterError = "router_error"
+	reasonTimeout     = "route_timeout"
+)
+
+var (
+	// ErrNoPBX is a Config without any PBX prefix: nobody could talk to it.
+	ErrNoPBX = errors.New("sip: no PBX address configured")
+	// ErrNoRouter is a Config without a Router or a TokenStore.
+	ErrNoRouter = errors.New("sip: router and token store are required")
+)
+
+// Decision is a Router's answer for one call: Contact set means redirect
+// there (302); empty means nobody is free, ask again after RetryAfter (480).
+type Decision struct {
+	// Contact is a SIP URI, e.g. "sip:TOKEN@ingress-b.example:5090".
+	Contact string
+	// RetryAfter is how long the PBX should keep the caller queued before it
+	// asks again (0: Config.RetryAfter).
+	RetryAfter time.Duration
+}
+
+// Router finds where a queued call goes. It is owned here because the ingress
+// is its only user; the real one (switchboard phone contacts and the offer
+// protocol with channel "phone") comes in a later slice of issue 12.
+// RouteCall must return soon after ctx is done.
+type Router interface {
+	RouteCall(ctx context.Context, language string) (Decision, error)
+}
+
+// Config configures an Ingress.
+type Config struct {
+	// Addr is the UDP address to listen on, e.g. "0.0.0.0:5090" or
+	// "127.0.0.1:0" (Addr reports the bound port).
+	Addr string
+	// PBX lists the source addresses allowed to send requests: the centre's
+	// own PBX. Everything else gets 403.
+	PBX []netip.Prefix
+	// Router decides queued calls; Tokens answers token calls.
+	Router Router
+	Tokens *TokenStore
+	// RouteTimeout bounds one RouteCall (0: DefaultRouteTimeout); on
+	// time-out the PBX gets 480 so it is never left waiting.
+	RouteTimeout time.Duration
+	// RetryAfter is sent with a 480 the Router did not set (0:
+	// DefaultRetryAfter).
+	RetryAfter time.Duration
+	// MaxConcurrentRoutes caps the RouteCalls in flight (0:
+	// DefaultMaxConcurrentRoutes); an INVITE beyond it gets 480 at once.
+	MaxConcurrentRoutes int
+	// Logger receives the ingress's lines and sipgo's (nil discards).
+	Logger *slog.Logger
+	// Registerer receives helpmesh_sip_refused_total (nil: unregistered).
+	Registerer prometheus.Registerer
+}
+
+// Ingress is a running SIP ingress.
+type Ingress struct {
+	cfg     Config
+	log     *slog.Logger
+	refused *refusal.Log
+	ua      *sipgo.UserAgent
+	conn    net.PacketConn
+	stop    *stopper.Stopper
+	routes  chan struct{} // one slot per RouteCall in flight
+	// ctx is cancelled first thing in Stop, before the handlers are waited
+	// for, so a handler blocked on the Router answers 480 and returns.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu       sync.Mutex
+	stopping bool
+	handlers sync.WaitGroup // sipgo's per-request goroutines inside our handlers
+}
+
+// Start listens on cfg.Addr and serves until Stop.
+func Start(ctx context.Context, cfg Config) (*Ingress, error) {
+	if len(cfg.PBX) == 0 {
+		return nil, ErrNoPBX
+	}
+	if cfg.Router == nil || cfg.Tokens == nil {
+		return nil, ErrNoRouter
+	}
+	if cfg.RouteTimeout <= 0 {
+		cfg.RouteTimeout = DefaultRouteTimeout
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = DefaultRetryAfter
+	}
+	if cfg.MaxConcurrentRoutes <= 0 {
+		cfg.MaxConcurrentRoutes = DefaultMaxConcurrentRoutes
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	refused, err := refusal.New(refusal.Config{
+		Logger:     logger,
+		What:       "SIP request",
+		Metric:     "helpmesh_sip_refused_total",
+		Help:       "SIP requests the ingress refused, by reason.",
+		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed},
+		Registerer: cfg.Registerer,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("sip start: %w", err)
+	}
+	// sipgo gets our logger, redacted, for each of its layers, and the
+	// screen in front of its parser; its remaining lines carry addresses and
+	// transaction keys, not headers (TestPrivacyCanary). A few of its lines
+	// still go to slog's default logger (sip.DefaultLogger, package-level in
+	// sipgo): the process must not set that to debug level.
+	sipgoLog := slog.New(redacted{logger.Handler()})
+	ua, err := sipgo.NewUA(
+		sipgo.WithUserAgent("helpmesh"),
+		sipgo.WithUserAgentTransportLayerOptions(
+			sip.WithTransportLayerLogger(sipgoLog),
+			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused)),
+		),
+		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("sip start: user agent: %w", err)
+	}
+	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(sipgoLog))
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("sip start: server: %w", err)
+	}
+	conn, err := (&net.ListenConfig{}).ListenPacket(ctx, "udp", cfg.Addr)
+	if err != nil {
+		ua.Close()
+		return nil, fmt.Errorf("sip start: listen %s: %w", cfg.Addr, err)
+	}
+	in := &Ingress{
+		cfg:     cfg,
+		log:     logger,
+		refused: refused,
+		ua:      ua,
+		conn:    conn,
+		stop:    stopper.New(),
+		routes:  make(chan struct{}, cfg.MaxConcurrentRoutes),
+	}
+	in.ctx, in.cancel = context.WithCancel(context.Background())
+	srv.OnOptions(in.handle(in.options))
+	srv.OnInvite(in.handle(in.invite))
+	srv.OnNoRoute(in.handle(func(req *sip.Request, tx sip.ServerTransaction) {
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
+	}))
+	in.stop.Go(func(context.Context) {
+		// Returns when Stop closes the socket.
+		_ = srv.ServeUDP(conn)
+	})
+	return in, nil
+}
+
+// Addr returns the bound UDP address.
+func (in *Ingress) Addr() netip.AddrPort {
+	return in.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// Stop closes the socket, cancels routing in flight, and waits for every
+// goroutine of the ingress, or until ctx is done.
+func (in *Ingress) Stop(ctx context.Context) error {
+	in.mu.Lock()
+	in.stopping = true
+	in.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		in.cancel()
+		_ = in.conn.Close()
+		// Handlers first: they are the only ones that start Router
+		// goroutines on the stopper, and none runs once they are done.
+		in.handlers.Wait()
+		in.stop.Stop()
+		_ = in.ua.Close()
+		in.refused.Close()
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("sip stop: %w", ctx.Err())
+	}
+}
+
+// handle wraps a handler: counted for Stop, and refused with 403 unless the
+// packet came from the PBX.
+func (in *Ingress) handle(h sipgo.RequestHandler) sipgo.RequestHandler {
+	return func(req *sip.Request, tx sip.ServerTransaction) {
+		in.mu.Lock()
+		if in.stopping {
+			in.mu.Unlock()
+			return
+		}
+		in.handlers.Add(1)
+		in.mu.Unlock()
+		defer in.handlers.Done()
+		if !in.fromPBX(req) {
+			in.refused.Refuse(reasonNotPBX, slog.String("transport", req.Transport()))
+			in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
+			return
+		}
+		h(req, tx)
+	}
+}
+
+// fromPBX reads the packet's source address as the transport saw it, never
+// the Via header, which the sender writes.
+func (in *Ingress) fromPBX(req *sip.Request) bool {
+	src, err := netip.ParseAddrPort(req.MessageData.Source())
+	if err != nil {
+		return false
+	}
+	ip := src.Addr().Unmap()
+	for _, p := range in.cfg.PBX {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+func (in *Ingress) options(req *sip.Request, tx sip.ServerTransaction) {
+	in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+}
+
+func (in *Ingress) invite(req *sip.Request, tx sip.ServerTransaction) {
+	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
+		in.refused.Refuse(reasonLoop)
+		in.respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
+		return
+	}
+	kind, value, err := ParseUser(req.Recipient.User)
+	switch {
+	case errors.Is(err, ErrUserTooLong):
+		in.refused.Refuse(reasonTooLong)
+		in.respond(tx, sip.NewResponseFromRequest(req, 414, "Request-URI Too Long", nil))
+		return
+	case err != nil:
+		in.refused.Refuse(reasonBadUser)
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusNotFound, "Not Found", nil))
+		return
+	}
+	if kind == KindToken {
+		in.token(req, tx, value)
+		return
+	}
+	in.queue(req, tx, value)
+}
+
+// token answers a call for a token: the reserved volunteer once, then Gone.
+// The token itself is never logged: until used, it rings a volunteer.
+func (in *Ingress) token(req *sip.Request, tx sip.ServerTransaction, token string) {
+	target, err := in.cfg.Tokens.Redeem(token)
+	switch {
+	case err == nil:
+		in.redirect(req, tx, target)
+	case errors.Is(err, ErrTokenUsed):
+		in.refused.Refuse(reasonBadToken)
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusGone, "Token Already Used", nil))
+	case errors.Is(err, ErrTokenExpired):
+		in.refused.Refuse(reasonBadToken)
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusGone, "Token Expired", nil))
+	default:
+		in.refused.Refuse(reasonBadToken)
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusNotFound, "Unknown Token", nil))
+	}
+}
+
+// queue asks the Router for a queued call, within the deadline and the
+// concurrency cap; every way out answers the PBX.
+func (in *Ingress) queue(req *sip.Request, tx sip.ServerTransaction, language string) {
+	in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
+	select {
+	case in.routes <- struct{}{}:
+	default:
+		in.refused.Refuse(reasonOverload)
+		in.unavailable(req, tx, in.cfg.RetryAfter)
+		return
+	}
+	ctx, cancel := context.WithTimeout(in.ctx, in.cfg.RouteTimeout)
+	defer cancel()
+	type result struct {
+		d   Decision
+		err error
+	}
+	got := make(chan result, 1)
+	// The Router runs in its own goroutine, holding the slot until it
+	// returns, so that a Router that overstays its deadline still cannot push
+	// the PBX past RouteTimeout nor the calls in flight past the cap.
+	in.stop.Go(func(context.Context) {
+		defer func() { <-in.routes }()
+		d, err := in.cfg.Router.RouteCall(ctx, language)
+		got <- result{d, err}
+	})
+	var r result
+	select {
+	case r = <-got:
+	case <-ctx.Done():
+		r.err = ctx.Err()
+	}
+	switch {
+	case r.err != nil:
+		// Counted and sampled like a refusal: a Router failing under a
+		// burst of calls must not write a line per call.
+		reason := reasonRouterError
+		if errors.Is(r.err, context.DeadlineExceeded) {
+			reason = reasonTimeout
+		}
+		in.refused.Refuse(reason)
+		in.log.Debug("sip: routing a call failed", "language", language, "error", r.err)
+		in.unavailable(req, tx, in.cfg.RetryAfter)
+	case r.d.Contact == "":
+		in.unavailable(req, tx, r.d.RetryAfter)
+	default:
+		in.redirect(req, tx, r.d.Contact)
+	}
+}
+
+// redirect answers 302 with target as Contact, after checking it is a SIP
+// URI: a target that would not parse would make the PBX drop the call.
+func (in *Ingress) redirect(req *sip.Request, tx sip.ServerTransaction, target string) {
+	var u sip.Uri
+	if err := sip.ParseUri(target, &u); err != nil || (u.Scheme != "sip" && u.Scheme != "sips") {
+		in.refused.Refuse(reasonRouterError)
+		in.unavailable(req, tx, in.cfg.RetryAfter)
+		return
+	}
+	res := sip.NewResponseFromRequest(req, sip.StatusMovedTemporarily, "Moved Temporarily", nil)
+	res.AppendHeader(&sip.ContactHeader{Address: u})
+	in.respond(tx, res)
+}
+
+// unavailable answers 480 with Retry-After in whole seconds (at least 1), so
+// the PBX keeps the caller in its own queue and may ask again.
+func (in *Ingress) unavailable(req *sip.Request, tx sip.ServerTransaction, after time.Duration) {
+	if after <= 0 {
+		after = in.cfg.RetryAfter
+	}
+	secs := max(1, int(math.Ceil(after.Seconds())))
+	res := sip.NewResponseFromRequest(req, sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
+	res.AppendHeader(sip.NewHeader("Retry-After", fmt.Sprint(secs)))
+	in.respond(tx, res)
+}
+
+func (in *Ingress) respond(tx sip.ServerTransaction, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		in.log.Debug("sip: respond failed", "status", res.StatusCode, "error", err)
+		return
+	}
+	if res.StatusCode >= 200 {
+		in.log.Debug("sip: answered", "status", res.StatusCode)
+	}
+}

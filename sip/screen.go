@@ -1,0 +1,87 @@
+package sip
+
+import (
+	"context"
+	"log/slog"
+
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/helpmesh/helpmesh/internal/refusal"
+)
+
+// reasonMalformed counts datagrams that do not parse as SIP.
+const reasonMalformed = "malformed"
+
+// maxMessageLen bounds a datagram the screen lets through: an INVITE with a
+// rich SDP is a few KB; sipgo's own bound is 64 KiB.
+const maxMessageLen = 16 << 10
+
+// newScreenParser returns the parser the screen uses.
+func newScreenParser() *sip.Parser {
+	p := sip.NewParser()
+	p.MaxMessageLength = maxMessageLen
+	return p
+}
+
+// screen returns the transport's read filter: it parses each datagram once
+// before sipgo does and drops what is not a well-formed request. sipgo's UDP
+// transport would otherwise log a malformed packet whole at ERROR, the
+// caller's number and name included, one line per packet from anyone who can
+// send one (seen in this package's tests before the filter). Dropped packets are only
+// counted and sampled by refused; the sender's PBX retransmits or gives up,
+// as for any lost datagram. The filter never returns an error: that would
+// stop sipgo's read loop.
+func screen(parser *sip.Parser, refused *refusal.Log) sip.TransportReadFilter {
+	return func(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+		msg, err := parser.ParseSIP(data)
+		if err != nil || !wellFormed(msg) {
+			refused.Refuse(reasonMalformed)
+			return nil, nil
+		}
+		return data, nil
+	}
+}
+
+// wellFormed keeps requests that carry the headers every request must
+// (RFC 3261, 8.1.1), so that sipgo never builds a transaction or an answer
+// from less. The ingress sends no requests, so a response is never expected.
+func wellFormed(msg sip.Message) bool {
+	req, ok := msg.(*sip.Request)
+	return ok && req.Via() != nil && req.From() != nil && req.To() != nil && req.CallID() != nil && req.CSeq() != nil
+}
+
+// redacted wraps the handler given to sipgo's layers and blanks the
+// attributes in which sipgo puts message text ("data": a raw packet; "msg":
+// a request's start line), so that a line sipgo writes on a path the screen
+// does not cover carries addresses and transaction keys but never headers.
+type redacted struct{ slog.Handler }
+
+// redactedKey reports whether sipgo v1.7.3 uses key for message text.
+func redactedKey(key string) bool { return key == "data" || key == "msg" }
+
+func (h redacted) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	r.Attrs(func(a slog.Attr) bool {
+		if redactedKey(a.Key) {
+			a = slog.String(a.Key, "[redacted]")
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	return h.Handler.Handle(ctx, out)
+}
+
+func (h redacted) WithAttrs(attrs []slog.Attr) slog.Handler {
+	out := make([]slog.Attr, len(attrs))
+	for i, a := range attrs {
+		if redactedKey(a.Key) {
+			a = slog.String(a.Key, "[redacted]")
+		}
+		out[i] = a
+	}
+	return redacted{h.Handler.WithAttrs(out)}
+}
+
+func (h redacted) WithGroup(name string) slog.Handler {
+	return redacted{h.Handler.WithGroup(name)}
+}

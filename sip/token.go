@@ -1,0 +1,108 @@
+package sip
+
+import (
+	"crypto/rand"
+	"errors"
+	"sync"
+	"time"
+)
+
+var (
+	// ErrTokenUnknown is a token this store never issued (or forgot: see
+	// TokenStore).
+	ErrTokenUnknown = errors.New("unknown token")
+	// ErrTokenUsed is a token that was already redeemed once.
+	ErrTokenUsed = errors.New("token already used")
+	// ErrTokenExpired is a token whose lease ran out before it was redeemed.
+	ErrTokenExpired = errors.New("token expired")
+)
+
+// tombstoneFor is how long a used or expired token is remembered, so that a
+// second use or a late call gets 410 Gone (the PBX queues the caller itself)
+// rather than 404; afterwards it is forgotten and answers 404, which sends the
+// caller to the same place.
+const tombstoneFor = 10 * time.Minute
+
+// TokenStore holds the one-time tokens this centre issued for reserved
+// volunteers (issue 12, flow point 5). A token is single use, so a 302 that a
+// PBX follows twice (a retransmission, a replay by whoever saw it) cannot ring
+// the volunteer twice, and it dies with its lease, so a reservation released
+// by time-out cannot be rung late. Safe for concurrent use.
+type TokenStore struct {
+	mu   sync.Mutex
+	live map[string]liveToken
+	dead map[string]deadToken
+}
+
+type liveToken struct {
+	target  string
+	expires time.Time
+}
+
+type deadToken struct {
+	err    error // ErrTokenUsed or ErrTokenExpired
+	forget time.Time
+}
+
+// NewTokenStore returns an empty store.
+func NewTokenStore() *TokenStore {
+	return &TokenStore{live: map[string]liveToken{}, dead: map[string]deadToken{}}
+}
+
+// Issue returns a new token that redirects, once and within lease, to target
+// (the volunteer's phone contact, a SIP URI). The token is 26 characters of
+// base32 from crypto/rand (130 bits): safe in a SIP user part as it is, and
+// unguessable.
+func (s *TokenStore) Issue(target string, lease time.Duration) string {
+	tok := rand.Text()
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+	s.live[tok] = liveToken{target: target, expires: now.Add(lease)}
+	return tok
+}
+
+// Redeem consumes token and returns its target, or ErrTokenUnknown,
+// ErrTokenUsed or ErrTokenExpired.
+func (s *TokenStore) Redeem(token string) (string, error) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(now)
+	if d, ok := s.dead[token]; ok {
+		return "", d.err
+	}
+	t, ok := s.live[token]
+	if !ok {
+		return "", ErrTokenUnknown
+	}
+	delete(s.live, token)
+	s.dead[token] = deadToken{err: ErrTokenUsed, forget: now.Add(tombstoneFor)}
+	return t.target, nil
+}
+
+// Len returns how many tokens are live (issued, not redeemed, not expired).
+func (s *TokenStore) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sweep(time.Now())
+	return len(s.live)
+}
+
+// sweep turns expired tokens into tombstones and forgets old tombstones. The
+// maps hold only tokens this node issued for reservations, so a linear pass
+// per call stays small; a sender of forged tokens adds nothing to them.
+func (s *TokenStore) sweep(now time.Time) {
+	for tok, t := range s.live {
+		if !now.Before(t.expires) {
+			delete(s.live, tok)
+			s.dead[tok] = deadToken{err: ErrTokenExpired, forget: t.expires.Add(tombstoneFor)}
+		}
+	}
+	for tok, d := range s.dead {
+		if !now.Before(d.forget) {
+			delete(s.dead, tok)
+		}
+	}
+}
