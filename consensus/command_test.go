@@ -158,7 +158,8 @@ func TestDecodeCommandRefusesMalformedInput(t *testing.T) {
 }
 
 func FuzzDecodeCommand(f *testing.F) {
-	for _, c := range []Command{admit("oslo", testPeer), volunteer("v1", "oslo", "nb", "en"), {Version: 1, Op: OpRemoveCentre, ID: "oslo"}, rotate(1, GossipKeyBytes)} {
+	for _, c := range []Command{admit("oslo", testPeer), volunteer("v1", "oslo", "nb", "en"), {Version: 1, Op: OpRemoveCentre, ID: "oslo"}, rotate(1, GossipKeyBytes),
+		setSIP("oslo", "sip.oslo.example:5060"), setSIP("oslo", ""), setSIP("oslo", "[2001:db8::1]:5070")} {
 		b, _ := EncodeCommand(c)
 		f.Add(b)
 	}

@@ -52,6 +52,13 @@ func apply(r *Roster, cmd Command) error {
 		r.Policy = cmd.Policy.clone()
 	case OpRotateGossipKey:
 		return rotateGossipKey(r, *cmd.GossipKey)
+	case OpSetCentreSIP:
+		c, ok := r.Centres[cmd.CentreSIP.Centre]
+		if !ok {
+			return fmt.Errorf("set centre sip %q: %w", cmd.CentreSIP.Centre, ErrUnknownCentre)
+		}
+		c.SIPAddr = cmd.CentreSIP.SIPAddr
+		r.Centres[c.ID] = c
 	}
 	return nil
 }
@@ -73,6 +80,9 @@ func putCentre(r *Roster, update bool, c Centre) error {
 	if other, ok := r.CentreByPeer(c.PeerID); ok && other.ID != c.ID {
 		return fmt.Errorf("%s centre %q: peer id already belongs to centre %q: %w", op, c.ID, other.ID, ErrDuplicate)
 	}
+	// The SIP address is set_centre_sip's alone: an update (a centre
+	// refreshing its own addresses) keeps it.
+	c.SIPAddr = r.Centres[c.ID].SIPAddr
 	r.Centres[c.ID] = c
 	return nil
 }

@@ -20,8 +20,9 @@ import (
 
 // RosterLevel is the highest roster level this build speaks: 1 is the first
 // release's operations (put and remove centre and volunteer, set_policy), 2
-// adds rotate_gossip_key. A release that adds an operation raises it.
-const RosterLevel = 2
+// adds rotate_gossip_key, 3 adds set_centre_sip. A release that adds an
+// operation raises it.
+const RosterLevel = 3
 
 // levelCheckTimeout bounds the leader's question about the other centres'
 // levels: a centre that does not answer in time counts with the level last
@@ -36,6 +37,8 @@ func OpLevel(op Op) int {
 		return 1
 	case OpRotateGossipKey:
 		return 2
+	case OpSetCentreSIP:
+		return 3
 	default:
 		return RosterLevel + 1
 	}

@@ -31,6 +31,11 @@ type Centre struct {
 	Addrs      []string `json:"addrs"`
 	GossipAddr string   `json:"gossip_addr"`
 	HTTPAddr   string   `json:"http_addr,omitempty"`
+	// SIPAddr is the host:port where the centre's SIP ingress takes calls
+	// from other centres' PBXs; empty when it takes none. Only
+	// set_centre_sip (roster level 3) sets it: admit and update leave it as
+	// it is, so their commands stay readable by a level-1 release.
+	SIPAddr string `json:"sip_addr,omitempty"`
 }
 
 // Volunteer is the roster's view of a volunteer: an opaque id, the home centre

@@ -1,0 +1,31 @@
+package consensus
+
+import (
+	"net"
+	"regexp"
+	"strconv"
+)
+
+// hostPattern is a DNS name or an IPv4 address. Checked by shape only, never
+// resolved: apply must be deterministic on every centre.
+var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$`)
+
+// checkSIPAddr refuses anything but host:port with a port of 1-65535, within
+// maxAddr bytes. An IPv6 host goes in brackets, as net.JoinHostPort writes it.
+func checkSIPAddr(addr string, bad badFunc) error {
+	if len(addr) > maxAddr {
+		return bad("sip address is %d bytes, limit %d", len(addr), maxAddr)
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return bad("sip address %q must be host:port", clip(addr))
+	}
+	if host == "" || (net.ParseIP(host) == nil && (len(host) > 253 || !hostPattern.MatchString(host))) {
+		return bad("sip address %q: host must be a DNS name or an IP address", clip(addr))
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 || strconv.Itoa(p) != port {
+		return bad("sip address %q: port must be 1-65535", clip(addr))
+	}
+	return nil
+}
