@@ -52,7 +52,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 	return Config{
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir,
-			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr,
+			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
 			Join: join, Timing: timing.National, Logger: log, MaxQueue: fc.Web.MaxQueue,
 		},
 		API: api.Config{

@@ -1,6 +1,7 @@
 package consensus
 
 import (
+	"fmt"
 	"net"
 	"regexp"
 	"strconv"
@@ -28,4 +29,13 @@ func checkSIPAddr(addr string, bad badFunc) error {
 		return bad("sip address %q: port must be 1-65535", clip(addr))
 	}
 	return nil
+}
+
+// CheckSIPAddr applies set_centre_sip's check to addr, so that a centre can
+// refuse a bad address in its configuration at start instead of having
+// every proposal of it refused; the error wraps ErrBadCommand.
+func CheckSIPAddr(addr string) error {
+	return checkSIPAddr(addr, func(format string, args ...any) error {
+		return fmt.Errorf(format+": %w", append(args, ErrBadCommand)...)
+	})
 }

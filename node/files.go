@@ -11,6 +11,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/helpmesh/helpmesh/consensus"
 )
 
 // Files in a centre's data directory.
@@ -28,6 +30,9 @@ type FileConfig struct {
 	HTTPAddr   string `json:"http_addr"`
 	P2PAddr    string `json:"p2p_addr"`
 	GossipAddr string `json:"gossip_addr"`
+	// SIPAddr, host:port, is published in the roster as where other
+	// centres' PBXs reach this centre's SIP ingress; empty: none.
+	SIPAddr string `json:"sip_addr,omitempty"`
 	// Web holds the settings of the centre's public pages and sockets.
 	Web WebConfig `json:"web,omitempty"`
 }
@@ -81,6 +86,11 @@ func Init(dir string, cfg FileConfig) (InitResult, error) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
 		return InitResult{}, fmt.Errorf("init centre: %s already holds a centre", dir)
+	}
+	if cfg.SIPAddr != "" {
+		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
+			return InitResult{}, fmt.Errorf("init centre: sip address: %v: %w", err, ErrBadConfig)
+		}
 	}
 	key, err := LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
 	if err != nil {

@@ -41,6 +41,11 @@ type Config struct {
 	GossipAddr string
 	// HTTPAddr is published in the roster so coordinators can find the API.
 	HTTPAddr string
+	// SIPAddr, host:port, is published in the roster (set_centre_sip) as
+	// where other centres' PBXs reach this centre's SIP ingress; empty: it
+	// takes no such calls, and an address the roster still lists is
+	// cleared. The node does not listen on it (see package sip).
+	SIPAddr string
 	// Join is the multiaddr (with /p2p/<peer id>) of a member to join
 	// through. Empty on the first centre, which bootstraps.
 	Join string
@@ -114,6 +119,11 @@ type Node struct {
 func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.Centre == "" || cfg.DataDir == "" {
 		return nil, fmt.Errorf("start node: centre and data dir are required: %w", ErrBadConfig)
+	}
+	if cfg.SIPAddr != "" {
+		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
+			return nil, fmt.Errorf("start node: sip address: %v: %w", err, ErrBadConfig)
+		}
 	}
 	if cfg.P2PAddr == "" {
 		cfg.P2PAddr = "/ip4/127.0.0.1/tcp/0"
@@ -300,6 +310,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.rosterWatch)
 	n.stop.Go(n.gossipRejoinLoop)
 	n.stop.Go(n.refreshSelfLoop)
+	n.stop.Go(n.publishSIPLoop)
 	n.stop.Go(n.publishLoop)
 	n.stop.Go(n.gossipKeyLoop)
 	n.stop.Go(n.releaseLoop)
