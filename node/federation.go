@@ -28,6 +28,9 @@ type CentreView struct {
 	Name     string `json:"name"`
 	PeerID   string `json:"peer_id"`
 	HTTPAddr string `json:"http_addr,omitempty"`
+	// SIPAddr is where the centre's SIP ingress takes calls from other
+	// centres' PBXs, as the roster says; empty when it takes none.
+	SIPAddr string `json:"sip_addr,omitempty"`
 	// Gossip is the memberlist state: alive, suspect, dead, left or unknown.
 	Gossip string `json:"gossip"`
 	// RaftRole is leader, voter, nonvoter or none.
@@ -56,7 +59,7 @@ func (n *Node) Federation() FederationView {
 	v := FederationView{Observer: n.cfg.Centre, Leader: st.Leader, Raft: st, GossipKey: n.GossipKeyStatus()}
 	for _, id := range r.CentreIDs() {
 		c := r.Centres[id]
-		cv := CentreView{ID: c.ID, Name: c.Name, PeerID: c.PeerID, HTTPAddr: c.HTTPAddr, Gossip: "unknown", RaftRole: "none"}
+		cv := CentreView{ID: c.ID, Name: c.Name, PeerID: c.PeerID, HTTPAddr: c.HTTPAddr, SIPAddr: c.SIPAddr, Gossip: "unknown", RaftRole: "none"}
 		switch {
 		case id == st.Leader:
 			cv.RaftRole = "leader"

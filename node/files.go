@@ -81,16 +81,16 @@ type InitResult struct {
 // token and fresh federation secrets (replaced if the centre later joins).
 // It refuses a directory that already holds a centre.
 func Init(dir string, cfg FileConfig) (InitResult, error) {
+	if cfg.SIPAddr != "" {
+		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
+			return InitResult{}, fmt.Errorf("init centre: sip address: %v: %w", err, ErrBadConfig)
+		}
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init centre: %w", err)
 	}
 	if _, err := os.Stat(filepath.Join(dir, ConfigFile)); err == nil {
 		return InitResult{}, fmt.Errorf("init centre: %s already holds a centre", dir)
-	}
-	if cfg.SIPAddr != "" {
-		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
-			return InitResult{}, fmt.Errorf("init centre: sip address: %v: %w", err, ErrBadConfig)
-		}
 	}
 	key, err := LoadOrCreateIdentity(filepath.Join(dir, IdentityFile))
 	if err != nil {

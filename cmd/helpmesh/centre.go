@@ -115,7 +115,7 @@ func cmdInit(args []string, stdout io.Writer) error {
 
 // newCentreFlags are the flags that describe a new centre (helpmesh init
 // and up).
-type newCentreFlags struct{ id, name, http, p2p, gossip *string }
+type newCentreFlags struct{ id, name, http, p2p, gossip, sip *string }
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
 // default.
@@ -126,6 +126,8 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		http:   fs.String("http", httpAddr, "HTTP listen address"),
 		p2p:    fs.String("p2p", "/ip4/0.0.0.0/tcp/4001", "libp2p listen multiaddr"),
 		gossip: fs.String("gossip", "0.0.0.0:7946", "gossip listen address (TCP and UDP)"),
+		sip: fs.String("sip", "", "the SIP ingress address host:port other centres' PBXs call, published in the roster (optional; "+
+			"empty: the centre takes no calls from other centres' PBXs)"),
 	}
 }
 
@@ -135,5 +137,5 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 	if name == "" {
 		name = *f.id
 	}
-	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip}
+	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip}
 }

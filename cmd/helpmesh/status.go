@@ -63,6 +63,18 @@ func printStatus(w io.Writer, v node.FederationView) {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Gossip, c.RaftRole, accepting, free, queue, seen)
 	}
 	_ = tw.Flush()
+	// Only centres that publish one, under the table: most take no calls
+	// from other centres' PBXs, and a column of dashes says nothing.
+	sip := false
+	for _, c := range v.Centres {
+		if c.SIPAddr != "" {
+			if !sip {
+				fmt.Fprintln(w, "\nSIP ingress:")
+				sip = true
+			}
+			fmt.Fprintf(w, "  %s  %s\n", c.ID, c.SIPAddr)
+		}
+	}
 }
 
 // cmdHealth probes a centre's health endpoint and fails unless it answers
