@@ -33,6 +33,13 @@ type centre struct {
 
 func startCentre(t *testing.T) *centre {
 	t.Helper()
+	return startCentreWith(t, nil)
+}
+
+// startCentreWith is startCentre with the node's configuration adjusted
+// first by change, if set.
+func startCentreWith(t *testing.T, change func(*node.Config)) *centre {
+	t.Helper()
 	dir := t.TempDir()
 	res, err := node.Init(dir, node.FileConfig{Centre: "oslo"})
 	if err != nil {
@@ -40,7 +47,11 @@ func startCentre(t *testing.T) *centre {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	n, err := node.Start(ctx, node.Config{Centre: "oslo", DataDir: dir, Timing: timing.Test})
+	cfg := node.Config{Centre: "oslo", DataDir: dir, Timing: timing.Test}
+	if change != nil {
+		change(&cfg)
+	}
+	n, err := node.Start(ctx, cfg)
 	if err != nil {
 		t.Fatalf("start node: %v", err)
 	}
