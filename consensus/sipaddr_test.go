@@ -115,3 +115,36 @@ func TestSnapshotKeepsTheSIPAddr(t *testing.T) {
 		t.Fatal("a snapshot with an unknown field restored differently")
 	}
 }
+
+// Through real Raft, with a second server in the group: set_centre_sip is
+// refused while that server speaks level 2 (it knows rotation, not this),
+// and goes through at level 3.
+func TestSetCentreSIPNeedsLevel3(t *testing.T) {
+	levels := &fakeLevels{levels: map[string]int{}}
+	c := startOneWith(t, levels.ask)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Propose(ctx, admit("bergen", testPeer)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.raft.AddNonvoter("bergen", raft.ServerAddress(testPeer), 0, 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+	levels.set("bergen", 2)
+	before := c.Roster()
+	err := c.Propose(ctx, setSIP("oslo", "sip.oslo.example:5060"))
+	if !errors.Is(err, ErrNotEverywhere) || !strings.Contains(err.Error(), "set_centre_sip needs roster level 3") ||
+		!strings.Contains(err.Error(), "bergen speaks level 2") {
+		t.Fatalf("got %v, want ErrNotEverywhere naming bergen at level 2", err)
+	}
+	if !reflect.DeepEqual(before, c.Roster()) {
+		t.Fatal("a refused set_centre_sip changed the roster")
+	}
+	levels.set("bergen", 3)
+	if err := c.Propose(ctx, setSIP("oslo", "sip.oslo.example:5060")); err != nil {
+		t.Fatalf("with every centre at level 3: %v", err)
+	}
+	if got := c.Roster().Centres["oslo"].SIPAddr; got != "sip.oslo.example:5060" {
+		t.Fatalf("roster says %q", got)
+	}
+}
