@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"github.com/libp2p/go-libp2p"
 
 	"github.com/helpmesh/helpmesh/internal/timing"
@@ -115,4 +116,39 @@ func TestReadRosterSeesCompletedWrites(t *testing.T) {
 	if _, ok := r.Volunteers["v9"]; !ok {
 		t.Fatal("read missed a completed write")
 	}
+}
+
+// addSilentServer admits bergen and adds it to the Raft group as a non-voter
+// that never answers, so the leader still commits alone but must know
+// bergen's roster level before proposing an operation above level 1.
+func addSilentServer(ctx context.Context, t *testing.T, c *Consensus) {
+	t.Helper()
+	if err := c.Propose(ctx, admit("bergen", testPeer)); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.raft.AddNonvoter("bergen", raft.ServerAddress(testPeer), 0, 5*time.Second).Error(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// applyAndSnapshot applies cmds to a new FSM and returns it with its
+// persisted snapshot.
+func applyAndSnapshot(t *testing.T, cmds ...Command) (*fsm, []byte) {
+	t.Helper()
+	f := newFSM(func() {})
+	for _, cmd := range cmds {
+		b, _ := EncodeCommand(cmd)
+		if res, _ := f.Apply(&raft.Log{Type: raft.LogCommand, Data: b}).(applyResult); res.err != nil {
+			t.Fatal(res.err)
+		}
+	}
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sink memSink
+	if err := snap.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	return f, sink.Bytes()
 }

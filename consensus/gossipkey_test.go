@@ -14,8 +14,6 @@ import (
 	"reflect"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // rotate is a rotation to generation gen with a fresh key of n bytes.
@@ -127,22 +125,10 @@ func (s *memSink) Close() error  { return nil }
 // them restores as generation 0; a snapshot whose key does not match its
 // generation is refused.
 func TestSnapshotKeepsTheGossipKey(t *testing.T) {
-	f := newFSM(func() {})
 	cmd := rotate(1, GossipKeyBytes)
-	b, _ := EncodeCommand(cmd)
-	if res, _ := f.Apply(&raft.Log{Type: raft.LogCommand, Data: b}).(applyResult); res.err != nil {
-		t.Fatal(res.err)
-	}
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
+	f, snap := applyAndSnapshot(t, cmd)
 	g := newFSM(func() {})
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(f.read(), g.read()) {
@@ -163,7 +149,7 @@ func TestSnapshotKeepsTheGossipKey(t *testing.T) {
 		t.Fatal("old snapshot restored with a gossip key")
 	}
 
-	bad := bytes.Replace(sink.Bytes(), []byte(`"gossip_key_generation":1`), []byte(`"gossip_key_generation":2`), 1)
+	bad := bytes.Replace(snap, []byte(`"gossip_key_generation":1`), []byte(`"gossip_key_generation":2`), 1)
 	if err := newFSM(func() {}).Restore(io.NopCloser(bytes.NewReader(bad))); err == nil {
 		t.Fatal("snapshot whose key does not match its generation restored")
 	}

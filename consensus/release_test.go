@@ -9,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 // Every operation has its level: the first release's are 1, rotation is 2,
@@ -113,12 +111,7 @@ func TestLeaderRefusesAnOpNotSpokenEverywhere(t *testing.T) {
 	c := startOneWith(t, levels.ask)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Propose(ctx, admit("bergen", testPeer)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.raft.AddNonvoter("bergen", raft.ServerAddress(testPeer), 0, 5*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
+	addSilentServer(ctx, t, c)
 
 	for _, tc := range []struct {
 		name  string
@@ -171,12 +164,7 @@ func TestNoLevelHookRefusesInAGroup(t *testing.T) {
 	if err := c.Propose(ctx, rotate(1, GossipKeyBytes)); err != nil {
 		t.Fatalf("a group of one needs nobody's level: %v", err)
 	}
-	if err := c.Propose(ctx, admit("bergen", testPeer)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.raft.AddNonvoter("bergen", raft.ServerAddress(testPeer), 0, 5*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
+	addSilentServer(ctx, t, c)
 	if err := c.Propose(ctx, rotate(2, GossipKeyBytes)); !errors.Is(err, ErrNotEverywhere) {
 		t.Fatalf("got %v, want ErrNotEverywhere", err)
 	}

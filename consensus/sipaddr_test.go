@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/hashicorp/raft"
 )
 
 func setSIP(centre, addr string) Command {
@@ -80,31 +78,17 @@ func TestSetCentreSIP(t *testing.T) {
 // fields it does not know instead of failing, which is what this checks
 // with a field no release knows.
 func TestSnapshotKeepsTheSIPAddr(t *testing.T) {
-	f := newFSM(func() {})
-	for _, cmd := range []Command{admit("oslo", testPeer), setSIP("oslo", "sip.oslo.example:5060")} {
-		b, _ := EncodeCommand(cmd)
-		if res, _ := f.Apply(&raft.Log{Type: raft.LogCommand, Data: b}).(applyResult); res.err != nil {
-			t.Fatal(res.err)
-		}
-	}
-	snap, err := f.Snapshot()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var sink memSink
-	if err := snap.Persist(&sink); err != nil {
-		t.Fatal(err)
-	}
+	f, snap := applyAndSnapshot(t, admit("oslo", testPeer), setSIP("oslo", "sip.oslo.example:5060"))
 	g := newFSM(func() {})
-	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(f.read(), g.read()) || g.read().Centres["oslo"].SIPAddr != "sip.oslo.example:5060" {
 		t.Fatalf("restored roster differs: %+v", g.read().Centres["oslo"])
 	}
 
-	future := bytes.Replace(sink.Bytes(), []byte(`"sip_addr":`), []byte(`"from_a_later_release":1,"sip_addr":`), 1)
-	if bytes.Equal(future, sink.Bytes()) {
+	future := bytes.Replace(snap, []byte(`"sip_addr":`), []byte(`"from_a_later_release":1,"sip_addr":`), 1)
+	if bytes.Equal(future, snap) {
 		t.Fatal("the snapshot does not hold sip_addr")
 	}
 	h := newFSM(func() {})
@@ -124,12 +108,7 @@ func TestSetCentreSIPNeedsLevel3(t *testing.T) {
 	c := startOneWith(t, levels.ask)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := c.Propose(ctx, admit("bergen", testPeer)); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.raft.AddNonvoter("bergen", raft.ServerAddress(testPeer), 0, 5*time.Second).Error(); err != nil {
-		t.Fatal(err)
-	}
+	addSilentServer(ctx, t, c)
 	levels.set("bergen", 2)
 	before := c.Roster()
 	err := c.Propose(ctx, setSIP("oslo", "sip.oslo.example:5060"))

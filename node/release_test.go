@@ -71,17 +71,7 @@ func TestOlderReleaseHoldsBackNewOperations(t *testing.T) {
 	f := newFederation(t, 3, fedOptions{configure: func(id string, cfg *Config) {
 		cfg.testNoReleaseProtocol = id == "c3"
 	}})
-	// The old centre must not lead: a leader never asks itself.
-	for f.leader().Centre() == "c3" {
-		f.kill("c3")
-		f.leader()
-		f.restart("c3")
-	}
-	leader := f.leader()
-	eventually(t, 15*time.Second, "the leader sees c3 at level 1", func() bool {
-		info, ok := leader.releaseOf("c3")
-		return ok && info.Level == 1
-	})
+	leader := f.leaderSeeingOldRelease("c3")
 	var fedView CentreView
 	for _, cv := range leader.Federation().Centres {
 		if cv.ID == "c3" {
@@ -140,4 +130,22 @@ func TestOlderReleaseHoldsBackNewOperations(t *testing.T) {
 			return ok && got.Generation == k.Generation
 		})
 	}
+}
+
+// leaderSeeingOldRelease makes sure the centre id, started with
+// testNoReleaseProtocol, does not lead (a leader never asks itself its
+// level) and returns the leader once it has seen id at level 1.
+func (f *federation) leaderSeeingOldRelease(id string) *Node {
+	f.t.Helper()
+	for f.leader().Centre() == id {
+		f.kill(id)
+		f.leader()
+		f.restart(id)
+	}
+	leader := f.leader()
+	eventually(f.t, 15*time.Second, "the leader sees "+id+" at level 1", func() bool {
+		info, ok := leader.releaseOf(id)
+		return ok && info.Level == 1
+	})
+	return leader
 }

@@ -73,17 +73,7 @@ func TestOlderReleaseHoldsBackTheSIPAddr(t *testing.T) {
 			}
 		}
 	})
-	// The old centre must not lead: a leader never asks itself.
-	for f.leader().Centre() == "c3" {
-		f.kill("c3")
-		f.leader()
-		f.restart("c3")
-	}
-	leader := f.leader()
-	eventually(t, 15*time.Second, "the leader sees c3 at level 1", func() bool {
-		info, ok := leader.releaseOf("c3")
-		return ok && info.Level == 1
-	})
+	leader := f.leaderSeeingOldRelease("c3")
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	_, lastBefore, _ := leader.Consensus().LogBounds()

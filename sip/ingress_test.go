@@ -1,7 +1,6 @@
 package sip
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -9,7 +8,6 @@ import (
 	"net/netip"
 	"runtime"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +16,8 @@ import (
 	"github.com/emiago/sipgo/sip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/helpmesh/helpmesh/internal/logsink"
 )
 
 // testRouter stands in for the real Router (switchboard phone contacts and
@@ -49,30 +49,12 @@ func redirectTo(contact string) func(context.Context, string) (Decision, error) 
 	return func(context.Context, string) (Decision, error) { return Decision{Contact: contact}, nil }
 }
 
-// lockedBuffer collects log lines from several goroutines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 type harness struct {
 	in     *Ingress
 	router *testRouter
 	tokens *TokenStore
 	reg    *prometheus.Registry
-	logs   *lockedBuffer
+	logs   *logsink.Buffer
 }
 
 // startIngress starts an ingress on 127.0.0.1:0 that allows only 127.0.0.1,
@@ -83,7 +65,7 @@ func startIngress(t testing.TB, decide func(context.Context, string) (Decision, 
 		router: &testRouter{decide: decide},
 		tokens: NewTokenStore(),
 		reg:    prometheus.NewRegistry(),
-		logs:   &lockedBuffer{},
+		logs:   &logsink.Buffer{},
 	}
 	cfg := Config{
 		Addr:       "127.0.0.1:0",
