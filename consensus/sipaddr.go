@@ -7,7 +7,9 @@ import (
 	"strconv"
 )
 
-// hostPattern is a DNS name or an IPv4 address. Checked by shape only, never
+// hostPattern is loosely a DNS name or an IPv4 address: letters, digits,
+// hyphens and dots (it lets through a few things no resolver would, such as
+// 1.2.3.999, which only fail later at dialling). Checked by shape only, never
 // resolved: apply must be deterministic on every centre.
 var hostPattern = regexp.MustCompile(`^[A-Za-z0-9]([A-Za-z0-9-]{0,62}\.?)*$`)
 

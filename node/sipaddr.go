@@ -17,10 +17,12 @@ const publishSIPEvery = 5 * time.Second
 // is roster level 3: while some centre of the group runs an older release
 // the leader refuses it (consensus.ErrNotEverywhere), which is the expected
 // state of a federation mid-upgrade, so the loop waits at debug level and
-// says one info line when the address lands.
+// says one info line when the address lands. Settle keeps a busy roster
+// (volunteers enrolling) from turning every write into another refused
+// proposal: at most one try per publishSIPEvery.
 func (n *Node) publishSIPLoop(ctx context.Context) {
 	warned := false
-	_ = n.consensus.Watch(ctx, consensus.Wake{Every: publishSIPEvery}, func(r consensus.Roster) bool {
+	_ = n.consensus.Watch(ctx, consensus.Wake{Every: publishSIPEvery, Settle: publishSIPEvery}, func(r consensus.Roster) bool {
 		have, ok := r.Centres[n.cfg.Centre]
 		if !ok {
 			return false
@@ -46,9 +48,6 @@ func (n *Node) publishSIPLoop(ctx context.Context) {
 			n.log.Warn("could not publish own SIP address yet; retrying", "err", err)
 		default:
 			n.log.Debug("could not publish own SIP address yet", "err", err)
-		}
-		if err == nil {
-			warned = false
 		}
 		return false
 	})

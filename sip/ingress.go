@@ -188,7 +188,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		sipgo.WithUserAgent("helpmesh"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipgoLog),
-			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused)),
+			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused, func(a net.Addr) bool { return pbxAddr(cfg.PBX, a) })),
 		),
 		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
 	)
@@ -283,11 +283,22 @@ func (in *Ingress) handle(h sipgo.RequestHandler) sipgo.RequestHandler {
 // the Via header, which the sender writes.
 func (in *Ingress) fromPBX(req *sip.Request) bool {
 	src, err := netip.ParseAddrPort(req.MessageData.Source())
-	if err != nil {
+	return err == nil && isPBX(in.cfg.PBX, src.Addr())
+}
+
+// pbxAddr is fromPBX for the screen, which sees the packet's address.
+func pbxAddr(pbx []netip.Prefix, a net.Addr) bool {
+	u, ok := a.(*net.UDPAddr)
+	if !ok {
 		return false
 	}
-	ip := src.Addr().Unmap()
-	for _, p := range in.cfg.PBX {
+	ip, ok := netip.AddrFromSlice(u.IP)
+	return ok && isPBX(pbx, ip)
+}
+
+func isPBX(pbx []netip.Prefix, ip netip.Addr) bool {
+	ip = ip.Unmap()
+	for _, p := range pbx {
 		if p.Contains(ip) {
 			return true
 		}
@@ -377,7 +388,8 @@ func (in *Ingress) queue(req *sip.Request, tx sip.ServerTransaction, language st
 	switch {
 	case r.err != nil:
 		// Counted and sampled like a refusal: a Router failing under a
-		// burst of calls must not write a line per call.
+		// burst of calls must not write a warning per call; the detail is
+		// at debug level only.
 		reason := reasonRouterError
 		if errors.Is(r.err, context.DeadlineExceeded) {
 			reason = reasonTimeout

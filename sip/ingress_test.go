@@ -3,6 +3,7 @@ package sip
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -17,6 +18,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 
+	"github.com/helpmesh/helpmesh/internal/goroutines"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/logsink"
 )
 
@@ -534,5 +537,53 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 	if n := runtime.NumGoroutine(); n > before {
 		buf := make([]byte, 1<<16)
 		t.Fatalf("%d goroutines after Stop, %d before Start:\n%s", n, before, buf[:runtime.Stack(buf, true)])
+	}
+	// By name too: a count alone could hide a leak behind an unrelated
+	// goroutine that ended meanwhile.
+	if left := goroutines.Running("emiago/sipgo", "helpmesh/sip.(*Ingress)"); len(left) > 0 {
+		t.Fatalf("%d sipgo or ingress goroutines after Stop:\n%s", len(left), strings.Join(left, "\n\n"))
+	}
+}
+
+// A stranger flooding well-formed INVITEs (a forged source looks the same)
+// costs the PBX nothing: past a small budget the screen drops a stranger's
+// datagrams before sipgo parses them or keeps a transaction for them, so the
+// ingress neither holds state per packet nor bounces 403s at whoever the
+// source claims to be, and the PBX's next call is routed as usual.
+func TestStrangerFloodLeavesThePBXServed(t *testing.T) {
+	h := startIngress(t, redirectTo("sip:x@127.0.0.1:5064"), nil)
+	conn, err := net.ListenPacket("udp", "127.0.0.2:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	to := net.UDPAddrFromAddrPort(h.in.Addr())
+	const flood = 3000
+	start := time.Now()
+	for i := range flood {
+		msg := fmt.Sprintf("INVITE sip:queue-nb@%s SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP 127.0.0.2:5099;branch=z9hG4bK-flood-%d\r\n"+
+			"From: <sip:flood@127.0.0.2>;tag=f%d\r\nTo: <sip:queue-nb@%s>\r\n"+
+			"Call-ID: flood-%d\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n",
+			h.in.Addr(), i, i, h.in.Addr(), i)
+		if _, err := conn.WriteTo([]byte(msg), to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// What the budget lets through in the flood's time gets a 403 (and a
+	// transaction); the rest is dropped. Wait until every datagram that
+	// arrived has been counted one way or the other.
+	budget := uint64(strangersBurst + strangersPerSecond*(time.Since(start).Seconds()+1))
+	if res := newPhone(t, "127.0.0.1").do(t, sip.INVITE, "queue-nb", h.in.Addr()); res.StatusCode != 302 {
+		t.Fatalf("the PBX during a stranger's flood: %d %s, want 302", res.StatusCode, res.Reason)
+	}
+	fedtest.Eventually(t, 10*time.Second, "the flood counted", func() bool { return h.refused(t, reasonNotPBX) >= flood/2 })
+	if n := h.router.calls.Load(); n != 1 {
+		t.Fatalf("router called %d times, want once (the PBX's call)", n)
+	}
+	// sipgo's server transactions each run a goroutine while they resend
+	// their 403: only the budget's worth may exist.
+	if txs := len(goroutines.Running("emiago/sipgo/sip.(*ServerTx)")); uint64(txs) > budget {
+		t.Fatalf("%d server transactions alive for a stranger, budget %d", txs, budget)
 	}
 }

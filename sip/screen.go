@@ -3,8 +3,10 @@ package sip
 import (
 	"context"
 	"log/slog"
+	"net"
 
 	"github.com/emiago/sipgo/sip"
+	"golang.org/x/time/rate"
 
 	"github.com/helpmesh/helpmesh/internal/refusal"
 )
@@ -23,16 +25,34 @@ func newScreenParser() *sip.Parser {
 	return p
 }
 
-// screen returns the transport's read filter: it parses each datagram once
-// before sipgo does and drops what is not a well-formed request. sipgo's UDP
+// strangersPerSecond and strangersBurst bound the datagrams from outside the
+// PBX prefixes that reach sipgo (to be answered 403): a misconfigured sender
+// still learns why it is refused, but a flood, or one with forged source
+// addresses, cannot make sipgo hold an INVITE transaction (resending its 403
+// for up to 32 s) per datagram, nor bounce 403s at someone else. The rest is
+// dropped before parsing and counted as not_pbx.
+const (
+	strangersPerSecond = 20
+	strangersBurst     = 40
+)
+
+// screen returns the transport's read filter: it drops a stranger's datagram
+// beyond the strangers' budget before anything else, then parses each
+// datagram once before sipgo does and drops what is not a well-formed
+// request. sipgo's UDP
 // transport would otherwise log a malformed packet whole at ERROR, the
 // caller's number and name included, one line per packet from anyone who can
 // send one (seen in this package's tests before the filter). Dropped packets are only
 // counted and sampled by refused; the sender's PBX retransmits or gives up,
 // as for any lost datagram. The filter never returns an error: that would
 // stop sipgo's read loop.
-func screen(parser *sip.Parser, refused *refusal.Log) sip.TransportReadFilter {
-	return func(_ sip.TransportReadProps, data []byte) ([]byte, error) {
+func screen(parser *sip.Parser, refused *refusal.Log, fromPBX func(net.Addr) bool) sip.TransportReadFilter {
+	strangers := rate.NewLimiter(strangersPerSecond, strangersBurst)
+	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
+		if !fromPBX(props.RemoteAddr) && !strangers.Allow() {
+			refused.Refuse(reasonNotPBX)
+			return nil, nil
+		}
 		msg, err := parser.ParseSIP(data)
 		if err != nil || !wellFormed(msg) {
 			refused.Refuse(reasonMalformed)
@@ -51,13 +71,17 @@ func wellFormed(msg sip.Message) bool {
 }
 
 // redacted wraps the handler given to sipgo's layers and blanks the
-// attributes in which sipgo puts message text ("data": a raw packet; "msg":
-// a request's start line), so that a line sipgo writes on a path the screen
+// attributes in which sipgo puts message text ("data": a raw packet; "msg",
+// "req", "res": a start line), so that a line sipgo writes on a path the screen
 // does not cover carries addresses and transaction keys but never headers.
 type redacted struct{ slog.Handler }
 
 // redactedKey reports whether sipgo v1.7.3 uses key for message text.
-func redactedKey(key string) bool { return key == "data" || key == "msg" }
+// "req" and "res" carry a start line, whose Request-URI may hold a token or
+// whatever number a sender dialled.
+func redactedKey(key string) bool {
+	return key == "data" || key == "msg" || key == "req" || key == "res"
+}
 
 func (h redacted) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)

@@ -3,6 +3,7 @@ package sip
 import (
 	"bytes"
 	"errors"
+	"net"
 	"strings"
 	"testing"
 
@@ -88,7 +89,7 @@ func FuzzScreen(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	filter := screen(newScreenParser(), refused)
+	filter := screen(newScreenParser(), refused, func(net.Addr) bool { return true })
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append([]byte(nil), data...)
 		out, err := filter(sip.TransportReadProps{}, data)

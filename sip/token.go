@@ -29,10 +29,15 @@ const tombstoneFor = 10 * time.Minute
 // the volunteer twice, and it dies with its lease, so a reservation released
 // by time-out cannot be rung late. Safe for concurrent use.
 type TokenStore struct {
-	mu   sync.Mutex
-	live map[string]liveToken
-	dead map[string]deadToken
+	mu        sync.Mutex
+	live      map[string]liveToken
+	dead      map[string]deadToken
+	lastSweep time.Time
 }
+
+// sweepEvery bounds how often a call walks the maps: a PBX sending forged
+// tokens as fast as it can costs one map look-up each, not a walk.
+const sweepEvery = time.Second
 
 type liveToken struct {
 	target  string
@@ -70,7 +75,7 @@ func (s *TokenStore) Redeem(token string) (string, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
-	if d, ok := s.dead[token]; ok {
+	if d, ok := s.dead[token]; ok && now.Before(d.forget) {
 		return "", d.err
 	}
 	t, ok := s.live[token]
@@ -78,6 +83,10 @@ func (s *TokenStore) Redeem(token string) (string, error) {
 		return "", ErrTokenUnknown
 	}
 	delete(s.live, token)
+	if !now.Before(t.expires) { // expired since the last sweep
+		s.dead[token] = deadToken{err: ErrTokenExpired, forget: t.expires.Add(tombstoneFor)}
+		return "", ErrTokenExpired
+	}
 	s.dead[token] = deadToken{err: ErrTokenUsed, forget: now.Add(tombstoneFor)}
 	return t.target, nil
 }
@@ -86,14 +95,26 @@ func (s *TokenStore) Redeem(token string) (string, error) {
 func (s *TokenStore) Len() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.sweep(time.Now())
-	return len(s.live)
+	now := time.Now()
+	s.sweep(now)
+	n := 0
+	for _, t := range s.live {
+		if now.Before(t.expires) {
+			n++
+		}
+	}
+	return n
 }
 
-// sweep turns expired tokens into tombstones and forgets old tombstones. The
-// maps hold only tokens this node issued for reservations, so a linear pass
-// per call stays small; a sender of forged tokens adds nothing to them.
+// sweep turns expired tokens into tombstones and forgets old tombstones, at
+// most once per sweepEvery (Redeem checks its own token's expiry). The maps
+// hold only tokens this node issued for reservations; a sender of forged
+// tokens adds nothing to them.
 func (s *TokenStore) sweep(now time.Time) {
+	if now.Sub(s.lastSweep) < sweepEvery {
+		return
+	}
+	s.lastSweep = now
 	for tok, t := range s.live {
 		if !now.Before(t.expires) {
 			delete(s.live, tok)

@@ -52,5 +52,15 @@ func TestTokenExpires(t *testing.T) {
 		if n != 0 {
 			t.Fatalf("store still holds %d entries", n)
 		}
+		// Between sweeps (at most one a second), Redeem still sees its
+		// own token's lease end.
+		short := s.Issue("sip:vol@127.0.0.1:5064", 500*time.Millisecond)
+		time.Sleep(600 * time.Millisecond)
+		if s.Len() != 0 {
+			t.Fatalf("live tokens after a short lease: %d", s.Len())
+		}
+		if _, err := s.Redeem(short); !errors.Is(err, ErrTokenExpired) {
+			t.Fatalf("a lease that ended between sweeps: %v, want ErrTokenExpired", err)
+		}
 	})
 }
