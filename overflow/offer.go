@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
+	"github.com/libp2p/go-libp2p/core/protocol"
+	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/helpmesh/helpmesh/internal/wire"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -19,6 +21,22 @@ import (
 // then the conversation itself (the relay) on the same stream, so the
 // stream's death is the conversation's.
 const offerProtocol = "/helpmesh/offer/1"
+
+// callOfferProtocol is the same protocol for phone calls (issue 12): the
+// answering centre holds a phone volunteer at once and its acceptance
+// carries the call's one-time token, then the relay carries the call's
+// progress (answered, ended). It has its own id because a release that
+// knows only offer/1 would ring a phone offer on a console as a chat; such
+// a centre answers "protocol not supported", which counts as a decline.
+const callOfferProtocol = "/helpmesh/offer/2"
+
+// protocolFor is the offer protocol a contact of channel travels on.
+func protocolFor(channel string) protocol.ID {
+	if channel == switchboard.ChannelPhone {
+		return callOfferProtocol
+	}
+	return offerProtocol
+}
 
 // maxFrame bounds one frame on the offer stream: a 4000-byte message with
 // worst-case JSON escaping, plus envelope.
@@ -56,6 +74,7 @@ type frame struct {
 	Language   string             `json:"language,omitempty"`
 	RingMillis int64              `json:"ring_ms,omitempty"`
 	Alias      string             `json:"alias,omitempty"`
+	Token      string             `json:"token,omitempty"`
 	Reason     string             `json:"reason,omitempty"`
 	Seq        uint64             `json:"s,omitempty"`
 	Ack        uint64             `json:"a,omitempty"`
@@ -68,8 +87,13 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	if !ok {
 		return nil, fmt.Errorf("offer to %s: %w", centre, ErrUnknownPeerCentre)
 	}
-	s, err := r.cfg.Host.NewStream(ctx, pid, offerProtocol)
+	s, err := r.cfg.Host.NewStream(ctx, pid, protocolFor(o.Channel))
 	if err != nil {
+		var unsupported msmux.ErrNotSupported[protocol.ID]
+		if errors.As(err, &unsupported) {
+			// An older release: it cannot take this channel.
+			return nil, fmt.Errorf("offer to %s: %w: %w", centre, err, switchboard.ErrDeclined)
+		}
 		return nil, fmt.Errorf("offer to %s: %w", centre, err)
 	}
 	// Withdrawing (ctx ends) resets the stream: the other centre frees its
@@ -126,7 +150,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	switch f.Type {
 	case frameAccepted:
-		return &answer{s: s, alias: clipAlias(f.Alias), log: r.log, spawn: r.spawn}, nil
+		return &answer{s: s, alias: clipAlias(f.Alias), token: clipAlias(f.Token), log: r.log, spawn: r.spawn}, nil
 	case frameDeclined:
 		_ = s.Close()
 		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), switchboard.ErrDeclined)
@@ -146,11 +170,14 @@ func clipAlias(s string) string {
 type answer struct {
 	s     network.Stream
 	alias string
+	token string // a phone call's, "" for a chat
 	log   *slog.Logger
 	spawn func(func(context.Context)) bool // the router's, for the relay
 }
 
 func (a *answer) Alias() string { return a.alias }
+
+func (a *answer) Token() string { return a.token }
 
 func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 	_ = a.s.SetWriteDeadline(time.Now().Add(5 * time.Second))

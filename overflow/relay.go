@@ -262,7 +262,7 @@ func checkEvent(e switchboard.Event) error {
 		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Text) == 0 || len(e.Text) > switchboard.MaxTextBytes {
 			return fmt.Errorf("relay message out of bounds")
 		}
-	case switchboard.EventTyping, switchboard.EventEnded:
+	case switchboard.EventTyping, switchboard.EventEnded, switchboard.EventAnswered:
 	case switchboard.EventDelivered:
 		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes {
 			return fmt.Errorf("relay delivered id out of bounds")

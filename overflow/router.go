@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 
 	"github.com/libp2p/go-libp2p/core/host"
+	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/peer"
 
 	"github.com/helpmesh/helpmesh/internal/stopper"
@@ -24,6 +25,8 @@ type Reservation interface {
 	Connect(peer switchboard.Peer) switchboard.PeerHandler
 	// Release frees the volunteer when the offer ends without a conversation.
 	Release(reason string)
+	// Token is a held phone call's one-time token ("" for a chat).
+	Token() string
 }
 
 // Desk is the part of a centre's switchboard that answers offers.
@@ -93,7 +96,8 @@ func (r *Router) Serve(desk Desk, members Membership) {
 		return
 	}
 	r.desk, r.members = desk, members
-	r.cfg.Host.SetStreamHandler(offerProtocol, r.serveOffer)
+	r.cfg.Host.SetStreamHandler(offerProtocol, func(s network.Stream) { r.serveOffer(s, false) })
+	r.cfg.Host.SetStreamHandler(callOfferProtocol, func(s network.Stream) { r.serveOffer(s, true) })
 }
 
 // Close stops answering offers and ends every goroutine the router
@@ -107,6 +111,7 @@ func (r *Router) Close() {
 	r.mu.Unlock()
 	if served {
 		r.cfg.Host.RemoveStreamHandler(offerProtocol)
+		r.cfg.Host.RemoveStreamHandler(callOfferProtocol)
 	}
 	r.stop.Stop()
 }

@@ -42,6 +42,8 @@ func (r acceptingReservation) Connect(switchboard.Peer) switchboard.PeerHandler 
 }
 func (acceptingReservation) Release(string) {}
 
+func (acceptingReservation) Token() string { return "" }
+
 // lossProbe is a conversation's end that records the relay's loss.
 type lossProbe struct{ lost chan int }
 

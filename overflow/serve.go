@@ -16,7 +16,9 @@ import (
 var contactIDPattern = regexp.MustCompile(`^[0-9a-f]{16,64}$`)
 
 // serveOffer answers another centre's offer from our live state.
-func (r *Router) serveOffer(s network.Stream) {
+// serveOffer answers one offer. calls says the stream came on
+// callOfferProtocol, the only one that may carry a phone call.
+func (r *Router) serveOffer(s network.Stream, calls bool) {
 	from, ok := r.cfg.Directory.CentreOf(s.Conn().RemotePeer())
 	if !ok {
 		_ = s.Reset()
@@ -27,6 +29,10 @@ func (r *Router) serveOffer(s network.Stream) {
 	if err := wire.Read(s, &f, maxFrame); err != nil || f.Type != frameOffer || !contactIDPattern.MatchString(f.Contact) {
 		r.log.Warn("refused a malformed offer", "from", from, "err", err)
 		r.decline(s, "malformed offer")
+		return
+	}
+	if (f.Channel == switchboard.ChannelPhone) != calls {
+		r.decline(s, "channel not on this protocol")
 		return
 	}
 	ring := time.Duration(f.RingMillis) * time.Millisecond
@@ -67,7 +73,7 @@ func (r *Router) serveOffer(s network.Stream) {
 		return
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias}, maxFrame); err != nil {
+	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias, Token: res.Token()}, maxFrame); err != nil {
 		res.Release("the visitor's centre went away")
 		_ = s.Reset()
 		return

@@ -45,6 +45,7 @@ func (c *Console) SetAvailable(channel string, on bool) error {
 	if !slices.Contains(c.v.Channels, channel) {
 		return fmt.Errorf("channel %q is not one of yours: %w", clip(channel), ErrBadRequest)
 	}
+
 	if c.v.available[channel] != on {
 		c.v.available[channel] = on
 		if on {
@@ -103,6 +104,14 @@ func (c *Console) Decline(contactID string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	r := c.v.ring
+	if r != nil && r.received != nil && r.received.call != nil && r.received.id == contactID {
+		rc := r.received
+		if rc.call.arrived {
+			return fmt.Errorf("decline %s: the call is ringing on your phone: %w", clip(contactID), ErrOfferGone)
+		}
+		s.callOverLocked(rc, ByUnanswered)
+		return nil
+	}
 	if r == nil || (r.contact == nil || r.contact.id != contactID) && (r.received == nil || r.received.id != contactID || r.received.accepted) {
 		return fmt.Errorf("decline %s: %w", clip(contactID), ErrOfferGone)
 	}
@@ -131,6 +140,9 @@ func (c *Console) event(contactID string, e Event) error {
 	if !ok || s.volunteers[c.v.ID] != c.v {
 		return fmt.Errorf("contact %s: %w", clip(contactID), ErrUnknownContact)
 	}
+	if cv.received != nil && cv.received.call != nil {
+		return fmt.Errorf("contact %s is a phone call: %w", clip(contactID), ErrBadRequest)
+	}
 	if cv.volPace == nil {
 		cv.volPace = newVolunteerPacer(s.cfg.Pace)
 	}
@@ -158,7 +170,13 @@ func (c *Console) End(contactID string, cat Categorisation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cv, ok := c.v.active[contactID]; ok {
-		s.fromVolunteerLocked(cv, Event{Kind: EventEnded, By: ByVolunteer})
+		if rc := cv.received; rc != nil && rc.call != nil {
+			// The volunteer is the authority that a call is over, should
+			// the hang-up not have come through.
+			s.callOverLocked(rc, ByVolunteer)
+		} else {
+			s.fromVolunteerLocked(cv, Event{Kind: EventEnded, By: ByVolunteer})
+		}
 	}
 	if _, ok := c.v.ended[contactID]; !ok {
 		return fmt.Errorf("end %s: %w", clip(contactID), ErrUnknownContact)
@@ -195,6 +213,10 @@ func (s *Switchboard) signOutLocked(v *volunteer, reason string) {
 
 // loseVolunteerLocked handles a volunteer who vanished mid-conversation.
 func (s *Switchboard) loseVolunteerLocked(cv *conv) {
+	if rc := cv.received; rc != nil && rc.call != nil {
+		s.callOverLocked(rc, ByVolunteer)
+		return
+	}
 	delete(cv.vol.active, cv.id)
 	switch {
 	case cv.visitor != nil:

@@ -3,10 +3,10 @@ package switchboard
 // A contact's life, in one place. Every change of a contact's state goes
 // through moveLocked, which knows the allowed transitions:
 //
-//	from \ to   queued  offered  connected  ended  abandoned
-//	queued        -       yes      yes        -      yes
-//	offered      yes      -        yes        -      yes
-//	connected    yes      -        -          yes    -
+//	from \ to   queued  offered  connected  ended  abandoned  returned
+//	queued        -       yes      yes        -      yes        -
+//	offered      yes      -        yes        -      yes        yes
+//	connected    yes      -        -          yes    -          -
 //
 // queued -> offered: rung on a console here, or offered to another centre.
 // offered -> queued: every offer declined, timed out, withdrawn or failed.
@@ -14,15 +14,16 @@ package switchboard
 // connected -> queued: the answering centre or volunteer was lost (requeued,
 // at the front). connected -> ended: either side ended it, a flooder was
 // cut off, or the centre closed. queued|offered -> abandoned: the visitor
-// left, or the centre closed. ended and abandoned are
-// final. A move to the state a contact is already in changes nothing and is
+// left, or the centre closed. offered -> returned: a phone call's reserved
+// volunteer did not pick up, the call never arrived, or the answering centre
+// was lost first (calls.go). ended, abandoned and returned are final. A move to the state a contact is already in changes nothing and is
 // not counted.
 
 import "log/slog"
 
 var allowedMoves = map[State]map[State]bool{
 	StateQueued:    {StateOffered: true, StateConnected: true, StateAbandoned: true},
-	StateOffered:   {StateQueued: true, StateConnected: true, StateAbandoned: true},
+	StateOffered:   {StateQueued: true, StateConnected: true, StateAbandoned: true, StateReturned: true},
 	StateConnected: {StateQueued: true, StateEnded: true},
 }
 
@@ -54,5 +55,7 @@ func (s *Switchboard) moveLocked(c *contact, to State) {
 		s.countAnsweredLocked(c)
 	case StateAbandoned:
 		s.tallyLocked(c, func(t *Tally) { t.Abandoned++ })
+	case StateReturned:
+		s.tallyLocked(c, func(t *Tally) { t.Returned++ })
 	}
 }

@@ -98,6 +98,10 @@ func (s *Switchboard) ringTimedOut(r *ringing) {
 // unringLocked ends a ringing offer that was not accepted (declined, timed
 // out, console gone): the contact moves on to the next volunteer.
 func (s *Switchboard) unringLocked(r *ringing, reason string) {
+	if r.received != nil && r.received.call != nil {
+		s.callOverLocked(r.received, ByUnanswered)
+		return
+	}
 	r.timer.Stop()
 	v := r.vol
 	if v.ring == r {

@@ -908,6 +908,8 @@ type memAnswer struct {
 
 func (a *memAnswer) Alias() string { return a.alias }
 
+func (a *memAnswer) Token() string { return "" }
+
 func (a *memAnswer) Confirm(h PeerHandler) (Peer, error) {
 	l := &memLink{}
 	l.h[0] = h

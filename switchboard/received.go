@@ -44,6 +44,17 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		s.offerReceivedLocked(o.From, OfferDeclined)
 		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
 	}
+	if o.Channel == ChannelPhone {
+		if o.From == "" {
+			return nil, fmt.Errorf("reserve call: no owning centre: %w", ErrBadRequest)
+		}
+		rc, err := s.reserveCallLocked(o.Contact, o.From, o.Language)
+		if err != nil {
+			s.offerReceivedLocked(o.From, OfferDeclined)
+			return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), err)
+		}
+		return &Reservation{s: s, r: rc}, nil
+	}
 	var best *volunteer
 	for _, v := range s.volunteers {
 		if v.free(o.Channel, o.Language) && (best == nil || longerIdle(v, best)) {
@@ -94,6 +105,9 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rc := res.r
+	if rc.call != nil {
+		return s.connectCallLocked(rc, peer)
+	}
 	v := rc.vol
 	h := &receivedPeerHandler{s: s, rc: rc}
 	if v.ring != rc.ring || s.volunteers[v.ID] != v {
@@ -117,6 +131,14 @@ func (res *Reservation) Release(reason string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	rc := res.r
+	if rc.call != nil {
+		// The owner never confirmed: nobody will send the call.
+		if rc.call.peer == nil && !rc.call.arrived {
+			s.settleReceivedLocked(rc, OfferWithdrawn)
+			s.callOverLocked(rc, ByUnanswered)
+		}
+		return
+	}
 	if rc.conv != nil {
 		return
 	}

@@ -35,6 +35,9 @@ type OutgoingOffer struct {
 // held until we confirm (we won) or cancel (someone else was first).
 type Answer interface {
 	Alias() string
+	// Token is the one-time token of a phone call held for us ("" for a
+	// chat): our PBX sends the call to the other centre with it.
+	Token() string
 	// Confirm turns the offer into the conversation's relay.
 	Confirm(h PeerHandler) (Peer, error)
 	Cancel(reason string)
@@ -82,8 +85,22 @@ type Config struct {
 	Pace Pace
 	// MaxQueue bounds the contacts waiting per channel (0: DefaultMaxQueue).
 	MaxQueue int
-	Logger   *slog.Logger
+	// CallTokens issues the one-time tokens of reserved phone calls (the
+	// SIP ingress's store); nil: this centre takes no calls.
+	CallTokens CallTokens
+	// CallLease is how long a reserved phone volunteer waits for the call
+	// to arrive (0: DefaultCallLease).
+	CallLease time.Duration
+	// PhoneDomain turns an extension a volunteer gives (digits only) into
+	// sip:EXT@PhoneDomain, the centre's PBX; empty: only SIP URIs.
+	PhoneDomain string
+	Logger      *slog.Logger
 }
+
+// DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
+// room for a slow PBX, short enough that a call that never comes does not
+// keep a volunteer from the next one for long.
+const DefaultCallLease = 20 * time.Second
 
 // DefaultMaxQueue is the default bound on contacts waiting per channel: far
 // more than a centre answers in an hour, so only a flood reaches it.
@@ -113,7 +130,7 @@ type Key struct{ Channel, Language string }
 
 // Tally counts one channel and language of this centre's own contacts. At
 // every snapshot Offered == AnsweredLocal + AnsweredOverflow + Abandoned +
-// Waiting + InProgress: a contact is counted as answered when a conversation
+// Returned + Waiting + InProgress: a contact is counted as answered when a conversation
 // of it ends (by either side, or because this centre shut down), by who
 // answered that conversation; a contact requeued after losing its volunteer
 // is waiting again and counted once, when it finally ends or is abandoned.
@@ -123,7 +140,10 @@ type Tally struct {
 	AnsweredLocal    uint64
 	AnsweredOverflow uint64
 	Abandoned        uint64
-	Waiting          int
+	// Returned counts phone calls handed back to the PBX's own queue
+	// (StateReturned); always 0 for chat.
+	Returned uint64
+	Waiting  int
 	InProgress       int
 }
 
@@ -239,6 +259,9 @@ func New(cfg Config) *Switchboard {
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = DefaultMaxQueue
 	}
+	if cfg.CallLease <= 0 {
+		cfg.CallLease = DefaultCallLease
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
@@ -268,6 +291,10 @@ type contact struct {
 	lastPos               int
 	lastWait              time.Duration
 	answered              bool // connected at least once (speed to answer observed)
+	// A phone call's contact (calls.go): callAt is the other centre whose
+	// volunteer was reserved ("" for ours), call our own reservation.
+	callAt string
+	call   *received
 	pace                  *pacer
 }
 
@@ -296,6 +323,8 @@ type received struct {
 	accepted                    bool
 	conv                        *conv
 	result                      string // the offer's result, once settled
+	// A phone call held for a call (calls.go).
+	call *heldCall
 }
 
 // conv is one conversation in progress, seen from this centre. Exactly two
@@ -322,6 +351,7 @@ type volunteer struct {
 	active    map[string]*conv
 	idleSince time.Time
 	ended     map[string]time.Time // contacts awaiting categorisation
+	phone     string               // where calls ring: a SIP URI (Console.SetPhone)
 }
 
 func (v *volunteer) load() int {
@@ -333,7 +363,24 @@ func (v *volunteer) load() int {
 }
 
 func (v *volunteer) free(channel, language string) bool {
-	return v.available[channel] && slices.Contains(v.Languages, language) && v.ring == nil && v.load() < v.Capacity
+	return v.available[channel] && slices.Contains(v.Languages, language) && v.ring == nil && v.load() < v.Capacity &&
+		(channel != ChannelPhone || !v.inCall())
+}
+
+// freeForCalls: free for a phone call from the PBX, which needs a phone to
+// ring.
+func (v *volunteer) freeForCalls(language string) bool {
+	return v.phone != "" && v.free(ChannelPhone, language)
+}
+
+// inCall: one phone call at a time, whatever the capacity.
+func (v *volunteer) inCall() bool {
+	for _, cv := range v.active {
+		if cv.received != nil && cv.received.call != nil {
+			return true
+		}
+	}
+	return false
 }
 
 func newID() string {
@@ -352,7 +399,9 @@ func (s *Switchboard) Close() {
 	}
 	s.closed = true
 	for _, c := range s.contacts {
-		c.overflowTimer.Stop()
+		if c.overflowTimer != nil {
+			c.overflowTimer.Stop()
+		}
 		if c.remote != nil {
 			c.remote.cancel()
 		}
@@ -369,6 +418,10 @@ func (s *Switchboard) Close() {
 		switch {
 		case c.state == StateConnected:
 			s.moveLocked(c, StateEnded)
+		case c.channel == ChannelPhone && c.state == StateOffered:
+			// The PBX has the call and will queue it if nobody picks up:
+			// it is not abandoned, and we will not hear how it ends.
+			s.moveLocked(c, StateReturned)
 		case c.waiting():
 			s.moveLocked(c, StateAbandoned)
 		}
@@ -376,7 +429,9 @@ func (s *Switchboard) Close() {
 	}
 	s.queue = nil
 	for _, rc := range s.received {
-		if rc.conv != nil {
+		if rc.call != nil {
+			s.callOverLocked(rc, ByUnanswered)
+		} else if rc.conv != nil {
 			rc.conv.peer.Close("centre shutting down")
 		}
 		select {

@@ -390,6 +390,7 @@ func (p *fakePeer) state() ([]Event, string) {
 
 type fakeAnswer struct {
 	alias     string
+	token     string
 	peer      *fakePeer
 	onConfirm func(h PeerHandler)
 
@@ -400,6 +401,8 @@ type fakeAnswer struct {
 }
 
 func (a *fakeAnswer) Alias() string { return a.alias }
+
+func (a *fakeAnswer) Token() string { return a.token }
 
 func (a *fakeAnswer) Confirm(h PeerHandler) (Peer, error) {
 	a.mu.Lock()

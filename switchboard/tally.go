@@ -19,7 +19,7 @@ func tallyIn(m map[Key]Tally, c *contact, f func(t *Tally)) {
 // answered it.
 func (s *Switchboard) countAnsweredLocked(c *contact) {
 	s.tallyLocked(c, func(t *Tally) {
-		if c.conv != nil && c.conv.peer != nil {
+		if c.conv != nil && c.conv.peer != nil || c.callAt != "" {
 			t.AnsweredOverflow++
 		} else {
 			t.AnsweredLocal++
@@ -39,7 +39,9 @@ func (s *Switchboard) offerReceivedLocked(from, result string) {
 func (s *Switchboard) settleReceivedLocked(rc *received, result string) {
 	if rc.result == "" {
 		rc.result = result
-		s.offerReceivedLocked(rc.from, result)
+		if rc.from != "" { // "" is our own call on our own volunteer
+			s.offerReceivedLocked(rc.from, result)
+		}
 	}
 }
 
@@ -51,6 +53,7 @@ func (st Stats) Total() Tally {
 		sum.AnsweredLocal += t.AnsweredLocal
 		sum.AnsweredOverflow += t.AnsweredOverflow
 		sum.Abandoned += t.Abandoned
+		sum.Returned += t.Returned
 		sum.Waiting += t.Waiting
 		sum.InProgress += t.InProgress
 	}

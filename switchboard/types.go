@@ -67,6 +67,11 @@ const (
 const (
 	ByVisitor   = "visitor"
 	ByVolunteer = "volunteer"
+	// ByCaller: a phone caller hung up (before pick-up: abandoned).
+	ByCaller = "caller"
+	// ByUnanswered: a reserved phone did not pick up (refused, rang out, or
+	// the call never arrived): the call went back to its PBX's queue.
+	ByUnanswered = "unanswered"
 )
 
 // AgeGroups a volunteer may record at the end of a contact.
@@ -82,6 +87,11 @@ const (
 	StateConnected State = "connected"
 	StateEnded     State = "ended"
 	StateAbandoned State = "abandoned"
+	// StateReturned is a phone call handed back to its phone system's own
+	// queue: the reserved volunteer did not pick up, the call never arrived,
+	// or the answering centre was lost before pick-up. The caller is not
+	// lost (the PBX keeps them), but helpmesh did not answer them.
+	StateReturned State = "returned"
 )
 
 // Categorisation is the only record a contact leaves: no free text.
@@ -99,6 +109,9 @@ const (
 	EventTyping    EventKind = "typing"
 	EventDelivered EventKind = "delivered"
 	EventEnded     EventKind = "ended"
+	// EventAnswered says a reserved phone volunteer picked up a call
+	// (phone only, from the answering centre to the call's owner).
+	EventAnswered EventKind = "answered"
 )
 
 // Event is one thing one end of a conversation tells the other.
@@ -160,3 +173,6 @@ type Volunteer struct {
 	Languages []string
 	Capacity  int
 }
+
+// MaxPhoneBytes bounds the phone a volunteer gives for calls.
+const MaxPhoneBytes = 128

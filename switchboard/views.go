@@ -43,8 +43,14 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 			}
 			cv := get(ch)
 			for _, l := range v.Languages {
+				free := v.free(ch, l)
+				if ch == ChannelPhone {
+					// Other centres send calls only: without an ingress
+					// (CallTokens) or a phone none can reach this volunteer.
+					free = s.cfg.CallTokens != nil && v.freeForCalls(l)
+				}
 				// A draining centre takes no one new, so it shows no one free.
-				if v.free(ch, l) && s.drained == nil {
+				if free && s.drained == nil {
 					cv.Free[l]++
 				} else {
 					cv.Busy[l]++
@@ -86,15 +92,19 @@ func (s *Switchboard) Stats() Stats {
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {
-		tallyIn(st.Contacts, c, func(t *Tally) { t.Waiting++ })
 		q := st.Queues[c.channel]
 		q.Length++
 		q.OldestWait = max(q.OldestWait, now.Sub(c.created))
 		st.Queues[c.channel] = q
 	}
+	// Waiting from the contacts, not the queue: a phone call waits for its
+	// pick-up in the PBX's queue, never in ours.
 	for _, c := range s.contacts {
-		if c.state == StateConnected {
+		switch {
+		case c.state == StateConnected:
 			tallyIn(st.Contacts, c, func(t *Tally) { t.InProgress++ })
+		case c.waiting():
+			tallyIn(st.Contacts, c, func(t *Tally) { t.Waiting++ })
 		}
 	}
 	st.Volunteers = map[string]VolunteerCount{}
