@@ -142,9 +142,9 @@ type Tally struct {
 	Abandoned        uint64
 	// Returned counts phone calls handed back to the PBX's own queue
 	// (StateReturned); always 0 for chat.
-	Returned uint64
-	Waiting  int
-	InProgress       int
+	Returned   uint64
+	Waiting    int
+	InProgress int
 }
 
 // Histogram is a cumulative histogram of seconds.
@@ -295,7 +295,7 @@ type contact struct {
 	// volunteer was reserved ("" for ours), call our own reservation.
 	callAt string
 	call   *received
-	pace                  *pacer
+	pace   *pacer
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
