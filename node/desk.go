@@ -64,6 +64,9 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		// Speed-to-answer buckets: the same as the exported histogram's.
 		AnswerBuckets: speedToAnswerBuckets,
 		MaxQueue:      n.cfg.MaxQueue,
+		CallTokens:    n.cfg.CallTokens,
+		PhoneDomain:   n.cfg.PhoneDomain,
+		CallLease:     n.cfg.CallLease,
 		Pace:          n.cfg.Pace,
 		Logger:        n.cfg.Logger,
 	})

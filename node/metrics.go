@@ -54,15 +54,15 @@ var speedToAnswerBuckets = switchboard.DefaultAnswerBuckets
 type metricsCollector struct {
 	node atomic.Pointer[Node]
 
-	offered, answered, abandoned, waiting, inProgress *prometheus.Desc
-	speedToAnswer                                     *prometheus.Desc
-	offersSent, offersReceived                        *prometheus.Desc
-	volunteers, queueLength, queueOldestWait          *prometheus.Desc
-	categorised, categorisedAgeGroups                 *prometheus.Desc
-	federationMembers                                 *prometheus.Desc
-	raftState, raftLastContact, raftApplied           *prometheus.Desc
-	raftVoters, up                                    *prometheus.Desc
-	transitions                                       *prometheus.Desc
+	offered, answered, abandoned, returned, waiting, inProgress *prometheus.Desc
+	speedToAnswer                                               *prometheus.Desc
+	offersSent, offersReceived                                  *prometheus.Desc
+	volunteers, queueLength, queueOldestWait                    *prometheus.Desc
+	categorised, categorisedAgeGroups                           *prometheus.Desc
+	federationMembers                                           *prometheus.Desc
+	raftState, raftLastContact, raftApplied                     *prometheus.Desc
+	raftVoters, up                                              *prometheus.Desc
+	transitions                                                 *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -73,13 +73,14 @@ func newMetricsCollector(centre string) *metricsCollector {
 	return &metricsCollector{
 		offered:    d("helpmesh_contacts_offered_total", "Contacts that arrived at this centre.", "channel", "language"),
 		answered:   d("helpmesh_contacts_answered_total", "Contacts of this centre whose conversation ended, by who answered it (local or overflow). A requeued contact counts once, when it finally ends.", "channel", "language", "answered_by"),
-		abandoned:  d("helpmesh_contacts_abandoned_total", "Contacts of this centre that left (or were shut down) while waiting.", "channel", "language"),
+		abandoned:  d("helpmesh_contacts_abandoned_total", "Contacts of this centre that left (or were shut down) while waiting; for a phone call, the caller hung up before pick-up.", "channel", "language"),
+		returned:   d("helpmesh_contacts_returned_total", "Phone calls handed back to the PBX's own queue: the reserved volunteer did not pick up, the call never arrived, or the answering centre was lost first.", "channel", "language"),
 		waiting:    d("helpmesh_contacts_waiting", "Contacts of this centre queued or offered now.", "channel", "language"),
 		inProgress: d("helpmesh_contacts_in_progress", "Contacts of this centre in a conversation now (answered here or elsewhere).", "channel", "language"),
 		speedToAnswer: d("helpmesh_speed_to_answer_seconds",
 			"Time from a contact's arrival to its first connection to a volunteer.", "channel"),
-		offersSent:           d("helpmesh_overflow_offers_sent_total", "This centre's contacts offered to another centre, by result (accepted, declined, failed, withdrawn).", "to", "result"),
-		offersReceived:       d("helpmesh_overflow_offers_received_total", "Other centres' contacts offered to this centre, by result (accepted, declined, withdrawn).", "from", "result"),
+		offersSent:           d("helpmesh_overflow_offers_sent_total", "This centre's contacts offered to another centre, by result (accepted, declined, failed, withdrawn) and channel.", "to", "result", "channel"),
+		offersReceived:       d("helpmesh_overflow_offers_received_total", "Other centres' contacts offered to this centre, by result (accepted, declined, withdrawn) and channel.", "from", "result", "channel"),
 		volunteers:           d("helpmesh_volunteers", "Signed-in volunteers switched on for a channel: free (can take an offer now) or busy.", "channel", "state"),
 		queueLength:          d("helpmesh_queue_length", "Contacts waiting in this centre's queue.", "channel"),
 		queueOldestWait:      d("helpmesh_queue_oldest_wait_seconds", "How long the oldest waiting contact has waited since it arrived (0 if none).", "channel"),
@@ -91,7 +92,7 @@ func newMetricsCollector(centre string) *metricsCollector {
 		raftApplied:          d("helpmesh_raft_applied_index", "The last Raft log index applied to this centre's roster."),
 		raftVoters:           d("helpmesh_raft_voters", "Raft voters in this centre's configuration."),
 		up:                   d("helpmesh_up", "1 while the centre's metrics are served."),
-		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned).", "channel", "from", "to"),
+		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
 	}
 }
 
@@ -114,7 +115,7 @@ func (n *Node) registerMetrics() error {
 
 func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		mc.offered, mc.answered, mc.abandoned, mc.waiting, mc.inProgress, mc.speedToAnswer,
+		mc.offered, mc.answered, mc.abandoned, mc.returned, mc.waiting, mc.inProgress, mc.speedToAnswer,
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
 		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
@@ -158,6 +159,7 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(mc.answered, t.AnsweredLocal, k.Channel, k.Language, switchboard.AnsweredByLocal)
 		counter(mc.answered, t.AnsweredOverflow, k.Channel, k.Language, switchboard.AnsweredByOverflow)
 		counter(mc.abandoned, t.Abandoned, k.Channel, k.Language)
+		counter(mc.returned, t.Returned, k.Channel, k.Language)
 		gauge(mc.waiting, float64(t.Waiting), k.Channel, k.Language)
 		gauge(mc.inProgress, float64(t.InProgress), k.Channel, k.Language)
 	}
@@ -179,10 +181,10 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(mc.transitions, v, k.Channel, string(k.From), string(k.To))
 	}
 	for k, v := range st.OffersSent {
-		counter(mc.offersSent, v, k.Centre, k.Result)
+		counter(mc.offersSent, v, k.Centre, k.Result, k.Channel)
 	}
 	for k, v := range st.OffersReceived {
-		counter(mc.offersReceived, v, k.Centre, k.Result)
+		counter(mc.offersReceived, v, k.Centre, k.Result, k.Channel)
 	}
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)

@@ -44,8 +44,19 @@ type Config struct {
 	// SIPAddr, host:port, is published in the roster (set_centre_sip) as
 	// where other centres' PBXs reach this centre's SIP ingress; empty: it
 	// takes no such calls, and an address the roster still lists is
-	// cleared. The node does not listen on it (see package sip).
+	// cleared. It is the centre's PBX, which relays calls for this
+	// centre's tokens to the node's SIP ingress (package sip, started by
+	// package centre).
 	SIPAddr string
+	// CallTokens issues the tokens of phone calls held here (the SIP
+	// ingress's store); nil: the centre takes no calls from a PBX.
+	CallTokens switchboard.CallTokens
+	// PhoneDomain is the centre's PBX host, for volunteers who give an
+	// extension as their phone ("" : SIP addresses only).
+	PhoneDomain string
+	// CallLease bounds how long a held phone volunteer waits for the call
+	// (0: switchboard.DefaultCallLease).
+	CallLease time.Duration
 	// Join is the multiaddr (with /p2p/<peer id>) of a member to join
 	// through. Empty on the first centre, which bootstraps.
 	Join string

@@ -135,14 +135,14 @@ func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string
 		case errors.Is(err, ErrDeclined):
 			result = OfferDeclined
 		}
-		s.offerSentLocked(centre, result)
+		s.offerSentLocked(centre, ChannelPhone, result)
 		s.mu.Unlock()
 		s.log.Debug("call offer not taken", "to", centre, "err", err)
 		return Placed{}, false
 	}
 	tok := ans.Token()
 	if s.closed || !validCallToken(tok) {
-		s.offerSentLocked(centre, OfferFailed)
+		s.offerSentLocked(centre, ChannelPhone, OfferFailed)
 		s.mu.Unlock()
 		ans.Cancel("no call token")
 		return Placed{}, false
@@ -158,11 +158,11 @@ func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
-		s.offerSentLocked(centre, OfferFailed)
+		s.offerSentLocked(centre, ChannelPhone, OfferFailed)
 		s.log.Warn("call offer confirm failed", "to", centre, "err", err)
 		return Placed{}, false
 	}
-	s.offerSentLocked(centre, OfferAccepted)
+	s.offerSentLocked(centre, ChannelPhone, OfferAccepted)
 	if s.contacts[ct.id] != ct {
 		// Over already (the relay died at once, or we closed).
 		peer.Close("call over")

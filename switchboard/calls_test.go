@@ -334,7 +334,7 @@ func TestCallOverflowsToAnotherCentre(t *testing.T) {
 				t.Fatalf("outcome counted %d: %+v", got, st.Total())
 			}
 			tallyConserved(t, st)
-			if st.OffersSent[OfferKey{"B", OfferAccepted}] != 1 {
+			if st.OffersSent[OfferKey{"B", OfferAccepted, ChannelPhone}] != 1 {
 				t.Fatalf("offers sent %v", st.OffersSent)
 			}
 		})
@@ -398,7 +398,7 @@ func TestHeldCallForAnotherCentre(t *testing.T) {
 	if len(sent) != 2 || sent[0].Kind != EventAnswered || sent[1].Kind != EventEnded || sent[1].By != ByCaller || closed == "" {
 		t.Fatalf("relay got %+v, closed %q", sent, closed)
 	}
-	if st := sb.Stats(); st.OffersReceived[OfferKey{"A", OfferAccepted}] != 1 || len(sb.received) != 0 {
+	if st := sb.Stats(); st.OffersReceived[OfferKey{"A", OfferAccepted, ChannelPhone}] != 1 || len(sb.received) != 0 {
 		t.Fatalf("offers received %v", st.OffersReceived)
 	}
 }
@@ -417,7 +417,7 @@ func TestHeldCallReleasedWhenNotConfirmed(t *testing.T) {
 	if err := tokens.call(t, res.Token()).Arrived(); !errors.Is(err, ErrOfferGone) {
 		t.Fatalf("arrival after release: %v", err)
 	}
-	if st := sb.Stats(); st.Volunteers[ChannelPhone].Free != 1 || st.OffersReceived[OfferKey{"A", OfferWithdrawn}] != 1 {
+	if st := sb.Stats(); st.Volunteers[ChannelPhone].Free != 1 || st.OffersReceived[OfferKey{"A", OfferWithdrawn, ChannelPhone}] != 1 {
 		t.Fatalf("after release: %+v %v", st.Volunteers, st.OffersReceived)
 	}
 }

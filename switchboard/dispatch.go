@@ -204,11 +204,11 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		case c.remote != ro || ctx.Err() != nil || err == nil:
 			// We took the offer back (answered here, visitor left, shut
 			// down), whatever the other centre had said.
-			s.offerSentLocked(ro.centre, OfferWithdrawn)
+			s.offerSentLocked(ro.centre, c.channel, OfferWithdrawn)
 		case errors.Is(err, ErrDeclined):
-			s.offerSentLocked(ro.centre, OfferDeclined)
+			s.offerSentLocked(ro.centre, c.channel, OfferDeclined)
 		default:
-			s.offerSentLocked(ro.centre, OfferFailed)
+			s.offerSentLocked(ro.centre, c.channel, OfferFailed)
 		}
 		if c.remote == ro {
 			c.remote = nil
@@ -242,7 +242,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	defer s.mu.Unlock()
 	c.connecting = false
 	if err != nil {
-		s.offerSentLocked(ro.centre, OfferFailed)
+		s.offerSentLocked(ro.centre, c.channel, OfferFailed)
 		s.log.Warn("overflow confirm failed", "to", ro.centre, "err", err)
 		if c.waiting() {
 			s.moveLocked(c, StateQueued)
@@ -251,12 +251,12 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		return
 	}
 	if !c.waiting() || s.closed {
-		s.offerSentLocked(ro.centre, OfferWithdrawn)
+		s.offerSentLocked(ro.centre, c.channel, OfferWithdrawn)
 		peer.Close("the visitor left")
 		return
 	}
 	if h.lost {
-		s.offerSentLocked(ro.centre, OfferFailed)
+		s.offerSentLocked(ro.centre, c.channel, OfferFailed)
 		// The relay died while we confirmed: the contact never reached the
 		// volunteer; it waits on, and that centre is not tried again.
 		s.moveLocked(c, StateQueued)
@@ -267,7 +267,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias())
-	s.offerSentLocked(ro.centre, OfferAccepted)
+	s.offerSentLocked(ro.centre, c.channel, OfferAccepted)
 	for _, e := range h.early {
 		h.handleLocked(e)
 	}

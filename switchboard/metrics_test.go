@@ -104,8 +104,8 @@ func TestKPITally(t *testing.T) {
 			t.Fatalf("speed to answer %+v: want first connections at 7 s and 0 s", h)
 		}
 		sent := st.OffersSent
-		if sent[OfferKey{"B", OfferAccepted}] != 1 || sent[OfferKey{"C", OfferDeclined}]+sent[OfferKey{"D", OfferDeclined}] != 1 ||
-			sent[OfferKey{"C", OfferFailed}]+sent[OfferKey{"D", OfferFailed}] != 1 {
+		if sent[OfferKey{"B", OfferAccepted, ChannelChat}] != 1 || sent[OfferKey{"C", OfferDeclined, ChannelChat}]+sent[OfferKey{"D", OfferDeclined, ChannelChat}] != 1 ||
+			sent[OfferKey{"C", OfferFailed, ChannelChat}]+sent[OfferKey{"D", OfferFailed, ChannelChat}] != 1 {
 			t.Fatalf("offers sent %v", sent)
 		}
 		if st.Volunteers[ChannelChat] != (VolunteerCount{Busy: 1}) || st.Queues[ChannelChat].Length != 1 {
@@ -143,7 +143,7 @@ func TestKPIOverflowAnsweredAndReceived(t *testing.T) {
 		h2.End()
 		synctest.Wait()
 		tally(t, sb, Tally{Offered: 2, AnsweredOverflow: 1, Abandoned: 1})
-		if got := sb.Stats().OffersSent; got[OfferKey{"B", OfferAccepted}] != 1 || got[OfferKey{"B", OfferWithdrawn}] != 1 {
+		if got := sb.Stats().OffersSent; got[OfferKey{"B", OfferAccepted, ChannelChat}] != 1 || got[OfferKey{"B", OfferWithdrawn, ChannelChat}] != 1 {
 			t.Fatalf("offers sent %v", got)
 		}
 
@@ -172,7 +172,7 @@ func TestKPIOverflowAnsweredAndReceived(t *testing.T) {
 		synctest.Wait()
 		_ = sink
 		got := sb.Stats().OffersReceived
-		want := map[OfferKey]uint64{{"C", OfferDeclined}: 1, {"C", OfferWithdrawn}: 1, {"C", OfferAccepted}: 1}
+		want := map[OfferKey]uint64{{"C", OfferDeclined, ChannelChat}: 1, {"C", OfferWithdrawn, ChannelChat}: 1, {"C", OfferAccepted, ChannelChat}: 1}
 		if fmt.Sprint(got) != fmt.Sprint(want) {
 			t.Fatalf("offers received %v, want %v", got, want)
 		}

@@ -33,15 +33,15 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		s.offerReceivedLocked(o.From, OfferDeclined)
+		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, ErrClosed
 	}
 	if s.drained != nil {
-		s.offerReceivedLocked(o.From, OfferDeclined)
+		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrDraining)
 	}
 	if _, dup := s.received[o.Contact]; dup {
-		s.offerReceivedLocked(o.From, OfferDeclined)
+		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
 	}
 	if o.Channel == ChannelPhone {
@@ -50,7 +50,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		}
 		rc, err := s.reserveCallLocked(o.Contact, o.From, o.Language)
 		if err != nil {
-			s.offerReceivedLocked(o.From, OfferDeclined)
+			s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 			return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), err)
 		}
 		return &Reservation{s: s, r: rc}, nil
@@ -62,7 +62,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		}
 	}
 	if best == nil {
-		s.offerReceivedLocked(o.From, OfferDeclined)
+		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrNoVolunteer)
 	}
 	ring := min(max(o.Ring, time.Second), s.cfg.RingTimeout)

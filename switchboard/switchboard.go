@@ -168,8 +168,9 @@ func (h *Histogram) observe(bounds []float64, v float64) {
 	}
 }
 
-// OfferKey is the other centre of an overflow offer and its result.
-type OfferKey struct{ Centre, Result string }
+// OfferKey is the other centre of an overflow offer, its result and the
+// contact's channel.
+type OfferKey struct{ Centre, Result, Channel string }
 
 // VolunteerCount counts the volunteers switched on for one channel.
 type VolunteerCount struct {

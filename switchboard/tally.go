@@ -27,12 +27,12 @@ func (s *Switchboard) countAnsweredLocked(c *contact) {
 	})
 }
 
-func (s *Switchboard) offerSentLocked(to, result string) {
-	s.stats.OffersSent[OfferKey{to, result}]++
+func (s *Switchboard) offerSentLocked(to, channel, result string) {
+	s.stats.OffersSent[OfferKey{to, result, channel}]++
 }
 
-func (s *Switchboard) offerReceivedLocked(from, result string) {
-	s.stats.OffersReceived[OfferKey{from, result}]++
+func (s *Switchboard) offerReceivedLocked(from, channel, result string) {
+	s.stats.OffersReceived[OfferKey{from, result, channel}]++
 }
 
 // settleReceivedLocked counts a received offer's result once.
@@ -40,7 +40,7 @@ func (s *Switchboard) settleReceivedLocked(rc *received, result string) {
 	if rc.result == "" {
 		rc.result = result
 		if rc.from != "" { // "" is our own call on our own volunteer
-			s.offerReceivedLocked(rc.from, result)
+			s.offerReceivedLocked(rc.from, rc.channel, result)
 		}
 	}
 }
