@@ -1,6 +1,6 @@
 // Package centre is helpmesh's composition root, in the style of etcd's
-// server/embed: Start wires one centre's parts (its node and its HTTP API;
-// later SIP) and returns once they are ready, and the Centre it returns is
+// server/embed: Start wires one centre's parts (its node, its HTTP API and,
+// with a PBX, its SIP ingress) and returns once they are ready, and the Centre it returns is
 // their one lifecycle owner: Drain, Stop and Shutdown end them in one order.
 // The binary, the demo and the test rigs that run whole centres all start
 // them here, so the wiring is written once and not copied by each.
@@ -18,6 +18,7 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/sip"
 )
 
 // stopWithin bounds the HTTP server's graceful stop after a drain: open
@@ -29,6 +30,8 @@ type Config struct {
 	Node node.Config
 	// API configures the HTTP API; Start sets its Centre to the node.
 	API api.Config
+	// SIP configures the ingress for the centre's PBX (Listen "" : none).
+	SIP SIPConfig
 }
 
 // ConfigFromDir is the configuration of the centre in data directory dir
@@ -49,9 +52,14 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	pbx, err := fc.Phone.Prefixes() // checked by LoadFileConfig
+	if err != nil {
+		return Config{}, err
+	}
 	return Config{
+		SIP: SIPConfig{Listen: fc.Phone.Listen, PBX: pbx},
 		Node: node.Config{
-			Centre: fc.Centre, Name: fc.Name, DataDir: dir,
+			Centre: fc.Centre, Name: fc.Name, DataDir: dir, PhoneDomain: fc.Phone.Domain,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
 			Join: join, Timing: timing.National, Logger: log, MaxQueue: fc.Web.MaxQueue,
 		},
@@ -69,6 +77,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 type Centre struct {
 	node *node.Node
 	api  *api.Server
+	sip  *sip.Ingress // nil without a PBX
 	log  *slog.Logger
 
 	stopOnce sync.Once
@@ -79,21 +88,54 @@ type Centre struct {
 // ready: the node in its federation, the API listening. ctx bounds the
 // start-up; on an error nothing is left running.
 func Start(ctx context.Context, cfg Config) (*Centre, error) {
+	var tokens *sip.TokenStore
+	if cfg.SIP.Listen != "" {
+		tokens = sip.NewTokenStore()
+		cfg.Node.CallTokens = callTokens{tokens}
+	}
 	n, err := node.Start(ctx, cfg.Node)
 	if err != nil {
-		return nil, err
-	}
-	cfg.API.Centre = n
-	srv, err := api.Start(cfg.API)
-	if err != nil {
-		_ = n.Stop()
 		return nil, err
 	}
 	log := cfg.Node.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Centre{node: n, api: srv, log: log}, nil
+	c := &Centre{node: n, log: log}
+	if tokens != nil {
+		c.sip, err = sip.Start(ctx, sip.Config{
+			Addr: cfg.SIP.Listen, PBX: cfg.SIP.PBX, Router: callRouter{n: n, ownSIP: cfg.Node.SIPAddr}, Tokens: tokens,
+			RouteTimeout: cfg.SIP.RouteTimeout, RingTimeout: cfg.SIP.RingTimeout,
+			Logger: log, Registerer: n.Registry(),
+		})
+		if err != nil {
+			_ = n.Stop()
+			return nil, fmt.Errorf("start centre %s: %w", cfg.Node.Centre, err)
+		}
+	}
+	cfg.API.Centre = n
+	c.api, err = api.Start(cfg.API)
+	if err != nil {
+		c.stopSIP(ctx)
+		_ = n.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// SIPAddr returns the SIP ingress's bound UDP address ("" without one).
+func (c *Centre) SIPAddr() string {
+	if c.sip == nil {
+		return ""
+	}
+	return c.sip.Addr().String()
+}
+
+func (c *Centre) stopSIP(ctx context.Context) error {
+	if c.sip == nil {
+		return nil
+	}
+	return c.sip.Stop(ctx)
 }
 
 // Node returns the centre's node.
@@ -120,8 +162,11 @@ func (c *Centre) Drain(ctx context.Context) error { return c.node.Drain(ctx) }
 // Stop stops the HTTP API, within ctx, then the node. Idempotent.
 func (c *Centre) Stop(ctx context.Context) error {
 	c.stopOnce.Do(func() {
+		// The ingress goes after the drain, not before: a call in progress
+		// still needs it for its hang-up.
 		apiErr := c.api.Stop(ctx)
-		c.stopErr = errors.Join(apiErr, c.node.Stop())
+		sipErr := c.stopSIP(ctx)
+		c.stopErr = errors.Join(apiErr, sipErr, c.node.Stop())
 	})
 	return c.stopErr
 }

@@ -35,6 +35,21 @@ type FileConfig struct {
 	SIPAddr string `json:"sip_addr,omitempty"`
 	// Web holds the settings of the centre's public pages and sockets.
 	Web WebConfig `json:"web,omitempty"`
+	// Phone connects the centre's PBX (docs/pbx.md).
+	Phone PhoneConfig `json:"phone,omitempty"`
+}
+
+// PhoneConfig is how a centre's PBX reaches its node.
+type PhoneConfig struct {
+	// Listen is the UDP address of the node's SIP ingress ("" : the centre
+	// takes no calls).
+	Listen string `json:"sip_listen,omitempty"`
+	// PBX lists the PBX's source addresses (IP or CIDR); nobody else may
+	// send the ingress a request.
+	PBX []string `json:"pbx,omitempty"`
+	// Domain is the PBX host volunteers' extensions live on
+	// (sip:EXT@Domain); "" : volunteers give SIP addresses.
+	Domain string `json:"domain,omitempty"`
 }
 
 // WebConfig is what a centre tunes about its visitor-facing HTTP surface.
@@ -85,6 +100,9 @@ func Init(dir string, cfg FileConfig) (InitResult, error) {
 		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
 			return InitResult{}, fmt.Errorf("init centre: sip address: %v: %w", err, ErrBadConfig)
 		}
+	}
+	if _, err := cfg.Phone.Prefixes(); err != nil {
+		return InitResult{}, err
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init centre: %w", err)
@@ -140,7 +158,23 @@ func LoadFileConfig(dir string) (FileConfig, error) {
 	if _, err := ParseTrustedProxies(c.Web.TrustedProxies); err != nil {
 		return c, fmt.Errorf("load centre config: web.trusted_proxies: %w", err)
 	}
+	if _, err := c.Phone.Prefixes(); err != nil {
+		return c, err
+	}
 	return c, nil
+}
+
+// Prefixes parses the PBX's source addresses; a PBX is required once the
+// ingress listens.
+func (p PhoneConfig) Prefixes() ([]netip.Prefix, error) {
+	pbx, err := ParseTrustedProxies(p.PBX)
+	if err != nil {
+		return nil, fmt.Errorf("load centre config: phone.pbx: %v: %w", err, ErrBadConfig)
+	}
+	if p.Listen != "" && len(pbx) == 0 {
+		return nil, fmt.Errorf("load centre config: phone.sip_listen is set but phone.pbx lists no PBX address: %w", ErrBadConfig)
+	}
+	return pbx, nil
 }
 
 // ErrTrustProxyRemoved refuses a configuration from before trusted_proxies.

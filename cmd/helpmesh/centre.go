@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,7 +116,10 @@ func cmdInit(args []string, stdout io.Writer) error {
 
 // newCentreFlags are the flags that describe a new centre (helpmesh init
 // and up).
-type newCentreFlags struct{ id, name, http, p2p, gossip, sip *string }
+type newCentreFlags struct {
+	id, name, http, p2p, gossip, sip *string
+	sipListen, pbx, phoneDomain      *string
+}
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
 // default.
@@ -128,6 +132,9 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		gossip: fs.String("gossip", "0.0.0.0:7946", "gossip listen address (TCP and UDP)"),
 		sip: fs.String("sip", "", "the SIP ingress address host:port other centres' PBXs call, published in the roster (optional; "+
 			"empty: the centre takes no calls from other centres' PBXs)"),
+		sipListen:   fs.String("sip-listen", "", "UDP address of the node's SIP ingress for the centre's own PBX (optional; docs/pbx.md)"),
+		pbx:         fs.String("pbx", "", "comma-separated IPs or CIDR ranges of the centre's PBX, the only senders the SIP ingress accepts"),
+		phoneDomain: fs.String("phone-domain", "", "the PBX host volunteers' extensions live on (sip:EXT@host); empty: volunteers give SIP addresses"),
 	}
 }
 
@@ -137,5 +144,12 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 	if name == "" {
 		name = *f.id
 	}
-	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip}
+	var pbx []string
+	for _, p := range strings.Split(*f.pbx, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			pbx = append(pbx, p)
+		}
+	}
+	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
+		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain}}
 }
