@@ -26,7 +26,11 @@ type Local struct {
 	// HTTPAddr gives a new centre's HTTP listen address; i counts the
 	// centres added before it (nil: a free loopback port).
 	HTTPAddr func(id string, i int) string
-	Timing   timing.Profile
+	// Phone gives a new centre its PBX: the ingress's listen address, the
+	// PBX's source addresses, and the address published in the roster for
+	// other centres' PBXs (nil: no phone calls).
+	Phone  func(id string, i int) (node.PhoneConfig, string)
+	Timing timing.Profile
 	Logger   *slog.Logger
 }
 
@@ -93,6 +97,9 @@ func (l Local) fileConfig(id string, i int) (node.FileConfig, error) {
 	}
 	fc.P2PAddr = fmt.Sprintf("/ip4/127.0.0.1/tcp/%d", ports[1])
 	fc.GossipAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
+	if l.Phone != nil {
+		fc.Phone, fc.SIPAddr = l.Phone(id, i)
+	}
 	return fc, nil
 }
 
