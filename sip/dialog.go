@@ -2,6 +2,7 @@ package sip
 
 import (
 	"context"
+	"net"
 	"net/netip"
 	"time"
 
@@ -105,10 +106,10 @@ func (in *Ingress) inDialog(req *sip.Request, tx sip.ServerTransaction) {
 // strayResponse takes the responses that match no client transaction. The
 // one the proxy owes the caller side is a retransmitted 2xx of a picked-up
 // call (the phone resends it until the ACK arrives): it goes up statelessly,
-// our Via off, to the next Via (RFC 3261 16.7 step 10). Anything else is
-// dropped; sipgo's default handler would log it.
+// our Via off, to the next Via (RFC 3261 16.7 step 10), which must be the
+// PBX's. Anything else is dropped; sipgo's default handler would log it.
 func (in *Ingress) strayResponse(res *sip.Response) {
-	if in.calls == nil || !res.IsSuccess() || res.CallID() == nil {
+	if !res.IsSuccess() || res.CallID() == nil {
 		return
 	}
 	cseq := res.CSeq()
@@ -124,7 +125,12 @@ func (in *Ingress) strayResponse(res *sip.Response) {
 		return
 	}
 	up.SetDestination("")
-	if err := in.ua.TransportLayer().WriteMsg(up); err != nil {
+	dest, err := netip.ParseAddrPort(up.Destination())
+	if err != nil || !isPBX(in.cfg.PBX, dest.Addr()) {
+		in.refused.Refuse(reasonBadRoute)
+		return
+	}
+	if _, err := in.conn.WriteTo([]byte(up.String()), net.UDPAddrFromAddrPort(dest)); err != nil {
 		in.log.Debug("sip: relaying a retransmitted 2xx failed", "error", err)
 	}
 }

@@ -215,10 +215,10 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	refused, err := refusal.New(refusal.Config{
-		Logger:     logger,
-		What:       "SIP request",
-		Metric:     "helpmesh_sip_refused_total",
-		Help:       "SIP requests the ingress refused, by reason.",
+		Logger: logger,
+		What:   "SIP request",
+		Metric: "helpmesh_sip_refused_total",
+		Help:   "SIP requests the ingress refused, by reason.",
 		Reasons: []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed,
 			reasonBadPhone, reasonNoCall, reasonBadRoute},
 		Registerer: cfg.Registerer,
@@ -547,12 +547,13 @@ func (in *Ingress) unavailable(req *sip.Request, tx sip.ServerTransaction, after
 	in.respond(tx, res)
 }
 
-func (in *Ingress) respond(tx sip.ServerTransaction, res *sip.Response) {
+func (in *Ingress) respond(tx sip.ServerTransaction, res *sip.Response) error {
 	if err := tx.Respond(res); err != nil {
 		in.log.Debug("sip: respond failed", "status", res.StatusCode, "error", err)
-		return
+		return err
 	}
 	if res.StatusCode >= 200 {
 		in.log.Debug("sip: answered", "status", res.StatusCode)
 	}
+	return nil
 }

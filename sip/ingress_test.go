@@ -534,6 +534,7 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 		t.Fatalf("token call: %d, want 486", res.StatusCode)
 	}
 	ua.Close()
+	phone.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Stop(ctx); err != nil {

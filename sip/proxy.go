@@ -113,7 +113,13 @@ func (in *Ingress) proxy(req *sip.Request, tx sip.ServerTransaction, call Call) 
 				}
 				answered = true
 				in.log.Debug("sip: volunteer picked up")
-				in.relay(req, tx, res)
+				if err := in.relay(req, tx, res); err != nil {
+					// The caller side is gone (its CANCEL crossed the
+					// 200, and it got 487): hang up the phone.
+					st.end(EndedByCaller)
+					in.calls.remove(id, p)
+					in.stop.Go(func(context.Context) { in.hangUpLeg(fwd, res) })
+				}
 				return
 			default:
 				clTx.Terminate()
@@ -171,11 +177,11 @@ func phoneAddr(s string) (sip.Uri, netip.AddrPort, error) {
 
 // relay passes a response up the server transaction: our Via off, sent to
 // where the request came from (sipgo's proxy example does the same).
-func (in *Ingress) relay(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) {
+func (in *Ingress) relay(req *sip.Request, tx sip.ServerTransaction, res *sip.Response) error {
 	res = res.Clone()
 	res.RemoveHeader("Via")
 	res.SetDestination(req.Source())
-	in.respond(tx, res)
+	return in.respond(tx, res)
 }
 
 // refuseUpstream answers the PBX with the phone's refusal code, so that it

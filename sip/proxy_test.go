@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -105,6 +106,7 @@ type sipEnd struct {
 	srv    *sipgo.Server
 	client *sipgo.Client
 	addr   netip.AddrPort
+	close  func() // stops serving and closes the UA; once, also at cleanup
 }
 
 // register adds the handlers, before the UA serves (sipgo's handler map is
@@ -139,11 +141,12 @@ func newSipEnd(t testing.TB, ip string, register func(*sipEnd)) *sipEnd {
 		defer close(done)
 		_ = srv.ServeUDP(conn)
 	}()
-	t.Cleanup(func() {
+	e.close = sync.OnceFunc(func() {
 		_ = conn.Close()
 		<-done
 		ua.Close()
 	})
+	t.Cleanup(e.close)
 	// Ready once the client can send from the served socket (sipgo adds it
 	// to its pool inside ServeUDP): an OPTIONS to itself gets an answer.
 	fedtest.Eventually(t, 5*time.Second, "the UA serving", func() bool {
@@ -369,6 +372,18 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	if len(ack.GetHeaders("Via")) != 2 {
 		t.Errorf("ACK did not come through the node: %d Via", len(ack.GetHeaders("Via")))
 	}
+	// The phone resends its 200 (as it would if the ACK were lost): the
+	// node relays it statelessly to the caller side, which ACKs again.
+	vs := receive(t, phone.session, "the phone's dialog")
+	resend, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.3:0")), net.UDPAddrFromAddrPort(h.in.Addr()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resend.Close()
+	if _, err := resend.Write([]byte(vs.InviteResponse.String())); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, phone.acks, "the ACK of the retransmitted 200")
 	if err := d.Bye(ctx); err != nil {
 		t.Fatalf("caller BYE: %v", err)
 	}
@@ -551,4 +566,91 @@ func TestProxyStopEndsAnsweredCall(t *testing.T) {
 		t.Fatal(err)
 	}
 	call.wait(t, "ended:unknown")
+}
+
+// Privacy on the proxy path: a picked-up call hung up by the volunteer, a
+// busy phone and a call cancelled while ringing, with the caller's number
+// and name in From, Contact and the SDP, leave none of them, nor the
+// Call-IDs, tags, token or SDP, in any log line at debug level (sipgo's
+// lines and slog's default logger included) or metric.
+func TestPrivacyCanaryProxy(t *testing.T) {
+	old := slog.Default()
+	defer slog.SetDefault(old)
+	h := proxyHarness(t, nil)
+	slog.SetDefault(slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	caller := newCallerPBX(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var secrets []string
+
+	answered := newTestCall("")
+	phone := newVolunteerPhone(t, "200")
+	answered.phone = phone.uri()
+	tok := h.tokens.Issue(answered, time.Minute)
+	d := caller.invite(t, h.in.Addr(), tok)
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, phone.acks, "ACK at the phone")
+	vs := receive(t, phone.session, "the phone's dialog")
+	if err := vs.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, caller.byes, "BYE at the caller side")
+	answered.wait(t, "ended:volunteer")
+	fromTag, _ := d.InviteRequest.From().Params.Get("tag")
+	toTag, _ := d.InviteResponse.To().Params.Get("tag")
+	secrets = append(secrets, tok, d.InviteRequest.CallID().Value(), fromTag, toTag)
+
+	busy := newTestCall(newVolunteerPhone(t, "486").uri())
+	tok = h.tokens.Issue(busy, time.Minute)
+	d = caller.invite(t, h.in.Addr(), tok)
+	finalStatus(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
+	busy.wait(t, "ended:unanswered")
+	secrets = append(secrets, tok, d.InviteRequest.CallID().Value())
+
+	ringing := newTestCall(newVolunteerPhone(t, "ring").uri())
+	tok = h.tokens.Issue(ringing, time.Minute)
+	d = caller.invite(t, h.in.Addr(), tok)
+	cctx, ccancel := context.WithCancel(ctx)
+	_ = d.WaitAnswer(cctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
+		if res.StatusCode == sip.StatusRinging {
+			ccancel()
+		}
+		return nil
+	}})
+	ringing.wait(t, "ended:caller")
+	secrets = append(secrets, tok, d.InviteRequest.CallID().Value())
+
+	logs := h.logs.String()
+	if os.Getenv("SIP_DUMP_LOGS") != "" {
+		t.Log(logs)
+	}
+	if !strings.Contains(logs, "level=DEBUG") || !strings.Contains(logs, "volunteer picked up") {
+		t.Fatalf("the proxy wrote no debug lines; the canary check would prove nothing:\n%s", logs)
+	}
+	mfs, err := h.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics strings.Builder
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			metrics.WriteString(m.String())
+		}
+	}
+	for _, canary := range append(secrets, canaryNumber, "Canary", "Zqxjkv", "m=audio", "41000", "40000") {
+		if canary == "" {
+			t.Fatalf("an empty secret: %q", secrets)
+		}
+		if strings.Contains(logs, canary) {
+			t.Errorf("%q in the logs:\n%s", canary, logs)
+		}
+		if strings.Contains(metrics.String(), canary) {
+			t.Errorf("%q in the metrics", canary)
+		}
+	}
 }
