@@ -198,27 +198,30 @@ func (in *Ingress) refuseUpstream(req *sip.Request, tx sip.ServerTransaction, re
 	in.respond(tx, sip.NewResponseFromRequest(req, code, reason, nil))
 }
 
-// cancelLeg sends CANCEL for the forwarded INVITE and, in the background,
-// waits for the phone's final answer so that the client transaction ACKs a
-// 487, and a 200 that crossed the CANCEL is acknowledged and hung up at once
-// (the caller side was already told the call did not happen).
+// cancelLeg sends CANCEL for the forwarded INVITE at once (before the
+// handler returns, so also when Stop is about to close the socket) and, in
+// the background, waits for the phone's final answer, so that the client
+// transaction ACKs a 487, and a 200 that crossed the CANCEL is acknowledged
+// and hung up (the caller side was already told the call did not happen).
 func (in *Ingress) cancelLeg(fwd *sip.Request, clTx sip.ClientTransaction) {
-	cancel := newCancel(fwd)
-	in.stop.Go(func(ctx context.Context) {
-		defer clTx.Terminate()
-		ctx, stop := context.WithTimeout(ctx, cancelWait)
+	ctx, stop := context.WithTimeout(in.stop.Context(), cancelWait)
+	cancelTx, err := in.client.TransactionRequest(ctx, newCancel(fwd), in.fromListener)
+	if err != nil {
+		in.log.Debug("sip: CANCEL to the phone failed", "error", err)
+	}
+	in.stop.Go(func(context.Context) {
 		defer stop()
-		go func() {
-			// Its 200 is not needed: the INVITE's answer is what counts.
-			res, err := in.client.Do(ctx, cancel, in.fromListener)
-			if err != nil {
-				in.log.Debug("sip: CANCEL to the phone failed", "error", err)
-			} else if res.StatusCode >= 300 {
-				in.log.Debug("sip: phone refused CANCEL", "status", res.StatusCode)
-			}
-		}()
+		defer clTx.Terminate()
+		var cancelAnswers <-chan *sip.Response // nil: never ready
+		if cancelTx != nil {
+			defer cancelTx.Terminate()
+			cancelAnswers = cancelTx.Responses()
+		}
 		for {
 			select {
+			case <-cancelAnswers:
+				// Read so that sipgo's transaction does not wait on us; its
+				// 200 is not needed, the INVITE's answer is what counts.
 			case res := <-clTx.Responses():
 				if res.IsProvisional() {
 					continue

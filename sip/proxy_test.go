@@ -171,6 +171,7 @@ type volunteerPhone struct {
 	invites chan *sip.Request
 	acks    chan *sip.Request
 	byes    chan *sip.Request
+	infos   chan *sip.Request
 	cancels chan struct{}
 	session chan *sipgo.DialogServerSession
 	// pickUp, when set, holds the 200 after the 180 until it is closed (a
@@ -191,6 +192,7 @@ func newVolunteerPhone(t testing.TB, answer string) *volunteerPhone {
 		invites: make(chan *sip.Request, 4),
 		acks:    make(chan *sip.Request, 4),
 		byes:    make(chan *sip.Request, 4),
+		infos:   make(chan *sip.Request, 4),
 		cancels: make(chan struct{}, 4),
 		session: make(chan *sipgo.DialogServerSession, 4),
 	}
@@ -231,6 +233,10 @@ func newVolunteerPhone(t testing.TB, answer string) *volunteerPhone {
 				t.Errorf("phone: BYE: %v", err)
 			}
 			v.byes <- req
+		})
+		e.srv.OnInfo(func(req *sip.Request, tx sip.ServerTransaction) {
+			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
+			v.infos <- req
 		})
 	})
 	return v
@@ -384,12 +390,83 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	receive(t, phone.acks, "the ACK of the retransmitted 200")
+	// An in-dialog request other than BYE (INFO here) goes through the node
+	// both ways and ends nothing.
+	info, err := d.Do(ctx, sip.NewRequest(sip.INFO, d.InviteResponse.Contact().Address))
+	if err != nil || info.StatusCode != sip.StatusOK {
+		t.Fatalf("INFO: %v %v", info, err)
+	}
+	if got := receive(t, phone.infos, "INFO at the phone"); len(got.GetHeaders("Via")) != 2 {
+		t.Errorf("INFO did not come through the node")
+	}
 	if err := d.Bye(ctx); err != nil {
 		t.Fatalf("caller BYE: %v", err)
 	}
 	receive(t, phone.byes, "BYE at the phone")
 	call.wait(t, "ended:caller")
 	fedtest.Eventually(t, 10*time.Second, "the call forgotten", func() bool { return h.in.calls.len() == 0 })
+}
+
+// The node relays in-dialog requests only between a call's two sides: the
+// phone claiming to be the caller side (the caller's From tag) is refused,
+// as is the phone routing a request anywhere but to the PBX; the call goes
+// on, and the real BYE ends it once.
+func TestProxyInDialogSidesChecked(t *testing.T) {
+	call := newTestCall("")
+	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:caller") })
+	phone := newVolunteerPhone(t, "200")
+	call.phone = phone.uri()
+	h := proxyHarness(t, nil)
+	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	receive(t, phone.acks, "ACK at the phone")
+	node := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(h.in.Addr().Port()), UriParams: sip.NewParams()}
+	node.UriParams.Add("lr", "")
+	spoof := func(from *sip.FromHeader, to *sip.ToHeader, target sip.Uri) int {
+		req := sip.NewRequest(sip.BYE, target)
+		req.AppendHeader(&sip.RouteHeader{Address: node})
+		req.AppendHeader(from)
+		req.AppendHeader(to)
+		req.AppendHeader(sip.HeaderClone(d.InviteRequest.CallID()))
+		req.AppendHeader(&sip.CSeqHeader{SeqNo: 99, MethodName: sip.BYE})
+		req.SetDestination(h.in.Addr().String())
+		res, err := phone.client.Do(ctx, req)
+		if err != nil {
+			t.Fatalf("spoofed BYE: %v", err)
+		}
+		return res.StatusCode
+	}
+	callerFrom := sip.HeaderClone(d.InviteRequest.From()).(*sip.FromHeader)
+	phoneTo := sip.HeaderClone(d.InviteResponse.To()).(*sip.ToHeader)
+	callerContact := d.InviteRequest.Contact().Address
+	// The phone sending as the caller side (From tag the caller's).
+	if code := spoof(callerFrom, phoneTo, callerContact); code != sip.StatusForbidden {
+		t.Errorf("phone as caller side: %d, want 403", code)
+	}
+	// The phone sending as itself, but to an address that is not the PBX.
+	asPhoneFrom := phoneTo.AsFrom()
+	asPhoneTo := callerFrom.AsTo()
+	elsewhere := sip.Uri{Scheme: "sip", User: "x", Host: "127.0.0.9", Port: 5060}
+	if code := spoof(&asPhoneFrom, &asPhoneTo, elsewhere); code != sip.StatusForbidden {
+		t.Errorf("phone routing elsewhere: %d, want 403", code)
+	}
+	if n := h.refused(t, reasonBadRoute); n != 2 {
+		t.Errorf("bad_route refusals %d, want 2", n)
+	}
+	if slices.Contains(call.log(), "ended:caller") || slices.Contains(call.log(), "ended:volunteer") {
+		t.Fatalf("a refused BYE ended the call: %v", call.log())
+	}
+	if err := d.Bye(ctx); err != nil {
+		t.Fatalf("caller BYE: %v", err)
+	}
+	call.wait(t, "ended:caller")
 }
 
 // Pick-up, then the volunteer hangs up: the BYE comes from the phone's own
@@ -546,6 +623,30 @@ func TestProxyMaxCallLength(t *testing.T) {
 	if n := h.refused(t, reasonNoCall); n != 1 {
 		t.Errorf("no_call refusals %d, want 1", n)
 	}
+}
+
+// Stop while the phone rings: the caller side gets 480, the phone CANCEL,
+// the Call Ended(unanswered), and Stop returns.
+func TestProxyStopWhileRinging(t *testing.T) {
+	call := newTestCall("")
+	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
+	phone := newVolunteerPhone(t, "ring")
+	call.phone = phone.uri()
+	h := proxyHarness(t, nil)
+	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	receive(t, phone.invites, "INVITE at the phone")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	answer := make(chan error, 1)
+	go func() { answer <- d.WaitAnswer(ctx, sipgo.AnswerOptions{}) }()
+	if err := h.in.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := finalStatus(t, receive(t, answer, "the caller side's answer")); code != sip.StatusTemporarilyUnavailable {
+		t.Errorf("caller side got %d, want 480", code)
+	}
+	receive(t, phone.cancels, "CANCEL at the phone")
+	call.wait(t, "ended:unanswered")
 }
 
 // A picked-up call still up when the ingress stops ends as unknown: the
