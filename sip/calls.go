@@ -94,8 +94,8 @@ func (t *callTable) phone(ip netip.Addr) bool {
 	return t.phones[ip.Unmap()] > 0
 }
 
-// takeOlder removes and returns the calls that began before cutoff (all of
-// them for the zero time's opposite, see takeAll).
+// takeOlder removes and returns the calls that began before cutoff (Stop
+// passes a cutoff in the future to take them all).
 func (t *callTable) takeOlder(cutoff time.Time) []*proxied {
 	t.mu.Lock()
 	defer t.mu.Unlock()

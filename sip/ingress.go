@@ -325,8 +325,10 @@ func (in *Ingress) Addr() netip.AddrPort {
 	return in.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Stop closes the socket, cancels routing in flight, and waits for every
-// goroutine of the ingress, or until ctx is done.
+// Stop cancels routing in flight, gives a proxied call still ringing its
+// CANCEL and 480 (Ended(unanswered)) and an answered one Ended(unknown),
+// closes the socket, and waits for every goroutine of the ingress, or until
+// ctx is done.
 func (in *Ingress) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	in.stopping = true
