@@ -1,12 +1,18 @@
-// Package sip is a centre's SIP ingress for its own PBX (issue 12, first
-// slice). The node never carries media and never keeps a call: it answers
-// each INVITE with a redirect or a refusal, and the PBX follows it.
+// Package sip is a centre's SIP ingress for its own PBX (issue 12). The node
+// never carries media. A queue call is answered with a redirect or a
+// refusal, which the PBX follows; a token call (a volunteer reserved for
+// it) is proxied to the volunteer's phone with Record-Route, signalling
+// only, so the node knows honestly whether the volunteer picked up and when
+// the call ended, while the SDP passes untouched and RTP flows between the
+// caller side and the phone (proxy.go, dialog.go).
 //
 // It listens on UDP only (TCP is not built yet). A datagram that is not a
-// well-formed request of at most 16 KiB is dropped and counted (screen.go).
-// What the ingress reads of a request: the source address of the packet
-// (only the centre's PBX may talk), the Max-Forwards header, and the
-// Request-URI user part, whose format is
+// well-formed request or response of at most 16 KiB is dropped and counted
+// (screen.go). What the ingress reads of a request: the source address of
+// the packet (only the centre's PBX may talk, and the phone of a call being
+// proxied about that call), the Max-Forwards header, the Request-URI user
+// part, and for a proxied call the Call-ID, the From tag and the Route
+// headers, in memory only. The user part's format is
 //
 //	queue-LL   a call for the overflow queue in language LL (ISO 639-1),
 //	           e.g. sip:queue-nb@node:5090
@@ -22,16 +28,25 @@
 //	                             480 Temporarily Unavailable, Retry-After: N
 //	                             (nobody free, Router too slow or failing, or
 //	                             MaxConcurrentRoutes calls already being routed)
-//	INVITE TOKEN                 302 to the reserved volunteer's contact (once),
-//	                             410 Gone when used or expired (remembered 10 min),
+//	INVITE TOKEN                 100 Trying, then the call proxied to the reserved
+//	                             volunteer's phone (once): its 180/183 and 2xx
+//	                             relayed; its 4xx/5xx relayed as a code, 3xx/6xx
+//	                             as 480; 480 when it does not answer within
+//	                             RingTimeout or cannot be reached; 487 on CANCEL.
+//	                             410 Gone when used or expired (remembered 10 min)
+//	                             or when the reservation is gone on arrival,
 //	                             404 Not Found when unknown or forged
+//	in-dialog request (To tag)   forwarded along the proxied call's route;
+//	                             481 for a call the node does not proxy,
+//	                             403 when side, source and next hop disagree
 //	INVITE other user            404 Not Found (unknown queue, language or user)
 //	user part over 64 bytes      414 Request-URI Too Long
 //	Max-Forwards: 0              483 Too Many Hops
 //	other methods                405 Method Not Allowed (sipgo's default)
 //
 // The caller's number and name (From, To, Contact, display names) are never
-// read, logged or counted. sipgo has a package-level sip.SIPDebug flag that
+// read, logged or counted; of a proxied call, the Call-ID and tags are held
+// in memory to route it and never logged or counted. sipgo has a package-level sip.SIPDebug flag that
 // prints every message whole, caller's number included: nothing in this
 // project may set it.
 package sip
@@ -81,6 +96,9 @@ var (
 	ErrNoPBX = errors.New("sip: no PBX address configured")
 	// ErrNoRouter is a Config without a Router or a TokenStore.
 	ErrNoRouter = errors.New("sip: router and token store are required")
+	// ErrNoHost is a Config whose Addr has no specific IP and no Host: the
+	// node could not name itself in Via and Record-Route.
+	ErrNoHost = errors.New("sip: Host is required when Addr does not name an IP")
 )
 
 // Decision is a Router's answer for one call: Contact set means redirect
@@ -106,8 +124,13 @@ type Config struct {
 	// Addr is the UDP address to listen on, e.g. "0.0.0.0:5090" or
 	// "127.0.0.1:0" (Addr reports the bound port).
 	Addr string
+	// Host is the IP address the PBX and the volunteers' phones reach this
+	// node at, written in the node's Via and Record-Route on proxied calls
+	// (empty: Addr's IP, which must then not be 0.0.0.0 or ::).
+	Host string
 	// PBX lists the source addresses allowed to send requests: the centre's
-	// own PBX. Everything else gets 403.
+	// own PBX. Everything else gets 403, except the phone of a call being
+	// proxied, which may answer and send requests of that call.
 	PBX []netip.Prefix
 	// Router decides queued calls; Tokens answers token calls.
 	Router Router
@@ -121,6 +144,17 @@ type Config struct {
 	// MaxConcurrentRoutes caps the RouteCalls in flight (0:
 	// DefaultMaxConcurrentRoutes); an INVITE beyond it gets 480 at once.
 	MaxConcurrentRoutes int
+	// RingTimeout is how long a proxied token call rings the volunteer's
+	// phone (0: DefaultRingTimeout); then the phone gets CANCEL and the PBX
+	// 480.
+	RingTimeout time.Duration
+	// MaxCallLength bounds how long the node keeps a picked-up call whose
+	// BYE never came through it (0: DefaultMaxCallLength); then the call
+	// ends with EndedUnknown and is forgotten.
+	MaxCallLength time.Duration
+	// MaxCalls caps the token calls proxied at once (0: DefaultMaxCalls);
+	// a token call beyond it gets 480 before its token is redeemed.
+	MaxCalls int
 	// Logger receives the ingress's lines and sipgo's (nil discards).
 	Logger *slog.Logger
 	// Registerer receives helpmesh_sip_refused_total (nil: unregistered).
@@ -133,6 +167,10 @@ type Ingress struct {
 	log     *slog.Logger
 	refused *refusal.Log
 	ua      *sipgo.UserAgent
+	client  *sipgo.Client // forwards proxied calls from conn
+	calls   *callTable
+	host    string   // Config.Host or Addr's IP: our Via and Record-Route
+	laddr   sip.Addr // conn's address, to send from it
 	conn    net.PacketConn
 	stop    *stopper.Stopper
 	routes  chan struct{} // one slot per RouteCall in flight
@@ -163,16 +201,26 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 	if cfg.MaxConcurrentRoutes <= 0 {
 		cfg.MaxConcurrentRoutes = DefaultMaxConcurrentRoutes
 	}
+	if cfg.RingTimeout <= 0 {
+		cfg.RingTimeout = DefaultRingTimeout
+	}
+	if cfg.MaxCallLength <= 0 {
+		cfg.MaxCallLength = DefaultMaxCallLength
+	}
+	if cfg.MaxCalls <= 0 {
+		cfg.MaxCalls = DefaultMaxCalls
+	}
 	logger := cfg.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	refused, err := refusal.New(refusal.Config{
-		Logger:     logger,
-		What:       "SIP request",
-		Metric:     "helpmesh_sip_refused_total",
-		Help:       "SIP requests the ingress refused, by reason.",
-		Reasons:    []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed},
+		Logger: logger,
+		What:   "SIP request",
+		Metric: "helpmesh_sip_refused_total",
+		Help:   "SIP requests the ingress refused, by reason.",
+		Reasons: []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed,
+			reasonBadPhone, reasonNoCall, reasonBadRoute},
 		Registerer: cfg.Registerer,
 	})
 	if err != nil {
@@ -184,13 +232,32 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 	// still go to slog's default logger (sip.DefaultLogger, package-level in
 	// sipgo): the process must not set that to debug level.
 	sipgoLog := slog.New(redacted{logger.Handler()})
+	in := &Ingress{
+		cfg:     cfg,
+		log:     logger,
+		refused: refused,
+		calls:   newCallTable(cfg.MaxCalls),
+		stop:    stopper.New(),
+		routes:  make(chan struct{}, cfg.MaxConcurrentRoutes),
+	}
+	allowed := func(a net.Addr) bool {
+		u, ok := a.(*net.UDPAddr)
+		if !ok {
+			return false
+		}
+		ip, ok := netip.AddrFromSlice(u.IP)
+		return ok && (isPBX(cfg.PBX, ip) || in.calls.phone(ip))
+	}
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("helpmesh"),
 		sipgo.WithUserAgentTransportLayerOptions(
 			sip.WithTransportLayerLogger(sipgoLog),
-			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused, func(a net.Addr) bool { return pbxAddr(cfg.PBX, a) })),
+			sip.WithTransportLayerReadFilter(screen(newScreenParser(), refused, allowed)),
 		),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(sipgoLog)),
+		sipgo.WithUserAgentTransactionLayerOptions(
+			sip.WithTransactionLayerLogger(sipgoLog),
+			sip.WithTransactionLayerUnhandledResponseHandler(in.strayResponse),
+		),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("sip start: user agent: %w", err)
@@ -205,25 +272,51 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		ua.Close()
 		return nil, fmt.Errorf("sip start: listen %s: %w", cfg.Addr, err)
 	}
-	in := &Ingress{
-		cfg:     cfg,
-		log:     logger,
-		refused: refused,
-		ua:      ua,
-		conn:    conn,
-		stop:    stopper.New(),
-		routes:  make(chan struct{}, cfg.MaxConcurrentRoutes),
+	bound := conn.LocalAddr().(*net.UDPAddr)
+	in.host = cfg.Host
+	if in.host == "" {
+		if bound.IP.IsUnspecified() {
+			_ = conn.Close()
+			ua.Close()
+			return nil, ErrNoHost
+		}
+		in.host = bound.IP.String()
 	}
+	// The Addr sipgo's UDP transport keys the listening socket by, so that
+	// forwarded requests leave from it (fromListener).
+	lhost, lport, err := sip.ParseAddr(bound.String())
+	if err != nil {
+		_ = conn.Close()
+		ua.Close()
+		return nil, fmt.Errorf("sip start: local address: %w", err)
+	}
+	in.laddr = sip.Addr{IP: net.ParseIP(lhost), Port: lport}
+	in.client, err = sipgo.NewClient(ua, sipgo.WithClientHostname(in.host), sipgo.WithClientPort(lport), sipgo.WithClientLogger(sipgoLog))
+	if err != nil {
+		_ = conn.Close()
+		ua.Close()
+		return nil, fmt.Errorf("sip start: client: %w", err)
+	}
+	in.ua, in.conn = ua, conn
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	srv.OnOptions(in.handle(in.options))
 	srv.OnInvite(in.handle(in.invite))
+	// Everything else is either a request of a proxied call (it has a To
+	// tag: ACK, BYE, UPDATE, INFO, ...) or not served.
 	srv.OnNoRoute(in.handle(func(req *sip.Request, tx sip.ServerTransaction) {
-		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
+		if inDialogRequest(req) {
+			in.inDialog(req, tx)
+			return
+		}
+		if !req.IsAck() {
+			in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
+		}
 	}))
 	in.stop.Go(func(context.Context) {
 		// Returns when Stop closes the socket.
 		_ = srv.ServeUDP(conn)
 	})
+	in.stop.Go(in.sweep)
 	return in, nil
 }
 
@@ -232,8 +325,10 @@ func (in *Ingress) Addr() netip.AddrPort {
 	return in.conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// Stop closes the socket, cancels routing in flight, and waits for every
-// goroutine of the ingress, or until ctx is done.
+// Stop cancels routing in flight, gives a proxied call still ringing its
+// CANCEL and 480 (Ended(unanswered)) and an answered one Ended(unknown),
+// closes the socket, and waits for every goroutine of the ingress, or until
+// ctx is done.
 func (in *Ingress) Stop(ctx context.Context) error {
 	in.mu.Lock()
 	in.stopping = true
@@ -242,10 +337,15 @@ func (in *Ingress) Stop(ctx context.Context) error {
 	go func() {
 		defer close(done)
 		in.cancel()
-		_ = in.conn.Close()
-		// Handlers first: they are the only ones that start Router
+		// Handlers first, with the socket still open: a call ringing
+		// sends its CANCEL and its 480; they are the only ones that start
 		// goroutines on the stopper, and none runs once they are done.
 		in.handlers.Wait()
+		// Answered calls the node no longer sees the end of.
+		for _, p := range in.calls.takeOlder(time.Now().Add(time.Hour)) {
+			p.state.end(EndedUnknown)
+		}
+		_ = in.conn.Close()
 		in.stop.Stop()
 		_ = in.ua.Close()
 		in.refused.Close()
@@ -259,7 +359,8 @@ func (in *Ingress) Stop(ctx context.Context) error {
 }
 
 // handle wraps a handler: counted for Stop, and refused with 403 unless the
-// packet came from the PBX.
+// packet came from the PBX, or it is a request of a proxied call from that
+// call's phone (inDialog checks which call).
 func (in *Ingress) handle(h sipgo.RequestHandler) sipgo.RequestHandler {
 	return func(req *sip.Request, tx sip.ServerTransaction) {
 		in.mu.Lock()
@@ -270,7 +371,7 @@ func (in *Ingress) handle(h sipgo.RequestHandler) sipgo.RequestHandler {
 		in.handlers.Add(1)
 		in.mu.Unlock()
 		defer in.handlers.Done()
-		if !in.fromPBX(req) {
+		if !in.fromPBX(req) && !(inDialogRequest(req) && in.fromPhone(req)) {
 			in.refused.Refuse(reasonNotPBX, slog.String("transport", req.Transport()))
 			in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
 			return
@@ -286,14 +387,21 @@ func (in *Ingress) fromPBX(req *sip.Request) bool {
 	return err == nil && isPBX(in.cfg.PBX, src.Addr())
 }
 
-// pbxAddr is fromPBX for the screen, which sees the packet's address.
-func pbxAddr(pbx []netip.Prefix, a net.Addr) bool {
-	u, ok := a.(*net.UDPAddr)
-	if !ok {
+// fromPhone: the packet came from the phone of a call being proxied.
+func (in *Ingress) fromPhone(req *sip.Request) bool {
+	src, err := netip.ParseAddrPort(req.MessageData.Source())
+	return err == nil && in.calls.phone(src.Addr())
+}
+
+// inDialogRequest: a request within a dialog carries a To tag (RFC 3261
+// 12.2); a new call's INVITE does not.
+func inDialogRequest(req *sip.Request) bool {
+	to := req.To()
+	if to == nil {
 		return false
 	}
-	ip, ok := netip.AddrFromSlice(u.IP)
-	return ok && isPBX(pbx, ip)
+	tag, _ := to.Params.Get("tag")
+	return tag != ""
 }
 
 func isPBX(pbx []netip.Prefix, ip netip.Addr) bool {
@@ -311,6 +419,10 @@ func (in *Ingress) options(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 func (in *Ingress) invite(req *sip.Request, tx sip.ServerTransaction) {
+	if inDialogRequest(req) { // a re-INVITE of a proxied call
+		in.inDialog(req, tx)
+		return
+	}
 	if mf := req.MaxForwards(); mf != nil && mf.Val() == 0 {
 		in.refused.Refuse(reasonLoop)
 		in.respond(tx, sip.NewResponseFromRequest(req, 483, "Too Many Hops", nil))
@@ -335,12 +447,19 @@ func (in *Ingress) invite(req *sip.Request, tx sip.ServerTransaction) {
 }
 
 // token answers a call for a token: the reserved volunteer once, then Gone.
-// The token itself is never logged: until used, it rings a volunteer.
+// The token itself is never logged: until used, it rings a volunteer. At
+// MaxCalls the token is not redeemed: the PBX queues the caller, and the
+// reservation runs out with its lease.
 func (in *Ingress) token(req *sip.Request, tx sip.ServerTransaction, token string) {
-	target, err := in.cfg.Tokens.Redeem(token)
+	if in.calls.full() {
+		in.refused.Refuse(reasonOverload)
+		in.unavailable(req, tx, in.cfg.RetryAfter)
+		return
+	}
+	call, err := in.cfg.Tokens.Redeem(token)
 	switch {
 	case err == nil:
-		in.redirect(req, tx, target)
+		in.proxy(req, tx, call)
 	case errors.Is(err, ErrTokenUsed):
 		in.refused.Refuse(reasonBadToken)
 		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusGone, "Token Already Used", nil))
@@ -430,12 +549,13 @@ func (in *Ingress) unavailable(req *sip.Request, tx sip.ServerTransaction, after
 	in.respond(tx, res)
 }
 
-func (in *Ingress) respond(tx sip.ServerTransaction, res *sip.Response) {
+func (in *Ingress) respond(tx sip.ServerTransaction, res *sip.Response) error {
 	if err := tx.Respond(res); err != nil {
 		in.log.Debug("sip: respond failed", "status", res.StatusCode, "error", err)
-		return
+		return err
 	}
 	if res.StatusCode >= 200 {
 		in.log.Debug("sip: answered", "status", res.StatusCode)
 	}
+	return nil
 }

@@ -253,23 +253,26 @@ func TestForbiddenOutsidePBX(t *testing.T) {
 	}
 }
 
-// Flow point 5: a token redirects once to the reserved volunteer; a second
-// use is 410, a forged one 404, an expired one 410.
+// Flow point 5: a token rings the reserved volunteer once (proxied; the
+// phone here is busy, and its 486 comes back); a second use is 410, a forged
+// one 404, an expired one 410.
 func TestInviteToken(t *testing.T) {
 	h := startIngress(t, redirectTo("sip:x@127.0.0.1:5064"), nil)
 	p := newPhone(t, "127.0.0.1")
-	tok := h.tokens.Issue("sip:vol@127.0.0.1:5064", time.Minute)
+	phone := newVolunteerPhone(t, "486")
+	tok := h.tokens.Issue(newTestCall(phone.uri()), time.Minute)
 	res := p.do(t, sip.INVITE, tok, h.in.Addr())
-	if res.StatusCode != 302 || contactOf(t, res) != "sip:vol@127.0.0.1:5064" {
-		t.Fatalf("token: %d %s", res.StatusCode, res.Reason)
+	if res.StatusCode != 486 {
+		t.Fatalf("token: %d %s, want the phone's 486", res.StatusCode, res.Reason)
 	}
+	receive(t, phone.invites, "INVITE at the phone")
 	if res := p.do(t, sip.INVITE, tok, h.in.Addr()); res.StatusCode != 410 || res.Reason != "Token Already Used" {
 		t.Fatalf("second use: %d %s, want 410", res.StatusCode, res.Reason)
 	}
 	if res := p.do(t, sip.INVITE, "AAAAAAAAAAAAAAAAAAAAAAAAAA", h.in.Addr()); res.StatusCode != 404 || res.Reason != "Unknown Token" {
 		t.Fatalf("forged: %d %s, want 404", res.StatusCode, res.Reason)
 	}
-	short := h.tokens.Issue("sip:vol@127.0.0.1:5064", 50*time.Millisecond)
+	short := h.tokens.Issue(newTestCall(phone.uri()), 50*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	if res := p.do(t, sip.INVITE, short, h.in.Addr()); res.StatusCode != 410 || res.Reason != "Token Expired" {
 		t.Fatalf("expired: %d %s, want 410", res.StatusCode, res.Reason)
@@ -525,8 +528,13 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 	p := &phone{ua: ua, c: c, ip: "127.0.0.1"}
 	p.do(t, sip.OPTIONS, "", in.Addr())
 	p.do(t, sip.INVITE, "queue-nb", in.Addr())
-	p.do(t, sip.INVITE, h.tokens.Issue("sip:vol@127.0.0.1:5064", time.Minute), in.Addr())
+	// A token call, proxied to a phone that is busy.
+	phone := newVolunteerPhone(t, "486")
+	if res := p.do(t, sip.INVITE, h.tokens.Issue(newTestCall(phone.uri()), time.Minute), in.Addr()); res.StatusCode != 486 {
+		t.Fatalf("token call: %d, want 486", res.StatusCode)
+	}
 	ua.Close()
+	phone.close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Stop(ctx); err != nil {

@@ -39,17 +39,22 @@ const (
 // screen returns the transport's read filter: it drops a stranger's datagram
 // beyond the strangers' budget before anything else, then parses each
 // datagram once before sipgo does and drops what is not a well-formed
-// request. sipgo's UDP
+// request, or a well-formed response from an allowed source. allowed is the
+// PBX's prefixes and the phones of the calls being proxied: only they answer
+// the node's requests, so a stranger's response (which would reach a client
+// transaction, or the stray-response path) is dropped whatever the budget.
+// sipgo's UDP
 // transport would otherwise log a malformed packet whole at ERROR, the
 // caller's number and name included, one line per packet from anyone who can
 // send one (seen in this package's tests before the filter). Dropped packets are only
 // counted and sampled by refused; the sender's PBX retransmits or gives up,
 // as for any lost datagram. The filter never returns an error: that would
 // stop sipgo's read loop.
-func screen(parser *sip.Parser, refused *refusal.Log, fromPBX func(net.Addr) bool) sip.TransportReadFilter {
+func screen(parser *sip.Parser, refused *refusal.Log, allowed func(net.Addr) bool) sip.TransportReadFilter {
 	strangers := rate.NewLimiter(strangersPerSecond, strangersBurst)
 	return func(props sip.TransportReadProps, data []byte) ([]byte, error) {
-		if !fromPBX(props.RemoteAddr) && !strangers.Allow() {
+		known := allowed(props.RemoteAddr)
+		if !known && !strangers.Allow() {
 			refused.Refuse(reasonNotPBX)
 			return nil, nil
 		}
@@ -58,16 +63,25 @@ func screen(parser *sip.Parser, refused *refusal.Log, fromPBX func(net.Addr) boo
 			refused.Refuse(reasonMalformed)
 			return nil, nil
 		}
+		if _, ok := msg.(*sip.Response); ok && !known {
+			refused.Refuse(reasonNotPBX)
+			return nil, nil
+		}
 		return data, nil
 	}
 }
 
-// wellFormed keeps requests that carry the headers every request must
-// (RFC 3261, 8.1.1), so that sipgo never builds a transaction or an answer
-// from less. The ingress sends no requests, so a response is never expected.
+// wellFormed keeps requests and responses that carry the headers every
+// request must (RFC 3261, 8.1.1; a response copies them), so that sipgo
+// never builds a transaction, an answer or a match from less.
 func wellFormed(msg sip.Message) bool {
-	req, ok := msg.(*sip.Request)
-	return ok && req.Via() != nil && req.From() != nil && req.To() != nil && req.CallID() != nil && req.CSeq() != nil
+	switch m := msg.(type) {
+	case *sip.Request:
+		return m.Via() != nil && m.From() != nil && m.To() != nil && m.CallID() != nil && m.CSeq() != nil
+	case *sip.Response:
+		return m.Via() != nil && m.From() != nil && m.To() != nil && m.CallID() != nil && m.CSeq() != nil
+	}
+	return false
 }
 
 // redacted wraps the handler given to sipgo's layers and blanks the
@@ -79,8 +93,9 @@ type redacted struct{ slog.Handler }
 // redactedKey reports whether sipgo v1.7.3 uses key for message text.
 // "req" and "res" carry a start line, whose Request-URI may hold a token or
 // whatever number a sender dialled.
+// "callid" is a Call-ID (sipgo's "ACK missed" line).
 func redactedKey(key string) bool {
-	return key == "data" || key == "msg" || key == "req" || key == "res"
+	return key == "data" || key == "msg" || key == "req" || key == "res" || key == "callid"
 }
 
 func (h redacted) Handle(ctx context.Context, r slog.Record) error {

@@ -79,25 +79,49 @@ func FuzzParseUser(f *testing.F) {
 }
 
 // FuzzScreen: every datagram passes the screen (sipgo's parser, run by this
-// package before sipgo's own read) without a panic, and what it keeps is the
-// datagram unchanged.
+// package before sipgo's own read) without a panic; what it keeps is the
+// datagram unchanged and parses as a well-formed request or response; and
+// from a source that is neither the PBX nor a proxied call's phone, no
+// response is ever kept.
 func FuzzScreen(f *testing.F) {
 	f.Add([]byte("OPTIONS sip:127.0.0.1:5090 SIP/2.0\r\nVia: SIP/2.0/UDP 127.0.0.1:5999;branch=z9hG4bK-1\r\nFrom: <sip:h@127.0.0.1>;tag=1\r\nTo: <sip:127.0.0.1:5090>\r\nCall-ID: 1\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"))
 	f.Add([]byte("INVITE sip:queue-nb@127.0.0.1 SIP/2.0\r\nFrom: \"A\\\x01\" <sip:1@b\r\n\r\n"))
 	f.Add([]byte("hello"))
-	refused, err := refusal.New(refusal.Config{What: "SIP request", Metric: "fuzz_refused_total", Reasons: []string{reasonMalformed}})
+	f.Add([]byte("SIP/2.0 180 Ringing\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-2\r\nRecord-Route: <sip:127.0.0.1:5090;transport=udp;lr>\r\nFrom: <sip:c@127.0.0.1>;tag=1\r\nTo: <sip:vol@127.0.0.3>;tag=2\r\nCall-ID: 2\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	f.Add([]byte("SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 127.0.0.1:5090;branch=z9hG4bK-2\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nv=0\n"))
+	f.Add([]byte("SIP/2.0 99999999999 X\r\n\r\n"))
+	refused, err := refusal.New(refusal.Config{What: "SIP request", Metric: "fuzz_refused_total", Reasons: []string{reasonMalformed, reasonNotPBX}})
 	if err != nil {
 		f.Fatal(err)
 	}
-	filter := screen(newScreenParser(), refused, func(net.Addr) bool { return true })
+	known := screen(newScreenParser(), refused, func(net.Addr) bool { return true })
+	stranger := screen(newScreenParser(), refused, func(net.Addr) bool { return false })
+	check := sip.NewParser()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		in := append([]byte(nil), data...)
-		out, err := filter(sip.TransportReadProps{}, data)
+		out, err := known(sip.TransportReadProps{}, data)
 		if err != nil {
 			t.Fatalf("filter returned an error (would stop sipgo's read loop): %v", err)
 		}
-		if out != nil && !bytes.Equal(out, in) {
-			t.Fatalf("filter changed the datagram")
+		if out != nil {
+			if !bytes.Equal(out, in) {
+				t.Fatalf("filter changed the datagram")
+			}
+			msg, err := check.ParseSIP(append([]byte(nil), out...))
+			if err != nil || !wellFormed(msg) {
+				t.Fatalf("kept a datagram that is not well formed: %v", err)
+			}
+		}
+		out, err = stranger(sip.TransportReadProps{}, append([]byte(nil), in...))
+		if err != nil {
+			t.Fatalf("filter returned an error: %v", err)
+		}
+		if out != nil {
+			if msg, _ := check.ParseSIP(append([]byte(nil), out...)); msg != nil {
+				if _, ok := msg.(*sip.Response); ok {
+					t.Fatalf("kept a stranger's response")
+				}
+			}
 		}
 	})
 }

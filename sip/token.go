@@ -40,7 +40,7 @@ type TokenStore struct {
 const sweepEvery = time.Second
 
 type liveToken struct {
-	target  string
+	call    Call
 	expires time.Time
 }
 
@@ -54,41 +54,41 @@ func NewTokenStore() *TokenStore {
 	return &TokenStore{live: map[string]liveToken{}, dead: map[string]deadToken{}}
 }
 
-// Issue returns a new token that redirects, once and within lease, to target
-// (the volunteer's phone contact, a SIP URI). The token is 26 characters of
+// Issue returns a new token that rings call's volunteer, once and within
+// lease (the ingress proxies the call to call.Phone()). The token is 26 characters of
 // base32 from crypto/rand (130 bits): safe in a SIP user part as it is, and
 // unguessable.
-func (s *TokenStore) Issue(target string, lease time.Duration) string {
+func (s *TokenStore) Issue(call Call, lease time.Duration) string {
 	tok := rand.Text()
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
-	s.live[tok] = liveToken{target: target, expires: now.Add(lease)}
+	s.live[tok] = liveToken{call: call, expires: now.Add(lease)}
 	return tok
 }
 
-// Redeem consumes token and returns its target, or ErrTokenUnknown,
+// Redeem consumes token and returns its call, or ErrTokenUnknown,
 // ErrTokenUsed or ErrTokenExpired.
-func (s *TokenStore) Redeem(token string) (string, error) {
+func (s *TokenStore) Redeem(token string) (Call, error) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sweep(now)
 	if d, ok := s.dead[token]; ok && now.Before(d.forget) {
-		return "", d.err
+		return nil, d.err
 	}
 	t, ok := s.live[token]
 	if !ok {
-		return "", ErrTokenUnknown
+		return nil, ErrTokenUnknown
 	}
 	delete(s.live, token)
 	if !now.Before(t.expires) { // expired since the last sweep
 		s.dead[token] = deadToken{err: ErrTokenExpired, forget: t.expires.Add(tombstoneFor)}
-		return "", ErrTokenExpired
+		return nil, ErrTokenExpired
 	}
 	s.dead[token] = deadToken{err: ErrTokenUsed, forget: now.Add(tombstoneFor)}
-	return t.target, nil
+	return t.call, nil
 }
 
 // Len returns how many tokens are live (issued, not redeemed, not expired).
