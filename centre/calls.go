@@ -22,6 +22,9 @@ type SIPConfig struct {
 	// Listen is the UDP address the ingress listens on ("" : no ingress,
 	// and the centre takes no calls).
 	Listen string
+	// Host is the IP the ingress writes in its Via and Record-Route; needed
+	// when Listen binds every address (0.0.0.0).
+	Host string
 	// PBX lists the source addresses of the centre's PBX; nobody else may
 	// send a request.
 	PBX []netip.Prefix

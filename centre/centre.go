@@ -57,7 +57,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 		return Config{}, err
 	}
 	return Config{
-		SIP: SIPConfig{Listen: fc.Phone.Listen, PBX: pbx},
+		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx},
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir, PhoneDomain: fc.Phone.Domain,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
@@ -104,7 +104,7 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 	c := &Centre{node: n, log: log}
 	if tokens != nil {
 		c.sip, err = sip.Start(ctx, sip.Config{
-			Addr: cfg.SIP.Listen, PBX: cfg.SIP.PBX, Router: callRouter{n: n, ownSIP: cfg.Node.SIPAddr}, Tokens: tokens,
+			Addr: cfg.SIP.Listen, Host: cfg.SIP.Host, PBX: cfg.SIP.PBX, Router: callRouter{n: n, ownSIP: cfg.Node.SIPAddr}, Tokens: tokens,
 			RouteTimeout: cfg.SIP.RouteTimeout, RingTimeout: cfg.SIP.RingTimeout,
 			Logger: log, Registerer: n.Registry(),
 		})

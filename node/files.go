@@ -44,6 +44,9 @@ type PhoneConfig struct {
 	// Listen is the UDP address of the node's SIP ingress ("" : the centre
 	// takes no calls).
 	Listen string `json:"sip_listen,omitempty"`
+	// Host is the node's IP as the PBX and phones reach it, written in its
+	// Via and Record-Route; needed when Listen is 0.0.0.0.
+	Host string `json:"sip_host,omitempty"`
 	// PBX lists the PBX's source addresses (IP or CIDR); nobody else may
 	// send the ingress a request.
 	PBX []string `json:"pbx,omitempty"`
