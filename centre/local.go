@@ -29,7 +29,10 @@ type Local struct {
 	// Phone gives a new centre its PBX: the ingress's listen address, the
 	// PBX's source addresses, and the address published in the roster for
 	// other centres' PBXs (nil: no phone calls).
-	Phone  func(id string, i int) (node.PhoneConfig, string)
+	Phone func(id string, i int) (node.PhoneConfig, string)
+	// Tune, if set, adjusts a centre's configuration before each start
+	// (timeouts a test shortens).
+	Tune   func(id string, cfg *Config)
 	Timing timing.Profile
 	Logger   *slog.Logger
 }
@@ -75,6 +78,9 @@ func (l Local) prepare(id string, i int) (Config, *consensus.Centre, error) {
 	}
 	cfg, err := ConfigFromDir(dir, "", l.Logger)
 	cfg.Node.Timing = l.Timing
+	if l.Tune != nil {
+		l.Tune(id, &cfg)
+	}
 	return cfg, admit, err
 }
 
