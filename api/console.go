@@ -12,6 +12,7 @@ import (
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -30,6 +31,8 @@ type consoleFrame struct {
 	Text     string   `json:"text,omitempty"`
 	Topics   []string `json:"topics,omitempty"`
 	AgeGroup string   `json:"age_group,omitempty"`
+	// Phone is a pointer: "" is a value (no phone), not a missing field.
+	Phone *string `json:"phone,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -41,6 +44,7 @@ var consoleFields = map[string]map[string]bool{
 	"typing":    {"contact": true},
 	"message":   {"contact": true, "id": true, "text": true},
 	"end":       {"contact": true, "topics": false, "age_group": false},
+	"phone":     {"phone": true},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -56,13 +60,13 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, accept, decline, message, typing or end)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing or end)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
-		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "",
+		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -70,6 +74,9 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 		case required && !present[name]:
 			return consoleFrame{}, badFrame("bad_frame", "%s needs %s", f.Type, name)
 		}
+	}
+	if f.Phone != nil && len(*f.Phone) > switchboard.MaxPhoneBytes {
+		return consoleFrame{}, badFrame("bad_phone", "phone: at most %d bytes", switchboard.MaxPhoneBytes)
 	}
 	return f, nil
 }
@@ -86,6 +93,9 @@ type (
 		Channels map[string]bool `json:"channels"`
 		Active   int             `json:"active"`
 		Capacity int             `json:"capacity"`
+		// Phone is where this volunteer's calls ring (a SIP URI; "" for
+		// none), so the page shows the phone in use.
+		Phone string `json:"phone"`
 	}
 	offerFrame struct {
 		Type        string `json:"type"`
@@ -101,11 +111,17 @@ type (
 		Reason  string `json:"reason"`
 	}
 	consoleConnectedFrame struct {
-		Type       string `json:"type"`
-		Contact    string `json:"contact"`
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		// Channel is the offer's ("phone": an in-call card, no messages).
+		Channel    string `json:"channel,omitempty"`
 		FromCentre string `json:"from_centre,omitempty"`
 	}
 )
+
+// maxRinging bounds the offers a console remembers the channel of; one
+// rings at a time, so this is never reached in practice.
+const maxRinging = 64
 
 // consoleConn is one volunteer's console socket: their
 // switchboard.ConsoleSink.
@@ -115,9 +131,12 @@ type consoleConn struct {
 	volunteer  string
 	sessionKey string
 	console    *switchboard.Console
+	channels   []string // the volunteer's roster channels
 
-	mu   sync.Mutex
-	live map[string]bool // conversations open on this console
+	mu      sync.Mutex
+	live    map[string]bool   // conversations open on this console
+	ringing map[string]string // channel of each offer not yet connected or withdrawn
+	board   *switchboard.Console
 }
 
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
@@ -141,7 +160,8 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.finish()
-	c := &consoleConn{ws: ws, refusals: s.refusals, volunteer: vol.ID, sessionKey: sess.key, live: map[string]bool{}}
+	c := &consoleConn{ws: ws, refusals: s.refusals, volunteer: vol.ID, sessionKey: sess.key, channels: slices.Clone(vol.Channels),
+		live: map[string]bool{}, ringing: map[string]string{}}
 	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
 
 	s.sockMu.Lock()
@@ -167,6 +187,11 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.console = console
+	// The sink's Availability runs on the switchboard's goroutine and may
+	// already be running: it reads the console under c.mu.
+	c.mu.Lock()
+	c.board = console
+	c.mu.Unlock()
 	ws.run(c.handle)
 	console.SignOut()
 }
@@ -192,7 +217,15 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 	var err error
 	switch f.Type {
 	case "available":
-		err = cs.SetAvailable(f.Channel, *f.On)
+		if f.Channel == switchboard.ChannelPhone && *f.On && cs.Phone() == "" {
+			// Switched on without a phone, calls would never come and
+			// nothing would say why.
+			err = badFrame("no_phone", `calls ring on your own phone: give it first ({"type":"phone","phone":"<extension or sip:user@host>"})`)
+		} else {
+			err = cs.SetAvailable(f.Channel, *f.On)
+		}
+	case "phone":
+		err = c.setPhone(*f.Phone)
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -204,13 +237,18 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 			_ = cs.Typing(f.Contact) // a race with the end is harmless
 		}
 	case "end":
+		// Held across End: ending a live call posts its "ended" to the
+		// sink at once, and Event must find the call no longer live, as a
+		// conversation the volunteer ends gets no "ended", only
+		// "categorised". No sink method runs under the switchboard's
+		// lock, so this cannot deadlock.
+		c.mu.Lock()
 		err = cs.End(f.Contact, switchboard.Categorisation{Topics: f.Topics, AgeGroup: f.AgeGroup})
 		if err == nil {
-			c.mu.Lock()
 			delete(c.live, f.Contact)
-			c.mu.Unlock()
 			c.ws.send(contactFrame{Type: "categorised", Contact: f.Contact})
 		}
+		c.mu.Unlock()
 	}
 	var slow *switchboard.SlowDownError
 	if errors.As(err, &slow) {
@@ -226,6 +264,21 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 	}
 }
 
+// setPhone sets where the volunteer's calls ring. Clearing it also
+// switches phone off, so the switch shows what is true: no calls.
+func (c *consoleConn) setPhone(phone string) error {
+	if strings.TrimSpace(phone) == "" && slices.Contains(c.channels, switchboard.ChannelPhone) {
+		if err := c.console.SetAvailable(switchboard.ChannelPhone, false); err != nil {
+			return err
+		}
+	}
+	err := c.console.SetPhone(phone)
+	if errors.Is(err, switchboard.ErrBadRequest) {
+		return &frameError{code: "bad_phone", msg: err.Error()}
+	}
+	return err
+}
+
 func (c *consoleConn) isLive(contact string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -237,18 +290,29 @@ func (c *consoleConn) isLive(contact string) bool {
 
 func (c *consoleConn) Offer(o switchboard.Offer) {
 	ring := max(int(math.Ceil(time.Until(o.Until).Seconds())), 0)
+	c.mu.Lock()
+	if len(c.ringing) >= maxRinging {
+		clear(c.ringing) // only a bound: offers end in Connected or OfferWithdrawn
+	}
+	c.ringing[o.Contact] = o.Channel
+	c.mu.Unlock()
 	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring})
 }
 
 func (c *consoleConn) OfferWithdrawn(contact, reason string) {
+	c.mu.Lock()
+	delete(c.ringing, contact)
+	c.mu.Unlock()
 	c.ws.send(withdrawnFrame{Type: "offer_withdrawn", Contact: contact, Reason: reason})
 }
 
 func (c *consoleConn) Connected(contact, fromCentre string) {
 	c.mu.Lock()
 	c.live[contact] = true
+	channel := c.ringing[contact]
+	delete(c.ringing, contact)
 	c.mu.Unlock()
-	c.ws.send(consoleConnectedFrame{Type: "connected", Contact: contact, FromCentre: fromCentre})
+	c.ws.send(consoleConnectedFrame{Type: "connected", Contact: contact, Channel: channel, FromCentre: fromCentre})
 }
 
 // Event passes on what the visitor's side said. A message, typing or end
@@ -287,6 +351,15 @@ func (c *consoleConn) Lost(contact string, undelivered int) {
 	c.ws.send(undeliveredFrame{Type: "lost", Contact: contact, Undelivered: undelivered})
 }
 
+// Availability also carries the phone in use, read now: the last frame
+// after a change of phone always shows the new one.
 func (c *consoleConn) Availability(channels map[string]bool, active, capacity int) {
-	c.ws.send(availabilityFrame{Type: "availability", Channels: channels, Active: active, Capacity: capacity})
+	c.mu.Lock()
+	board := c.board
+	c.mu.Unlock()
+	phone := ""
+	if board != nil {
+		phone = board.Phone()
+	}
+	c.ws.send(availabilityFrame{Type: "availability", Channels: channels, Active: active, Capacity: capacity, Phone: phone})
 }

@@ -14,7 +14,10 @@ import (
 
 func TestDecodeConsoleFrame(t *testing.T) {
 	on := true
+	sip, none := "sip:kari@192.0.2.7:5064", ""
 	good := map[string]consoleFrame{
+		`{"type":"phone","phone":"sip:kari@192.0.2.7:5064"}`:                    {Type: "phone", Phone: &sip},
+		`{"type":"phone","phone":""}`:                                           {Type: "phone", Phone: &none},
 		`{"type":"available","channel":"chat","on":true}`:                       {Type: "available", Channel: "chat", On: &on},
 		`{"type":"accept","contact":"k1"}`:                                      {Type: "accept", Contact: "k1"},
 		`{"type":"decline","contact":"k1"}`:                                     {Type: "decline", Contact: "k1"},
@@ -29,20 +32,26 @@ func TestDecodeConsoleFrame(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"type":"available","channel":"chat"}`:                  "bad_frame",
-		`{"type":"available","channel":"chat","on":null}`:        "bad_frame",
-		`{"type":"available","on":false}`:                        "bad_frame",
-		`{"type":"accept"}`:                                      "bad_frame",
-		`{"type":"accept","contact":"k1","text":"x"}`:            "bad_frame",
-		`{"type":"typing","contact":"k1","topics":[]}`:           "bad_frame",
-		`{"type":"message","contact":"k1","id":"v1"}`:            "bad_frame",
-		`{"type":"end","topics":["family"],"age_group":"16-18"}`: "bad_frame",
-		`{"type":"end","contact":"k1","note":"free text"}`:       "malformed",
-		`{"type":"available","channel":"chat","on":"yes"}`:       "malformed",
-		`{"type":"hangup","contact":"k1"}`:                       "unknown_type",
-		`{"contact":"k1"}`:                                       "bad_frame",
-		`{"type":"accept","contact":"k1"} x`:                     "malformed",
-		string(bytes.Repeat([]byte(" "), maxFrameBytes+1)):       "too_large",
+		`{"type":"available","channel":"chat"}`:                                               "bad_frame",
+		`{"type":"available","channel":"chat","on":null}`:                                     "bad_frame",
+		`{"type":"available","on":false}`:                                                     "bad_frame",
+		`{"type":"accept"}`:                                                                   "bad_frame",
+		`{"type":"accept","contact":"k1","text":"x"}`:                                         "bad_frame",
+		`{"type":"typing","contact":"k1","topics":[]}`:                                        "bad_frame",
+		`{"type":"message","contact":"k1","id":"v1"}`:                                         "bad_frame",
+		`{"type":"end","topics":["family"],"age_group":"16-18"}`:                              "bad_frame",
+		`{"type":"end","contact":"k1","note":"free text"}`:                                    "malformed",
+		`{"type":"available","channel":"chat","on":"yes"}`:                                    "malformed",
+		`{"type":"hangup","contact":"k1"}`:                                                    "unknown_type",
+		`{"type":"phone"}`:                                                                    "bad_frame",
+		`{"type":"phone","phone":null}`:                                                       "bad_frame",
+		`{"type":"phone","phone":"2041","contact":"k1"}`:                                      "bad_frame",
+		`{"type":"available","channel":"phone","on":true,"phone":"2041"}`:                     "bad_frame",
+		`{"type":"phone","phone":2041}`:                                                       "malformed",
+		`{"type":"phone","phone":"` + strings.Repeat("1", switchboard.MaxPhoneBytes+1) + `"}`: "bad_phone",
+		`{"contact":"k1"}`:                                                                    "bad_frame",
+		`{"type":"accept","contact":"k1"} x`:                                                  "malformed",
+		string(bytes.Repeat([]byte(" "), maxFrameBytes+1)):                                    "too_large",
 	}
 	for in, code := range bad {
 		if _, err := decodeConsoleFrame([]byte(in)); err == nil || errorCode(err) != code {
@@ -67,6 +76,10 @@ func FuzzConsoleFrame(f *testing.F) {
 		`{"type":"end","contact":"k1","topics":["family","other"],"age_group":"16-18"}`,
 		`{"type":"end","contact":"k1","topics":[]}`, `{"type":"end","contact":"k1","topics":null}`,
 		`{"type":"available","channel":"chat","on":null}`, `{}`, `[{}]`, `"x"`,
+		`{"type":"phone","phone":"sip:kari@192.0.2.7:5064"}`, `{"type":"phone","phone":""}`, `{"type":"phone","phone":"2041"}`,
+		`{"type":"phone"}`, `{"type":"phone","phone":null}`, `{"type":"end","contact":"k1","phone":"2041"}`,
+		`{"type":"phone","phone":"` + strings.Repeat("9", switchboard.MaxPhoneBytes) + `"}`,
+		`{"type":"phone","phone":"` + strings.Repeat("9", switchboard.MaxPhoneBytes+1) + `"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -90,8 +103,12 @@ func FuzzConsoleFrame(f *testing.F) {
 		if !ok {
 			t.Fatalf("accepted type %q", fr.Type)
 		}
-		if fields["contact"] && fr.Contact == "" || fr.Type == "available" && (fr.On == nil || fr.Channel == "") {
+		if fields["contact"] && fr.Contact == "" || fr.Type == "available" && (fr.On == nil || fr.Channel == "") ||
+			fr.Type == "phone" && fr.Phone == nil {
 			t.Fatalf("accepted %+v without a required field", fr)
+		}
+		if fr.Phone != nil && (fr.Type != "phone" || len(*fr.Phone) > switchboard.MaxPhoneBytes) {
+			t.Fatalf("accepted a phone of %d bytes in a %q frame", len(*fr.Phone), fr.Type)
 		}
 		enc := encodeFrame(fr)
 		if len(enc) > maxFrameBytes {

@@ -95,20 +95,31 @@ var cheapArgon = argonParams{Time: 1, MemoryKiB: 64, Threads: 1, KeyLen: 32}
 
 func newChatRig(t *testing.T, configure func(*Config, *Server)) *chatRig {
 	t.Helper()
+	return newDeskRig(t, nil, configure)
+}
+
+// newDeskRig is newChatRig with the switchboard's configuration open to
+// the test too (board may be nil).
+func newDeskRig(t *testing.T, board func(*switchboard.Config), configure func(*Config, *Server)) *chatRig {
+	t.Helper()
 	logs := &logsink.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c := &deskCentre{id: "oslo", dir: t.TempDir(), roster: consensus.NewRoster()}
 	for _, id := range []string{"oslo", "bergen"} {
 		c.roster.Centres[id] = consensus.Centre{ID: id, Name: id}
 	}
-	c.sb = switchboard.New(switchboard.Config{
+	sbCfg := switchboard.Config{
 		Centre:        "oslo",
 		RingTimeout:   time.Minute,
 		OverflowAfter: func(string) time.Duration { return time.Hour },
 		Languages:     func() []string { return c.Roster().Policy.Languages },
 		Topics:        func() []string { return c.Roster().Policy.Topics },
 		Logger:        logger,
-	})
+	}
+	if board != nil {
+		board(&sbCfg)
+	}
+	c.sb = switchboard.New(sbCfg)
 	cfg := Config{Centre: c, AdminToken: "test-admin-token", Logger: logger, argon: cheapArgon}
 	if configure != nil {
 		configure(&cfg, nil)
@@ -285,6 +296,7 @@ type wireFrame struct {
 	AgeGroups            []string        `json:"age_groups"`
 	RetryAfterSeconds    *int            `json:"retry_after_seconds"`
 	EmergencyNumbers     []obj           `json:"emergency_numbers"`
+	Phone                *string         `json:"phone"`
 
 	raw string
 }

@@ -70,12 +70,15 @@
     $('#logout').hidden = true;
     $('#login').hidden = false;
     $('#login-error').textContent = message || '';
+    // The next volunteer at this desk gives their own phone.
+    $('#phone').value = '';
+    $('#phone-error').textContent = '';
     clearDesk();
   }
 
   function clearDesk() {
     Object.keys(offers).forEach(removeOffer);
-    Object.keys(chats).forEach(function (c) { chats[c].el.remove(); delete chats[c]; });
+    Object.keys(chats).forEach(function (c) { stopCallTimer(chats[c]); chats[c].el.remove(); delete chats[c]; });
     updateNoChats();
   }
 
@@ -209,6 +212,7 @@
       $('#available-' + ch + '-label').hidden = !has;
       box.checked = !!chans[ch];
     });
+    showPhone(known && Object.prototype.hasOwnProperty.call(chans, 'phone'), f.phone || '', !!chans.phone);
     var on = Object.keys(chans).filter(function (c) { return chans[c]; });
     $('#load').textContent = (on.length ? 'Available for ' + on.join(' and ') : 'Away (not available)') +
       ' · ' + f.active + ' of ' + f.capacity + ' conversations open';
@@ -216,6 +220,25 @@
     status(on.length ? 'You are available for ' + on.join(' and ') + '. Offers ring here.' :
       'You are signed in but away: switch a channel on to receive offers.');
   }
+  // ---- the volunteer's phone: where calls ring ----
+  function showPhone(hasPhone, phone, on) {
+    ['#phone-form', '#phone-help', '#phone-in-use', '#phone-error'].forEach(function (s) { $(s).hidden = !hasPhone; });
+    if (!hasPhone) { return; }
+    var line = $('#phone-in-use');
+    line.classList.toggle('missing', !phone);
+    if (phone) {
+      line.textContent = 'Calls ring at ' + phone + (on ? '.' : ' (switch phone on to take calls).');
+      $('#phone-error').textContent = '';
+    } else {
+      line.textContent = 'No phone given: give one before you switch phone on.';
+    }
+  }
+  $('#phone-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    $('#phone-error').textContent = '';
+    send({ type: 'phone', phone: $('#phone').value.trim() });
+  });
+
   ['chat', 'phone'].forEach(function (ch) {
     $('#available-' + ch).addEventListener('change', function (ev) {
       unlockAudio();
@@ -234,6 +257,7 @@
   // ---- offers ----
   function onOffer(f) {
     if (offers[f.contact]) { removeOffer(f.contact); }
+    if (f.channel === 'phone') { onPhoneOffer(f); return; }
     var ring = Math.max(0, f.ring_seconds | 0);
     var box = el('article', { class: 'offer', 'data-contact': f.contact, 'aria-labelledby': 'offer-t-' + f.contact });
     var title = el('h3', { id: 'offer-t-' + f.contact });
@@ -277,6 +301,35 @@
     chime();
   }
 
+  // A call rings on the volunteer's own phone at once: the card only says
+  // so. There is nothing to accept (the phone is answered on the phone);
+  // Decline works until the call reaches the phone.
+  function onPhoneOffer(f) {
+    var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'aria-labelledby': 'offer-t-' + f.contact });
+    box.appendChild(el('h3', { id: 'offer-t-' + f.contact }, 'Call coming to your phone' +
+      (f.from_centre ? ' · from centre ' + f.from_centre : '') + ' · language ' + f.language));
+    if (f.from_centre) {
+      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+    }
+    var line = el('p', { class: 'phone-note' }, 'Your phone rings in a moment. Answer it there.');
+    box.appendChild(line);
+    var problem = el('p', { class: 'phone-problem', role: 'status' });
+    box.appendChild(problem);
+    var actions = el('div', { class: 'actions' });
+    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
+    dec.setAttribute('aria-label', 'Decline the call in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
+    dec.addEventListener('click', function () {
+      dec.disabled = true;
+      if (!send({ type: 'decline', contact: f.contact })) { dec.disabled = false; }
+    });
+    actions.appendChild(dec);
+    box.appendChild(actions);
+    $('#offers').appendChild(box);
+    offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', problem: problem, decline: dec };
+    announce('A call is coming to your phone, in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') + '. Answer it on your phone.');
+    chime();
+  }
+
   // removeOffer drops an offer's box; it says whether the box had focus
   // (then focus moves on, unless keepFocus: the caller places it).
   function removeOffer(contact, keepFocus) {
@@ -291,13 +344,18 @@
   }
 
   function focusSomewhere() {
-    var b = $('#offers button.accept') || $('#chats textarea.reply') || $('#available-chat');
+    var b = $('#offers button.accept') || $('#chats textarea.reply') || $('#chats button.call-over:not([hidden])') || $('#available-chat');
     if (b) { b.focus(); }
   }
 
   function onWithdrawn(f) {
-    if (!offers[f.contact]) { return; }
+    var o = offers[f.contact];
+    if (!o) { return; }
     removeOffer(f.contact);
+    if (o.channel === 'phone') {
+      status(o.decline.disabled ? 'Call declined: it goes back to the phone queue.' : 'The call will not come: ' + (f.reason || 'withdrawn') + '.');
+      return;
+    }
     status('Offer withdrawn: ' + (f.reason || 'no longer ringing') + '.');
   }
 
@@ -309,9 +367,11 @@
   function onConnected(f) {
     var o = offers[f.contact];
     var lang = o ? o.language : '';
+    var phone = f.channel === 'phone' || (o && o.channel === 'phone');
     var active = document.activeElement;
     var focusHere = removeOffer(f.contact, true) || !active || active === document.body;
     if (chats[f.contact]) { return; }
+    if (phone) { onCallConnected(f, lang, focusHere); return; }
     var n = Object.keys(chats).length + 1;
     var id = 'chat-' + f.contact;
     var box = el('section', { class: 'chat card', 'data-contact': f.contact, 'aria-labelledby': id + '-t' });
@@ -359,6 +419,54 @@
     note(c, f.from_centre ? 'Connected. The visitor came to centre ' + f.from_centre + '.' : 'Connected.');
     announce('Conversation ' + n + ' is open.');
     if (focusHere) { ta.focus(); }
+  }
+
+  // A call in progress: no message box (the talking is on the phone), a
+  // timer, and a way to categorise should the hang-up never come through.
+  function onCallConnected(f, lang, focusHere) {
+    var n = Object.keys(chats).length + 1;
+    var id = 'chat-' + f.contact;
+    var box = el('section', { class: 'chat card call', 'data-contact': f.contact, 'data-channel': 'phone', 'aria-labelledby': id + '-t' });
+    var head = el('header', { class: 'chat-head' });
+    head.appendChild(el('h3', { id: id + '-t' }, 'Call ' + n + (lang ? ' · ' + lang : '')));
+    if (f.from_centre) {
+      head.appendChild(el('span', { class: 'badge badge-centre' }, 'From centre ' + f.from_centre));
+    }
+    box.appendChild(head);
+    var state = el('p', { class: 'call-state' });
+    var what = el('span', { class: 'call-what' }, 'On the phone');
+    var timer = el('span', { class: 'call-timer', 'aria-label': 'call length' }, '0:00');
+    state.appendChild(what);
+    state.appendChild(document.createTextNode(' · '));
+    state.appendChild(timer);
+    box.appendChild(state);
+    var log = el('div', { class: 'messages call-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Notes on call ' + n });
+    box.appendChild(log);
+    var endB = el('button', { type: 'button', class: 'end call-over' }, 'Call over? Categorise it');
+    endB.setAttribute('aria-label', 'Call ' + n + ' is over: categorise it');
+    box.appendChild(endB);
+    var start = Date.now();
+    var c = { el: box, log: log, typing: null, ta: null, send: null, end: endB, n: n, open: true, call: true,
+      what: what, timerEl: timer, start: start, tick: 0 };
+    c.tick = window.setInterval(function () { timer.textContent = callLength(c); }, 1000);
+    chats[f.contact] = c;
+    endB.addEventListener('click', function () { showCategorise(f.contact, false); });
+    $('#chats').appendChild(box);
+    updateNoChats();
+    note(c, f.from_centre ? 'Your phone picked up. The caller came to centre ' + f.from_centre + '.' : 'Your phone picked up.');
+    announce('Call ' + n + ' is connected.');
+    if (focusHere) { endB.focus(); }
+  }
+
+  function callLength(c) {
+    var s = Math.max(0, Math.floor((Date.now() - c.start) / 1000));
+    var m = Math.floor(s / 60);
+    s = s % 60;
+    return m + ':' + (s < 10 ? '0' : '') + s;
+  }
+
+  function stopCallTimer(c) {
+    if (c && c.tick) { window.clearInterval(c.tick); c.tick = 0; }
   }
 
   function note(c, text) {
@@ -414,15 +522,36 @@
 
   function closeChat(c) {
     c.open = false;
-    c.ta.disabled = true;
-    c.send.disabled = true;
+    if (c.ta) { c.ta.disabled = true; }
+    if (c.send) { c.send.disabled = true; }
     c.end.hidden = true;
-    c.typing.textContent = '';
+    if (c.typing) { c.typing.textContent = ''; }
+    if (c.call && c.tick) {
+      stopCallTimer(c);
+      c.timerEl.textContent = callLength(c);
+      c.what.textContent = 'Call over, length';
+    }
   }
+
+  var CALL_ENDED = {
+    caller: 'The caller hung up.',
+    volunteer: 'You hung up.',
+    unanswered: 'The call was not answered.'
+  };
 
   function onEnded(f) {
     var c = chats[f.contact];
     if (!c) { return; }
+    if (c.call) {
+      var existing = c.el.querySelector('.categorise');
+      closeChat(c);
+      note(c, (CALL_ENDED[f.by] || 'The call ended.') + ' Please categorise it.');
+      announce('Call ' + c.n + ' ended.');
+      // A form opened while the call was live now only saves.
+      if (existing) { existing.remove(); }
+      showCategorise(f.contact, true);
+      return;
+    }
     closeChat(c);
     note(c, 'The visitor has left the conversation. Please categorise it.');
     announce('The visitor left conversation ' + c.n + '.');
@@ -450,6 +579,7 @@
     var c = chats[contact];
     if (!c) { return; }
     var hadFocus = c.el.contains(document.activeElement);
+    stopCallTimer(c);
     c.el.remove();
     delete chats[contact];
     updateNoChats();
@@ -463,7 +593,8 @@
     if (existing) { existing.querySelector('input, select').focus(); return; }
     var fid = 'cat-' + contact;
     var form = el('form', { class: 'categorise', 'aria-labelledby': fid + '-t' });
-    form.appendChild(el('h4', { id: fid + '-t' }, 'Categorise conversation ' + c.n));
+    var what = c.call ? 'call' : 'conversation';
+    form.appendChild(el('h4', { id: fid + '-t' }, 'Categorise ' + what + ' ' + c.n));
     var fs = el('fieldset', { class: 'topics' });
     fs.appendChild(el('legend', null, 'Topics (1 to 8)'));
     policy.topics.forEach(function (t, i) {
@@ -482,11 +613,12 @@
     var err = el('p', { class: 'error', role: 'alert' });
     form.appendChild(err);
     var actions = el('div', { class: 'actions' });
-    var submit = el('button', { type: 'submit', class: 'submit-categorisation' }, visitorEnded ? 'Save categorisation' : 'End and save categorisation');
+    var submit = el('button', { type: 'submit', class: 'submit-categorisation' }, visitorEnded ? 'Save categorisation' :
+      (c.call ? 'The call is over: save categorisation' : 'End and save categorisation'));
     actions.appendChild(submit);
     if (!visitorEnded) {
-      var cancel = el('button', { type: 'button', class: 'cancel-end' }, 'Back to the conversation');
-      cancel.addEventListener('click', function () { form.remove(); c.ta.focus(); });
+      var cancel = el('button', { type: 'button', class: 'cancel-end' }, 'Back to the ' + what);
+      cancel.addEventListener('click', function () { form.remove(); (c.ta || c.end).focus(); });
       actions.appendChild(cancel);
     }
     form.appendChild(actions);
@@ -511,12 +643,29 @@
   function onCategorised(f) {
     var c = chats[f.contact];
     var n = c ? c.n : '';
+    var what = c && c.call ? 'Call ' : 'Conversation ';
     removeChat(f.contact);
-    status('Conversation ' + n + ' ended and categorised. Thank you.');
+    status(what + n + ' ended and categorised. Thank you.');
   }
 
   function onError(f) {
     var text = f.error || f.code || 'error';
+    if (f.code === 'bad_phone' || f.code === 'no_phone') {
+      // The phone box was ticked but nothing changed at the centre.
+      if (lastAvailability) { onAvailability(lastAvailability); }
+      $('#phone-error').textContent = f.code === 'no_phone' ?
+        'Give your phone (extension or SIP address) first, then switch phone on.' : 'That phone was not accepted: ' + text;
+      $('#phone').focus();
+      return;
+    }
+    var o = f.contact && offers[f.contact];
+    if (o && o.channel === 'phone' && f.code === 'offer_gone') {
+      // Too late to decline: the call reached the phone, which decides.
+      o.problem.textContent = /ringing on your phone/.test(text) ?
+        'The call is ringing on your phone: answer or refuse it there.' : 'Too late to decline: ' + text;
+      o.decline.hidden = true;
+      return;
+    }
     if (f.contact && chats[f.contact]) {
       var c = chats[f.contact];
       var form = c.el.querySelector('.categorise');
