@@ -319,6 +319,12 @@ func (s *Switchboard) callProgressLocked(rc *received, e Event) {
 // callOverLocked ends a held call, once: the volunteer is freed (and asked
 // to categorise if they talked), and the owner is told.
 func (s *Switchboard) callOverLocked(rc *received, by string) {
+	s.callOverBecauseLocked(rc, by, "")
+}
+
+// callOverBecauseLocked is callOverLocked with the reason the console
+// hears if the call never connected ("" : said from by).
+func (s *Switchboard) callOverBecauseLocked(rc *received, by, reason string) {
 	hc := rc.call
 	if hc.over {
 		return
@@ -334,9 +340,12 @@ func (s *Switchboard) callOverLocked(rc *received, by string) {
 		s.postAvailabilityLocked(v)
 	} else if v.ring == rc.ring {
 		v.ring = nil
-		reason := "the call did not come through"
-		if by == ByCaller {
+		switch {
+		case reason != "":
+		case by == ByCaller:
 			reason = "the caller hung up"
+		default:
+			reason = "the call did not come through"
 		}
 		v.out.post(func() { v.sink.OfferWithdrawn(id, reason) })
 		s.postAvailabilityLocked(v)

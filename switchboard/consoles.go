@@ -109,7 +109,7 @@ func (c *Console) Decline(contactID string) error {
 		if rc.call.arrived {
 			return fmt.Errorf("decline %s: the call is ringing on your phone: %w", clip(contactID), ErrOfferGone)
 		}
-		s.callOverLocked(rc, ByUnanswered)
+		s.callOverBecauseLocked(rc, ByUnanswered, "declined")
 		return nil
 	}
 	if r == nil || (r.contact == nil || r.contact.id != contactID) && (r.received == nil || r.received.id != contactID || r.received.accepted) {

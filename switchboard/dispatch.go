@@ -99,7 +99,7 @@ func (s *Switchboard) ringTimedOut(r *ringing) {
 // out, console gone): the contact moves on to the next volunteer.
 func (s *Switchboard) unringLocked(r *ringing, reason string) {
 	if r.received != nil && r.received.call != nil {
-		s.callOverLocked(r.received, ByUnanswered)
+		s.callOverBecauseLocked(r.received, ByUnanswered, reason)
 		return
 	}
 	r.timer.Stop()
