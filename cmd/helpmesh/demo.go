@@ -59,6 +59,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		HTTPAddr: func(_ string, i int) string {
 			return freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i))
 		},
+		// The demo has no PBX: each node's SIP ingress stands in for its
+		// centre's PBX, and any program on this machine may call it.
+		Phone: func(_ string, i int) (node.PhoneConfig, string) {
+			addr := freeUDPOr(fmt.Sprintf("127.0.0.1:%d", 5060+i))
+			return node.PhoneConfig{Listen: addr, PBX: []string{"127.0.0.1/32"}}, addr
+		},
 		Timing: timing.National,
 		Logger: log,
 	}
@@ -66,6 +72,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	defer func() { _ = fed.StopAll() }()
 	type running struct {
 		http       string
+		sip        string
 		id         string
 		dir        string
 		volunteers []string
@@ -84,7 +91,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		r := running{http: c.Addr(), id: id, dir: dir}
+		r := running{http: c.Addr(), id: id, dir: dir, sip: c.SIPAddr()}
 		if existing {
 			for _, v := range c.Node().Roster().Volunteers {
 				if v.Centre == id {
@@ -121,6 +128,14 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		fmt.Fprintf(stdout, "  volunteer console  http://%s/console   (e.g. %s / %s)\n", centres[1].http, firstOr(centres[1].volunteers), DemoPassword)
 	}
 	fmt.Fprintf(stdout, "  overview           http://%s/overview  (admin token: %s)\n", centres[0].http, filepath.Join(centres[0].dir, node.AdminTokenFile))
+	if centres[0].sip != "" {
+		fmt.Fprintf(stdout, "\nPhone calls (docs/pbx.md). The demo has no PBX: each centre's SIP ingress stands in for it.\n")
+		fmt.Fprintf(stdout, "  1. A volunteer gives a SIP phone in the console (a softphone on this machine, e.g. sip:kari@127.0.0.1:5064)\n")
+		fmt.Fprintf(stdout, "     and switches phone on.\n")
+		fmt.Fprintf(stdout, "  2. A SIP phone that follows redirects calls %s's overflow queue: sip:queue-nb@%s\n", centres[0].id, centres[0].sip)
+		fmt.Fprintf(stdout, "     It gets 302 to a one-time token at the volunteer's centre, whose node rings the volunteer's phone;\n")
+		fmt.Fprintf(stdout, "     with nobody free it gets 480. A phone that does not follow 302 needs a PBX in front (deploy/pbx/kamailio.cfg).\n")
+	}
 	fmt.Fprintf(stdout, "\nThe federation:\n  helpmesh status --dir %s\n", centres[0].dir)
 	fmt.Fprintf(stdout, "  curl http://%s/healthz\n", centres[0].http)
 	fmt.Fprintf(stdout, "\nready; press Ctrl-C to stop\n")
@@ -143,6 +158,16 @@ func demoName(i int) string {
 }
 
 // freeOr returns addr if it can be bound now, else a free loopback address.
+// freeUDPOr is addr if its UDP port is free, else a free loopback one.
+func freeUDPOr(addr string) string {
+	if c, err := net.ListenPacket("udp", addr); err == nil {
+		c.Close()
+		return addr
+	}
+	p, _ := localfed.FreePort()
+	return fmt.Sprintf("127.0.0.1:%d", p)
+}
+
 func freeOr(addr string) string {
 	if l, err := net.Listen("tcp", addr); err == nil {
 		l.Close()
