@@ -111,8 +111,7 @@ func proxyHarness(t *testing.T, edit func(*Config)) *harness {
 func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:caller") })
-	phone := siptest.NewPhone(t, siptest.Answer)
-	phone.PickUp = make(chan struct{})
+	phone := siptest.NewPhone(t, siptest.Held)
 	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
 	caller := siptest.NewCallerPBX(t)
