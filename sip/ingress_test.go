@@ -21,6 +21,7 @@ import (
 	"github.com/helpmesh/helpmesh/internal/goroutines"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/logsink"
+	"github.com/helpmesh/helpmesh/internal/siptest"
 )
 
 // testRouter stands in for the real Router (switchboard phone contacts and
@@ -259,20 +260,20 @@ func TestForbiddenOutsidePBX(t *testing.T) {
 func TestInviteToken(t *testing.T) {
 	h := startIngress(t, redirectTo("sip:x@127.0.0.1:5064"), nil)
 	p := newPhone(t, "127.0.0.1")
-	phone := newVolunteerPhone(t, "486")
-	tok := h.tokens.Issue(newTestCall(phone.uri()), time.Minute)
+	phone := siptest.NewPhone(t, siptest.Busy)
+	tok := h.tokens.Issue(newTestCall(phone.URI()), time.Minute)
 	res := p.do(t, sip.INVITE, tok, h.in.Addr())
 	if res.StatusCode != 486 {
 		t.Fatalf("token: %d %s, want the phone's 486", res.StatusCode, res.Reason)
 	}
-	receive(t, phone.invites, "INVITE at the phone")
+	siptest.Receive(t, phone.Invites, "INVITE at the phone")
 	if res := p.do(t, sip.INVITE, tok, h.in.Addr()); res.StatusCode != 410 || res.Reason != "Token Already Used" {
 		t.Fatalf("second use: %d %s, want 410", res.StatusCode, res.Reason)
 	}
 	if res := p.do(t, sip.INVITE, "AAAAAAAAAAAAAAAAAAAAAAAAAA", h.in.Addr()); res.StatusCode != 404 || res.Reason != "Unknown Token" {
 		t.Fatalf("forged: %d %s, want 404", res.StatusCode, res.Reason)
 	}
-	short := h.tokens.Issue(newTestCall(phone.uri()), 50*time.Millisecond)
+	short := h.tokens.Issue(newTestCall(phone.URI()), 50*time.Millisecond)
 	time.Sleep(100 * time.Millisecond)
 	if res := p.do(t, sip.INVITE, short, h.in.Addr()); res.StatusCode != 410 || res.Reason != "Token Expired" {
 		t.Fatalf("expired: %d %s, want 410", res.StatusCode, res.Reason)
@@ -370,7 +371,7 @@ func TestConcurrencyCap(t *testing.T) {
 // included) and no metric. The ingress never sets sip.SIPDebug, which would
 // print whole messages.
 func TestPrivacyCanary(t *testing.T) {
-	const number, name = "4790012345", "Canary Zqxjkv"
+	const number, name = siptest.CanaryNumber, siptest.CanaryName
 	// sipgo writes a few lines to slog's default logger: catch those too,
 	// at debug level, for the length of this test.
 	old := slog.Default()
@@ -529,12 +530,12 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 	p.do(t, sip.OPTIONS, "", in.Addr())
 	p.do(t, sip.INVITE, "queue-nb", in.Addr())
 	// A token call, proxied to a phone that is busy.
-	phone := newVolunteerPhone(t, "486")
-	if res := p.do(t, sip.INVITE, h.tokens.Issue(newTestCall(phone.uri()), time.Minute), in.Addr()); res.StatusCode != 486 {
+	phone := siptest.NewPhone(t, siptest.Busy)
+	if res := p.do(t, sip.INVITE, h.tokens.Issue(newTestCall(phone.URI()), time.Minute), in.Addr()); res.StatusCode != 486 {
 		t.Fatalf("token call: %d, want 486", res.StatusCode)
 	}
 	ua.Close()
-	phone.close()
+	phone.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := in.Stop(ctx); err != nil {

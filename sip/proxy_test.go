@@ -3,7 +3,6 @@ package sip
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -18,6 +17,7 @@ import (
 	"github.com/emiago/sipgo/sip"
 
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/siptest"
 )
 
 // testCall stands in for the switchboard reservation the lead wires to the
@@ -97,229 +97,11 @@ func checkLifecycle(t testing.TB, c *testCall, want ...string) {
 	}
 }
 
-// sipEnd is a real sipgo UA on its own loopback address and port, with a
-// server and a client that sends from the same socket: the caller side's
-// PBX on 127.0.0.1 (the allowlisted prefix), or the volunteer's phone on
-// 127.0.0.3 (allowed only while its call is proxied).
-type sipEnd struct {
-	ua     *sipgo.UserAgent
-	srv    *sipgo.Server
-	client *sipgo.Client
-	addr   netip.AddrPort
-	close  func() // stops serving and closes the UA; once, also at cleanup
-}
-
-// register adds the handlers, before the UA serves (sipgo's handler map is
-// not safe to change while serving).
-func newSipEnd(t testing.TB, ip string, register func(*sipEnd)) *sipEnd {
-	t.Helper()
-	quiet := slog.New(slog.DiscardHandler)
-	ua, err := sipgo.NewUA(sipgo.WithUserAgentHostname(ip),
-		sipgo.WithUserAgentTransportLayerOptions(sip.WithTransportLayerLogger(quiet)),
-		sipgo.WithUserAgentTransactionLayerOptions(sip.WithTransactionLayerLogger(quiet)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := sipgo.NewServer(ua, sipgo.WithServerLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := net.ListenPacket("udp", ip+":0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := conn.LocalAddr().(*net.UDPAddr).AddrPort()
-	client, err := sipgo.NewClient(ua, sipgo.WithClientHostname(ip), sipgo.WithClientPort(int(addr.Port())),
-		sipgo.WithClientConnectionAddr(addr.String()), sipgo.WithClientLogger(quiet))
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := &sipEnd{ua: ua, srv: srv, client: client, addr: addr}
-	register(e)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = srv.ServeUDP(conn)
-	}()
-	e.close = sync.OnceFunc(func() {
-		_ = conn.Close()
-		<-done
-		ua.Close()
-	})
-	t.Cleanup(e.close)
-	// Ready once the client can send from the served socket (sipgo adds it
-	// to its pool inside ServeUDP): an OPTIONS to itself gets an answer.
-	fedtest.Eventually(t, 5*time.Second, "the UA serving", func() bool {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		req := sip.NewRequest(sip.OPTIONS, sip.Uri{Scheme: "sip", Host: ip, Port: int(addr.Port())})
-		_, err := client.Do(ctx, req)
-		return err == nil
-	})
-	return e
-}
-
-func (e *sipEnd) contact(user string) sip.ContactHeader {
-	return sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: user, Host: e.addr.Addr().String(), Port: int(e.addr.Port())}}
-}
-
-// volunteerPhone is the reserved volunteer's phone: a sipgo UAS that
-// answers each INVITE as answer says and records what reached it.
-type volunteerPhone struct {
-	*sipEnd
-	dialogs *sipgo.DialogServerCache
-	invites chan *sip.Request
-	acks    chan *sip.Request
-	byes    chan *sip.Request
-	infos   chan *sip.Request
-	cancels chan struct{}
-	session chan *sipgo.DialogServerSession
-	// pickUp, when set, holds the 200 after the 180 until it is closed (a
-	// 180 and a 200 sent together may pass each other: sipgo handles each
-	// datagram in its own goroutine).
-	pickUp chan struct{}
-}
-
-// phoneSDP is the volunteer phone's media offer answer; it must reach the
-// caller side unchanged (the node never touches the SDP).
-const phoneSDP = "v=0\r\no=vol 1 1 IN IP4 127.0.0.3\r\ns=-\r\nc=IN IP4 127.0.0.3\r\nt=0 0\r\nm=audio 40000 RTP/AVP 0\r\n"
-
-// answer decides what the phone does with an INVITE: "200" (ring, then
-// pick up), "486" (busy), "ring" (ring until cancelled).
-func newVolunteerPhone(t testing.TB, answer string) *volunteerPhone {
-	t.Helper()
-	v := &volunteerPhone{
-		invites: make(chan *sip.Request, 4),
-		acks:    make(chan *sip.Request, 4),
-		byes:    make(chan *sip.Request, 4),
-		infos:   make(chan *sip.Request, 4),
-		cancels: make(chan struct{}, 4),
-		session: make(chan *sipgo.DialogServerSession, 4),
-	}
-	v.sipEnd = newSipEnd(t, "127.0.0.3", func(e *sipEnd) {
-		v.dialogs = sipgo.NewDialogServerCache(e.client, e.contact("vol"))
-		e.srv.OnInvite(func(req *sip.Request, tx sip.ServerTransaction) {
-			v.invites <- req
-			if answer == "486" {
-				_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusBusyHere, "Busy Here", nil))
-				return
-			}
-			d, err := v.dialogs.ReadInvite(req, tx)
-			if err != nil {
-				t.Errorf("phone: read INVITE: %v", err)
-				return
-			}
-			tx.OnCancel(func(*sip.Request) { v.cancels <- struct{}{} })
-			switch answer {
-			case "200":
-				_ = d.Respond(sip.StatusRinging, "Ringing", nil)
-				if v.pickUp != nil {
-					<-v.pickUp
-				}
-				ct := sip.ContentTypeHeader("application/sdp")
-				_ = d.Respond(sip.StatusOK, "OK", []byte(phoneSDP), &ct)
-				v.session <- d
-			default:
-				_ = d.Respond(sip.StatusRinging, "Ringing", nil)
-				<-tx.Done()
-			}
-		})
-		e.srv.OnAck(func(req *sip.Request, tx sip.ServerTransaction) {
-			_ = v.dialogs.ReadAck(req, tx)
-			v.acks <- req
-		})
-		e.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-			if err := v.dialogs.ReadBye(req, tx); err != nil {
-				t.Errorf("phone: BYE: %v", err)
-			}
-			v.byes <- req
-		})
-		e.srv.OnInfo(func(req *sip.Request, tx sip.ServerTransaction) {
-			_ = tx.Respond(sip.NewResponseFromRequest(req, sip.StatusOK, "OK", nil))
-			v.infos <- req
-		})
-	})
-	return v
-}
-
-func (v *volunteerPhone) uri() string {
-	return fmt.Sprintf("sip:vol@%s", v.addr)
-}
-
-// callerPBX is the caller side: the PBX relaying the caller's INVITE for a
-// token to this node, a sipgo dialog UAC on 127.0.0.1.
-type callerPBX struct {
-	*sipEnd
-	dialogs *sipgo.DialogClientCache
-	byes    chan *sip.Request
-}
-
-// The caller's identity in the test calls: number and display name in From
-// and Contact, and an address in the SDP; none may reach a log.
-const (
-	canaryNumber = "4790012345"
-	canaryName   = "Canary Zqxjkv"
-	callerSDP    = "v=0\r\no=4790012345 1 1 IN IP4 127.0.0.1\r\ns=Canary Zqxjkv\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n"
-)
-
-func newCallerPBX(t testing.TB) *callerPBX {
-	t.Helper()
-	c := &callerPBX{byes: make(chan *sip.Request, 4)}
-	c.sipEnd = newSipEnd(t, "127.0.0.1", func(e *sipEnd) {
-		ct := e.contact(canaryNumber)
-		ct.DisplayName = canaryName
-		c.dialogs = sipgo.NewDialogClientCache(e.client, ct)
-		e.srv.OnBye(func(req *sip.Request, tx sip.ServerTransaction) {
-			if err := c.dialogs.ReadBye(req, tx); err != nil {
-				t.Errorf("caller: BYE: %v", err)
-			}
-			c.byes <- req
-		})
-	})
-	return c
-}
-
-// invite calls tok at the node with the caller's canary identity and SDP.
-func (c *callerPBX) invite(t testing.TB, node netip.AddrPort, tok string) *sipgo.DialogClientSession {
-	t.Helper()
-	from := &sip.FromHeader{DisplayName: canaryName, Address: sip.Uri{Scheme: "sip", User: canaryNumber, Host: "127.0.0.1"}, Params: sip.NewParams()}
-	from.Params.Add("tag", sip.GenerateTagN(16))
-	ct := sip.ContentTypeHeader("application/sdp")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	d, err := c.dialogs.Invite(ctx, sip.Uri{Scheme: "sip", User: tok, Host: node.Addr().String(), Port: int(node.Port())}, []byte(callerSDP), from, &ct)
-	if err != nil {
-		t.Fatalf("INVITE: %v", err)
-	}
-	return d
-}
-
 // proxyHarness starts an ingress and registers, before it, the check that
 // runs after its Stop: every call's lifecycle as the test expects it.
 func proxyHarness(t *testing.T, edit func(*Config)) *harness {
 	t.Helper()
 	return startIngress(t, redirectTo("sip:x@127.0.0.1:5064"), edit)
-}
-
-func receive[T any](t testing.TB, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no %s", what)
-		var zero T
-		return zero
-	}
-}
-
-func finalStatus(t testing.TB, err error) int {
-	t.Helper()
-	var de *sipgo.ErrDialogResponse
-	if !errors.As(err, &de) {
-		t.Fatalf("want a final non-2xx answer, got %v", err)
-	}
-	return de.Res.StatusCode
 }
 
 // Pick-up, ACK through the node, BYE from the caller: the phone got the
@@ -329,19 +111,18 @@ func finalStatus(t testing.TB, err error) int {
 func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:caller") })
-	phone := newVolunteerPhone(t, "200")
-	phone.pickUp = make(chan struct{})
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Held)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	caller := newCallerPBX(t)
-	d := caller.invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	caller := siptest.NewCallerPBX(t)
+	d := caller.Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	var ringing bool
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		if res.StatusCode == sip.StatusRinging && !ringing {
 			ringing = true
-			close(phone.pickUp)
+			close(phone.PickUp)
 		}
 		return nil
 	}}); err != nil {
@@ -350,11 +131,11 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	if !ringing {
 		t.Errorf("the caller side heard no 180 Ringing")
 	}
-	if got := string(d.InviteResponse.Body()); got != phoneSDP {
+	if got := string(d.InviteResponse.Body()); got != siptest.PhoneSDP {
 		t.Errorf("caller got SDP %q, want the phone's unchanged", got)
 	}
-	inv := receive(t, phone.invites, "INVITE at the phone")
-	if string(inv.Body()) != callerSDP {
+	inv := siptest.Receive(t, phone.Invites, "INVITE at the phone")
+	if string(inv.Body()) != siptest.CallerSDP {
 		t.Errorf("phone got SDP %q, want the caller's unchanged", inv.Body())
 	}
 	rr := inv.RecordRoute()
@@ -374,13 +155,13 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	ack := receive(t, phone.acks, "ACK at the phone")
+	ack := siptest.Receive(t, phone.Acks, "ACK at the phone")
 	if len(ack.GetHeaders("Via")) != 2 {
 		t.Errorf("ACK did not come through the node: %d Via", len(ack.GetHeaders("Via")))
 	}
 	// The phone resends its 200 (as it would if the ACK were lost): the
 	// node relays it statelessly to the caller side, which ACKs again.
-	vs := receive(t, phone.session, "the phone's dialog")
+	vs := siptest.Receive(t, phone.Sessions, "the phone's dialog")
 	resend, err := net.DialUDP("udp", net.UDPAddrFromAddrPort(netip.MustParseAddrPort("127.0.0.3:0")), net.UDPAddrFromAddrPort(h.in.Addr()))
 	if err != nil {
 		t.Fatal(err)
@@ -389,20 +170,20 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 	if _, err := resend.Write([]byte(vs.InviteResponse.String())); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, phone.acks, "the ACK of the retransmitted 200")
+	siptest.Receive(t, phone.Acks, "the ACK of the retransmitted 200")
 	// An in-dialog request other than BYE (INFO here) goes through the node
 	// both ways and ends nothing.
 	info, err := d.Do(ctx, sip.NewRequest(sip.INFO, d.InviteResponse.Contact().Address))
 	if err != nil || info.StatusCode != sip.StatusOK {
 		t.Fatalf("INFO: %v %v", info, err)
 	}
-	if got := receive(t, phone.infos, "INFO at the phone"); len(got.GetHeaders("Via")) != 2 {
+	if got := siptest.Receive(t, phone.Infos, "INFO at the phone"); len(got.GetHeaders("Via")) != 2 {
 		t.Errorf("INFO did not come through the node")
 	}
 	if err := d.Bye(ctx); err != nil {
 		t.Fatalf("caller BYE: %v", err)
 	}
-	receive(t, phone.byes, "BYE at the phone")
+	siptest.Receive(t, phone.Byes, "BYE at the phone")
 	call.wait(t, "ended:caller")
 	fedtest.Eventually(t, 10*time.Second, "the call forgotten", func() bool { return h.in.calls.len() == 0 })
 }
@@ -414,10 +195,10 @@ func TestProxyPickUpThenCallerHangsUp(t *testing.T) {
 func TestProxyInDialogSidesChecked(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:caller") })
-	phone := newVolunteerPhone(t, "200")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
@@ -426,7 +207,7 @@ func TestProxyInDialogSidesChecked(t *testing.T) {
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, phone.acks, "ACK at the phone")
+	siptest.Receive(t, phone.Acks, "ACK at the phone")
 	node := sip.Uri{Scheme: "sip", Host: "127.0.0.1", Port: int(h.in.Addr().Port()), UriParams: sip.NewParams()}
 	node.UriParams.Add("lr", "")
 	spoof := func(from *sip.FromHeader, to *sip.ToHeader, target sip.Uri) int {
@@ -437,7 +218,7 @@ func TestProxyInDialogSidesChecked(t *testing.T) {
 		req.AppendHeader(sip.HeaderClone(d.InviteRequest.CallID()))
 		req.AppendHeader(&sip.CSeqHeader{SeqNo: 99, MethodName: sip.BYE})
 		req.SetDestination(h.in.Addr().String())
-		res, err := phone.client.Do(ctx, req)
+		res, err := phone.Client.Do(ctx, req)
 		if err != nil {
 			t.Fatalf("spoofed BYE: %v", err)
 		}
@@ -475,11 +256,11 @@ func TestProxyInDialogSidesChecked(t *testing.T) {
 func TestProxyVolunteerHangsUp(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:volunteer") })
-	phone := newVolunteerPhone(t, "200")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	caller := newCallerPBX(t)
-	d := caller.invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	caller := siptest.NewCallerPBX(t)
+	d := caller.Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
@@ -488,12 +269,12 @@ func TestProxyVolunteerHangsUp(t *testing.T) {
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, phone.acks, "ACK at the phone")
-	vs := receive(t, phone.session, "the phone's dialog")
+	siptest.Receive(t, phone.Acks, "ACK at the phone")
+	vs := siptest.Receive(t, phone.Sessions, "the phone's dialog")
 	if err := vs.Bye(ctx); err != nil {
 		t.Fatalf("phone BYE: %v", err)
 	}
-	bye := receive(t, caller.byes, "BYE at the caller side")
+	bye := siptest.Receive(t, caller.Byes, "BYE at the caller side")
 	if len(bye.GetHeaders("Via")) != 2 {
 		t.Errorf("BYE did not come through the node: %d Via", len(bye.GetHeaders("Via")))
 	}
@@ -505,11 +286,11 @@ func TestProxyVolunteerHangsUp(t *testing.T) {
 func TestProxyCancelBeforePickUp(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:caller") })
-	phone := newVolunteerPhone(t, "ring")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Ring)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	caller := newCallerPBX(t)
-	d := caller.invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	caller := siptest.NewCallerPBX(t)
+	d := caller.Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithCancel(context.Background())
 	err := d.WaitAnswer(ctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		if res.StatusCode == sip.StatusRinging {
@@ -520,7 +301,7 @@ func TestProxyCancelBeforePickUp(t *testing.T) {
 	if err == nil {
 		t.Fatal("a cancelled call was answered")
 	}
-	receive(t, phone.cancels, "CANCEL at the phone")
+	siptest.Receive(t, phone.Cancels, "CANCEL at the phone")
 	call.wait(t, "ended:caller")
 }
 
@@ -529,13 +310,13 @@ func TestProxyCancelBeforePickUp(t *testing.T) {
 func TestProxyPhoneBusy(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
-	phone := newVolunteerPhone(t, "486")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Busy)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if code := finalStatus(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})); code != sip.StatusBusyHere {
+	if code := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode; code != sip.StatusBusyHere {
 		t.Fatalf("caller side got %d, want 486", code)
 	}
 	call.wait(t, "ended:unanswered")
@@ -546,20 +327,20 @@ func TestProxyPhoneBusy(t *testing.T) {
 func TestProxyRingTimeout(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
-	phone := newVolunteerPhone(t, "ring")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Ring)
+	call.phone = phone.URI()
 	h := proxyHarness(t, func(c *Config) { c.RingTimeout = 300 * time.Millisecond })
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
-	if code := finalStatus(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})); code != sip.StatusTemporarilyUnavailable {
+	if code := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode; code != sip.StatusTemporarilyUnavailable {
 		t.Fatalf("caller side got %d, want 480", code)
 	}
 	if took := time.Since(start); took < 250*time.Millisecond || took > 5*time.Second {
 		t.Errorf("480 after %v, want about RingTimeout", took)
 	}
-	receive(t, phone.cancels, "CANCEL at the phone")
+	siptest.Receive(t, phone.Cancels, "CANCEL at the phone")
 	call.wait(t, "ended:unanswered")
 }
 
@@ -569,10 +350,10 @@ func TestProxyPhoneUnreachable(t *testing.T) {
 	call := newTestCall("sip:vol@127.0.0.3:9") // discard port: nothing answers
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
 	h := proxyHarness(t, func(c *Config) { c.RingTimeout = 300 * time.Millisecond })
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if code := finalStatus(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})); code != sip.StatusTemporarilyUnavailable {
+	if code := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode; code != sip.StatusTemporarilyUnavailable {
 		t.Fatalf("caller side got %d, want 480", code)
 	}
 	call.wait(t, "ended:unanswered")
@@ -584,15 +365,15 @@ func TestProxyArrivedError(t *testing.T) {
 	call := newTestCall("")
 	call.arriveErr = errors.New("lease ran out")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
-	phone := newVolunteerPhone(t, "200")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
 	res := newPhone(t, "127.0.0.1").do(t, sip.INVITE, h.tokens.Issue(call, time.Minute), h.in.Addr())
 	if res.StatusCode != sip.StatusGone {
 		t.Fatalf("Arrived error: %d %s, want 410", res.StatusCode, res.Reason)
 	}
 	select {
-	case <-phone.invites:
+	case <-phone.Invites:
 		t.Fatal("the phone rang for a reservation that was gone")
 	default:
 	}
@@ -603,12 +384,12 @@ func TestProxyArrivedError(t *testing.T) {
 func TestProxyMaxCallLength(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:unknown") })
-	phone := newVolunteerPhone(t, "200")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	call.phone = phone.URI()
 	h := proxyHarness(t, func(c *Config) { c.MaxCallLength = 500 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -630,11 +411,11 @@ func TestProxyMaxCallLength(t *testing.T) {
 func TestProxyStopWhileRinging(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
-	phone := newVolunteerPhone(t, "ring")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Ring)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
-	receive(t, phone.invites, "INVITE at the phone")
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	siptest.Receive(t, phone.Invites, "INVITE at the phone")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	answer := make(chan error, 1)
@@ -642,10 +423,10 @@ func TestProxyStopWhileRinging(t *testing.T) {
 	if err := h.in.Stop(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if code := finalStatus(t, receive(t, answer, "the caller side's answer")); code != sip.StatusTemporarilyUnavailable {
+	if code := siptest.FinalResponse(t, siptest.Receive(t, answer, "the caller side's answer")).StatusCode; code != sip.StatusTemporarilyUnavailable {
 		t.Errorf("caller side got %d, want 480", code)
 	}
-	receive(t, phone.cancels, "CANCEL at the phone")
+	siptest.Receive(t, phone.Cancels, "CANCEL at the phone")
 	call.wait(t, "ended:unanswered")
 }
 
@@ -654,12 +435,12 @@ func TestProxyStopWhileRinging(t *testing.T) {
 func TestProxyStopEndsAnsweredCall(t *testing.T) {
 	call := newTestCall("")
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "picked-up", "ended:unknown") })
-	phone := newVolunteerPhone(t, "200")
-	call.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	d := newCallerPBX(t).invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -679,43 +460,43 @@ func TestPrivacyCanaryProxy(t *testing.T) {
 	defer slog.SetDefault(old)
 	h := proxyHarness(t, nil)
 	slog.SetDefault(slog.New(slog.NewTextHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-	caller := newCallerPBX(t)
+	caller := siptest.NewCallerPBX(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var secrets []string
 
 	answered := newTestCall("")
-	phone := newVolunteerPhone(t, "200")
-	answered.phone = phone.uri()
+	phone := siptest.NewPhone(t, siptest.Answer)
+	answered.phone = phone.URI()
 	tok := h.tokens.Issue(answered, time.Minute)
-	d := caller.invite(t, h.in.Addr(), tok)
+	d := caller.Invite(t, h.in.Addr(), tok)
 	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Ack(ctx); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, phone.acks, "ACK at the phone")
-	vs := receive(t, phone.session, "the phone's dialog")
+	siptest.Receive(t, phone.Acks, "ACK at the phone")
+	vs := siptest.Receive(t, phone.Sessions, "the phone's dialog")
 	if err := vs.Bye(ctx); err != nil {
 		t.Fatal(err)
 	}
-	receive(t, caller.byes, "BYE at the caller side")
+	siptest.Receive(t, caller.Byes, "BYE at the caller side")
 	answered.wait(t, "ended:volunteer")
 	fromTag, _ := d.InviteRequest.From().Params.Get("tag")
 	toTag, _ := d.InviteResponse.To().Params.Get("tag")
 	secrets = append(secrets, tok, d.InviteRequest.CallID().Value(), fromTag, toTag)
 
-	busy := newTestCall(newVolunteerPhone(t, "486").uri())
+	busy := newTestCall(siptest.NewPhone(t, siptest.Busy).URI())
 	tok = h.tokens.Issue(busy, time.Minute)
-	d = caller.invite(t, h.in.Addr(), tok)
-	finalStatus(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
+	d = caller.Invite(t, h.in.Addr(), tok)
+	siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
 	busy.wait(t, "ended:unanswered")
 	secrets = append(secrets, tok, d.InviteRequest.CallID().Value())
 
-	ringing := newTestCall(newVolunteerPhone(t, "ring").uri())
+	ringing := newTestCall(siptest.NewPhone(t, siptest.Ring).URI())
 	tok = h.tokens.Issue(ringing, time.Minute)
-	d = caller.invite(t, h.in.Addr(), tok)
+	d = caller.Invite(t, h.in.Addr(), tok)
 	cctx, ccancel := context.WithCancel(ctx)
 	_ = d.WaitAnswer(cctx, sipgo.AnswerOptions{OnResponse: func(res *sip.Response) error {
 		if res.StatusCode == sip.StatusRinging {
@@ -743,7 +524,7 @@ func TestPrivacyCanaryProxy(t *testing.T) {
 			metrics.WriteString(m.String())
 		}
 	}
-	for _, canary := range append(secrets, canaryNumber, "Canary", "Zqxjkv", "m=audio", "41000", "40000") {
+	for _, canary := range append(secrets, siptest.CanaryNumber, "Canary", "Zqxjkv", "m=audio", "41000", "40000") {
 		if canary == "" {
 			t.Fatalf("an empty secret: %q", secrets)
 		}

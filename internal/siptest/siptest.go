@@ -98,9 +98,11 @@ type Phone struct {
 	Infos    chan *sip.Request
 	Cancels  chan struct{}
 	Sessions chan *sipgo.DialogServerSession
-	// PickUp, when set before a call, holds the 200 after the 180 until it
-	// is closed (a 180 and a 200 sent together may pass each other: sipgo
-	// handles each datagram in its own goroutine).
+	// PickUp, on a phone started with Held, holds the 200 after the 180
+	// until it is closed (a 180 and a 200 sent together may pass each other:
+	// sipgo handles each datagram in its own goroutine). NewPhone makes it
+	// before the phone serves: set later, the handler's read of the field
+	// races the test's write (the race detector sees no order through UDP).
 	PickUp chan struct{}
 }
 
@@ -113,6 +115,7 @@ const (
 	Answer = "200"  // ring, then pick up
 	Busy   = "486"  // busy at once
 	Ring   = "ring" // ring until cancelled
+	Held   = "held" // ring, then pick up once PickUp is closed
 )
 
 // NewPhone starts a phone on 127.0.0.3 (outside a PBX prefix of
@@ -126,6 +129,9 @@ func NewPhone(t testing.TB, answer string) *Phone {
 		Infos:    make(chan *sip.Request, 4),
 		Cancels:  make(chan struct{}, 4),
 		Sessions: make(chan *sipgo.DialogServerSession, 4),
+	}
+	if answer == Held {
+		v.PickUp = make(chan struct{})
 	}
 	v.End = NewEnd(t, "127.0.0.3", func(e *End) {
 		v.Dialogs = sipgo.NewDialogServerCache(e.Client, e.Contact("vol"))
@@ -142,7 +148,7 @@ func NewPhone(t testing.TB, answer string) *Phone {
 			}
 			tx.OnCancel(func(*sip.Request) { v.Cancels <- struct{}{} })
 			switch answer {
-			case Answer:
+			case Answer, Held:
 				_ = d.Respond(sip.StatusRinging, "Ringing", nil)
 				if v.PickUp != nil {
 					<-v.PickUp
