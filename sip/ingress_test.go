@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -506,7 +505,6 @@ func TestMalformedDropped(t *testing.T) {
 // transactions and Stop, the process is back to its goroutine count from
 // before Start (the test's own client is closed first).
 func TestStopLeavesNoGoroutine(t *testing.T) {
-	before := runtime.NumGoroutine()
 	// Another test's client may leave a sipgo reader behind (its UA's Close
 	// does not always end a client connection's reader at once); those were
 	// there before Start and are not this ingress's.
@@ -542,22 +540,18 @@ func TestStopLeavesNoGoroutine(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 2 s, well under sipgo's 5 s Timer I: transactions left to their timers
-	// (no ua.Close in Stop) fail this test.
+	// (no ua.Close in Stop) fail this test. By name, not by count: the
+	// runtime's count also moves with goroutines that are none of the
+	// ingress's (the race detector's, the test's). A client connection's
+	// reader (readUDPConnection) is the test's own UA's, which sipgo's Close
+	// does not always end at once; the ingress sends from its listening
+	// socket and never makes one.
 	deadline := time.Now().Add(2 * time.Second)
-	for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
-	if n := runtime.NumGoroutine(); n > before {
-		buf := make([]byte, 1<<16)
-		t.Fatalf("%d goroutines after Stop, %d before Start:\n%s", n, before, buf[:runtime.Stack(buf, true)])
-	}
-	// By name too: a count alone could hide a leak behind an unrelated
-	// goroutine that ended meanwhile.
 	var left []string
-	for time.Now().Before(deadline.Add(time.Second)) {
+	for time.Now().Before(deadline) {
 		left = left[:0]
 		for _, g := range goroutines.Running("emiago/sipgo", "helpmesh/sip.(*Ingress)") {
-			if !earlier[goroutineID(g)] {
+			if !earlier[goroutineID(g)] && !strings.Contains(g, "(*TransportUDP).readUDPConnection") {
 				left = append(left, g)
 			}
 		}
