@@ -40,7 +40,9 @@ var ErrNoCentreSIP = errors.New("answering centre has no SIP address in the rost
 // callTokens gives the desk's held calls to the ingress's token store.
 type callTokens struct{ store *sip.TokenStore }
 
-func (t callTokens) Issue(c *switchboard.Call, lease time.Duration) string { return t.store.Issue(c, lease) }
+func (t callTokens) Issue(c *switchboard.Call, lease time.Duration) string {
+	return t.store.Issue(c, lease)
+}
 
 var _ sip.Call = (*switchboard.Call)(nil)
 

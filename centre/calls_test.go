@@ -32,7 +32,7 @@ import (
 // voice_test.go.
 
 // phoneFed starts n centres that take calls, with tune applied to each.
-func phoneFed(t *testing.T, n int, tune func(id string, cfg *centre.Config)) *fedtest.Federation[centre.Config, *centre.Centre] {
+func phoneFed(t testing.TB, n int, tune func(id string, cfg *centre.Config)) *fedtest.Federation[centre.Config, *centre.Centre] {
 	t.Helper()
 	local := centre.Local{
 		Root: t.TempDir(), Timing: timing.Test, Logger: slog.New(slog.DiscardHandler), Tune: tune,
@@ -48,7 +48,7 @@ func phoneFed(t *testing.T, n int, tune func(id string, cfg *centre.Config)) *fe
 	return fedtest.Start(t, local.Driver(), n)
 }
 
-func ingress(t *testing.T, c *centre.Centre) netip.AddrPort {
+func ingress(t testing.TB, c *centre.Centre) netip.AddrPort {
 	t.Helper()
 	ap, err := netip.ParseAddrPort(c.SIPAddr())
 	if err != nil {
@@ -72,9 +72,11 @@ func (d *deskPhone) Offer(o switchboard.Offer) {
 	d.mu.Unlock()
 	d.add("offer " + o.Channel + " " + o.Language + " from " + o.From)
 }
-func (d *deskPhone) OfferWithdrawn(_, reason string)        { d.add("withdrawn " + reason) }
-func (d *deskPhone) Connected(_, from string)               { d.add("connected " + from) }
-func (d *deskPhone) Event(_ string, e switchboard.Event)    { d.add("event " + string(e.Kind) + " " + e.By) }
+func (d *deskPhone) OfferWithdrawn(_, reason string) { d.add("withdrawn " + reason) }
+func (d *deskPhone) Connected(_, from string)        { d.add("connected " + from) }
+func (d *deskPhone) Event(_ string, e switchboard.Event) {
+	d.add("event " + string(e.Kind) + " " + e.By)
+}
 func (d *deskPhone) Lost(string, int)                       { d.add("lost") }
 func (d *deskPhone) Availability(map[string]bool, int, int) {}
 
@@ -97,7 +99,7 @@ func (d *deskPhone) String() string {
 
 // phoneVolunteer signs a volunteer in at c with phone as their phone and
 // switches calls on.
-func phoneVolunteer(t *testing.T, c *centre.Centre, id, phone string) (*switchboard.Console, *deskPhone) {
+func phoneVolunteer(t testing.TB, c *centre.Centre, id, phone string) (*switchboard.Console, *deskPhone) {
 	t.Helper()
 	d := &deskPhone{}
 	con, err := c.Node().Switchboard().SignIn(switchboard.Volunteer{ID: id, Alias: "Kari", Channels: []string{switchboard.ChannelPhone}, Languages: []string{"nb"}, Capacity: 1}, d)
@@ -115,7 +117,7 @@ func phoneVolunteer(t *testing.T, c *centre.Centre, id, phone string) (*switchbo
 
 // askQueue sends one INVITE for queue-nb to the centre's ingress, as the
 // PBX does when its own queue rang unanswered, and returns the final answer.
-func askQueue(t *testing.T, pbx *siptest.CallerPBX, c *centre.Centre) *sip.Response {
+func askQueue(t testing.TB, pbx *siptest.CallerPBX, c *centre.Centre) *sip.Response {
 	t.Helper()
 	d := pbx.Invite(t, ingress(t, c), "queue-nb")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -125,7 +127,7 @@ func askQueue(t *testing.T, pbx *siptest.CallerPBX, c *centre.Centre) *sip.Respo
 
 // redirected asks until the answer is a 302 (gossip may not yet show the
 // other centre's volunteer free) and returns its Contact.
-func redirected(t *testing.T, pbx *siptest.CallerPBX, c *centre.Centre) sip.Uri {
+func redirected(t testing.TB, pbx *siptest.CallerPBX, c *centre.Centre) sip.Uri {
 	t.Helper()
 	var res *sip.Response
 	fedtest.Eventually(t, 20*time.Second, "a 302 for the call", func() bool {

@@ -49,7 +49,7 @@ type chatConsole struct {
 	events chan switchboard.Event
 }
 
-func (c chatConsole) Offer(o switchboard.Offer) { c.offers <- o.Contact }
+func (c chatConsole) Offer(o switchboard.Offer)   { c.offers <- o.Contact }
 func (chatConsole) OfferWithdrawn(string, string) {}
 func (chatConsole) Connected(string, string)      {}
 func (c chatConsole) Event(_ string, e switchboard.Event) {

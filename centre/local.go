@@ -34,7 +34,7 @@ type Local struct {
 	// (timeouts a test shortens).
 	Tune   func(id string, cfg *Config)
 	Timing timing.Profile
-	Logger   *slog.Logger
+	Logger *slog.Logger
 }
 
 // Driver returns the localfed driver that makes, starts and stops these
