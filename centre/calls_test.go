@@ -2,7 +2,11 @@ package centre_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -17,6 +21,7 @@ import (
 	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/internal/siptest"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
@@ -31,11 +36,21 @@ import (
 // The same flow through two real Kamailio PBXs with real voice is in
 // voice_test.go.
 
+// phoneRig is a federation of centres that take calls, with everything
+// they logged (at debug level) and their data directories under root.
+type phoneRig struct {
+	*fedtest.Federation[centre.Config, *centre.Centre]
+	root string
+	logs *logsink.Buffer
+}
+
 // phoneFed starts n centres that take calls, with tune applied to each.
-func phoneFed(t testing.TB, n int, tune func(id string, cfg *centre.Config)) *fedtest.Federation[centre.Config, *centre.Centre] {
+func phoneFed(t testing.TB, n int, tune func(id string, cfg *centre.Config)) *phoneRig {
 	t.Helper()
+	r := &phoneRig{root: t.TempDir(), logs: &logsink.Buffer{}}
 	local := centre.Local{
-		Root: t.TempDir(), Timing: timing.Test, Logger: slog.New(slog.DiscardHandler), Tune: tune,
+		Root: r.root, Timing: timing.Test, Tune: tune,
+		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Phone: func(string, int) (node.PhoneConfig, string) {
 			port, err := localfed.FreePort()
 			if err != nil {
@@ -45,7 +60,8 @@ func phoneFed(t testing.TB, n int, tune func(id string, cfg *centre.Config)) *fe
 			return node.PhoneConfig{Listen: addr, PBX: []string{"127.0.0.1/32"}}, addr
 		},
 	}
-	return fedtest.Start(t, local.Driver(), n)
+	r.Federation = fedtest.Start(t, local.Driver(), n)
+	return r
 }
 
 func ingress(t testing.TB, c *centre.Centre) netip.AddrPort {
@@ -281,6 +297,57 @@ func TestCallOverflowsToAnotherCentre(t *testing.T) {
 	}
 	if h := c1.Node().Switchboard().Stats().SpeedToAnswer[switchboard.ChannelPhone]; h.Count != 1 {
 		t.Fatalf("phone speed to answer observed %d times, want 1", h.Count)
+	}
+	f.noTrace(t, siptest.CanaryNumber, siptest.CanaryName, to.User)
+}
+
+// noTrace fails if any of secrets (a caller's number or name, a token)
+// appears in what the centres logged at debug level, in any file of their
+// data directories, in their metrics or in their roster.
+func (r *phoneRig) noTrace(t *testing.T, secrets ...string) {
+	t.Helper()
+	var places []string
+	check := func(where, text string) {
+		for _, s := range secrets {
+			if strings.Contains(text, s) {
+				places = append(places, fmt.Sprintf("%q in %s", s, where))
+			}
+		}
+	}
+	check("the logs", r.logs.String())
+	for _, c := range r.Live() {
+		mfs, err := c.Node().Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(c.Node().Centre()+"'s metrics", fmt.Sprint(mfs))
+		roster, err := json.Marshal(c.Node().Roster())
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(c.Node().Centre()+"'s roster", string(roster))
+	}
+	files := 0
+	err := filepath.WalkDir(r.root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files++
+		check(path, string(b))
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files == 0 || len(r.logs.String()) == 0 {
+		t.Fatalf("nothing to scan: %d files, %d bytes of logs", files, len(r.logs.String()))
+	}
+	if len(places) > 0 {
+		t.Fatalf("the caller left a trace: %s", strings.Join(places, "; "))
 	}
 }
 
