@@ -7,10 +7,6 @@ import (
 	"testing"
 )
 
-// Tools are the programs the rig runs (Debian packages kamailio,
-// baresip-core, espeak-ng, sox).
-var Tools = []string{"kamailio", "baresip", "espeak-ng", "sox"}
-
 // Need skips the test when a tool is missing, so a laptop without the
 // telephony packages still runs the rest; in CI (CI=true) a missing tool is a
 // failure, because .ci/run installs them and a skip there would hide a
@@ -18,7 +14,9 @@ var Tools = []string{"kamailio", "baresip", "espeak-ng", "sox"}
 func Need(t testing.TB) {
 	t.Helper()
 	var missing []string
-	for _, tool := range Tools {
+	// The programs the rig runs (Debian packages kamailio, baresip-core,
+	// espeak-ng, sox).
+	for _, tool := range []string{"kamailio", "baresip", "espeak-ng", "sox"} {
 		if _, err := exec.LookPath(tool); err != nil {
 			missing = append(missing, tool)
 		}

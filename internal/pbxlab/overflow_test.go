@@ -3,6 +3,7 @@ package pbxlab_test
 import (
 	"context"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -230,5 +231,27 @@ func TestNobodyFreeLandsOnOwnQueue(t *testing.T) {
 	}
 	if got := correlate(t, "caller's speech vs what A's queue phone heard", c.callerSpeech, c.queueA.Heard()); got < 0.8 {
 		t.Errorf("A's own queue did not hear the caller: correlation %.3f < 0.8", got)
+	}
+}
+
+// Node B is dead (never answers; a node gone between its 302 and the call):
+// PBX B gives up after fr_timer (3 s, a local 408) and puts the caller on
+// its own queue.
+func TestDeadNodeLandsOnOwnQueue(t *testing.T) {
+	c := startCentres(t)
+	c.nodeB.answer(func(string) (int, string) { return 0, "" })
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
+	defer cancel()
+
+	if err := c.caller.Dial(ctx, c.pbxA.URI("1000")); err != nil {
+		t.Fatal(err)
+	}
+	converse(ctx, t, c.caller, c.queueB, talkShort)
+
+	if c.volunteer.Saw("CALL_INCOMING") {
+		t.Error("the volunteer's phone rang though node B never answered")
+	}
+	if !strings.Contains(c.pbxB.Log(), "node answered 408; own queue") {
+		t.Errorf("PBX B did not fall back on its own 408:\n%s", c.pbxB.Log())
 	}
 }

@@ -11,7 +11,7 @@ import (
 )
 
 // answer is a stand-in node's reply to an INVITE for user: a status code
-// and, for a 3xx, the Contact.
+// and, for a 3xx, the Contact. Code 0: no reply at all (a dead node).
 type answer func(user string) (code int, contact string)
 
 // standIn is a stand-in for a centre's helpmesh node: a sipgo UAS that
@@ -54,6 +54,13 @@ func startStandIn(t *testing.T) *standIn {
 		code, contact := 503, ""
 		if rule != nil {
 			code, contact = rule(user)
+		}
+		if code == 0 { // a dead node: not a word, not even 100 Trying
+			n.mu.Lock()
+			n.users = append(n.users, user)
+			n.codes = append(n.codes, 0)
+			n.mu.Unlock()
+			return
 		}
 		res := sip.NewResponseFromRequest(req, code, reasons[code], nil)
 		switch {
