@@ -255,3 +255,57 @@ func TestDeadNodeLandsOnOwnQueue(t *testing.T) {
 		t.Errorf("PBX B did not fall back on its own 408:\n%s", c.pbxB.Log())
 	}
 }
+
+// The caller gives up while centre A's own phone rings: the CANCEL reaches
+// the phone, and the call is not offered to the federation afterwards.
+// (Kamailio's tm refuses new branches on a cancelled transaction by itself:
+// a mutation run without the cfg's t_is_canceled checks passed too. What
+// this guards is the CANCEL path through the PBX.)
+func TestCallerHangingUpIsNotOffered(t *testing.T) {
+	c := startCentres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	if err := c.caller.Dial(ctx, c.pbxA.URI("1000")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.local.Await(ctx, "CALL_INCOMING"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.caller.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []*pbxlab.Phone{c.local, c.caller} {
+		if _, err := p.Await(ctx, "CALL_CLOSED"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Had PBX A relayed to its node after the phone's 487, the caller's
+	// INVITE would still be open: its CALL_CLOSED means the failure route
+	// already chose.
+	if users, _ := c.nodeA.asked(); len(users) != 0 {
+		t.Errorf("node A was asked %q for a call the caller had given up", users)
+	}
+}
+
+// Only PBX A itself asks its node for "queue-LL": a caller (or a peer PBX)
+// dialling queue-nb is refused instead of skipping the own queue.
+func TestQueueNameIsNotDiallable(t *testing.T) {
+	c := startCentres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+
+	if err := c.caller.Dial(ctx, c.pbxA.URI("queue-nb")); err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.caller.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e.Type != "CALL_CLOSED" || !strings.Contains(e.Param, "404") {
+		t.Errorf("dialling queue-nb: %s %q, want CALL_CLOSED with 404", e.Type, e.Param)
+	}
+	if users, _ := c.nodeA.asked(); len(users) != 0 {
+		t.Errorf("node A was asked %q", users)
+	}
+}
