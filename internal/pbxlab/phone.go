@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -72,7 +73,7 @@ type Phone struct {
 
 	mu        sync.Mutex
 	events    []Event
-	cursor    int // Await consumes events up to here
+	taken     []bool // events Await has returned
 	responses map[string]chan ctrlMessage
 	changed   chan struct{} // closed and replaced on every new event
 	closed    bool
@@ -218,6 +219,11 @@ func (p *Phone) command(ctx context.Context, name, params string) (string, error
 	token := strconv.Itoa(p.tokens)
 	resp := make(chan ctrlMessage, 1)
 	p.mu.Lock()
+	if p.closed { // the reader is gone: nobody would answer
+		p.mu.Unlock()
+		p.writeMu.Unlock()
+		return "", fmt.Errorf("%s: %w", name, ErrPhoneGone)
+	}
 	p.responses[token] = resp
 	p.mu.Unlock()
 	err := writeCommand(p.conn, ctrlCommand{Command: name, Params: params, Token: token})
@@ -272,6 +278,7 @@ func (p *Phone) read() {
 			}
 		case m.IsEvent:
 			p.events = append(p.events, m.Event)
+			p.taken = append(p.taken, false)
 			close(p.changed)
 			p.changed = make(chan struct{})
 		}
@@ -279,20 +286,19 @@ func (p *Phone) read() {
 	}
 }
 
-// Await returns the next event (after those Await already returned) whose
-// type is one of types, e.g. Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED").
-// Events in between of other types are passed over.
+// Await returns the earliest event not yet returned by Await whose type is
+// one of types, e.g. Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"), waiting
+// for it if need be. Events of other types stay available: baresip's order
+// varies (a caller may report CALL_RTPESTAB for early media before
+// CALL_ESTABLISHED), so awaiting one type never hides another.
 func (p *Phone) Await(ctx context.Context, types ...string) (Event, error) {
 	for {
 		p.mu.Lock()
-		for p.cursor < len(p.events) {
-			e := p.events[p.cursor]
-			p.cursor++
-			for _, ty := range types {
-				if e.Type == ty {
-					p.mu.Unlock()
-					return e, nil
-				}
+		for i, e := range p.events {
+			if !p.taken[i] && slices.Contains(types, e.Type) {
+				p.taken[i] = true
+				p.mu.Unlock()
+				return e, nil
 			}
 		}
 		changed, closed := p.changed, p.closed
