@@ -80,47 +80,6 @@ func startCentres(t *testing.T) *centres {
 	return c
 }
 
-// converse waits until caller and answerer both receive RTP, lets them talk,
-// and hangs up from the caller's side.
-func converse(ctx context.Context, t *testing.T, caller, answerer *pbxlab.Phone, talk time.Duration) {
-	t.Helper()
-	for _, p := range []*pbxlab.Phone{caller, answerer} {
-		// A call that ends instead fails here at once, not at ctx's end.
-		if e, err := p.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"); err != nil {
-			t.Fatal(err)
-		} else if e.Type != "CALL_ESTABLISHED" {
-			t.Fatalf("call closed before it was established (%s; events %v)", e.Param, p.EventTypes())
-		}
-		if _, err := p.Await(ctx, "CALL_RTPESTAB"); err != nil {
-			t.Fatal(err)
-		}
-	}
-	select {
-	case <-time.After(talk): // the speech itself takes this long
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-	if err := caller.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, p := range []*pbxlab.Phone{caller, answerer} {
-		if _, err := p.Await(ctx, "CALL_CLOSED"); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
-
-// correlate is pbxlab.Correlate that fails the test on an error.
-func correlate(t *testing.T, what, a, b string) float64 {
-	t.Helper()
-	c, err := pbxlab.Correlate(a, b)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	t.Logf("correlation, %s: %.3f", what, c)
-	return c
-}
-
 // The whole overflow: centre A's own queue rings unanswered, node A sends
 // the call to centre B with a token, node B to its volunteer; each side
 // hears the other's voice, and not its own.
@@ -136,7 +95,7 @@ func TestCallOverflowsToOtherCentre(t *testing.T) {
 	if _, err := c.local.Await(ctx, "CALL_INCOMING"); err != nil {
 		t.Fatalf("centre A's own queue did not ring first: %v", err)
 	}
-	converse(ctx, t, c.caller, c.volunteer, talkLong)
+	pbxlab.Converse(ctx, t, c.caller, c.volunteer, talkLong)
 
 	if c.local.Saw("CALL_ESTABLISHED") {
 		t.Error("centre A's own queue phone answered; it never answers in this test")
@@ -151,16 +110,16 @@ func TestCallOverflowsToOtherCentre(t *testing.T) {
 		t.Errorf("node B was asked for %q, want [tok123] (the token, unchanged)", users)
 	}
 
-	if got := correlate(t, "caller's speech vs what the volunteer heard", c.callerSpeech, c.volunteer.Heard()); got < 0.8 {
+	if got := pbxlab.MustCorrelate(t, "caller's speech vs what the volunteer heard", c.callerSpeech, c.volunteer.Heard()); got < 0.8 {
 		t.Errorf("the volunteer did not hear the caller: correlation %.3f < 0.8", got)
 	}
-	if got := correlate(t, "volunteer's speech vs what the caller heard", c.volunteerSay, c.caller.Heard()); got < 0.8 {
+	if got := pbxlab.MustCorrelate(t, "volunteer's speech vs what the caller heard", c.volunteerSay, c.caller.Heard()); got < 0.8 {
 		t.Errorf("the caller did not hear the volunteer: correlation %.3f < 0.8", got)
 	}
-	if got := correlate(t, "caller's speech vs what the caller heard (mismatch)", c.callerSpeech, c.caller.Heard()); got >= 0.5 {
+	if got := pbxlab.MustCorrelate(t, "caller's speech vs what the caller heard (mismatch)", c.callerSpeech, c.caller.Heard()); got >= 0.5 {
 		t.Errorf("mismatched pair correlates %.3f >= 0.5: the check cannot tell voices apart", got)
 	}
-	if got := correlate(t, "volunteer's speech vs what the volunteer heard (mismatch)", c.volunteerSay, c.volunteer.Heard()); got >= 0.5 {
+	if got := pbxlab.MustCorrelate(t, "volunteer's speech vs what the volunteer heard (mismatch)", c.volunteerSay, c.volunteer.Heard()); got >= 0.5 {
 		t.Errorf("mismatched pair correlates %.3f >= 0.5: the check cannot tell voices apart", got)
 	}
 	for _, p := range []*pbxlab.Phone{c.caller, c.volunteer} {
@@ -182,7 +141,7 @@ func TestRefusedTokenLandsOnOwnQueue(t *testing.T) {
 	if err := c.caller.Dial(ctx, c.pbxA.URI("1000")); err != nil {
 		t.Fatal(err)
 	}
-	converse(ctx, t, c.caller, c.queueB, talkShort)
+	pbxlab.Converse(ctx, t, c.caller, c.queueB, talkShort)
 
 	if c.volunteer.Saw("CALL_INCOMING") {
 		t.Error("the volunteer's phone rang for a refused token")
@@ -190,7 +149,7 @@ func TestRefusedTokenLandsOnOwnQueue(t *testing.T) {
 	if users, codes := c.nodeB.asked(); !slices.Equal(users, []string{"tok123"}) || !slices.Equal(codes, []int{404}) {
 		t.Errorf("node B was asked %q and answered %v, want [tok123] [404]", users, codes)
 	}
-	if got := correlate(t, "caller's speech vs what B's queue phone heard", c.callerSpeech, c.queueB.Heard()); got < 0.8 {
+	if got := pbxlab.MustCorrelate(t, "caller's speech vs what B's queue phone heard", c.callerSpeech, c.queueB.Heard()); got < 0.8 {
 		t.Errorf("B's own queue did not hear the caller: correlation %.3f < 0.8", got)
 	}
 }
@@ -221,7 +180,7 @@ func TestNobodyFreeLandsOnOwnQueue(t *testing.T) {
 	if err := c.queueA.Accept(ctx); err != nil {
 		t.Fatal(err)
 	}
-	converse(ctx, t, c.caller, c.queueA, talkShort)
+	pbxlab.Converse(ctx, t, c.caller, c.queueA, talkShort)
 
 	if users, codes := c.nodeA.asked(); !slices.Equal(users, []string{"queue-nb"}) || !slices.Equal(codes, []int{480}) {
 		t.Errorf("node A was asked %q and answered %v, want [queue-nb] [480]", users, codes)
@@ -229,7 +188,7 @@ func TestNobodyFreeLandsOnOwnQueue(t *testing.T) {
 	if users, _ := c.nodeB.asked(); len(users) != 0 {
 		t.Errorf("node B was asked %q; the call never left centre A", users)
 	}
-	if got := correlate(t, "caller's speech vs what A's queue phone heard", c.callerSpeech, c.queueA.Heard()); got < 0.8 {
+	if got := pbxlab.MustCorrelate(t, "caller's speech vs what A's queue phone heard", c.callerSpeech, c.queueA.Heard()); got < 0.8 {
 		t.Errorf("A's own queue did not hear the caller: correlation %.3f < 0.8", got)
 	}
 }
@@ -246,7 +205,7 @@ func TestDeadNodeLandsOnOwnQueue(t *testing.T) {
 	if err := c.caller.Dial(ctx, c.pbxA.URI("1000")); err != nil {
 		t.Fatal(err)
 	}
-	converse(ctx, t, c.caller, c.queueB, talkShort)
+	pbxlab.Converse(ctx, t, c.caller, c.queueB, talkShort)
 
 	if c.volunteer.Saw("CALL_INCOMING") {
 		t.Error("the volunteer's phone rang though node B never answered")

@@ -48,8 +48,11 @@ var (
 type PhoneConfig struct {
 	// User is the account's user part: baresip answers only INVITEs whose
 	// Request-URI user is this (telephony-lab gotcha 13).
-	User   string
-	Answer Answer
+	User string
+	// DisplayName, if set, is the name the phone gives in its From (a
+	// caller's name: a privacy canary in the tests).
+	DisplayName string
+	Answer      Answer
 	// Speak is the WAV the phone sends as its microphone (Speech makes
 	// one); empty means 60 s of silence. The call ends when it ends.
 	Speak string
@@ -130,6 +133,9 @@ func StartPhone(t testing.TB, cfg PhoneConfig) *Phone {
 		"snd_path " + cfg.RecordDir,
 	}, "\n") + "\n"
 	account := fmt.Sprintf("<sip:%s@127.0.0.1:%d>;regint=0;answermode=%s;audio_codecs=PCMA,PCMU\n", cfg.User, p.sipPort, mode)
+	if cfg.DisplayName != "" {
+		account = fmt.Sprintf("%q %s", cfg.DisplayName, account)
+	}
 	for name, content := range map[string]string{"config": config, "accounts": account, "contacts": ""} {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
 			t.Fatalf("pbxlab: phone %s: %v", cfg.User, err)
