@@ -13,6 +13,7 @@ import (
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/internal/pbxlab"
+	"github.com/helpmesh/helpmesh/internal/siptest"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -42,7 +43,7 @@ type voiceRig struct {
 // startVoiceRig starts the PBXs, the phones and the two centres. Centre A
 // (c1) has nobody free for calls; centre B (c2) has the volunteer whose
 // phone answers at once and records.
-func startVoiceRig(t *testing.T) *voiceRig {
+func startVoiceRig(t *testing.T, tune func(id string, cfg *centre.Config)) *voiceRig {
 	t.Helper()
 	pbxlab.Need(t)
 	dir := t.TempDir()
@@ -76,7 +77,7 @@ func startVoiceRig(t *testing.T) *voiceRig {
 	})
 	r.phoneRig = &phoneRig{root: t.TempDir(), logs: &logsink.Buffer{}}
 	local := centre.Local{
-		Root: r.root, Timing: timing.Test,
+		Root: r.root, Timing: timing.Test, Tune: tune,
 		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Phone: func(id string, _ int) (node.PhoneConfig, string) {
 			if id == "c1" {
@@ -108,7 +109,7 @@ func freeLoopback(t *testing.T) string {
 // correlate). Both centres saw the pick-up and the hang-up, A counts the
 // call answered by overflow, and the caller's number and name are nowhere.
 func TestCallOverflowsBetweenTwoPBXsWithRealVoice(t *testing.T) {
-	r := startVoiceRig(t)
+	r := startVoiceRig(t, nil)
 	c1, c2 := r.Member("c1"), r.Member("c2")
 	con, desk := phoneVolunteer(t, c2, "v-b", r.volunteer.URI())
 	fedtest.Eventually(t, 20*time.Second, "c2's volunteer free for calls in c1's view", func() bool { return seenFree(c1, c2, switchboard.ChannelPhone) })
@@ -170,31 +171,58 @@ func TestCallOverflowsBetweenTwoPBXsWithRealVoice(t *testing.T) {
 
 // A second use of a token, a forged one and an expired one each get a
 // clear 4xx from node B, and PBX B puts the caller on its own queue phone:
-// never a dropped caller. The expired one is a hold whose lease ran out
-// (the volunteer is free again); the forged one is dialled straight at
-// PBX B, as anyone who guessed could.
+// never a dropped caller. The volunteer is held again only by a new call:
+// the hold ends with its call, and with its lease.
 func TestRefusedTokensLandOnTheOwnQueueWithRealPBXs(t *testing.T) {
-	r := startVoiceRig(t)
-	c2 := r.Member("c2")
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	const lease = 3 * time.Second
+	r := startVoiceRig(t, func(_ string, cfg *centre.Config) { cfg.Node.CallLease = lease })
+	c1, c2 := r.Member("c1"), r.Member("c2")
+	_, desk := phoneVolunteer(t, c2, "v-b", r.volunteer.URI())
+	pbx := siptest.NewCallerPBX(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	for _, tc := range []struct {
-		name, user string
-	}{
-		{"forged", "AAAAAAAAAAAAAAAAAAAAAAAAAA"},
-	} {
-		if err := r.caller.Dial(ctx, r.pbxB.URI(tc.user)); err != nil {
+	// landsOnOwnQueue dials user at PBX B and has B's own queue phone
+	// answer it.
+	landsOnOwnQueue := func(what, user string, status int) {
+		t.Helper()
+		if err := r.caller.Dial(ctx, r.pbxB.URI(user)); err != nil {
 			t.Fatal(err)
 		}
-		pbxlab.Converse(ctx, t, r.caller, r.queueB, 2*time.Second)
-		if r.volunteer.Saw("CALL_INCOMING") {
-			t.Fatalf("%s token: the volunteer's phone rang", tc.name)
-		}
-		if !strings.Contains(r.pbxB.Log(), "node answered 404") {
-			t.Fatalf("%s token: PBX B did not get 404 from its node: %s", tc.name, tailOf(r.pbxB.Log()))
+		pbxlab.Converse(ctx, t, r.caller, r.queueB, time.Second)
+		if want := fmt.Sprintf("node answered %d; own queue", status); !strings.Contains(r.pbxB.Log(), want) {
+			t.Fatalf("%s token: PBX B's log lacks %q:\n%s", what, want, tailOf(r.pbxB.Log()))
 		}
 	}
-	_ = c2
+
+	// Forged.
+	landsOnOwnQueue("a forged", "AAAAAAAAAAAAAAAAAAAAAAAAAA", 404)
+
+	// Used: the PBX at A asks c1, the caller follows the 302 to PBX B once
+	// (the volunteer answers), then dials the same token again.
+	fedtest.Eventually(t, 20*time.Second, "c2 free for calls in c1's view", func() bool { return seenFree(c1, c2, switchboard.ChannelPhone) })
+	tok := redirected(t, pbx, c1).User
+	if err := r.caller.Dial(ctx, r.pbxB.URI(tok)); err != nil {
+		t.Fatal(err)
+	}
+	pbxlab.Converse(ctx, t, r.caller, r.volunteer, time.Second)
+	fedtest.Eventually(t, 10*time.Second, "the volunteer free again after the call", func() bool {
+		return c2.Node().Switchboard().Availability()[switchboard.ChannelPhone].Free["nb"] == 1
+	})
+	landsOnOwnQueue("a used", tok, 410)
+
+	// Expired: held, and nobody came within the lease.
+	fedtest.Eventually(t, 20*time.Second, "c2 free for calls in c1's view again", func() bool { return seenFree(c1, c2, switchboard.ChannelPhone) })
+	tok = redirected(t, pbx, c1).User
+	fedtest.Eventually(t, 2*lease, "the hold released at its lease", func() bool { return desk.has("withdrawn the call did not come through") })
+	landsOnOwnQueue("an expired", tok, 410)
+
+	if n := len(r.volunteer.Recordings()); n > 2 {
+		t.Errorf("the volunteer's phone took %d recordings' worth of calls, want the one call", n/2)
+	}
+	if tl := phoneTally(c1); tl.AnsweredOverflow != 1 || tl.Returned != 1 {
+		t.Errorf("c1's phone KPIs %+v: want the used token's call answered and the expired one returned", tl)
+	}
+	conservedCalls(t, c1)
 }
 
 // sipLines are the centres' log lines about calls, for a failure message.
