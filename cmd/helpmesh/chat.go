@@ -97,6 +97,7 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 	server := fs.String("server", "http://127.0.0.1:8080", "your home centre")
 	id := fs.String("id", "", "your volunteer id")
 	password := fs.String("password", "", "your password")
+	phone := fs.String("phone", "", "take calls too, on this phone: an extension of your centre's PBX or sip:user@ip:port")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,7 +124,18 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 	if err := wsjson.Write(ctx, c, map[string]any{"type": "available", "channel": "chat", "on": true}); err != nil {
 		return err
 	}
-	fmt.Fprintln(stdout, "signed in and available for chat. /accept, /decline, /end TOPIC AGE-GROUP, or type to answer")
+	channels := "chat"
+	if *phone != "" {
+		// Calls ring the phone, never this terminal: the console hears when
+		// one is coming, picked up and over, and takes its categorisation.
+		for _, f := range []map[string]any{{"type": "phone", "phone": *phone}, {"type": "available", "channel": "phone", "on": true}} {
+			if err := wsjson.Write(ctx, c, f); err != nil {
+				return err
+			}
+		}
+		channels = "chat and calls on " + *phone
+	}
+	fmt.Fprintf(stdout, "signed in and available for %s. /accept, /decline, /end TOPIC AGE-GROUP, or type to answer\n", channels)
 	var mu sync.Mutex
 	current := ""
 	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
@@ -134,8 +146,16 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 			if f, ok := m["from_centre"].(string); ok && f != "" {
 				from = " from " + f
 			}
+			if m["channel"] == "phone" {
+				fmt.Fprintf(stdout, "[a call is coming to your phone%s (%v): answer it there, or /decline before it rings]\n", from, m["language"])
+				break
+			}
 			fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
 		case "connected":
+			if m["channel"] == "phone" {
+				fmt.Fprintln(stdout, "[call picked up]")
+				break
+			}
 			fmt.Fprintln(stdout, "[connected]")
 		case "message":
 			fmt.Fprintf(stdout, "visitor: %v\n", m["text"])

@@ -1,0 +1,108 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/logsink"
+	"github.com/helpmesh/helpmesh/internal/siptest"
+)
+
+// output runs bin with args in the background, its stdout and stderr kept.
+func output(t *testing.T, bin string, stdin io.Reader, args ...string) *logsink.Buffer {
+	t.Helper()
+	out := &logsink.Buffer{}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = out, out, stdin
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			t.Logf("output of helpmesh %s:\n%s", strings.Join(args, " "), lastLines(out.String(), 30))
+		}
+	})
+	return out
+}
+
+// The newcomer's phone path through the real binary: `helpmesh demo`
+// prints its centres' SIP ingresses; a volunteer at bergen signs in with
+// `helpmesh volunteer --phone`; a SIP phone calls oslo's overflow queue
+// (oslo has nobody), follows the 302 to bergen, and bergen's node rings
+// the volunteer's phone, which answers. The volunteer's terminal shows
+// the call coming, picked up and ended.
+func TestBinaryDemoPhonePath(t *testing.T) {
+	bin := buildBinary(t)
+	base := fedtest.FreePort(t)
+	demo := output(t, bin, nil, "demo", "--base-port", fmt.Sprint(base), "--dir", t.TempDir())
+	var httpOf = map[string]string{}
+	var queue string
+	waitFor(t, 90*time.Second, "the demo ready", func() bool {
+		out := demo.String()
+		if !strings.Contains(out, "ready; press Ctrl-C") {
+			return false
+		}
+		for _, m := range regexp.MustCompile(`(?m)^  (\w+)\s+http://(\S+)\s+admin token`).FindAllStringSubmatch(out, -1) {
+			httpOf[m[1]] = m[2]
+		}
+		if m := regexp.MustCompile(`sip:queue-nb@(\S+)`).FindStringSubmatch(out); m != nil {
+			queue = m[1]
+		}
+		return true
+	})
+	if httpOf["bergen"] == "" || queue == "" {
+		t.Fatalf("the demo did not print bergen's address and oslo's queue:\n%s", demo.String())
+	}
+
+	phone := siptest.NewPhone(t, siptest.Answer)
+	stdin, keepOpen := io.Pipe()
+	defer keepOpen.Close()
+	vol := output(t, bin, stdin, "volunteer", "--server", "http://"+httpOf["bergen"], "--id", "bergen-kari", "--password", DemoPassword, "--phone", phone.URI())
+	waitFor(t, 30*time.Second, "the volunteer signed in for calls", func() bool { return strings.Contains(vol.String(), "calls on "+phone.URI()) })
+
+	oslo, err := netip.ParseAddrPort(queue)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbx := siptest.NewCallerPBX(t)
+	var to sip.Uri
+	waitFor(t, 60*time.Second, "oslo's queue sends the call on (302)", func() bool {
+		d := pbx.Invite(t, oslo, "queue-nb")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		res := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
+		if res.StatusCode != sip.StatusMovedTemporarily {
+			return false
+		}
+		to = res.Contact().Address
+		return true
+	})
+	call := pbx.InviteURI(t, to)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := call.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("the volunteer's phone did not answer: %v", err)
+	}
+	_ = call.Ack(ctx)
+	siptest.Receive(t, phone.Acks, "the ACK at the volunteer's phone")
+	if err := call.Bye(ctx); err != nil {
+		t.Fatal(err)
+	}
+	siptest.Receive(t, phone.Byes, "the BYE at the volunteer's phone")
+	for _, want := range []string{"a call is coming to your phone from oslo", "[call picked up]", "[ended by caller"} {
+		waitFor(t, 10*time.Second, "the volunteer's terminal: "+want, func() bool { return strings.Contains(vol.String(), want) })
+	}
+}
