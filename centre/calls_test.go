@@ -96,6 +96,18 @@ func (d *deskPhone) Event(_ string, e switchboard.Event) {
 func (d *deskPhone) Lost(string, int)                       { d.add("lost") }
 func (d *deskPhone) Availability(map[string]bool, int, int) {}
 
+// categorise ends the last call this desk was offered with a
+// categorisation, as the volunteer does after the call.
+func (d *deskPhone) categorise(t testing.TB, con *switchboard.Console) {
+	t.Helper()
+	d.mu.Lock()
+	id := d.contact
+	d.mu.Unlock()
+	if err := con.End(id, switchboard.Categorisation{Topics: []string{"other"}, AgeGroup: "unknown"}); err != nil {
+		t.Fatalf("categorise the call: %v", err)
+	}
+}
+
 func (d *deskPhone) has(want string) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -155,20 +167,7 @@ func redirected(t testing.TB, pbx *siptest.CallerPBX, c *centre.Centre) sip.Uri 
 
 // phoneTally is the centre's phone Tally summed over languages.
 func phoneTally(c *centre.Centre) switchboard.Tally {
-	var sum switchboard.Tally
-	for k, t := range c.Node().Switchboard().Stats().Contacts {
-		if k.Channel != switchboard.ChannelPhone {
-			continue
-		}
-		sum.Offered += t.Offered
-		sum.AnsweredLocal += t.AnsweredLocal
-		sum.AnsweredOverflow += t.AnsweredOverflow
-		sum.Abandoned += t.Abandoned
-		sum.Returned += t.Returned
-		sum.Waiting += t.Waiting
-		sum.InProgress += t.InProgress
-	}
-	return sum
+	return c.Node().Switchboard().Stats().Channel(switchboard.ChannelPhone)
 }
 
 func conservedCalls(t *testing.T, c *centre.Centre) {
@@ -260,12 +259,7 @@ func TestCallOverflowsToAnotherCentre(t *testing.T) {
 	siptest.Receive(t, phone.Byes, "the BYE at the phone")
 	fedtest.Eventually(t, 5*time.Second, "c1 counts the call answered elsewhere", func() bool { return phoneTally(c1).AnsweredOverflow == 1 })
 	fedtest.Eventually(t, 5*time.Second, "c2's console hears the end", func() bool { return desk.has("event ended caller") })
-	desk.mu.Lock()
-	id := desk.contact
-	desk.mu.Unlock()
-	if err := con.End(id, switchboard.Categorisation{Topics: []string{"other"}, AgeGroup: "unknown"}); err != nil {
-		t.Fatalf("categorise: %v", err)
-	}
+	desk.categorise(t, con)
 	conservedCalls(t, c1)
 
 	// The token is spent, and a forged one is unknown: each a clear 4xx.

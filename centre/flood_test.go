@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
@@ -13,22 +12,9 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/siptest"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
-
-// needSipp returns sipp's path, skipping without it except in CI, where
-// .ci/run installs it (Debian's sip-tester).
-func needSipp(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sipp not found; CI must install Debian's sip-tester (.ci/run does)")
-		}
-		t.Skip("sipp not installed (apt-get install sip-tester); skipping")
-	}
-	return path
-}
 
 // chatSinks are one chat's two ends, as channels.
 type chatVisitor struct{ events chan switchboard.Event }
@@ -116,7 +102,7 @@ func oneChat(sb *switchboard.Switchboard, con *switchboard.Console, cc chatConso
 // serves chats: every chat still runs to its end, each step within its
 // deadline, and the ingress and the API answer afterwards.
 func TestSIPFloodLeavesTheCentreServingChats(t *testing.T) {
-	sipp := needSipp(t)
+	sipp := siptest.NeedSipp(t)
 	f := phoneFed(t, 1, nil)
 	c1 := f.Member("c1")
 	sb := c1.Node().Switchboard()

@@ -10,28 +10,16 @@ import (
 	"time"
 
 	"github.com/emiago/sipgo/sip"
-)
 
-// needSipp returns sipp's path, skipping the test without it, except in CI
-// (CI=true), where .ci/run installs it (Debian package sip-tester).
-func needSipp(t *testing.T) string {
-	t.Helper()
-	path, err := exec.LookPath("sipp")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("sipp not found; CI must install Debian's sip-tester (.ci/run does)")
-		}
-		t.Skip("sipp not installed (apt-get install sip-tester); skipping the sipp tests")
-	}
-	return path
-}
+	"github.com/helpmesh/helpmesh/internal/siptest"
+)
 
 // runSipp runs one sipp scenario from testdata against the ingress, in its
 // own temporary working directory (sipp writes its logs there), and returns
 // its exit code with its error log.
 func runSipp(t *testing.T, scenario string, h *harness, args ...string) (int, string) {
 	t.Helper()
-	sipp := needSipp(t)
+	sipp := siptest.NeedSipp(t)
 	sf, err := filepath.Abs(filepath.Join("testdata", scenario))
 	if err != nil {
 		t.Fatal(err)

@@ -46,9 +46,19 @@ func (s *Switchboard) settleReceivedLocked(rc *received, result string) {
 }
 
 // Total sums the Tallies of every channel and language.
-func (st Stats) Total() Tally {
+func (st Stats) Total() Tally { return st.sum(func(Key) bool { return true }) }
+
+// Channel sums one channel's Tallies over its languages.
+func (st Stats) Channel(channel string) Tally {
+	return st.sum(func(k Key) bool { return k.Channel == channel })
+}
+
+func (st Stats) sum(in func(Key) bool) Tally {
 	var sum Tally
-	for _, t := range st.Contacts {
+	for k, t := range st.Contacts {
+		if !in(k) {
+			continue
+		}
 		sum.Offered += t.Offered
 		sum.AnsweredLocal += t.AnsweredLocal
 		sum.AnsweredOverflow += t.AnsweredOverflow

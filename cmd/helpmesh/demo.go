@@ -157,22 +157,26 @@ func demoName(i int) string {
 	return fmt.Sprintf("centre-%d", i+1)
 }
 
-// freeOr returns addr if it can be bound now, else a free loopback address.
-// freeUDPOr is addr if its UDP port is free, else a free loopback one.
-func freeUDPOr(addr string) string {
-	if c, err := net.ListenPacket("udp", addr); err == nil {
-		c.Close()
-		return addr
-	}
-	p, _ := localfed.FreePort()
-	return fmt.Sprintf("127.0.0.1:%d", p)
-}
-
+// freeOr returns addr if it can be bound now (TCP), else a free loopback
+// address.
 func freeOr(addr string) string {
 	if l, err := net.Listen("tcp", addr); err == nil {
 		l.Close()
 		return addr
 	}
+	return freeLoopback()
+}
+
+// freeUDPOr is freeOr for a UDP address.
+func freeUDPOr(addr string) string {
+	if c, err := net.ListenPacket("udp", addr); err == nil {
+		c.Close()
+		return addr
+	}
+	return freeLoopback()
+}
+
+func freeLoopback() string {
 	p, _ := localfed.FreePort()
 	return fmt.Sprintf("127.0.0.1:%d", p)
 }

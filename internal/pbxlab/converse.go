@@ -46,3 +46,29 @@ func MustCorrelate(t testing.TB, what, a, b string) float64 {
 	t.Logf("correlation, %s: %.3f", what, c)
 	return c
 }
+
+// HeardEachOther fails the test unless each of two phones in a call heard
+// the other's speech (correlation > 0.8 between what one said and the
+// other recorded) and not its own (a mismatched pair < 0.5, so that the
+// check can fail).
+func HeardEachOther(t testing.TB, a *Phone, aSaid string, b *Phone, bSaid string) {
+	t.Helper()
+	for _, c := range []struct {
+		what        string
+		said, heard string
+		match       bool
+	}{
+		{"a's speech vs what b heard", aSaid, b.Heard(), true},
+		{"b's speech vs what a heard", bSaid, a.Heard(), true},
+		{"a's speech vs what a heard (mismatch)", aSaid, a.Heard(), false},
+		{"b's speech vs what b heard (mismatch)", bSaid, b.Heard(), false},
+	} {
+		got := MustCorrelate(t, c.what+" (a="+a.cfg.User+", b="+b.cfg.User+")", c.said, c.heard)
+		switch {
+		case c.match && got < 0.8:
+			t.Errorf("%s: correlation %.3f < 0.8: the voice did not arrive", c.what, got)
+		case !c.match && got >= 0.5:
+			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
+		}
+	}
+}

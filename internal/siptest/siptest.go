@@ -11,6 +11,8 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
 	"sync"
 	"testing"
 	"time"
@@ -237,6 +239,20 @@ func (c *CallerPBX) InviteURI(t testing.TB, to sip.Uri) *sipgo.DialogClientSessi
 		t.Fatalf("INVITE: %v", err)
 	}
 	return d
+}
+
+// NeedSipp returns sipp's path, skipping the test without it, except in CI
+// (CI=true), where .ci/run installs it (Debian's sip-tester).
+func NeedSipp(t testing.TB) string {
+	t.Helper()
+	path, err := exec.LookPath("sipp")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("sipp not found; CI must install Debian's sip-tester (.ci/run does)")
+		}
+		t.Skip("sipp not installed (apt-get install sip-tester); skipping")
+	}
+	return path
 }
 
 // Receive takes one value from ch within 10 s.
