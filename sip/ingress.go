@@ -233,8 +233,9 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 	// sipgo): the process must not set that to debug level.
 	sipgoLog := slog.New(redacted{logger.Handler()})
 	in := &Ingress{
-		cfg:     cfg,
-		log:     logger,
+		cfg: cfg,
+		// Our own lines too: an error from sipgo may quote a message.
+		log:     sipgoLog,
 		refused: refused,
 		calls:   newCallTable(cfg.MaxCalls),
 		stop:    stopper.New(),

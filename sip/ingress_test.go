@@ -621,3 +621,16 @@ func TestStrangerFloodLeavesThePBXServed(t *testing.T) {
 		t.Fatalf("%d server transactions alive for a stranger, budget %d", txs, budget)
 	}
 }
+
+// An error sipgo returns may quote a message's start line (a caller's
+// number in a Request-URI): the ingress's log scrubs it from any error.
+func TestErrorsAreScrubbedOfSIPText(t *testing.T) {
+	var buf logsink.Buffer
+	log := slog.New(redacted{slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})})
+	err := errors.New(`fail to write request on init req="BYE sip:4790012345@192.0.2.1:5060 SIP/2.0": size of packet larger than MTU`)
+	log.Debug("sip: forwarding an in-dialog request failed", "error", err)
+	log.With("err", "dial sips:2041@pbx.example").Info("x")
+	if out := buf.String(); strings.Contains(out, "4790012345") || strings.Contains(out, "2041") || !strings.Contains(out, "larger than MTU") {
+		t.Fatalf("error not scrubbed (or scrubbed whole):\n%s", out)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"regexp"
 
 	"github.com/emiago/sipgo/sip"
 	"golang.org/x/time/rate"
@@ -98,13 +99,27 @@ func redactedKey(key string) bool {
 	return key == "data" || key == "msg" || key == "req" || key == "res" || key == "callid"
 }
 
+// sipText is what an error from sipgo may quote of a message: a SIP URI
+// (its user part may be a caller's number, a token or a volunteer's
+// extension) or a quoted start line, as in `fail to write request on init
+// req="INVITE sip:... SIP/2.0"`.
+var sipText = regexp.MustCompile(`sips?:[^\s"'<>;,]+|"[^"]*"`)
+
+// redact blanks a message-text attribute and scrubs an error's text.
+func redact(a slog.Attr) slog.Attr {
+	switch {
+	case redactedKey(a.Key):
+		return slog.String(a.Key, "[redacted]")
+	case a.Key == "error" || a.Key == "err":
+		return slog.String(a.Key, sipText.ReplaceAllString(a.Value.String(), "[redacted]"))
+	}
+	return a
+}
+
 func (h redacted) Handle(ctx context.Context, r slog.Record) error {
 	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
 	r.Attrs(func(a slog.Attr) bool {
-		if redactedKey(a.Key) {
-			a = slog.String(a.Key, "[redacted]")
-		}
-		out.AddAttrs(a)
+		out.AddAttrs(redact(a))
 		return true
 	})
 	return h.Handler.Handle(ctx, out)
@@ -113,10 +128,7 @@ func (h redacted) Handle(ctx context.Context, r slog.Record) error {
 func (h redacted) WithAttrs(attrs []slog.Attr) slog.Handler {
 	out := make([]slog.Attr, len(attrs))
 	for i, a := range attrs {
-		if redactedKey(a.Key) {
-			a = slog.String(a.Key, "[redacted]")
-		}
-		out[i] = a
+		out[i] = redact(a)
 	}
 	return redacted{h.Handler.WithAttrs(out)}
 }
