@@ -10,8 +10,9 @@ import (
 
 // BenchmarkInviteRedirect measures INVITE -> 302 as the PBX sees it (sipgo's
 // client over loopback UDP, the in-test Router answering at once) and
-// reports the p50 and p99 latency. A later slice of issue 12 adds the remote
-// reservation behind the Router and the chat hand-off beside it.
+// reports the p50 and p99 latency: the ingress alone. With the hold at
+// another centre behind it, beside the chat hand-off, it is
+// centre.BenchmarkOverflowToAnotherCentre.
 func BenchmarkInviteRedirect(b *testing.B) {
 	h := startIngress(b, redirectTo("sip:vol@127.0.0.1:5064"), nil)
 	p := newPhone(b, "127.0.0.1")

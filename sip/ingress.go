@@ -112,9 +112,8 @@ type Decision struct {
 }
 
 // Router finds where a queued call goes. It is owned here because the ingress
-// is its only user; the real one (switchboard phone contacts and the offer
-// protocol with channel "phone") comes in a later slice of issue 12.
-// RouteCall must return soon after ctx is done.
+// is its only user; the real one is package centre's callRouter (the
+// switchboard's PlaceCall). RouteCall must return soon after ctx is done.
 type Router interface {
 	RouteCall(ctx context.Context, language string) (Decision, error)
 }

@@ -23,11 +23,11 @@ import (
 	"github.com/helpmesh/helpmesh/internal/siptest"
 )
 
-// testRouter stands in for the real Router (switchboard phone contacts and
-// the offer protocol with channel "phone"), which a later slice of issue 12
-// builds; it is the package's one fake, because the real part does not exist
-// yet. decide answers each call; the counters let a test check the
-// concurrency cap.
+// testRouter stands in for the real Router (package centre's, over the
+// switchboard and the offer protocol), so that the ingress is tested alone
+// with routers that are slow, failing or at a cap on demand; the real one is
+// tested through whole centres in package centre. decide answers each call;
+// the counters let a test check the concurrency cap.
 type testRouter struct {
 	decide   func(ctx context.Context, language string) (Decision, error)
 	calls    atomic.Int64
