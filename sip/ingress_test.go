@@ -611,7 +611,11 @@ func TestStrangerFloodLeavesThePBXServed(t *testing.T) {
 	if res := newPhone(t, "127.0.0.1").do(t, sip.INVITE, "queue-nb", h.in.Addr()); res.StatusCode != 302 {
 		t.Fatalf("the PBX during a stranger's flood: %d %s, want 302", res.StatusCode, res.Reason)
 	}
-	fedtest.Eventually(t, 10*time.Second, "the flood counted", func() bool { return h.refused(t, reasonNotPBX) >= flood/2 })
+	// Not every datagram: a burst sent in a tight loop overflows the
+	// socket's receive buffer when the machine is busy, and the kernel
+	// drops the rest unseen (as it would a real flood's). A tenth proves the
+	// flood reached the screen, far beyond the budget.
+	fedtest.Eventually(t, 10*time.Second, "the flood counted", func() bool { return h.refused(t, reasonNotPBX) >= flood/10 })
 	if n := h.router.calls.Load(); n != 1 {
 		t.Fatalf("router called %d times, want once (the PBX's call)", n)
 	}
