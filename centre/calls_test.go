@@ -390,7 +390,9 @@ func TestCallWhenTheAnsweringCentreDiesBeforeTheCallArrives(t *testing.T) {
 	to := redirected(t, pbx, c1)
 	f.Kill("c2")
 	call := pbx.InviteURI(t, to)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	// 3 s stands for the PBX's fr_timer; the forced cancel stops sipgo
+	// waiting out Timer B (32 s) for a provisional answer that never comes.
+	ctx, cancel := context.WithTimeoutCause(context.Background(), 3*time.Second, sipgo.WaitAnswerForceCancelErr)
 	defer cancel()
 	if err := call.WaitAnswer(ctx, sipgo.AnswerOptions{}); err == nil {
 		t.Fatal("a dead centre answered the call")
