@@ -186,6 +186,10 @@
       row.querySelector('.accepting').textContent = a ? (a.Accepting ? 'accepting' : 'not accepting') : '–';
       row.querySelector('.free').textContent = chat ? fmtCounts(chat.Free) : '–';
       row.querySelector('.busy').textContent = chat ? fmtCounts(chat.Busy) : '–';
+      // Free for calls from a PBX: with a phone given and the centre's SIP
+      // ingress running (docs/pbx.md).
+      var phone = a && a.Channels && a.Channels.phone;
+      row.querySelector('.phone-free').textContent = a ? fmtCounts((phone && phone.Free) || {}) : '–';
       row.querySelector('.queue').textContent = chat ? String(chat.QueueLength || 0) : '–';
       row.querySelector('.oldest-wait').textContent = chat ? (chat.OldestWaitMillis ? fmtSeconds(chat.OldestWaitMillis / 1000) : '–') : '–';
       row.querySelector('.seen').textContent = a ? fmtSeconds(c.availability_age_seconds) + ' ago' : 'never';
@@ -202,7 +206,7 @@
   function newCentreRow(id) {
     var row = el('tr', { 'data-centre': id });
     row.appendChild(el('th', { scope: 'row', class: 'name' }, id));
-    ['gossip', 'raft', 'accepting', 'free', 'busy', 'queue', 'oldest-wait', 'seen'].forEach(function (k) { row.appendChild(el('td', { class: k })); });
+    ['gossip', 'raft', 'accepting', 'free', 'busy', 'phone-free', 'queue', 'oldest-wait', 'seen'].forEach(function (k) { row.appendChild(el('td', { class: k })); });
     var td = el('td');
     var b = el('button', { type: 'button', class: 'remove remove-centre', 'aria-label': 'Remove centre ' + id }, 'Remove');
     b.addEventListener('click', function () {
