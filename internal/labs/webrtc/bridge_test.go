@@ -170,6 +170,10 @@ func TestBridgeBaresipBrowser(t *testing.T) {
 	up := pbxlab.MustCorrelate(t, "volunteer speech vs caller heard", volWAV, caller.Heard())
 	pbxlab.MustCorrelate(t, "mismatch: caller speech vs caller heard", callerWAV, caller.Heard())
 	pbxlab.MustCorrelate(t, "mismatch: volunteer speech vs browser heard", volWAV, heardWAV)
+	correlateFine(t, callerWAV, heardWAV)
+	correlateFine(t, volWAV, caller.Heard())
+	correlateFine(t, callerWAV, caller.Heard())
+	correlateFine(t, volWAV, heardWAV)
 	if up < 0.8 || down < 0.8 {
 		t.Errorf("audio did not arrive: up %.3f down %.3f", up, down)
 	}

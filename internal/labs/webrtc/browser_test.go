@@ -286,6 +286,10 @@ func TestBrowserPionPCMU(t *testing.T) {
 	down := pbxlab.MustCorrelate(t, "node speech vs browser heard", bWAV, heardWAV)
 	pbxlab.MustCorrelate(t, "mismatch: browser speech vs browser heard", aWAV, heardWAV)
 	pbxlab.MustCorrelate(t, "mismatch: node speech vs pion heard", bWAV, pionWAV)
+	correlateFine(t, aWAV, pionWAV)
+	correlateFine(t, bWAV, heardWAV)
+	correlateFine(t, aWAV, heardWAV)
+	correlateFine(t, bWAV, pionWAV)
 	if up < 0.8 || down < 0.8 {
 		t.Errorf("audio did not arrive: up %.3f down %.3f", up, down)
 	}
