@@ -97,6 +97,16 @@ func checkLifecycle(t testing.TB, c *testCall, want ...string) {
 	}
 }
 
+// refusedWith calls call's token at the ingress from the caller side's PBX
+// and returns the final non-2xx answer it got.
+func refusedWith(t *testing.T, h *harness, call *testCall) int {
+	t.Helper()
+	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode
+}
+
 // proxyHarness starts an ingress and registers, before it, the check that
 // runs after its Stop: every call's lifecycle as the test expects it.
 func proxyHarness(t *testing.T, edit func(*Config)) *harness {
@@ -326,10 +336,7 @@ func TestProxyPhoneBusy(t *testing.T) {
 	phone := siptest.NewPhone(t, siptest.Busy)
 	call.phone = phone.URI()
 	h := proxyHarness(t, nil)
-	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if code := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode; code != sip.StatusBusyHere {
+	if code := refusedWith(t, h, call); code != sip.StatusBusyHere {
 		t.Fatalf("caller side got %d, want 486", code)
 	}
 	call.wait(t, "ended:unanswered")
@@ -363,10 +370,7 @@ func TestProxyPhoneUnreachable(t *testing.T) {
 	call := newTestCall("sip:vol@127.0.0.3:9") // discard port: nothing answers
 	t.Cleanup(func() { checkLifecycle(t, call, "arrived", "ended:unanswered") })
 	h := proxyHarness(t, func(c *Config) { c.RingTimeout = 300 * time.Millisecond })
-	d := siptest.NewCallerPBX(t).Invite(t, h.in.Addr(), h.tokens.Issue(call, time.Minute))
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if code := siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{})).StatusCode; code != sip.StatusTemporarilyUnavailable {
+	if code := refusedWith(t, h, call); code != sip.StatusTemporarilyUnavailable {
 		t.Fatalf("caller side got %d, want 480", code)
 	}
 	call.wait(t, "ended:unanswered")
