@@ -19,6 +19,7 @@ require (
 	github.com/multiformats/go-multistream v0.6.1
 	github.com/pion/ice/v4 v4.0.10
 	github.com/pion/rtp v1.8.19
+	github.com/pion/sdp/v3 v3.0.18
 	github.com/pion/webrtc/v4 v4.1.2
 	github.com/prometheus/client_golang v1.25.0
 	github.com/prometheus/client_model v0.6.3
@@ -110,7 +111,6 @@ require (
 	github.com/pion/randutil v0.1.0 // indirect
 	github.com/pion/rtcp v1.2.16 // indirect
 	github.com/pion/sctp v1.8.39 // indirect
-	github.com/pion/sdp/v3 v3.0.18 // indirect
 	github.com/pion/srtp/v3 v3.0.6 // indirect
 	github.com/pion/stun/v3 v3.1.5 // indirect
 	github.com/pion/transport/v3 v3.0.7 // indirect
