@@ -225,8 +225,7 @@ func TestCallOverflowsToAnotherCentre(t *testing.T) {
 	f := phoneFed(t, 2, nil)
 	c1, c2 := f.Member("c1"), f.Member("c2")
 	pbx := siptest.NewCallerPBX(t)
-	phone := siptest.NewPhone(t, siptest.Answer)
-	phone.PickUp = make(chan struct{})
+	phone := siptest.NewPhone(t, siptest.Held)
 	con, desk := phoneVolunteer(t, c2, "v-b", phone.URI())
 
 	to := redirected(t, pbx, c1)
