@@ -46,9 +46,10 @@ const maxCallRing = 2 * time.Minute
 type heldCall struct {
 	token, phone          string
 	arrived, picked, over bool
-	owner                 *contact // our own contact, when the volunteer is ours too
-	peer                  Peer     // the relay to the call's owner, once connected
-	pending               []Event  // progress before the relay was connected
+	owner                 *contact      // our own contact, when the volunteer is ours too
+	peer                  Peer          // the relay to the call's owner, once connected
+	pending               []Event       // progress before the relay was connected
+	done                  chan struct{} // closed when over
 }
 
 // Call is the SIP ingress's grip on a held call: it says when the call
@@ -152,12 +153,17 @@ func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string
 	}
 	ct := *c
 	ct.callAt = centre
+	// A call the node held (trunk.go) follows the other centre's report
+	// from the moment it may send one.
+	wasTrunk := ct.trunk
+	ct.trunk = false
 	s.mu.Unlock()
 
 	peer, err := ans.Confirm(&callOwnerHandler{s: s, c: ct})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
+		ct.trunk = wasTrunk
 		s.offerSentLocked(centre, ChannelPhone, OfferFailed)
 		s.log.Warn("call offer confirm failed", "to", centre, "err", err)
 		return Placed{}, false
@@ -226,6 +232,12 @@ func (s *Switchboard) callEventLocked(c *contact, e Event) {
 // had picked up, abandoned if the caller hung up first, else returned to
 // the PBX's queue.
 func (s *Switchboard) callOverForOwnerLocked(c *contact, callerLeft bool) {
+	if c.trunk && c.state != StateConnected && !callerLeft {
+		// A call the node holds itself (trunk.go): the volunteer rung did
+		// not answer; the node rings the next or overflows, and Close ends
+		// the contact.
+		return
+	}
 	switch {
 	case c.state == StateConnected:
 		s.moveLocked(c, StateEnded)
@@ -265,12 +277,18 @@ func (h *callOwnerHandler) OnLost(int) {
 // reserveCallLocked holds the longest-idle free phone volunteer for one
 // call and issues its token. from is the owning centre ("" for ours).
 func (s *Switchboard) reserveCallLocked(id, from, language string) (*received, error) {
+	return s.reserveCallExceptLocked(id, from, language, nil)
+}
+
+// reserveCallExceptLocked is reserveCallLocked passing over the volunteers
+// in except (by ID): those already rung for this call.
+func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except map[string]bool) (*received, error) {
 	if s.cfg.CallTokens == nil {
 		return nil, fmt.Errorf("reserve call: this centre takes no calls: %w", ErrNoVolunteer)
 	}
 	var best *volunteer
 	for _, v := range s.volunteers {
-		if v.freeForCalls(language) && (best == nil || longerIdle(v, best)) {
+		if v.freeForCalls(language) && !except[v.ID] && (best == nil || longerIdle(v, best)) {
 			best = v
 		}
 	}
@@ -279,7 +297,10 @@ func (s *Switchboard) reserveCallLocked(id, from, language string) (*received, e
 	}
 	lease := s.cfg.CallLease
 	rc := &received{id: id, from: from, channel: ChannelPhone, language: language, vol: best, decided: make(chan error, 1), accepted: true}
-	rc.call = &heldCall{phone: best.phone}
+	rc.call = &heldCall{phone: best.phone, done: make(chan struct{})}
+	if best.phone == BrowserPhone {
+		rc.call.phone = BrowserPhonePrefix + best.ID
+	}
 	r := &ringing{vol: best, received: rc}
 	rc.ring, best.ring = r, r
 	s.received[id] = rc
@@ -330,6 +351,7 @@ func (s *Switchboard) callOverBecauseLocked(rc *received, by, reason string) {
 		return
 	}
 	hc.over = true
+	close(hc.done)
 	rc.ring.timer.Stop()
 	v, id := rc.vol, rc.id
 	if _, live := v.active[id]; live && hc.picked {
@@ -398,8 +420,15 @@ func (res *Reservation) Token() string {
 	return res.r.call.token
 }
 
-// Phone is the SIP URI the reserved volunteer's phone rings at.
+// Phone is the SIP URI the reserved volunteer's phone rings at, or
+// BrowserPhonePrefix and the volunteer's ID when they answer in the
+// console.
 func (c *Call) Phone() string { return c.rc.call.phone }
+
+// Over is closed when the hold is over, whatever ended it: the volunteer
+// declined or signed out, the lease ran out, or the SIP side said Ended.
+// The node's own phone (a browser call) hangs up on it.
+func (c *Call) Over() <-chan struct{} { return c.rc.call.done }
 
 // Arrived says the call reached this centre's phone system and is about to
 // ring the volunteer's phone. ErrOfferGone means the hold is over (lapsed,
@@ -485,6 +514,11 @@ func (s *Switchboard) checkPhone(p string) (string, error) {
 	switch {
 	case p == "":
 		return "", nil
+	case p == BrowserPhone:
+		if !s.cfg.BrowserPhones {
+			return "", fmt.Errorf("phone: this centre has no browser phone; give an extension or a sip: address: %w", ErrBadRequest)
+		}
+		return p, nil
 	case len(p) > MaxPhoneBytes:
 		return "", fmt.Errorf("phone: at most %d bytes: %w", MaxPhoneBytes, ErrBadRequest)
 	case isExtension(p):

@@ -6,6 +6,7 @@ package switchboard
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -106,7 +107,7 @@ func (c *Console) Decline(contactID string) error {
 	r := c.v.ring
 	if r != nil && r.received != nil && r.received.call != nil && r.received.id == contactID {
 		rc := r.received
-		if rc.call.arrived {
+		if rc.call.arrived && !strings.HasPrefix(rc.call.phone, BrowserPhonePrefix) {
 			return fmt.Errorf("decline %s: the call is ringing on your phone: %w", clip(contactID), ErrOfferGone)
 		}
 		s.callOverBecauseLocked(rc, ByUnanswered, "declined")

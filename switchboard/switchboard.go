@@ -94,7 +94,10 @@ type Config struct {
 	// PhoneDomain turns an extension a volunteer gives (digits only) into
 	// sip:EXT@PhoneDomain, the centre's PBX; empty: only SIP URIs.
 	PhoneDomain string
-	Logger      *slog.Logger
+	// BrowserPhones: the node is the centre's phone, and a volunteer may
+	// answer calls in the console (phone BrowserPhone; trunk.go).
+	BrowserPhones bool
+	Logger        *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -296,7 +299,10 @@ type contact struct {
 	// volunteer was reserved ("" for ours), call our own reservation.
 	callAt string
 	call   *received
-	pace   *pacer
+	// trunk: a call the node holds itself, until it is placed elsewhere
+	// or closed (trunk.go).
+	trunk bool
+	pace  *pacer
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
