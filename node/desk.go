@@ -66,6 +66,7 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		MaxQueue:      n.cfg.MaxQueue,
 		CallTokens:    n.cfg.CallTokens,
 		PhoneDomain:   n.cfg.PhoneDomain,
+		BrowserPhones: n.cfg.BrowserPhones,
 		CallLease:     n.cfg.CallLease,
 		Pace:          n.cfg.Pace,
 		Logger:        n.cfg.Logger,

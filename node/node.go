@@ -54,6 +54,9 @@ type Config struct {
 	// PhoneDomain is the centre's PBX host, for volunteers who give an
 	// extension as their phone ("" : SIP addresses only).
 	PhoneDomain string
+	// BrowserPhones: the node is the centre's phone, and volunteers may
+	// answer calls in the console (issue 13).
+	BrowserPhones bool
 	// CallLease bounds how long a held phone volunteer waits for the call
 	// (0: switchboard.DefaultCallLease).
 	CallLease time.Duration

@@ -16,6 +16,10 @@ import (
 // sent to the next hop, and its answer relayed back (an ACK has none).
 // A BYE ends the call, by the side that sent it.
 func (in *Ingress) inDialog(req *sip.Request, tx sip.ServerTransaction) {
+	if d, err := in.dialogs.MatchDialogRequest(req); err == nil {
+		in.answeredDialog(d, req, tx)
+		return
+	}
 	ack := req.IsAck()
 	id := req.CallID().Value()
 	p := in.calls.get(id)
@@ -153,5 +157,23 @@ func (in *Ingress) sweep(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// answeredDialog serves a request of a call the node answered itself
+// (answer.go): the caller side's ACK and BYE; anything else in the call
+// (a re-INVITE, INFO, UPDATE) is refused, and the call goes on as it was.
+func (in *Ingress) answeredDialog(d *sipgo.DialogServerSession, req *sip.Request, tx sip.ServerTransaction) {
+	switch {
+	case req.IsAck():
+		_ = d.ReadAck(req, tx)
+	case req.Method == sip.BYE:
+		if err := d.ReadBye(req, tx); err != nil {
+			in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusCallTransactionDoesNotExists, "Call Does Not Exist", nil))
+		}
+	case req.Method == sip.INVITE:
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusNotAcceptableHere, "Not Acceptable Here", nil))
+	default:
+		in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusMethodNotAllowed, "Method Not Allowed", nil))
 	}
 }

@@ -60,6 +60,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/emiago/sipgo"
@@ -154,6 +155,19 @@ type Config struct {
 	// MaxCalls caps the token calls proxied at once (0: DefaultMaxCalls);
 	// a token call beyond it gets 480 before its token is redeemed.
 	MaxCalls int
+	// Peers says whether a source address is another centre's phone
+	// system (from the roster), which may send token calls and their
+	// in-dialog requests to a node that answers calls itself (nil: none).
+	Peers func(netip.Addr) bool
+	// Voice, Softphones and Trunk make the node the centre's phone (issue
+	// 13, answer.go): token calls for volunteers who answer in the browser
+	// are answered here with Voice, their consoles met through Softphones;
+	// with Trunk, a queue call from the centre's trunk (PBX lists its
+	// addresses) is held here instead of redirected. All nil: the ingress
+	// only redirects and proxies.
+	Voice      Voice
+	Softphones *Softphones
+	Trunk      Trunk
 	// Logger receives the ingress's lines and sipgo's (nil discards).
 	Logger *slog.Logger
 	// Registerer receives helpmesh_sip_refused_total (nil: unregistered).
@@ -173,6 +187,10 @@ type Ingress struct {
 	conn    net.PacketConn
 	stop    *stopper.Stopper
 	routes  chan struct{} // one slot per RouteCall in flight
+	// dialogs are the calls the node answers itself (answer.go), held
+	// counts them against MaxCalls.
+	dialogs *sipgo.DialogServerCache
+	held    atomic.Int32
 	// ctx is cancelled first thing in Stop, before the handlers are waited
 	// for, so a handler blocked on the Router answers 480 and returns.
 	ctx    context.Context
@@ -219,7 +237,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		Metric: "helpmesh_sip_refused_total",
 		Help:   "SIP requests the ingress refused, by reason.",
 		Reasons: []string{reasonNotPBX, reasonBadUser, reasonTooLong, reasonLoop, reasonOverload, reasonBadToken, reasonRouterError, reasonTimeout, reasonMalformed,
-			reasonBadPhone, reasonNoCall, reasonBadRoute},
+			reasonBadPhone, reasonNoCall, reasonBadRoute, reasonBadSDP, reasonNoMedia},
 		Registerer: cfg.Registerer,
 	})
 	if err != nil {
@@ -246,7 +264,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 			return false
 		}
 		ip, ok := netip.AddrFromSlice(u.IP)
-		return ok && (isPBX(cfg.PBX, ip) || in.calls.phone(ip))
+		return ok && (isPBX(cfg.PBX, ip) || in.calls.phone(ip) || cfg.Peers != nil && cfg.Peers(ip.Unmap()))
 	}
 	ua, err := sipgo.NewUA(
 		sipgo.WithUserAgent("helpmesh"),
@@ -298,6 +316,7 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 		return nil, fmt.Errorf("sip start: client: %w", err)
 	}
 	in.ua, in.conn = ua, conn
+	in.dialogs = sipgo.NewDialogServerCache(in.client, sip.ContactHeader{Address: sip.Uri{Scheme: "sip", User: "helpmesh", Host: in.host, Port: lport}})
 	in.ctx, in.cancel = context.WithCancel(context.Background())
 	srv.OnOptions(in.handle(in.options))
 	srv.OnInvite(in.handle(in.invite))
@@ -384,6 +403,12 @@ func (in *Ingress) handle(h sipgo.RequestHandler) sipgo.RequestHandler {
 // the Via header, which the sender writes.
 func (in *Ingress) fromPBX(req *sip.Request) bool {
 	src, err := netip.ParseAddrPort(req.MessageData.Source())
+	return err == nil && (isPBX(in.cfg.PBX, src.Addr()) || in.cfg.Peers != nil && in.cfg.Peers(src.Addr().Unmap()))
+}
+
+// fromTrunk: the packet came from the centre's own PBX or trunk.
+func (in *Ingress) fromTrunk(req *sip.Request) bool {
+	src, err := netip.ParseAddrPort(req.MessageData.Source())
 	return err == nil && isPBX(in.cfg.PBX, src.Addr())
 }
 
@@ -441,6 +466,17 @@ func (in *Ingress) invite(req *sip.Request, tx sip.ServerTransaction) {
 	}
 	if kind == KindToken {
 		in.token(req, tx, value)
+		return
+	}
+	if in.cfg.Trunk != nil && in.cfg.Voice != nil {
+		if !in.fromTrunk(req) {
+			// Another centre redirects with tokens; only the centre's own
+			// trunk sends queue calls.
+			in.refused.Refuse(reasonNotPBX)
+			in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusForbidden, "Forbidden", nil))
+			return
+		}
+		in.holdCall(req, tx, value)
 		return
 	}
 	in.queue(req, tx, value)

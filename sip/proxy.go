@@ -38,6 +38,10 @@ const cancelWait = 32 * time.Second
 // exactly one Ended (unless it is picked up, when a BYE or the sweep does)
 // and answers the PBX.
 func (in *Ingress) proxy(req *sip.Request, tx sip.ServerTransaction, call Call) {
+	if _, ok := isBrowserPhone(call.Phone()); ok {
+		in.answerToken(req, tx, call)
+		return
+	}
 	st := &callState{call: call}
 	in.respond(tx, sip.NewResponseFromRequest(req, sip.StatusTrying, "Trying", nil))
 	if err := call.Arrived(); err != nil {
