@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/helpmesh/helpmesh/consensus"
@@ -53,6 +54,51 @@ type PhoneConfig struct {
 	// Domain is the PBX host volunteers' extensions live on
 	// (sip:EXT@Domain); "" : volunteers give SIP addresses.
 	Domain string `json:"domain,omitempty"`
+	// Browser makes the node the centre's phone, for a centre without a
+	// PBX (docs/phone.md): volunteers answer in the console, and PBX lists
+	// the SIP trunk's addresses.
+	Browser *BrowserPhone `json:"browser,omitempty"`
+}
+
+// BrowserPhone is the node as the centre's phone.
+type BrowserPhone struct {
+	// MediaHost is the IP address callers' RTP reaches the node at.
+	MediaHost string `json:"media_host"`
+	// RTPPorts is the callers' RTP port range, e.g. "10000-10999" ("" :
+	// any free port; a firewall then needs them all open).
+	RTPPorts string `json:"rtp_ports,omitempty"`
+	// ICEServers are STUN and TURN servers for the node and the browsers.
+	ICEServers []ICEServer `json:"ice_servers,omitempty"`
+	// Prompt is a WAV (8 kHz mono 16-bit) a caller hears when nobody is
+	// free anywhere ("" : the built-in message).
+	Prompt string `json:"prompt,omitempty"`
+	// Loopback offers 127.0.0.1 to the browsers (the demo).
+	Loopback bool `json:"loopback,omitempty"`
+}
+
+// ICEServer is a STUN or TURN server, as WebRTC names its fields.
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
+}
+
+// Media parses the browser phone's media host and port range.
+func (b BrowserPhone) Media() (host netip.Addr, minPort, maxPort uint16, err error) {
+	host, err = netip.ParseAddr(b.MediaHost)
+	if err != nil || host.IsUnspecified() {
+		return host, 0, 0, fmt.Errorf("load centre config: phone.browser.media_host %q: want the IP address callers reach the node at: %w", b.MediaHost, ErrBadConfig)
+	}
+	if b.RTPPorts == "" {
+		return host, 0, 0, nil
+	}
+	lo, hi, ok := strings.Cut(b.RTPPorts, "-")
+	l, err1 := strconv.ParseUint(lo, 10, 16)
+	h, err2 := strconv.ParseUint(hi, 10, 16)
+	if !ok || err1 != nil || err2 != nil || l < 1024 || h < l || h-l < 1 {
+		return host, 0, 0, fmt.Errorf("load centre config: phone.browser.rtp_ports %q: want LOW-HIGH, e.g. 10000-10999: %w", b.RTPPorts, ErrBadConfig)
+	}
+	return host, uint16(l), uint16(h), nil
 }
 
 // WebConfig is what a centre tunes about its visitor-facing HTTP surface.
@@ -176,6 +222,14 @@ func (p PhoneConfig) Prefixes() ([]netip.Prefix, error) {
 	}
 	if p.Listen != "" && len(pbx) == 0 {
 		return nil, fmt.Errorf("load centre config: phone.sip_listen is set but phone.pbx lists no PBX address: %w", ErrBadConfig)
+	}
+	if p.Browser != nil {
+		if p.Listen == "" {
+			return nil, fmt.Errorf("load centre config: phone.browser needs phone.sip_listen (and phone.pbx: the SIP trunk's addresses): %w", ErrBadConfig)
+		}
+		if _, _, _, err := p.Browser.Media(); err != nil {
+			return nil, err
+		}
 	}
 	return pbx, nil
 }
