@@ -485,6 +485,10 @@ func (s *Switchboard) checkPhone(p string) (string, error) {
 	switch {
 	case p == "":
 		return "", nil
+	case p == PhoneBrowser:
+		// The volunteer's console page answers (api's browser phone,
+		// which refuses it at a centre without one).
+		return p, nil
 	case len(p) > MaxPhoneBytes:
 		return "", fmt.Errorf("phone: at most %d bytes: %w", MaxPhoneBytes, ErrBadRequest)
 	case isExtension(p):

@@ -176,3 +176,7 @@ type Volunteer struct {
 
 // MaxPhoneBytes bounds the phone a volunteer gives for calls.
 const MaxPhoneBytes = 128
+
+// PhoneBrowser is the phone of a volunteer who answers calls in their
+// console page (the node's browser phone) rather than on a SIP phone.
+const PhoneBrowser = "browser"
