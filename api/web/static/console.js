@@ -239,7 +239,11 @@
       $('#phone-error').textContent = '';
       // After a reload the phone is still "browser": have the microphone
       // ready before a call rings.
-      if (!micLive()) { getMic().catch(function (e) { $('#phone-error').textContent = micError(e); }); }
+      // Once: a refusal is not asked again at every availability.
+      if (!micLive() && !sp.micAsked) {
+        sp.micAsked = true;
+        getMic().catch(function (e) { $('#phone-error').textContent = micError(e); });
+      }
     } else if (phone) {
       line.textContent = 'Calls ring at ' + phone + (on ? '.' : ' (switch phone on to take calls).');
       $('#phone-error').textContent = '';
@@ -731,7 +735,7 @@
   // before a call, never during one) and kept until logout. window.softphone
   // and window.softphoneCapture are hooks for tests (what the browser hears).
   var sp = { available: false, ice: [], processing: true, stream: null, pc: null, contact: '',
-    remoteStream: null, ringing: false, muted: false };
+    remoteStream: null, ringing: false, muted: false, micAsked: false };
   window.softphone = sp;
   var ringTimer = 0;
   var ringNodes = [];
@@ -764,6 +768,7 @@
   }
 
   function stopMic() {
+    sp.micAsked = false;
     if (sp.stream) { sp.stream.getTracks().forEach(function (t) { t.stop(); }); }
     sp.stream = null;
   }
@@ -780,6 +785,7 @@
 
   $('#phone-browser').addEventListener('change', function (ev) {
     var box = ev.target;
+    sp.micAsked = true;
     $('#phone-error').textContent = '';
     unlockAudio();
     if (!box.checked) {
