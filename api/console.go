@@ -8,6 +8,7 @@ package api
 // says: a partner site may embed the chat, never a volunteer's desk.
 
 import (
+	"context"
 	"errors"
 	"math"
 	"net/http"
@@ -33,6 +34,8 @@ type consoleFrame struct {
 	AgeGroup string   `json:"age_group,omitempty"`
 	// Phone is a pointer: "" is a value (no phone), not a missing field.
 	Phone *string `json:"phone,omitempty"`
+	// SDP is the browser's WebRTC offer (answer_call).
+	SDP string `json:"sdp,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -45,6 +48,9 @@ var consoleFields = map[string]map[string]bool{
 	"message":   {"contact": true, "id": true, "text": true},
 	"end":       {"contact": true, "topics": false, "age_group": false},
 	"phone":     {"phone": true},
+	// The browser phone (softphone.go).
+	"answer_call": {"contact": true, "sdp": true},
+	"hang_up":     {"contact": true},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -55,18 +61,23 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	if err := decodeFrame(b, &f); err != nil {
 		return consoleFrame{}, err
 	}
+	// First: an oversized offer says so whatever else is wrong with it.
+	if len(f.SDP) > MaxSDPBytes {
+		return consoleFrame{}, badFrame("bad_sdp", "sdp: at most %d bytes", MaxSDPBytes)
+	}
 	if f.Type == "" {
 		return consoleFrame{}, badFrame("bad_frame", "the frame has no type")
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing or end)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, answer_call or hang_up)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
 		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
+		"sdp": f.SDP != "",
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -137,6 +148,16 @@ type consoleConn struct {
 	live    map[string]bool   // conversations open on this console
 	ringing map[string]string // channel of each offer not yet connected or withdrawn
 	board   *switchboard.Console
+
+	// The browser phone (softphone.go); softphones is nil at a centre
+	// without one. calls is cancelled when the socket closes.
+	softphones   Softphones
+	calls        context.Context
+	stopCalls    context.CancelFunc
+	answers      sync.WaitGroup
+	answering    string             // the contact an answer is in flight for, under mu
+	cancelAnswer context.CancelFunc // stops that answer, under mu
+	browserCall  string             // the call this page answered, under mu
 }
 
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
@@ -161,8 +182,13 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.finish()
 	c := &consoleConn{ws: ws, refusals: s.refusals, volunteer: vol.ID, sessionKey: sess.key, channels: slices.Clone(vol.Channels),
-		live: map[string]bool{}, ringing: map[string]string{}}
+		live: map[string]bool{}, ringing: map[string]string{}, softphones: s.cfg.Softphones}
+	c.calls, c.stopCalls = context.WithCancel(context.Background())
+	defer c.stopCalls()
 	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
+	if s.cfg.Softphones != nil {
+		ws.send(s.softphoneHello())
+	}
 
 	s.sockMu.Lock()
 	if old := s.consoles[vol.ID]; old != nil {
@@ -193,6 +219,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	c.board = console
 	c.mu.Unlock()
 	ws.run(c.handle)
+	c.closeSoftphone()
 	console.SignOut()
 }
 
@@ -225,7 +252,15 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 			err = cs.SetAvailable(f.Channel, *f.On)
 		}
 	case "phone":
-		err = c.setPhone(*f.Phone)
+		if strings.TrimSpace(*f.Phone) == PhoneBrowser && c.softphones == nil {
+			err = errNoSoftphone
+		} else {
+			err = c.setPhone(*f.Phone)
+		}
+	case "answer_call":
+		err = c.answerCall(f.Contact, f.SDP)
+	case "hang_up":
+		err = c.hangUp(f.Contact)
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -246,6 +281,7 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 		err = cs.End(f.Contact, switchboard.Categorisation{Topics: f.Topics, AgeGroup: f.AgeGroup})
 		if err == nil {
 			delete(c.live, f.Contact)
+			c.callOver(f.Contact)
 			c.ws.send(contactFrame{Type: "categorised", Contact: f.Contact})
 		}
 		c.mu.Unlock()
@@ -302,6 +338,7 @@ func (c *consoleConn) Offer(o switchboard.Offer) {
 func (c *consoleConn) OfferWithdrawn(contact, reason string) {
 	c.mu.Lock()
 	delete(c.ringing, contact)
+	c.callOver(contact)
 	c.mu.Unlock()
 	c.ws.send(withdrawnFrame{Type: "offer_withdrawn", Contact: contact, Reason: reason})
 }
@@ -323,6 +360,7 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 	live := c.live[contact]
 	if live && e.Kind == switchboard.EventEnded {
 		delete(c.live, contact)
+		c.callOver(contact)
 	}
 	c.mu.Unlock()
 	if !live && e.Kind != switchboard.EventDelivered {
@@ -347,6 +385,7 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 func (c *consoleConn) Lost(contact string, undelivered int) {
 	c.mu.Lock()
 	delete(c.live, contact)
+	c.callOver(contact)
 	c.mu.Unlock()
 	c.ws.send(undeliveredFrame{Type: "lost", Contact: contact, Undelivered: undelivered})
 }

@@ -80,6 +80,9 @@ func FuzzConsoleFrame(f *testing.F) {
 		`{"type":"phone"}`, `{"type":"phone","phone":null}`, `{"type":"end","contact":"k1","phone":"2041"}`,
 		`{"type":"phone","phone":"` + strings.Repeat("9", switchboard.MaxPhoneBytes) + `"}`,
 		`{"type":"phone","phone":"` + strings.Repeat("9", switchboard.MaxPhoneBytes+1) + `"}`,
+		`{"type":"answer_call","contact":"k1","sdp":"v=0\r\n"}`, `{"type":"hang_up","contact":"k1"}`,
+		`{"type":"answer_call","contact":"k1"}`, `{"type":"hang_up","contact":"k1","sdp":"v=0"}`,
+		`{"type":"answer_call","contact":"k1","sdp":"` + strings.Repeat("a", MaxSDPBytes+1) + `"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -109,6 +112,9 @@ func FuzzConsoleFrame(f *testing.F) {
 		}
 		if fr.Phone != nil && (fr.Type != "phone" || len(*fr.Phone) > switchboard.MaxPhoneBytes) {
 			t.Fatalf("accepted a phone of %d bytes in a %q frame", len(*fr.Phone), fr.Type)
+		}
+		if fr.SDP != "" && (fr.Type != "answer_call" || len(fr.SDP) > MaxSDPBytes) || fr.Type == "answer_call" && fr.SDP == "" {
+			t.Fatalf("accepted an sdp of %d bytes in a %q frame", len(fr.SDP), fr.Type)
 		}
 		enc := encodeFrame(fr)
 		if len(enc) > maxFrameBytes {

@@ -63,7 +63,14 @@ func (s *Server) pages(mux *http.ServeMux) {
 		http.Redirect(w, r, "/chat", http.StatusFound)
 	})
 	mux.HandleFunc("GET /chat", serve("chat.html", true))
-	mux.HandleFunc("GET /console", serve("console.html", false))
+	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
+		s.pageHeaders(w, false)
+		if s.cfg.Softphones != nil {
+			// The browser phone needs the microphone, on this page only.
+			w.Header().Set("Permissions-Policy", "camera=(), microphone=(self), geolocation=()")
+		}
+		http.ServeFileFS(w, r, sub, "console.html")
+	})
 	mux.HandleFunc("GET /overview", serve("overview.html", false))
 	mux.HandleFunc("GET /static/", file)
 	mux.HandleFunc("GET /i18n/", file)

@@ -79,6 +79,15 @@ type Config struct {
 	// site, such as a weather or news page; the default is "about:blank".
 	// It must be an http(s) URL or "about:blank".
 	QuickExitURL string
+	// Softphones is the node's browser phone, for a centre without a PBX:
+	// volunteers answer calls in the console page (softphone.go). Nil: no
+	// browser phone, and the phone "browser" is refused.
+	Softphones Softphones
+	// SoftphoneRaw turns the browser's echo cancellation, noise
+	// suppression and gain control off for the volunteer's microphone.
+	// Off (processing on) suits real headsets; tests with a fake
+	// microphone want the signal as it was sent.
+	SoftphoneRaw bool
 
 	// argon overrides the password hashing cost (tests only).
 	argon argonParams

@@ -297,6 +297,9 @@ type wireFrame struct {
 	RetryAfterSeconds    *int            `json:"retry_after_seconds"`
 	EmergencyNumbers     []obj           `json:"emergency_numbers"`
 	Phone                *string         `json:"phone"`
+	SDP                  string          `json:"sdp"`
+	ICEServers           []ICEServer     `json:"ice_servers"`
+	AudioProcessing      *bool           `json:"audio_processing"`
 
 	raw string
 }

@@ -77,6 +77,8 @@
   }
 
   function clearDesk() {
+    endBrowserCall(sp.contact);
+    stopMic();
     Object.keys(offers).forEach(removeOffer);
     Object.keys(chats).forEach(function (c) { stopCallTimer(chats[c]); chats[c].el.remove(); delete chats[c]; });
     updateNoChats();
@@ -197,6 +199,8 @@
         status('Disconnected: ' + (f.reason || ''));
         break;
       case 'error': onError(f); break;
+      case 'softphone': onSoftphone(f); break;
+      case 'call_media': onCallMedia(f); break;
     }
   }
 
@@ -226,7 +230,21 @@
     if (!hasPhone) { return; }
     var line = $('#phone-in-use');
     line.classList.toggle('missing', !phone);
-    if (phone) {
+    var inBrowser = phone === 'browser';
+    $('#phone-browser').checked = inBrowser;
+    $('#phone').disabled = inBrowser;
+    $('#phone-set').disabled = inBrowser;
+    if (inBrowser) {
+      line.textContent = 'Calls ring in this browser' + (on ? '.' : ' (switch phone on to take calls).');
+      $('#phone-error').textContent = '';
+      // After a reload the phone is still "browser": have the microphone
+      // ready before a call rings.
+      // Once: a refusal is not asked again at every availability.
+      if (!micLive() && !sp.micAsked) {
+        sp.micAsked = true;
+        getMic().catch(function (e) { $('#phone-error').textContent = micError(e); });
+      }
+    } else if (phone) {
       line.textContent = 'Calls ring at ' + phone + (on ? '.' : ' (switch phone on to take calls).');
       $('#phone-error').textContent = '';
     } else {
@@ -257,6 +275,7 @@
   // ---- offers ----
   function onOffer(f) {
     if (offers[f.contact]) { removeOffer(f.contact); }
+    if (f.channel === 'phone' && lastAvailability && lastAvailability.phone === 'browser') { onBrowserOffer(f); return; }
     if (f.channel === 'phone') { onPhoneOffer(f); return; }
     var ring = Math.max(0, f.ring_seconds | 0);
     var box = el('article', { class: 'offer', 'data-contact': f.contact, 'aria-labelledby': 'offer-t-' + f.contact });
@@ -335,6 +354,7 @@
   function removeOffer(contact, keepFocus) {
     var o = offers[contact];
     if (!o) { return false; }
+    if (o.browser) { stopRing(); }
     window.clearInterval(o.timer);
     var hadFocus = o.el.contains(document.activeElement);
     o.el.remove();
@@ -349,6 +369,7 @@
   }
 
   function onWithdrawn(f) {
+    endBrowserCall(f.contact);
     var o = offers[f.contact];
     if (!o) { return; }
     removeOffer(f.contact);
@@ -442,6 +463,11 @@
     box.appendChild(state);
     var log = el('div', { class: 'messages call-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Notes on call ' + n });
     box.appendChild(log);
+    var browser = sp.contact === f.contact;
+    if (browser) {
+      what.textContent = 'In a call in this browser';
+      box.setAttribute('data-browser', 'true');
+    }
     var endB = el('button', { type: 'button', class: 'end call-over' }, 'Call over? Categorise it');
     endB.setAttribute('aria-label', 'Call ' + n + ' is over: categorise it');
     box.appendChild(endB);
@@ -449,11 +475,16 @@
     var c = { el: box, log: log, typing: null, ta: null, send: null, end: endB, n: n, open: true, call: true,
       what: what, timerEl: timer, start: start, tick: 0 };
     c.tick = window.setInterval(function () { timer.textContent = callLength(c); }, 1000);
+    if (browser) { addCallControls(c, f.contact, box, log); }
     chats[f.contact] = c;
     endB.addEventListener('click', function () { showCategorise(f.contact, false); });
     $('#chats').appendChild(box);
     updateNoChats();
-    note(c, f.from_centre ? 'Your phone picked up. The caller came to centre ' + f.from_centre + '.' : 'Your phone picked up.');
+    if (browser) {
+      note(c, 'Connected in this browser. Speak into your headset.' + (f.from_centre ? ' The caller came to centre ' + f.from_centre + '.' : ''));
+    } else {
+      note(c, f.from_centre ? 'Your phone picked up. The caller came to centre ' + f.from_centre + '.' : 'Your phone picked up.');
+    }
     announce('Call ' + n + ' is connected.');
     if (focusHere) { endB.focus(); }
   }
@@ -526,6 +557,7 @@
     if (c.send) { c.send.disabled = true; }
     c.end.hidden = true;
     if (c.typing) { c.typing.textContent = ''; }
+    if (c.controls) { c.controls.hidden = true; }
     if (c.call && c.tick) {
       stopCallTimer(c);
       c.timerEl.textContent = callLength(c);
@@ -540,6 +572,7 @@
   };
 
   function onEnded(f) {
+    endBrowserCall(f.contact);
     var c = chats[f.contact];
     if (!c) { return; }
     if (c.call) {
@@ -559,6 +592,7 @@
   }
 
   function onLost(f) {
+    endBrowserCall(f.contact);
     var c = chats[f.contact];
     if (!c) { return; }
     closeChat(c);
@@ -641,6 +675,7 @@
   }
 
   function onCategorised(f) {
+    endBrowserCall(f.contact);
     var c = chats[f.contact];
     var n = c ? c.n : '';
     var what = c && c.call ? 'Call ' : 'Conversation ';
@@ -650,6 +685,7 @@
 
   function onError(f) {
     var text = f.error || f.code || 'error';
+    if (SOFTPHONE_ERRORS[f.code]) { onSoftphoneError(f, text); return; }
     if (f.code === 'bad_phone' || f.code === 'no_phone') {
       // The phone box was ticked but nothing changed at the centre.
       if (lastAvailability) { onAvailability(lastAvailability); }
@@ -659,6 +695,11 @@
       return;
     }
     var o = f.contact && offers[f.contact];
+    if (o && o.browser && f.code === 'offer_gone') {
+      o.problem.textContent = 'Too late to decline: the call is ringing here. Answer it, or let it ring out.';
+      o.decline.hidden = true;
+      return;
+    }
     if (o && o.channel === 'phone' && f.code === 'offer_gone') {
       // Too late to decline: the call reached the phone, which decides.
       o.problem.textContent = /ringing on your phone/.test(text) ?
@@ -687,6 +728,344 @@
     }
     status('Problem: ' + text);
   }
+
+  // ---- the browser phone: calls answered in this page over WebRTC ----
+  // The node sends "softphone" when it has one. The microphone is asked
+  // for when the volunteer switches it on (so the browser's prompt comes
+  // before a call, never during one) and kept until logout. window.softphone
+  // and window.softphoneCapture are hooks for tests (what the browser hears).
+  var sp = { available: false, ice: [], processing: true, stream: null, pc: null, contact: '',
+    remoteStream: null, ringing: false, muted: false, micAsked: false };
+  window.softphone = sp;
+  var ringTimer = 0;
+  var ringNodes = [];
+  var SOFTPHONE_ERRORS = { no_call: true, bad_sdp: true, call_failed: true, busy: true, no_softphone: true };
+
+  function onSoftphone(f) {
+    sp.available = true;
+    sp.ice = f.ice_servers || [];
+    sp.processing = f.audio_processing !== false;
+    $('#phone-browser-label').hidden = false;
+    $('#phone-browser-help').hidden = false;
+  }
+
+  function micLive() {
+    return !!sp.stream && sp.stream.getAudioTracks().some(function (t) { return t.readyState === 'live'; });
+  }
+
+  function getMic() {
+    if (micLive()) { return Promise.resolve(sp.stream); }
+    if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+      return Promise.reject(new Error('this browser cannot use a microphone here (it needs https)'));
+    }
+    var p = sp.processing;
+    return navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p } })
+      .then(function (stream) {
+        stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; });
+        sp.stream = stream;
+        return stream;
+      });
+  }
+
+  function stopMic() {
+    sp.micAsked = false;
+    if (sp.stream) { sp.stream.getTracks().forEach(function (t) { t.stop(); }); }
+    sp.stream = null;
+  }
+
+  function micError(e) {
+    var name = e && e.name;
+    if (name === 'NotAllowedError' || name === 'SecurityError') {
+      return 'Microphone blocked: allow it in the browser\'s address bar, then switch "Answer calls in this browser" on again.';
+    }
+    if (name === 'NotFoundError' || name === 'OverconstrainedError') { return 'No microphone found: plug in a headset and try again.'; }
+    if (name === 'NotReadableError') { return 'The microphone is in use by another program: close it and try again.'; }
+    return 'The microphone could not be opened: ' + ((e && e.message) || e) + '.';
+  }
+
+  $('#phone-browser').addEventListener('change', function (ev) {
+    var box = ev.target;
+    sp.micAsked = true;
+    $('#phone-error').textContent = '';
+    unlockAudio();
+    if (!box.checked) {
+      stopMic();
+      send({ type: 'phone', phone: '' });
+      return;
+    }
+    status('Your browser asks to use your microphone: allow it to answer calls here.');
+    getMic().then(function () {
+      if (!send({ type: 'phone', phone: 'browser' })) { box.checked = false; }
+    }).catch(function (e) {
+      box.checked = false;
+      $('#phone-error').textContent = micError(e);
+    });
+  });
+
+  // The ring: 425 Hz in two short bursts every 3 s (WebAudio, no file).
+  function startRing() {
+    stopRing();
+    unlockAudio();
+    sp.ringing = true;
+    var burst = function () {
+      try {
+        if (!audio) { return; }
+        var t = audio.currentTime;
+        [0, 0.5].forEach(function (at) {
+          var o = audio.createOscillator();
+          var g = audio.createGain();
+          o.type = 'sine';
+          o.frequency.value = 425;
+          g.gain.setValueAtTime(0.0001, t + at);
+          g.gain.exponentialRampToValueAtTime(0.15, t + at + 0.03);
+          g.gain.setValueAtTime(0.15, t + at + 0.37);
+          g.gain.exponentialRampToValueAtTime(0.0001, t + at + 0.4);
+          o.connect(g);
+          g.connect(audio.destination);
+          o.start(t + at);
+          o.stop(t + at + 0.42);
+          ringNodes.push(o);
+          o.onended = function () { ringNodes = ringNodes.filter(function (x) { return x !== o; }); };
+        });
+      } catch (e) { /* the card still shows the call */ }
+    };
+    burst();
+    ringTimer = window.setInterval(burst, 3000);
+  }
+
+  function stopRing() {
+    sp.ringing = false;
+    window.clearInterval(ringTimer);
+    ringTimer = 0;
+    ringNodes.forEach(function (o) { try { o.stop(); } catch (e) { /* already stopped */ } });
+    ringNodes = [];
+  }
+
+  // A call ringing in this browser: Answer or Decline.
+  function onBrowserOffer(f) {
+    var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'data-browser': 'true',
+      'aria-labelledby': 'offer-t-' + f.contact });
+    box.appendChild(el('h3', { id: 'offer-t-' + f.contact }, 'Call for you' +
+      (f.from_centre ? ' · from centre ' + f.from_centre : '') + ' · language ' + f.language));
+    if (f.from_centre) {
+      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+    }
+    box.appendChild(el('p', { class: 'phone-note' }, 'Answer it here, with your headset on.'));
+    var problem = el('p', { class: 'phone-problem', role: 'status' });
+    box.appendChild(problem);
+    var actions = el('div', { class: 'actions' });
+    var acc = el('button', { type: 'button', class: 'accept answer-call' }, 'Answer');
+    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
+    var who = ' the call in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : '');
+    acc.setAttribute('aria-label', 'Answer' + who);
+    dec.setAttribute('aria-label', 'Decline' + who);
+    acc.addEventListener('click', function () {
+      acc.disabled = true; dec.disabled = true;
+      stopRing();
+      problem.textContent = 'Connecting…';
+      startCall(f.contact);
+    });
+    dec.addEventListener('click', function () {
+      acc.disabled = true; dec.disabled = true;
+      stopRing();
+      if (!send({ type: 'decline', contact: f.contact })) { acc.disabled = false; dec.disabled = false; }
+    });
+    actions.appendChild(acc);
+    actions.appendChild(dec);
+    box.appendChild(actions);
+    $('#offers').appendChild(box);
+    offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', browser: true, problem: problem, decline: dec, accept: acc };
+    announce('A call for you, in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') + '. Answer it here.');
+    startRing();
+    acc.focus();
+  }
+
+  // iceDone waits for ICE gathering: the offer carries every candidate (no
+  // trickle), so one frame each way sets the call up. After 5 s it goes on
+  // with what it has.
+  function iceDone(pc) {
+    if (pc.iceGatheringState === 'complete') { return Promise.resolve(); }
+    return new Promise(function (resolve) {
+      var t = window.setTimeout(resolve, 5000);
+      pc.addEventListener('icegatheringstatechange', function () {
+        if (pc.iceGatheringState === 'complete') { window.clearTimeout(t); resolve(); }
+      });
+    });
+  }
+
+  function startCall(contact) {
+    endBrowserCall(sp.contact);
+    var pc = null;
+    sp.contact = contact;
+    getMic().then(function (stream) {
+      if (sp.contact !== contact) { throw new Error('hung up'); }
+      pc = new RTCPeerConnection({ iceServers: sp.ice });
+      sp.pc = pc;
+      sp.remoteStream = new MediaStream();
+      pc.ontrack = function (e) {
+        sp.remoteStream.addTrack(e.track);
+        var a = $('#softphone-audio');
+        a.srcObject = sp.remoteStream;
+        a.play().catch(function () { /* autoplay: the Answer click allows it */ });
+        capture.track(e.track);
+      };
+      pc.onconnectionstatechange = function () {
+        if (sp.pc !== pc) { return; }
+        var c = chats[contact];
+        if (pc.connectionState === 'failed' && c) { note(c, 'The voice connection failed. Hang up, and tell your coordinator.'); }
+        if (pc.connectionState === 'disconnected' && c) { note(c, 'The voice connection is interrupted…'); }
+      };
+      stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; pc.addTrack(t, stream); });
+      return pc.createOffer();
+    }).then(function (offer) { return pc.setLocalDescription(offer); })
+      .then(function () { return iceDone(pc); })
+      .then(function () {
+        if (sp.pc !== pc) { return; }
+        if (!send({ type: 'answer_call', contact: contact, sdp: pc.localDescription.sdp })) { throw new Error('not connected to the centre'); }
+      }).catch(function (e) {
+        if (sp.contact !== contact) { return; }
+        endBrowserCall(contact);
+        var o = offers[contact];
+        var text = e && e.name ? micError(e) : 'The call could not start: ' + ((e && e.message) || e) + '.';
+        if (o) { o.problem.textContent = text; o.accept.disabled = false; o.decline.disabled = false; } else { status(text); }
+      });
+  }
+
+  function onCallMedia(f) {
+    var pc = sp.pc;
+    if (!pc || sp.contact !== f.contact) { return; }
+    pc.setRemoteDescription({ type: 'answer', sdp: f.sdp }).catch(function (e) {
+      if (sp.pc !== pc) { return; }
+      var c = chats[f.contact];
+      var text = 'The centre\'s answer could not be used (' + e.message + '). Hang up and tell your coordinator.';
+      if (c) { note(c, text); } else if (offers[f.contact]) { offers[f.contact].problem.textContent = text; }
+    });
+  }
+
+  // endBrowserCall closes the voice of contact's call, if it is this
+  // browser's (the ring too).
+  function endBrowserCall(contact) {
+    if (!contact || sp.contact !== contact) { return; }
+    stopRing();
+    if (sp.pc) { try { sp.pc.close(); } catch (e) { /* closed */ } }
+    sp.pc = null;
+    sp.contact = '';
+    capture.track(null);
+    var a = $('#softphone-audio');
+    a.srcObject = null;
+    sp.remoteStream = null;
+  }
+
+  function addCallControls(c, contact, box, log) {
+    var row = el('div', { class: 'actions call-controls' });
+    var mute = el('button', { type: 'button', class: 'mute', 'aria-pressed': sp.muted ? 'true' : 'false' }, sp.muted ? 'Unmute' : 'Mute');
+    var hang = el('button', { type: 'button', class: 'hang-up' }, 'Hang up');
+    mute.setAttribute('aria-label', 'Mute your microphone in call ' + c.n);
+    hang.setAttribute('aria-label', 'Hang up call ' + c.n);
+    mute.addEventListener('click', function () {
+      sp.muted = !sp.muted;
+      if (sp.stream) { sp.stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; }); }
+      mute.textContent = sp.muted ? 'Unmute' : 'Mute';
+      mute.setAttribute('aria-pressed', sp.muted ? 'true' : 'false');
+      box.classList.toggle('muted', sp.muted);
+      note(c, sp.muted ? 'Muted: the caller does not hear you.' : 'Unmuted: the caller hears you.');
+    });
+    hang.addEventListener('click', function () {
+      hang.disabled = true;
+      if (!send({ type: 'hang_up', contact: contact })) { hang.disabled = false; return; }
+      endBrowserCall(contact);
+      note(c, 'You hung up.');
+    });
+    row.appendChild(mute);
+    row.appendChild(hang);
+    box.insertBefore(row, log);
+    c.controls = row;
+  }
+
+  function onSoftphoneError(f, text) {
+    if (f.code === 'no_softphone') {
+      $('#phone-browser').checked = false;
+      $('#phone-error').textContent = 'This centre has no browser phone: give a desk phone instead.';
+      return;
+    }
+    var msg = {
+      no_call: 'No call is ringing for you any more.',
+      bad_sdp: 'Your browser\'s call setup was refused (' + text + '). Try again, or reload the page.',
+      call_failed: 'The call could not be connected (' + text + '). Try again.',
+      busy: 'The call is being connected already.'
+    }[f.code];
+    if (f.code !== 'busy') { endBrowserCall(f.contact); }
+    var o = f.contact && offers[f.contact];
+    if (o && o.browser) {
+      o.problem.textContent = msg;
+      o.accept.disabled = f.code === 'no_call';
+      o.decline.disabled = false;
+      return;
+    }
+    var c = f.contact && chats[f.contact];
+    if (c) { note(c, msg); return; }
+    status('Problem: ' + msg);
+  }
+
+  // capture records what the browser hears (the remote track) at 8 kHz,
+  // for tests: the track must also play in an <audio> element for
+  // MediaStreamTrackProcessor to get samples, and the rate changes mid-track
+  // (48 kHz silence before RTP, then the codec's), so each chunk is
+  // brought to 8 kHz by its own rate.
+  var capture = (function () {
+    var on = false, current = null, reader = null, chunks = [], frames = 0, rates = {};
+    function run(track) {
+      if (typeof MediaStreamTrackProcessor === 'undefined') { return; }
+      var rd = new MediaStreamTrackProcessor({ track: track }).readable.getReader();
+      reader = rd;
+      var pump = function () {
+        rd.read().then(function (r) {
+          if (r.done || reader !== rd) { if (r.value) { r.value.close(); } return; }
+          var v = r.value, rate = v.sampleRate;
+          rates[rate] = (rates[rate] || 0) + 1;
+          var raw = new Float32Array(v.numberOfFrames);
+          v.copyTo(raw, { planeIndex: 0, format: 'f32-planar' });
+          v.close();
+          var k = rate / 8000, buf = new Float32Array(Math.floor(raw.length / k));
+          for (var i = 0; i < buf.length; i++) {
+            var sum = 0, lo = Math.floor(i * k), hi = Math.floor((i + 1) * k);
+            for (var j = lo; j < hi; j++) { sum += raw[j]; }
+            buf[i] = sum / (hi - lo);
+          }
+          if (on) { chunks.push(buf); frames += buf.length; }
+          pump();
+        }).catch(function () { /* the track ended */ });
+      };
+      pump();
+    }
+    function restart() {
+      if (reader) { reader.cancel().catch(function () {}); reader = null; }
+      if (on && current) { run(current); }
+    }
+    return {
+      track: function (t) { current = t; restart(); },
+      api: {
+        start: function () { on = true; chunks = []; frames = 0; rates = {}; restart(); },
+        stop: function () { on = false; if (reader) { reader.cancel().catch(function () {}); reader = null; } },
+        // samples: everything captured since start, 8 kHz, as a plain array.
+        samples: function () {
+          var out = new Array(frames), o = 0;
+          chunks.forEach(function (c) { for (var i = 0; i < c.length; i++) { out[o++] = c[i]; } });
+          return out;
+        },
+        // samplesBase64: the same as little-endian float32, base64 (smaller over CDP).
+        samplesBase64: function () {
+          var all = new Float32Array(frames), o = 0;
+          chunks.forEach(function (c) { all.set(c, o); o += c.length; });
+          var u8 = new Uint8Array(all.buffer), s = '';
+          for (var i = 0; i < u8.length; i += 0x8000) { s += String.fromCharCode.apply(null, u8.subarray(i, i + 0x8000)); }
+          return btoa(s);
+        },
+        rates: function () { return rates; }
+      }
+    };
+  })();
+  window.softphoneCapture = capture.api;
 
   // ---- start ----
   fetch('/v1/info', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; })
