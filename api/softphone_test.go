@@ -178,7 +178,7 @@ func TestConsoleSoftphoneCall(t *testing.T) {
 	con.expectError("no_call")
 
 	call := placeCall(t, rig, calls)
-	if call.Phone() != "browser" {
+	if call.Phone() != switchboard.BrowserPhonePrefix+"v1" {
 		t.Fatalf("the call rings at %q", call.Phone())
 	}
 	offer := con.expect("offer")
