@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/ice/v4"
 	"github.com/pion/rtp"
 )
 
@@ -299,4 +300,35 @@ func TestCloseEndsGoroutines(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// Lost fires when the browser vanishes without closing anything (its
+// socket goes dead): after the engine's ICE disconnected and failed
+// timeouts (2 s + 2 s in these tests).
+func TestLostWhenBrowserVanishes(t *testing.T) {
+	e := newTestEngine(t, nil)
+	caller := udpEnd(t)
+	leg, err := e.Open(context.Background(), Offer{Remote: addrOf(caller), Codec: PCMU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := udpEnd(t)
+	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: sock})
+	t.Cleanup(func() { _ = mux.Close() })
+	b := newBrowserOn(t, []Codec{PCMU}, PCMU, mux)
+	answer, err := leg.Bridge(context.Background(), b.offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.accept(t, answer)
+	waitFor(t, "browser connected", b.connected, 10*time.Second)
+	start := time.Now()
+	_ = sock.Close()
+	select {
+	case <-leg.Lost():
+		t.Fatalf("Lost at once: the silent path was not what fired it")
+	case <-time.After(time.Second):
+	}
+	waitFor(t, "Lost after the browser went silent", leg.Lost(), 20*time.Second)
+	t.Logf("Lost %v after the browser went silent", time.Since(start).Round(time.Millisecond))
 }

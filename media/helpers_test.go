@@ -50,6 +50,14 @@ type browser struct {
 
 func newBrowser(t testing.TB, offers []Codec, send Codec) *browser {
 	t.Helper()
+	return newBrowserOn(t, offers, send, nil)
+}
+
+// newBrowserOn is newBrowser whose ICE runs on mux's socket, if given:
+// closing that socket makes the browser vanish without a word, as a
+// killed tab or a dropped network does.
+func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux) *browser {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	for _, c := range offers {
 		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capability(c),
@@ -62,6 +70,9 @@ func newBrowser(t testing.TB, offers []Codec, send Codec) *browser {
 	se.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
 	se.SetIncludeLoopbackCandidate(true)
 	se.SetIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	if mux != nil {
+		se.SetICEUDPMux(mux)
+	}
 	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
 	if err != nil {
 		t.Fatal(err)
