@@ -30,6 +30,10 @@ type SIPConfig struct {
 	PBX []netip.Prefix
 	// RouteTimeout and RingTimeout: see sip.Config (0: its defaults).
 	RouteTimeout, RingTimeout time.Duration
+	// Browser makes the node the centre's phone, for a centre without a
+	// PBX (nil: the PBX answers, issue 12); PBX then lists the trunk's
+	// addresses.
+	Browser *BrowserPhoneConfig
 }
 
 // ErrNoCentreSIP means the centre that holds a call has no SIP address in
@@ -63,16 +67,26 @@ func (r callRouter) RouteCall(ctx context.Context, language string) (sip.Decisio
 	case err != nil:
 		return sip.Decision{}, err
 	}
+	contact, err := r.contactFor(placed)
+	if err != nil {
+		return sip.Decision{}, err
+	}
+	return sip.Decision{Contact: contact}, nil
+}
+
+// contactFor is where the caller is redirected for a placed call:
+// sip:TOKEN@<the answering centre's published SIP address>.
+func (r callRouter) contactFor(placed switchboard.Placed) (string, error) {
 	addr := r.ownSIP
 	if placed.Centre != r.n.Centre() {
 		c, ok := r.n.Roster().Centres[placed.Centre]
 		if !ok || c.SIPAddr == "" {
-			return sip.Decision{}, fmt.Errorf("route call to %s: %w", placed.Centre, ErrNoCentreSIP)
+			return "", fmt.Errorf("route call to %s: %w", placed.Centre, ErrNoCentreSIP)
 		}
 		addr = c.SIPAddr
 	}
 	if addr == "" {
-		return sip.Decision{}, fmt.Errorf("route call here: %w", ErrNoCentreSIP)
+		return "", fmt.Errorf("route call here: %w", ErrNoCentreSIP)
 	}
-	return sip.Decision{Contact: "sip:" + placed.Token + "@" + addr}, nil
+	return "sip:" + placed.Token + "@" + addr, nil
 }

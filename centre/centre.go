@@ -56,8 +56,12 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	browser, err := browserPhoneConfig(fc.Phone.Browser)
+	if err != nil {
+		return Config{}, err
+	}
 	return Config{
-		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx},
+		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx, Browser: browser},
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir, PhoneDomain: fc.Phone.Domain,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
@@ -78,7 +82,9 @@ type Centre struct {
 	node *node.Node
 	api  *api.Server
 	sip  *sip.Ingress // nil without a PBX
-	log  *slog.Logger
+	// phone is the node's own phone (nil unless SIP.Browser).
+	phone *browserPhone
+	log   *slog.Logger
 
 	stopOnce sync.Once
 	stopErr  error
@@ -92,6 +98,7 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 	if cfg.SIP.Listen != "" {
 		tokens = sip.NewTokenStore()
 		cfg.Node.CallTokens = callTokens{tokens}
+		cfg.Node.BrowserPhones = cfg.SIP.Browser != nil
 	}
 	n, err := node.Start(ctx, cfg.Node)
 	if err != nil {
@@ -103,12 +110,24 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 	}
 	c := &Centre{node: n, log: log}
 	if tokens != nil {
-		c.sip, err = sip.Start(ctx, sip.Config{
-			Addr: cfg.SIP.Listen, Host: cfg.SIP.Host, PBX: cfg.SIP.PBX, Router: callRouter{n: n, ownSIP: cfg.Node.SIPAddr}, Tokens: tokens,
+		router := callRouter{n: n, ownSIP: cfg.Node.SIPAddr}
+		sc := sip.Config{
+			Addr: cfg.SIP.Listen, Host: cfg.SIP.Host, PBX: cfg.SIP.PBX, Router: router, Tokens: tokens,
 			RouteTimeout: cfg.SIP.RouteTimeout, RingTimeout: cfg.SIP.RingTimeout,
 			Logger: log, Registerer: n.Registry(),
-		})
+		}
+		if cfg.SIP.Browser != nil {
+			if c.phone, err = startBrowserPhone(cfg.SIP.Browser, log); err != nil {
+				_ = n.Stop()
+				return nil, fmt.Errorf("start centre %s: %w", cfg.Node.Centre, err)
+			}
+			sc.Voice, sc.Softphones, sc.Trunk = voice{c.phone}, c.phone.softphones, trunk{router}
+			sc.Peers = (&peers{n: n}).has
+			cfg.API.Softphones, cfg.API.SoftphoneRaw = consoles{c.phone}, cfg.SIP.Browser.RawAudio
+		}
+		c.sip, err = sip.Start(ctx, sc)
 		if err != nil {
+			c.stopPhone()
 			_ = n.Stop()
 			return nil, fmt.Errorf("start centre %s: %w", cfg.Node.Centre, err)
 		}
@@ -117,10 +136,19 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 	c.api, err = api.Start(cfg.API)
 	if err != nil {
 		c.stopSIP(ctx)
+		c.stopPhone()
 		_ = n.Stop()
 		return nil, err
 	}
 	return c, nil
+}
+
+// stopPhone ends every voice leg still open: after the ingress, which
+// hangs up the calls it answered first.
+func (c *Centre) stopPhone() {
+	if c.phone != nil {
+		_ = c.phone.engine.Close()
+	}
 }
 
 // SIPAddr returns the SIP ingress's bound UDP address ("" without one).
@@ -166,6 +194,7 @@ func (c *Centre) Stop(ctx context.Context) error {
 		// still needs it for its hang-up.
 		apiErr := c.api.Stop(ctx)
 		sipErr := c.stopSIP(ctx)
+		c.stopPhone()
 		c.stopErr = errors.Join(apiErr, sipErr, c.node.Stop())
 	})
 	return c.stopErr

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math"
 	"os"
+	"testing"
+	"time"
 )
 
 var (
@@ -81,4 +83,50 @@ func Level(path string) (float64, error) {
 		return math.Inf(-1), nil
 	}
 	return 20 * math.Log10(math.Sqrt(sum/float64(len(s)))+1e-12), nil
+}
+
+// TrimWAV writes a copy of the 16-bit PCM mono WAV at path without its
+// first d, and returns the copy's path (in dir). A browser's fake
+// microphone plays its file from the moment the microphone opened, which
+// may be seconds before the call: the speech the other side can have
+// heard starts d later.
+func TrimWAV(t testing.TB, dir, path string, d time.Duration) string {
+	t.Helper()
+	s, rate, err := readWAV(path)
+	if err != nil {
+		t.Fatalf("pbxlab: trim: %v", err)
+	}
+	skip := min(len(s), int(d.Seconds()*float64(rate)))
+	out, err := tempName(dir, "trimmed-*.wav")
+	if err != nil {
+		t.Fatalf("pbxlab: trim: %v", err)
+	}
+	if err := WriteWAV(out, s[skip:], rate); err != nil {
+		t.Fatalf("pbxlab: trim: %v", err)
+	}
+	return out
+}
+
+// WriteWAV writes samples (-1..1) as a 16-bit PCM mono WAV at rate.
+func WriteWAV(path string, samples []float64, rate int) error {
+	pcm := make([]byte, 44+2*len(samples))
+	copy(pcm, "RIFF")
+	binary.LittleEndian.PutUint32(pcm[4:], uint32(36+2*len(samples)))
+	copy(pcm[8:], "WAVEfmt ")
+	binary.LittleEndian.PutUint32(pcm[16:], 16)
+	binary.LittleEndian.PutUint16(pcm[20:], 1) // PCM
+	binary.LittleEndian.PutUint16(pcm[22:], 1) // mono
+	binary.LittleEndian.PutUint32(pcm[24:], uint32(rate))
+	binary.LittleEndian.PutUint32(pcm[28:], uint32(2*rate))
+	binary.LittleEndian.PutUint16(pcm[32:], 2)
+	binary.LittleEndian.PutUint16(pcm[34:], 16)
+	copy(pcm[36:], "data")
+	binary.LittleEndian.PutUint32(pcm[40:], uint32(2*len(samples)))
+	for i, v := range samples {
+		binary.LittleEndian.PutUint16(pcm[44+2*i:], uint16(int16(max(-32768, min(32767, math.Round(v*32767))))))
+	}
+	if err := os.WriteFile(path, pcm, 0o600); err != nil {
+		return fmt.Errorf("write WAV: %w", err)
+	}
+	return nil
 }

@@ -203,8 +203,15 @@ const (
 // NewCallerPBX starts the caller's PBX on 127.0.0.1.
 func NewCallerPBX(t testing.TB) *CallerPBX {
 	t.Helper()
+	return NewCallerAt(t, "127.0.0.1")
+}
+
+// NewCallerAt starts a caller's side on ip: on 127.0.0.1 a node's PBX or
+// trunk in the tests, elsewhere (127.0.0.3) a stranger.
+func NewCallerAt(t testing.TB, ip string) *CallerPBX {
+	t.Helper()
 	c := &CallerPBX{Byes: make(chan *sip.Request, 4)}
-	c.End = NewEnd(t, "127.0.0.1", func(e *End) {
+	c.End = NewEnd(t, ip, func(e *End) {
 		ct := e.Contact(CanaryNumber)
 		ct.DisplayName = CanaryName
 		c.Dialogs = sipgo.NewDialogClientCache(e.Client, ct)
@@ -229,12 +236,19 @@ func (c *CallerPBX) Invite(t testing.TB, node netip.AddrPort, user string) *sipg
 // InviteURI is Invite to a whole URI (e.g. a 302's Contact).
 func (c *CallerPBX) InviteURI(t testing.TB, to sip.Uri) *sipgo.DialogClientSession {
 	t.Helper()
-	from := &sip.FromHeader{DisplayName: CanaryName, Address: sip.Uri{Scheme: "sip", User: CanaryNumber, Host: "127.0.0.1"}, Params: sip.NewParams()}
+	return c.InviteSDP(t, to, CallerSDP)
+}
+
+// InviteSDP is InviteURI with another SDP offer (a malformed one, or one
+// whose audio port the test listens on).
+func (c *CallerPBX) InviteSDP(t testing.TB, to sip.Uri, sdp string) *sipgo.DialogClientSession {
+	t.Helper()
+	from := &sip.FromHeader{DisplayName: CanaryName, Address: sip.Uri{Scheme: "sip", User: CanaryNumber, Host: c.Addr.Addr().String()}, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	ct := sip.ContentTypeHeader("application/sdp")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := c.Dialogs.Invite(ctx, to, []byte(CallerSDP), from, &ct)
+	d, err := c.Dialogs.Invite(ctx, to, []byte(sdp), from, &ct)
 	if err != nil {
 		t.Fatalf("INVITE: %v", err)
 	}

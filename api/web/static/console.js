@@ -763,6 +763,9 @@
       .then(function (stream) {
         stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; });
         sp.stream = stream;
+        // When the microphone opened, in the page's clock: a test's fake
+        // microphone plays its file from here, not from the call.
+        sp.micAt = performance.now();
         return stream;
       });
   }

@@ -1,0 +1,457 @@
+package centre_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/emiago/sipgo"
+	"github.com/emiago/sipgo/sip"
+	rtppkt "github.com/pion/rtp"
+
+	"github.com/helpmesh/helpmesh/centre"
+	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/browsertest"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/logsink"
+	"github.com/helpmesh/helpmesh/internal/pbxlab"
+	"github.com/helpmesh/helpmesh/internal/siptest"
+	"github.com/helpmesh/helpmesh/internal/timing"
+	"github.com/helpmesh/helpmesh/media"
+	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// The browser phone with real parts end to end: a baresip caller speaking
+// an espeak-ng sentence calls a centre whose node is its phone (no PBX);
+// headless Chromium, its microphone a file of the volunteer's speech,
+// answers in the real console page; the node bridges the caller's RTP and
+// the browser's WebRTC. See internal/pbxlab and internal/browsertest.
+
+// The spoken canary: the words of the caller's speech. They travel only as
+// sound, so they must never appear as text anywhere.
+const spokenCanary = "Quillfeather marmalade seventeen"
+
+type browserRig struct {
+	*phoneRig
+	ingress                      string
+	caller                       *pbxlab.Phone
+	callerSpeech, volunteerSpeak string
+	dir                          string
+}
+
+// browserFed starts c1, a centre without a PBX whose node takes the calls
+// of its trunk (127.0.0.1: here the callers themselves, or a Kamailio) and
+// answers them in volunteers' browsers, and n-1 more centres with phone
+// (nil: none).
+func browserFed(t *testing.T, n int, phone func(id string) (node.PhoneConfig, string), tune func(id string, cfg *centre.Config)) (*phoneRig, string) {
+	t.Helper()
+	ingress := freeLoopback(t)
+	r := &phoneRig{root: t.TempDir(), logs: &logsink.Buffer{}}
+	local := centre.Local{
+		Root: r.root, Timing: timing.Test,
+		Tune: func(id string, cfg *centre.Config) {
+			if cfg.SIP.Browser != nil {
+				cfg.SIP.Browser.RawAudio = true // the tests compare voices
+			}
+			if tune != nil {
+				tune(id, cfg)
+			}
+		},
+		Logger: slog.New(slog.NewTextHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Phone: func(id string, _ int) (node.PhoneConfig, string) {
+			if id == "c1" {
+				return node.PhoneConfig{Listen: ingress, PBX: []string{"127.0.0.1/32"},
+					Browser: &node.BrowserPhone{MediaHost: "127.0.0.1", Loopback: true}}, ingress
+			}
+			if phone == nil {
+				return node.PhoneConfig{}, ""
+			}
+			return phone(id)
+		},
+	}
+	r.Federation = fedtest.Start(t, local.Driver(), n)
+	return r, ingress
+}
+
+// startBrowserRig is browserFed with the caller, a baresip phone speaking
+// the caller's speech, and the volunteer's speech for Chromium.
+func startBrowserRig(t *testing.T, n int, phone func(id string) (node.PhoneConfig, string), tune func(id string, cfg *centre.Config)) *browserRig {
+	t.Helper()
+	pbxlab.Need(t)
+	browsertest.FindChromium(t)
+	dir := t.TempDir()
+	r := &browserRig{
+		dir: dir,
+		callerSpeech: pbxlab.Speech(t, dir, spokenCanary+". Hello, this is the caller speaking. I would like to talk to someone about my day, "+
+			"it has been a long one and I cannot sleep.", 14*time.Second),
+		volunteerSpeak: pbxlab.Speech(t, dir, "Good evening, you are talking to a volunteer at the helpline. Take your time, "+
+			"I am listening, and nothing you say leaves this room. We can talk for as long as you need tonight.", 20*time.Second),
+	}
+	r.caller = pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: voiceCallerNumber, DisplayName: voiceCallerName, Answer: pbxlab.AnswerNever, Speak: r.callerSpeech})
+	r.phoneRig, r.ingress = browserFed(t, n, phone, tune)
+	return r
+}
+
+// enrol writes a phone volunteer to the roster through c's admin API and
+// sets their password, as a coordinator and the volunteer would.
+func (r *browserRig) enrol(t *testing.T, c *centre.Centre, id, password string) {
+	t.Helper()
+	token, err := node.LoadAdminToken(filepath.Join(r.root, c.Node().Centre()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	v := consensus.Volunteer{ID: id, Centre: c.Node().Centre(), Alias: "Kari", Channels: []string{switchboard.ChannelPhone},
+		Languages: []string{"nb"}, Capacity: 1, Role: "volunteer"}
+	b, _ := json.Marshal(v)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+c.Addr()+"/v1/volunteers", bytes.NewReader(b))
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var w struct {
+		EnrolmentCode string `json:"enrolment_code"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&w)
+	resp.Body.Close()
+	if err != nil || w.EnrolmentCode == "" {
+		t.Fatalf("add volunteer %s: HTTP %d, %v", id, resp.StatusCode, err)
+	}
+	b, _ = json.Marshal(map[string]string{"volunteer": id, "code": w.EnrolmentCode, "password": password})
+	resp, err = http.Post("http://"+c.Addr()+"/v1/volunteer/enrol", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("enrol %s: HTTP %d", id, resp.StatusCode)
+	}
+}
+
+// console opens c's console in a Chromium whose microphone speaks the
+// volunteer's speech, logs in, and switches the browser phone and calls on.
+func (r *browserRig) console(t *testing.T, c *centre.Centre, id string) context.Context {
+	t.Helper()
+	r.enrol(t, c, id, "correct horse battery")
+	tab := browsertest.NewMediaBrowser(t, r.volunteerSpeak)
+	browsertest.Run(t, tab, "log in",
+		chromedp.Navigate("http://"+c.Addr()+"/console"),
+		chromedp.WaitVisible("#login-submit", chromedp.ByQuery),
+		chromedp.SendKeys("#volunteer", id, chromedp.ByQuery),
+		chromedp.SendKeys("#password", "correct horse battery", chromedp.ByQuery),
+		chromedp.Click("#login-submit", chromedp.ByQuery))
+	browsertest.Wait(t, tab, "the browser phone choice", `!document.querySelector('#desk').hidden && !document.querySelector('#phone-browser-label').hidden`, 15*time.Second)
+	browsertest.Run(t, tab, "browser phone on", chromedp.Click("#phone-browser", chromedp.ByQuery))
+	browsertest.Wait(t, tab, "the microphone open", `document.querySelector('#phone-browser').checked && window.softphone.stream
+		&& window.softphone.stream.getAudioTracks()[0].readyState === 'live' && /Calls ring in this browser/.test(document.querySelector('#phone-in-use').textContent)`, 10*time.Second)
+	browsertest.Run(t, tab, "calls on", chromedp.Click("#available-phone", chromedp.ByQuery))
+	fedtest.Eventually(t, 10*time.Second, "the volunteer free for calls", func() bool {
+		return c.Node().Switchboard().Availability()[switchboard.ChannelPhone].Free["nb"] == 1
+	})
+	return tab
+}
+
+// dataSizes is the size of every file under dir.
+func dataSizes(t *testing.T, dir string) map[string]int64 {
+	t.Helper()
+	sizes := map[string]int64{}
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		sizes[path] = info.Size()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sizes
+}
+
+// heardInBrowser reads what the page captured of the call as a WAV.
+func heardInBrowser(t *testing.T, tab context.Context, dir string) string {
+	t.Helper()
+	var b64 string
+	browsertest.Eval(t, tab, `window.softphoneCapture.samplesBase64()`, &b64)
+	s, err := browsertest.Samples(b64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s) < 8000 {
+		t.Fatalf("the page captured %d samples: under a second of the call", len(s))
+	}
+	path := filepath.Join(dir, "browser-heard.wav")
+	if err := pbxlab.WriteWAV(path, s, 8000); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// Issue 13, points 1 and 5: the caller calls the node; the volunteer
+// answers in the real console page in Chromium; each hears the other
+// (envelope correlation against what the other said, with mismatched pairs
+// that must not correlate); the caller hangs up, the volunteer
+// categorises, and the call counts once, answered here, with its topic.
+// During the call no file in any data directory grows (the voice is never
+// written), and neither the caller's number and name nor the spoken words
+// appear in any file, log or metric.
+func TestBrowserPhoneCallWithRealVoice(t *testing.T) {
+	r := startBrowserRig(t, 1, nil, nil)
+	c1 := r.Member("c1")
+	tab := r.console(t, c1, "v1")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := r.caller.Dial(ctx, "sip:queue-nb@"+r.ingress); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "the call ringing in the console", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
+		return !!o && !!o.querySelector('button.answer-call') && window.softphone.ringing; })()`, 15*time.Second)
+	if tl := phoneTally(c1); tl.Offered != 1 || tl.Waiting != 1 {
+		t.Fatalf("while ringing: %+v", tl)
+	}
+	browsertest.Eval(t, tab, `window.softphoneCapture.start(), true`, new(bool))
+	browsertest.Run(t, tab, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
+	if e, err := r.caller.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"); err != nil || e.Type != "CALL_ESTABLISHED" {
+		t.Fatalf("the caller's call was not answered: %v %+v (events %v)", err, e, r.caller.EventTypes())
+	}
+	var micFor float64 // ms the fake microphone had played before the call
+	browsertest.Eval(t, tab, `performance.now() - window.softphone.micAt`, &micFor)
+	if _, err := r.caller.Await(ctx, "CALL_RTPESTAB"); err != nil {
+		t.Fatal(err)
+	}
+	before := dataSizes(t, r.root)
+	browsertest.Wait(t, tab, "the in-call card", `!!document.querySelector('#chats .chat.call[data-browser] button.hang-up')
+		&& window.softphone.pc && window.softphone.pc.connectionState === 'connected'`, 10*time.Second)
+	fedtest.Eventually(t, 5*time.Second, "the call in progress", func() bool { return phoneTally(c1).InProgress == 1 })
+
+	select {
+	case <-time.After(9 * time.Second): // the caller talks
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	heard := heardInBrowser(t, tab, r.dir)
+	if err := r.caller.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "the categorisation form after the caller hung up", `(() => { const c = document.querySelector('#chats .chat.call');
+		return !!c && !!c.querySelector('.categorise input[name=topic]') && window.softphone.pc === null; })()`, 10*time.Second)
+	after := dataSizes(t, r.root)
+	for path, size := range after {
+		if size > before[path] {
+			t.Errorf("%s grew during the call: %d -> %d bytes", path, before[path], size)
+		}
+	}
+
+	// What each side heard.
+	volunteerSaid := pbxlab.TrimWAV(t, r.dir, r.volunteerSpeak, time.Duration(micFor)*time.Millisecond)
+	for _, c := range []struct {
+		what, said, heard string
+		match             bool
+	}{
+		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true},
+		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true},
+		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false},
+		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false},
+	} {
+		got := pbxlab.MustCorrelate(t, c.what, c.said, c.heard)
+		switch {
+		case c.match && got < 0.8:
+			t.Errorf("%s: correlation %.3f < 0.8: the voice did not arrive", c.what, got)
+		case !c.match && got >= 0.5:
+			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
+		}
+	}
+
+	browsertest.Run(t, tab, "categorise",
+		chromedp.Click(`#chats .chat.call .categorise input[name=topic][value="family"]`, chromedp.ByQuery),
+		chromedp.SetValue("#chats .chat.call .categorise select.age-group", "16-18", chromedp.ByQuery),
+		chromedp.Click("#chats .chat.call .categorise button.submit-categorisation", chromedp.ByQuery))
+	fedtest.Eventually(t, 5*time.Second, "the categorisation counted", func() bool {
+		st := c1.Node().Switchboard().Stats()
+		return st.Categorised() == 1 && st.Topics["family"] == 1
+	})
+	if tl := phoneTally(c1); tl.Offered != 1 || tl.AnsweredLocal != 1 || tl.InProgress != 0 {
+		t.Fatalf("after the call: %+v", tl)
+	}
+	conservedCalls(t, c1)
+	r.noTrace(t, voiceCallerNumber, voiceCallerName, spokenCanary)
+}
+
+// Issue 13, point 3: the caller hangs up while the console rings: it stops
+// ringing at once and the call counts as abandoned. Then a call is
+// answered and the volunteer closes the tab: the node hangs up the caller
+// (a BYE: baresip's call closes) and the volunteer's hold is released.
+func TestBrowserPhoneHangUpsOnEitherSide(t *testing.T) {
+	r := startBrowserRig(t, 1, nil, nil)
+	c1 := r.Member("c1")
+	tab := r.console(t, c1, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	if err := r.caller.Dial(ctx, "sip:queue-nb@"+r.ingress); err != nil {
+		t.Fatal(err)
+	}
+	ringing := `(() => { const o = document.querySelector('#offers .offer[data-browser]'); return !!o && window.softphone.ringing; })()`
+	browsertest.Wait(t, tab, "the call ringing", ringing, 15*time.Second)
+	if err := r.caller.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	hungUp := time.Now()
+	browsertest.Wait(t, tab, "the ringing stopped", `!document.querySelector('#offers .offer') && !window.softphone.ringing`, 5*time.Second)
+	t.Logf("the console stopped ringing %v after the caller hung up", time.Since(hungUp).Round(time.Millisecond))
+	fedtest.Eventually(t, 5*time.Second, "the call counted abandoned", func() bool { return phoneTally(c1).Abandoned == 1 })
+	fedtest.Eventually(t, 5*time.Second, "the volunteer free again", func() bool {
+		return c1.Node().Switchboard().Availability()[switchboard.ChannelPhone].Free["nb"] == 1
+	})
+	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+
+	if err := r.caller.Dial(ctx, "sip:queue-nb@"+r.ingress); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "the second call ringing", ringing, 15*time.Second)
+	browsertest.Run(t, tab, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
+	if _, err := r.caller.Await(ctx, "CALL_RTPESTAB"); err != nil {
+		t.Fatal(err)
+	}
+	fedtest.Eventually(t, 5*time.Second, "the call in progress", func() bool { return phoneTally(c1).InProgress == 1 })
+	closed := time.Now()
+	if err := chromedp.Cancel(tab); err != nil { // the tab, and its browser, closed
+		t.Fatal(err)
+	}
+	e, err := r.caller.Await(ctx, "CALL_CLOSED")
+	if err != nil {
+		t.Fatalf("the caller's leg was not ended after the tab closed: %v", err)
+	}
+	t.Logf("the caller's call closed %v after the tab closed (%s)", time.Since(closed).Round(time.Millisecond), e.Param)
+	fedtest.Eventually(t, 10*time.Second, "the hold released and the call counted", func() bool {
+		tl := phoneTally(c1)
+		return tl.InProgress == 0 && tl.Waiting == 0 && tl.AnsweredLocal == 1
+	})
+	conservedCalls(t, c1)
+	if av := c1.Node().Switchboard().Availability()[switchboard.ChannelPhone]; av.Busy["nb"] != 0 {
+		t.Fatalf("a volunteer is still held after the tab closed: %+v", av)
+	}
+}
+
+// Issue 13, points 2 (nobody free anywhere) and 4, at the SIP level with
+// a real centre: a stranger's INVITE gets 403 and a queue call from
+// another centre's address too; a malformed SDP gets 400, one without
+// G.711 488, and neither is counted; with nobody free anywhere the node
+// answers, sends the busy prompt as RTP, hangs up, and counts the call
+// once, not answered (returned).
+func TestBrowserPhoneRefusalsAndBusyPrompt(t *testing.T) {
+	r, ingress := browserFed(t, 1, nil, nil)
+	c1 := r.Member("c1")
+	to := sip.Uri{Scheme: "sip", User: "queue-nb", Host: "127.0.0.1", Port: ingressPort(t, ingress)}
+	answer := func(d *sipgo.DialogClientSession) *sip.Response {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
+	}
+
+	stranger := siptest.NewCallerAt(t, "127.0.0.3")
+	if res := answer(stranger.InviteSDP(t, to, siptest.CallerSDP)); res.StatusCode != sip.StatusForbidden {
+		t.Fatalf("a stranger's INVITE: %d, want 403", res.StatusCode)
+	}
+	trunk := siptest.NewCallerPBX(t)
+	for _, c := range []struct {
+		what, sdp string
+		want      int
+	}{
+		{"malformed SDP", "v=0\r\nthis is not SDP\r\n", sip.StatusBadRequest},
+		{"no address", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\nm=audio 41000 RTP/AVP 0\r\n", sip.StatusBadRequest},
+		{"no G.711", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 41000 RTP/AVP 9 18\r\n", sip.StatusNotAcceptableHere},
+		{"video only", "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=video 41000 RTP/AVP 96\r\n", sip.StatusNotAcceptableHere},
+	} {
+		if res := answer(trunk.InviteSDP(t, to, c.sdp)); res.StatusCode != c.want {
+			t.Errorf("%s: %d %s, want %d", c.what, res.StatusCode, res.Reason, c.want)
+		}
+	}
+	if tl := phoneTally(c1); tl.Offered != 0 {
+		t.Fatalf("refused calls were counted: %+v", tl)
+	}
+
+	// Nobody free anywhere: the prompt.
+	rtp, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rtp.Close()
+	sdp := fmt.Sprintf("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio %d RTP/AVP 8 0\r\n", rtp.LocalAddr().(*net.UDPAddr).Port)
+	d := trunk.InviteSDP(t, to, sdp)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := d.WaitAnswer(ctx, sipgo.AnswerOptions{}); err != nil {
+		t.Fatalf("nobody free: %v, want 200 and the prompt", err)
+	}
+	if err := d.Ack(ctx); err != nil {
+		t.Fatal(err)
+	}
+	packets, loud := 0, 0
+	got := make(chan struct{})
+	go func() {
+		defer close(got)
+		buf := make([]byte, 1500)
+		for {
+			_ = rtp.SetReadDeadline(time.Now().Add(2 * time.Second))
+			n, err := rtp.Read(buf)
+			if err != nil {
+				return
+			}
+			var p rtppkt.Packet
+			if p.Unmarshal(buf[:n]) != nil || p.PayloadType != 8 {
+				continue // the caller preferred PCMA: every packet must be PCMA
+			}
+			packets++
+			for _, b := range p.Payload {
+				if b != 0xd5 && b != 0x55 { // A-law silence
+					loud++
+					break
+				}
+			}
+		}
+	}()
+	siptest.Receive(t, trunk.Byes, "the node's BYE after the prompt")
+	<-got
+	want := int(media.DefaultPrompt().Duration() / (20 * time.Millisecond))
+	t.Logf("prompt: %d packets (%d with sound), %d expected", packets, loud, want)
+	if packets < want*9/10 || loud < want/4 {
+		t.Errorf("the caller got %d packets (%d with sound) of a %d-packet prompt", packets, loud, want)
+	}
+	fedtest.Eventually(t, 5*time.Second, "the call counted not answered", func() bool {
+		tl := phoneTally(c1)
+		return tl.Offered == 1 && tl.Returned == 1 && tl.Waiting == 0
+	})
+	conservedCalls(t, c1)
+}
+
+func ingressPort(t *testing.T, addr string) int {
+	t.Helper()
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return int(ap.Port())
+}
