@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/netip"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -454,4 +455,133 @@ func ingressPort(t *testing.T, addr string) int {
 		t.Fatal(err)
 	}
 	return int(ap.Port())
+}
+
+// setPhoneOverflow sets the policy's time a call rings here before it
+// overflows.
+func setPhoneOverflow(t *testing.T, c *centre.Centre, secs int) {
+	t.Helper()
+	p := c.Node().Roster().Policy
+	p.OverflowAfterSeconds = map[string]int{switchboard.ChannelChat: 60, switchboard.ChannelPhone: secs}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c.Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &p}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Issue 13, point 2, with real PBXs and real voice: c1's volunteer is
+// available in the browser but does not answer; after the policy's time
+// (3 s) the node redirects the call (302, before answering) to c2, a
+// centre whose PBX is Kamailio, where the volunteer's desk phone answers,
+// and caller and volunteer hear each other. c1's trunk is a Kamailio too:
+// a carrier's trunk that follows the redirect. c1 counts the call once,
+// answered by overflow, and its console stopped ringing. Then nobody is
+// free anywhere: the caller hears the busy prompt (what baresip recorded
+// correlates with the prompt) and c1 counts the call not answered.
+func TestBrowserPhoneOverflowsWhenNobodyAnswersInTime(t *testing.T) {
+	pbxlab.Need(t)
+	queueB := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "bq", Answer: pbxlab.AnswerAuto})
+	ingressB := freeLoopback(t)
+	cfg := pbxlab.ConfigPath(t)
+	pbxB := pbxlab.StartKamailio(t, cfg, map[string]string{
+		"NODE":        pbxlab.Quote("sip:" + ingressB),
+		"LOCAL_PHONE": pbxlab.Quote(queueB.URI()),
+	})
+	r := startBrowserRig(t, 2, func(string) (node.PhoneConfig, string) {
+		return node.PhoneConfig{Listen: ingressB, PBX: []string{"127.0.0.1/32"}}, pbxB.Addr()
+	}, nil)
+	c1, c2 := r.Member("c1"), r.Member("c2")
+	volunteer := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "vol", Answer: pbxlab.AnswerAuto, Speak: r.volunteerSpeak})
+	// c1's trunk: rings a desk nobody answers for 300 ms (the carrier's
+	// own step), then the node, and follows its redirect; its own queue
+	// phone is where a call the node refused would land.
+	desk := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "desk", Answer: pbxlab.AnswerNever})
+	trunkQueue := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "tq", Answer: pbxlab.AnswerAuto})
+	trunk := pbxlab.StartKamailio(t, cfg, map[string]string{
+		"NODE":        pbxlab.Quote("sip:" + r.ingress),
+		"LOCAL_PHONE": pbxlab.Quote(desk.URI()),
+		"OWN_QUEUE":   pbxlab.Quote(trunkQueue.URI()),
+		"QUEUE":       pbxlab.Quote("1000"),
+		"RING_MS":     "300",
+		"LANG":        pbxlab.Quote("nb"),
+	})
+	const overflowAfter = 3
+	setPhoneOverflow(t, c1, overflowAfter)
+	tab := r.console(t, c1, "v1")
+	con, deskB := phoneVolunteer(t, c2, "v-b", volunteer.URI())
+	fedtest.Eventually(t, 20*time.Second, "c2's volunteer free for calls in c1's view", func() bool { return seenFree(c1, c2, switchboard.ChannelPhone) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	if err := r.caller.Dial(ctx, trunk.URI("1000")); err != nil {
+		t.Fatal(err)
+	}
+	ringing := `(() => { const o = document.querySelector('#offers .offer[data-browser]'); return !!o && window.softphone.ringing; })()`
+	browsertest.Wait(t, tab, "c1's console ringing", ringing, 15*time.Second)
+	rang := time.Now()
+	if e, err := volunteer.Await(ctx, "CALL_REMOTE_SDP"); err != nil { // it answers at once
+		t.Fatalf("c2's volunteer phone never rang: %v (%s)", err, tailOf(trunk.Log()))
+	} else {
+		t.Logf("c2's volunteer phone rang %v after c1's console began ringing (%s)", time.Since(rang).Round(time.Millisecond), e.Type)
+	}
+	if time.Since(rang) < overflowAfter*time.Second-500*time.Millisecond {
+		t.Errorf("the call left c1 after %v, before the policy's %d s", time.Since(rang), overflowAfter)
+	}
+	browsertest.Wait(t, tab, "c1's console stopped ringing", `!document.querySelector('#offers .offer') && !window.softphone.ringing`, 5*time.Second)
+	pbxlab.Converse(ctx, t, r.caller, volunteer, 6*time.Second)
+	pbxlab.HeardEachOther(t, r.caller, r.callerSpeech, volunteer, r.volunteerSpeak)
+	if !strings.Contains(trunk.Log(), "node redirected (302)") {
+		t.Errorf("the trunk did not follow a 302 from c1's node:\n%s", tailOf(trunk.Log()))
+	}
+	if trunkQueue.Saw("CALL_INCOMING") || queueB.Saw("CALL_INCOMING") {
+		t.Error("a PBX's own queue rang")
+	}
+	fedtest.Eventually(t, 10*time.Second, "c1 counts the call answered by overflow", func() bool {
+		tl := phoneTally(c1)
+		return tl.Offered == 1 && tl.AnsweredOverflow == 1 && tl.InProgress == 0
+	})
+	fedtest.Eventually(t, 5*time.Second, "c2's console hears the call end", func() bool { return deskB.has("event ended caller") })
+	deskB.categorise(t, con)
+
+	// Nobody free anywhere: c2's volunteer goes off calls.
+	if err := con.SetAvailable(switchboard.ChannelPhone, false); err != nil {
+		t.Fatal(err)
+	}
+	fedtest.Eventually(t, 20*time.Second, "c1 sees nobody free at c2", func() bool {
+		for _, s := range c1.Node().Gossip().View() {
+			if s.Centre == "c2" {
+				return s.Availability.Channels[switchboard.ChannelPhone].Free["nb"] == 0
+			}
+		}
+		return false
+	})
+	caller2 := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "caller2", Answer: pbxlab.AnswerNever, Speak: r.callerSpeech})
+	if err := caller2.Dial(ctx, trunk.URI("1000")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "c1's console ringing again", ringing, 15*time.Second)
+	if _, err := caller2.Await(ctx, "CALL_RTPESTAB"); err != nil {
+		t.Fatal(err)
+	}
+	if e, err := caller2.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	} else {
+		t.Logf("the node hung up after the prompt (%s)", e.Param)
+	}
+	prompt, err := filepath.Abs(filepath.Join("..", "media", "prompt.wav"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := pbxlab.MustCorrelate(t, "the prompt vs what the caller heard", prompt, caller2.Heard()); got < 0.8 {
+		t.Errorf("the caller did not hear the prompt: correlation %.3f", got)
+	}
+	if got := pbxlab.MustCorrelate(t, "the caller's speech vs what the caller heard (mismatch)", r.callerSpeech, caller2.Heard()); got >= 0.5 {
+		t.Errorf("mismatched pair correlates %.3f: the check cannot tell", got)
+	}
+	fedtest.Eventually(t, 10*time.Second, "c1 counts the second call not answered", func() bool {
+		tl := phoneTally(c1)
+		return tl.Offered == 2 && tl.Returned == 1 && tl.Waiting == 0
+	})
+	conservedCalls(t, c1)
 }
