@@ -127,6 +127,12 @@ func (in *Ingress) openHeld(req *sip.Request, tx sip.ServerTransaction) (*held, 
 		return nil, false
 	}
 	leg, err := in.cfg.Voice.Open(in.ctx, offer)
+	if errors.Is(err, media.ErrAddressFamily) || errors.Is(err, media.ErrNoCodec) {
+		in.refused.Refuse(reasonBadSDP)
+		_ = d.Respond(sip.StatusNotAcceptableHere, "Not Acceptable Here", nil)
+		d.Close()
+		return nil, false
+	}
 	if err != nil {
 		in.refused.Refuse(reasonNoMedia)
 		in.log.Warn("sip: no voice leg for a call", "error", err)
@@ -177,6 +183,7 @@ func (in *Ingress) answerToken(req *sip.Request, tx sip.ServerTransaction, call 
 		_ = h.d.Respond(sip.StatusGone, "Reservation Gone", nil)
 		return
 	}
+	_ = h.d.Respond(sip.StatusRinging, "Ringing", nil)
 	switch in.ringBrowser(h, st, time.Now().Add(in.cfg.RingTimeout)) {
 	case ringAnswered:
 		in.talk(h, st)

@@ -277,18 +277,20 @@ func (h *callOwnerHandler) OnLost(int) {
 // reserveCallLocked holds the longest-idle free phone volunteer for one
 // call and issues its token. from is the owning centre ("" for ours).
 func (s *Switchboard) reserveCallLocked(id, from, language string) (*received, error) {
-	return s.reserveCallExceptLocked(id, from, language, nil)
+	return s.reserveCallExceptLocked(id, from, language, nil, false)
 }
 
 // reserveCallExceptLocked is reserveCallLocked passing over the volunteers
-// in except (by ID): those already rung for this call.
-func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except map[string]bool) (*received, error) {
+// in except (by ID), those already rung for this call, and with
+// browserOnly those whose calls ring on a SIP phone: a call the node holds
+// itself can only ring in a console.
+func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except map[string]bool, browserOnly bool) (*received, error) {
 	if s.cfg.CallTokens == nil {
 		return nil, fmt.Errorf("reserve call: this centre takes no calls: %w", ErrNoVolunteer)
 	}
 	var best *volunteer
 	for _, v := range s.volunteers {
-		if v.freeForCalls(language) && !except[v.ID] && (best == nil || longerIdle(v, best)) {
+		if v.freeForCalls(language) && !except[v.ID] && (!browserOnly || v.phone == BrowserPhone) && (best == nil || longerIdle(v, best)) {
 			best = v
 		}
 	}

@@ -62,9 +62,12 @@ func (t *TrunkCall) AnswerWithin() time.Duration {
 	return max(0, t.s.cfg.OverflowAfter(ChannelPhone)-time.Since(t.arrived))
 }
 
-// RingHere holds the longest-idle free phone volunteer of ours not yet
-// rung for this call and returns the token of the hold (the SIP side
-// redeems it at once). ErrNoVolunteer: nobody here is left to ring.
+// RingHere holds the longest-idle free browser-phone volunteer of ours
+// not yet rung for this call and returns the token of the hold (the SIP
+// side redeems it at once). A volunteer of ours with a SIP phone is not
+// rung for it (the node, holding the caller, cannot ring a SIP phone),
+// only for calls other centres redirect here. ErrNoVolunteer: nobody here
+// is left to ring.
 func (t *TrunkCall) RingHere() (string, error) {
 	s := t.s
 	s.mu.Lock()
@@ -76,7 +79,7 @@ func (t *TrunkCall) RingHere() (string, error) {
 	if c.call != nil && !c.call.call.over {
 		return "", fmt.Errorf("ring here: a volunteer is still being rung: %w", ErrBadRequest)
 	}
-	rc, err := s.reserveCallExceptLocked(c.id, "", c.language, t.rung)
+	rc, err := s.reserveCallExceptLocked(c.id, "", c.language, t.rung, true)
 	if err != nil {
 		return "", fmt.Errorf("ring here: %w", err)
 	}

@@ -59,11 +59,13 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		HTTPAddr: func(_ string, i int) string {
 			return freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i))
 		},
-		// The demo has no PBX: each node's SIP ingress stands in for its
-		// centre's PBX, and any program on this machine may call it.
+		// The demo has no PBX: each node is its centre's phone (the browser
+		// phone, docs/phone.md), any program on this machine is its trunk,
+		// and volunteers answer in the console.
 		Phone: func(_ string, i int) (node.PhoneConfig, string) {
 			addr := freeUDPOr(fmt.Sprintf("127.0.0.1:%d", 5060+i))
-			return node.PhoneConfig{Listen: addr, PBX: []string{"127.0.0.1/32"}}, addr
+			return node.PhoneConfig{Listen: addr, PBX: []string{"127.0.0.1/32"},
+				Browser: &node.BrowserPhone{MediaHost: "127.0.0.1", Loopback: true}}, addr
 		},
 		Timing: timing.National,
 		Logger: log,
@@ -129,12 +131,12 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	}
 	fmt.Fprintf(stdout, "  overview           http://%s/overview  (admin token: %s)\n", centres[0].http, filepath.Join(centres[0].dir, node.AdminTokenFile))
 	if centres[0].sip != "" {
-		fmt.Fprintf(stdout, "\nPhone calls (docs/pbx.md). The demo has no PBX: each centre's SIP ingress stands in for it.\n")
-		fmt.Fprintf(stdout, "  1. A volunteer gives a SIP phone in the console (a softphone on this machine, e.g. sip:kari@127.0.0.1:5064)\n")
+		fmt.Fprintf(stdout, "\nPhone calls (docs/phone.md). The demo has no PBX: each centre's node is its phone.\n")
+		fmt.Fprintf(stdout, "  1. A volunteer ticks \"Answer calls in this browser\" in the console (the browser asks for the microphone)\n")
 		fmt.Fprintf(stdout, "     and switches phone on.\n")
-		fmt.Fprintf(stdout, "  2. A SIP phone that follows redirects calls %s's overflow queue: sip:queue-nb@%s\n", centres[0].id, centres[0].sip)
-		fmt.Fprintf(stdout, "     It gets 302 to a one-time token at the volunteer's centre, whose node rings the volunteer's phone;\n")
-		fmt.Fprintf(stdout, "     with nobody free it gets 480. A phone that does not follow 302 needs a PBX in front (deploy/pbx/kamailio.cfg).\n")
+		fmt.Fprintf(stdout, "  2. A SIP softphone on this machine calls %s: sip:queue-nb@%s\n", centres[0].id, centres[0].sip)
+		fmt.Fprintf(stdout, "     The console rings; nobody free there within the policy's time, the call is redirected (302) to\n")
+		fmt.Fprintf(stdout, "     another centre's free volunteer; nobody free anywhere, the caller hears the busy message.\n")
 	}
 	fmt.Fprintf(stdout, "\nThe federation:\n  helpmesh status --dir %s\n", centres[0].dir)
 	fmt.Fprintf(stdout, "  curl http://%s/healthz\n", centres[0].http)
