@@ -119,6 +119,9 @@ func cmdInit(args []string, stdout io.Writer) error {
 type newCentreFlags struct {
 	id, name, http, p2p, gossip, sip *string
 	sipListen, pbx, phoneDomain      *string
+	// The browser phone (docs/phone.md): --media-host makes the node the
+	// centre's phone.
+	mediaHost, rtpPorts, iceServers *string
 }
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
@@ -135,6 +138,10 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		sipListen:   fs.String("sip-listen", "", "UDP address of the node's SIP ingress for the centre's own PBX (optional; docs/pbx.md)"),
 		pbx:         fs.String("pbx", "", "comma-separated IPs or CIDR ranges of the centre's PBX, the only senders the SIP ingress accepts"),
 		phoneDomain: fs.String("phone-domain", "", "the PBX host volunteers' extensions live on (sip:EXT@host); empty: volunteers give SIP addresses"),
+		mediaHost: fs.String("media-host", "", "for a centre without a PBX: the node's IP its SIP trunk's callers send voice to; "+
+			"volunteers then answer in the browser and --pbx lists the trunk (docs/phone.md)"),
+		rtpPorts:   fs.String("rtp-ports", "", "with --media-host: the callers' RTP port range, e.g. 10000-10999 (default: any port)"),
+		iceServers: fs.String("ice-servers", "", "with --media-host: comma-separated STUN/TURN URLs for the browsers (TURN credentials go in the config file)"),
 	}
 }
 
@@ -150,6 +157,16 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 			pbx = append(pbx, p)
 		}
 	}
-	return node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
+	fc := node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
 		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain}}
+	if *f.mediaHost != "" {
+		b := &node.BrowserPhone{MediaHost: *f.mediaHost, RTPPorts: *f.rtpPorts}
+		for _, u := range strings.Split(*f.iceServers, ",") {
+			if u = strings.TrimSpace(u); u != "" {
+				b.ICEServers = append(b.ICEServers, node.ICEServer{URLs: []string{u}})
+			}
+		}
+		fc.Phone.Browser = b
+	}
+	return fc
 }
