@@ -30,6 +30,9 @@ type BrowserPhoneConfig struct {
 	// PortMin and PortMax bound the callers' RTP ports (0, 0: any), for
 	// the firewall (docs/phone.md).
 	PortMin, PortMax uint16
+	// ICEPortMin and ICEPortMax bound the browsers' voice ports at the
+	// node (0, 0: any).
+	ICEPortMin, ICEPortMax uint16
 	// ICEServers are the STUN/TURN servers of the node and the browsers.
 	ICEServers []media.ICEServer
 	// Loopback offers 127.0.0.1 to browsers: the demo and tests, where the
@@ -49,11 +52,12 @@ func browserPhoneConfig(b *node.BrowserPhone) (*BrowserPhoneConfig, error) {
 	if b == nil {
 		return nil, nil
 	}
-	host, lo, hi, err := b.Media() // checked by LoadFileConfig
+	host, rtp, ice, err := b.Media() // checked by LoadFileConfig
 	if err != nil {
 		return nil, err
 	}
-	cfg := &BrowserPhoneConfig{MediaHost: host, PortMin: lo, PortMax: hi, Prompt: b.Prompt, Loopback: b.Loopback}
+	cfg := &BrowserPhoneConfig{MediaHost: host, PortMin: rtp[0], PortMax: rtp[1], ICEPortMin: ice[0], ICEPortMax: ice[1],
+		Prompt: b.Prompt, Loopback: b.Loopback}
 	for _, s := range b.ICEServers {
 		cfg.ICEServers = append(cfg.ICEServers, media.ICEServer{URLs: s.URLs, Username: s.Username, Credential: s.Credential})
 	}
@@ -80,7 +84,7 @@ func startBrowserPhone(cfg *BrowserPhoneConfig, log *slog.Logger) (*browserPhone
 		}
 	}
 	engine, err := media.NewEngine(media.Config{
-		Host: cfg.MediaHost, PortMin: cfg.PortMin, PortMax: cfg.PortMax,
+		Host: cfg.MediaHost, PortMin: cfg.PortMin, PortMax: cfg.PortMax, ICEPortMin: cfg.ICEPortMin, ICEPortMax: cfg.ICEPortMax,
 		ICEServers: cfg.ICEServers, Loopback: cfg.Loopback, Logger: log,
 	})
 	if err != nil {

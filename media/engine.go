@@ -26,6 +26,9 @@ type Config struct {
 	// port). Legs take even ports, as RTP's convention has it (RTCP would
 	// be the odd one above; the node neither sends nor reads it).
 	PortMin, PortMax uint16
+	// ICEPortMin and ICEPortMax bound the UDP ports of the browsers' side
+	// (0, 0: any), for the firewall; a separate range from the callers'.
+	ICEPortMin, ICEPortMax uint16
 	// ICEServers are the STUN/TURN servers for the node's WebRTC side; the
 	// browser should get the same.
 	ICEServers []ICEServer
@@ -203,6 +206,11 @@ func (e *Engine) api(c Codec) (*webrtc.API, error) {
 		se.SetIPFilter(func(ip net.IP) bool { return !ip.IsLoopback() })
 	}
 	se.SetICETimeouts(e.cfg.ICEDisconnectedTimeout, e.cfg.ICEFailedTimeout, 2*time.Second)
+	if e.cfg.ICEPortMin != 0 {
+		if err := se.SetEphemeralUDPPortRange(e.cfg.ICEPortMin, e.cfg.ICEPortMax); err != nil {
+			return nil, fmt.Errorf("media engine: ICE ports: %w", err)
+		}
+	}
 	se.LoggerFactory = pionLogs{e.log}
 	return webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se), webrtc.WithInterceptorRegistry(&reg)), nil
 }

@@ -67,6 +67,9 @@ type BrowserPhone struct {
 	// RTPPorts is the callers' RTP port range, e.g. "10000-10999" ("" :
 	// any free port; a firewall then needs them all open).
 	RTPPorts string `json:"rtp_ports,omitempty"`
+	// ICEPorts is the UDP port range of the browsers' voice at the node,
+	// e.g. "20000-20999" ("" : any free port).
+	ICEPorts string `json:"ice_ports,omitempty"`
 	// ICEServers are STUN and TURN servers for the node and the browsers.
 	ICEServers []ICEServer `json:"ice_servers,omitempty"`
 	// Prompt is a WAV (8 kHz mono 16-bit) a caller hears when nobody is
@@ -83,22 +86,31 @@ type ICEServer struct {
 	Credential string   `json:"credential,omitempty"`
 }
 
-// Media parses the browser phone's media host and port range.
-func (b BrowserPhone) Media() (host netip.Addr, minPort, maxPort uint16, err error) {
+// Media parses the browser phone's media host and port ranges.
+func (b BrowserPhone) Media() (host netip.Addr, rtp, ice [2]uint16, err error) {
 	host, err = netip.ParseAddr(b.MediaHost)
 	if err != nil || host.IsUnspecified() {
-		return host, 0, 0, fmt.Errorf("load centre config: phone.browser.media_host %q: want the IP address callers reach the node at: %w", b.MediaHost, ErrBadConfig)
+		return host, rtp, ice, fmt.Errorf("load centre config: phone.browser.media_host %q: want the IP address callers reach the node at: %w", b.MediaHost, ErrBadConfig)
 	}
-	if b.RTPPorts == "" {
-		return host, 0, 0, nil
+	if rtp, err = portRange("rtp_ports", b.RTPPorts); err != nil {
+		return host, rtp, ice, err
 	}
-	lo, hi, ok := strings.Cut(b.RTPPorts, "-")
+	ice, err = portRange("ice_ports", b.ICEPorts)
+	return host, rtp, ice, err
+}
+
+// portRange parses "LOW-HIGH" ("" : 0, 0).
+func portRange(name, r string) ([2]uint16, error) {
+	if r == "" {
+		return [2]uint16{}, nil
+	}
+	lo, hi, ok := strings.Cut(r, "-")
 	l, err1 := strconv.ParseUint(lo, 10, 16)
 	h, err2 := strconv.ParseUint(hi, 10, 16)
 	if !ok || err1 != nil || err2 != nil || l < 1024 || h < l || h-l < 1 {
-		return host, 0, 0, fmt.Errorf("load centre config: phone.browser.rtp_ports %q: want LOW-HIGH, e.g. 10000-10999: %w", b.RTPPorts, ErrBadConfig)
+		return [2]uint16{}, fmt.Errorf("load centre config: phone.browser.%s %q: want LOW-HIGH, e.g. 10000-10999: %w", name, r, ErrBadConfig)
 	}
-	return host, uint16(l), uint16(h), nil
+	return [2]uint16{uint16(l), uint16(h)}, nil
 }
 
 // WebConfig is what a centre tunes about its visitor-facing HTTP surface.
@@ -227,7 +239,7 @@ func (p PhoneConfig) Prefixes() ([]netip.Prefix, error) {
 		if p.Listen == "" {
 			return nil, fmt.Errorf("load centre config: phone.browser needs phone.sip_listen (and phone.pbx: the SIP trunk's addresses): %w", ErrBadConfig)
 		}
-		if _, _, _, err := p.Browser.Media(); err != nil {
+		if _, _, _, err := p.Browser.Media(); err != nil { // ranges too
 			return nil, err
 		}
 	}

@@ -121,7 +121,7 @@ type newCentreFlags struct {
 	sipListen, pbx, phoneDomain      *string
 	// The browser phone (docs/phone.md): --media-host makes the node the
 	// centre's phone.
-	mediaHost, rtpPorts, iceServers *string
+	mediaHost, rtpPorts, icePorts, iceServers *string
 }
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
@@ -141,6 +141,7 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		mediaHost: fs.String("media-host", "", "for a centre without a PBX: the node's IP its SIP trunk's callers send voice to; "+
 			"volunteers then answer in the browser and --pbx lists the trunk (docs/phone.md)"),
 		rtpPorts:   fs.String("rtp-ports", "", "with --media-host: the callers' RTP port range, e.g. 10000-10999 (default: any port)"),
+		icePorts:   fs.String("ice-ports", "", "with --media-host: the UDP port range of the browsers' voice at the node, e.g. 20000-20999 (default: any port)"),
 		iceServers: fs.String("ice-servers", "", "with --media-host: comma-separated STUN/TURN URLs for the browsers (TURN credentials go in the config file)"),
 	}
 }
@@ -160,7 +161,7 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 	fc := node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
 		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain}}
 	if *f.mediaHost != "" {
-		b := &node.BrowserPhone{MediaHost: *f.mediaHost, RTPPorts: *f.rtpPorts}
+		b := &node.BrowserPhone{MediaHost: *f.mediaHost, RTPPorts: *f.rtpPorts, ICEPorts: *f.icePorts}
 		for _, u := range strings.Split(*f.iceServers, ",") {
 			if u = strings.TrimSpace(u); u != "" {
 				b.ICEServers = append(b.ICEServers, node.ICEServer{URLs: []string{u}})

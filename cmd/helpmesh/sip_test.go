@@ -71,7 +71,7 @@ func TestInitBrowserPhoneFlags(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "alltid")
 	var out bytes.Buffer
 	if err := cmdInit([]string{"--dir", dir, "--centre", "alltid", "--sip-listen", "0.0.0.0:5090", "--pbx", "192.0.2.10",
-		"--media-host", "198.51.100.7", "--rtp-ports", "10000-10999", "--ice-servers", "stun:stun.example:3478, turn:turn.example:3478"}, &out); err != nil {
+		"--media-host", "198.51.100.7", "--rtp-ports", "10000-10999", "--ice-ports", "20000-20999", "--ice-servers", "stun:stun.example:3478, turn:turn.example:3478"}, &out); err != nil {
 		t.Fatal(err)
 	}
 	fc, err := node.LoadFileConfig(dir)
@@ -79,12 +79,13 @@ func TestInitBrowserPhoneFlags(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := fc.Phone.Browser
-	if b == nil || b.MediaHost != "198.51.100.7" || b.RTPPorts != "10000-10999" || len(b.ICEServers) != 2 || b.ICEServers[1].URLs[0] != "turn:turn.example:3478" {
+	if b == nil || b.MediaHost != "198.51.100.7" || b.RTPPorts != "10000-10999" || b.ICEPorts != "20000-20999" || len(b.ICEServers) != 2 || b.ICEServers[1].URLs[0] != "turn:turn.example:3478" {
 		t.Fatalf("browser phone in the config: %+v", b)
 	}
 	for name, args := range map[string][]string{
 		"no SIP ingress": {"--media-host", "198.51.100.7"},
 		"bad range":      {"--sip-listen", "0.0.0.0:5090", "--pbx", "192.0.2.10", "--media-host", "198.51.100.7", "--rtp-ports", "10999-10000"},
+		"bad ICE range":  {"--sip-listen", "0.0.0.0:5090", "--pbx", "192.0.2.10", "--media-host", "198.51.100.7", "--ice-ports", "80-90"},
 		"bad host":       {"--sip-listen", "0.0.0.0:5090", "--pbx", "192.0.2.10", "--media-host", "0.0.0.0"},
 	} {
 		d := filepath.Join(t.TempDir(), "x")
