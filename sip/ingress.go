@@ -1,10 +1,17 @@
-// Package sip is a centre's SIP ingress for its own PBX (issue 12). The node
-// never carries media. A queue call is answered with a redirect or a
-// refusal, which the PBX follows; a token call (a volunteer reserved for
-// it) is proxied to the volunteer's phone with Record-Route, signalling
-// only, so the node knows honestly whether the volunteer picked up and when
-// the call ended, while the SDP passes untouched and RTP flows between the
-// caller side and the phone (proxy.go, dialog.go).
+// Package sip is a centre's SIP ingress for its own PBX (issue 12). With a
+// PBX the node never carries media. A queue call is answered with a
+// redirect or a refusal, which the PBX follows; a token call (a volunteer
+// reserved for it) is proxied to the volunteer's phone with Record-Route,
+// signalling only, so the node knows honestly whether the volunteer picked
+// up and when the call ended, while the SDP passes untouched and RTP flows
+// between the caller side and the phone (proxy.go, dialog.go).
+//
+// Without a PBX (issue 13, answer.go; Config.Voice, Softphones, Trunk) the
+// node is the centre's phone: a queue call from the trunk is held (180)
+// while the desk rings volunteers' browsers in turn, then redirected (302)
+// or answered with the busy message; a token call for a volunteer who
+// answers in the browser is answered here. Then the node is the caller's
+// endpoint (a sipgo dialog), and the voice flows through its media engine.
 //
 // It listens on UDP only (TCP is not built yet). A datagram that is not a
 // well-formed request or response of at most 16 KiB is dropped and counted
@@ -39,6 +46,13 @@
 //	in-dialog request (To tag)   forwarded along the proxied call's route;
 //	                             481 for a call the node does not proxy,
 //	                             403 when side, source and next hop disagree
+//	with the node as the phone (answer.go):
+//	INVITE queue-LL (the trunk)  100, 180, then 200 when a volunteer answers in
+//	                             the browser, 302 to another centre after the
+//	                             policy's time, or 200 + the busy message + BYE;
+//	                             403 from anyone but the trunk
+//	INVITE TOKEN (browser phone) 100, 180, then 200 or 480 after RingTimeout
+//	either, SDP malformed        400; without G.711 over RTP/AVP 488
 //	INVITE other user            404 Not Found (unknown queue, language or user)
 //	user part over 64 bytes      414 Request-URI Too Long
 //	Max-Forwards: 0              483 Too Many Hops
