@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -219,24 +220,7 @@ func TestBrowserPhoneCallWithRealVoice(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := r.caller.Dial(ctx, "sip:queue-nb@"+r.ingress); err != nil {
-		t.Fatal(err)
-	}
-	browsertest.Wait(t, tab, "the call ringing in the console", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
-		return !!o && !!o.querySelector('button.answer-call') && window.softphone.ringing; })()`, 15*time.Second)
-	if tl := phoneTally(c1); tl.Offered != 1 || tl.Waiting != 1 {
-		t.Fatalf("while ringing: %+v", tl)
-	}
-	browsertest.Eval(t, tab, `window.softphoneCapture.start(), true`, new(bool))
-	browsertest.Run(t, tab, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
-	if e, err := r.caller.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"); err != nil || e.Type != "CALL_ESTABLISHED" {
-		t.Fatalf("the caller's call was not answered: %v %+v (events %v)", err, e, r.caller.EventTypes())
-	}
-	var micFor float64 // ms the fake microphone had played before the call
-	browsertest.Eval(t, tab, `performance.now() - window.softphone.micAt`, &micFor)
-	if _, err := r.caller.Await(ctx, "CALL_RTPESTAB"); err != nil {
-		t.Fatal(err)
-	}
+	micFor := r.answerCall(ctx, t, tab)
 	before := dataSizes(t, r.root)
 	browsertest.Wait(t, tab, "the in-call card", `!!document.querySelector('#chats .chat.call[data-browser] button.hang-up')
 		&& window.softphone.pc && window.softphone.pc.connectionState === 'connected'`, 10*time.Second)
@@ -263,25 +247,7 @@ func TestBrowserPhoneCallWithRealVoice(t *testing.T) {
 		}
 	}
 
-	// What each side heard.
-	volunteerSaid := pbxlab.TrimWAV(t, r.dir, r.volunteerSpeak, time.Duration(micFor)*time.Millisecond)
-	for _, c := range []struct {
-		what, said, heard string
-		match             bool
-	}{
-		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true},
-		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true},
-		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false},
-		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false},
-	} {
-		got := pbxlab.MustCorrelate(t, c.what, c.said, c.heard)
-		switch {
-		case c.match && got < 0.8:
-			t.Errorf("%s: correlation %.3f < 0.8: the voice did not arrive", c.what, got)
-		case !c.match && got >= 0.5:
-			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
-		}
-	}
+	r.heardEachOther(t, heard, micFor)
 
 	browsertest.Run(t, tab, "categorise",
 		chromedp.Click(`#chats .chat.call .categorise input[name=topic][value="family"]`, chromedp.ByQuery),
@@ -584,4 +550,128 @@ func TestBrowserPhoneOverflowsWhenNobodyAnswersInTime(t *testing.T) {
 		return tl.Offered == 2 && tl.Returned == 1 && tl.Waiting == 0
 	})
 	conservedCalls(t, c1)
+}
+
+// heardEachOther fails the test unless what the browser heard correlates
+// with the caller's speech and what the caller heard with the volunteer's
+// (its fake microphone had played micFor ms before the call), and the
+// mismatched pairs do not.
+func (r *browserRig) heardEachOther(t *testing.T, heard string, micFor float64) {
+	t.Helper()
+	volunteerSaid := pbxlab.TrimWAV(t, r.dir, r.volunteerSpeak, time.Duration(micFor)*time.Millisecond)
+	for _, c := range []struct {
+		what, said, heard string
+		match             bool
+	}{
+		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true},
+		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true},
+		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false},
+		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false},
+	} {
+		got := pbxlab.MustCorrelate(t, c.what, c.said, c.heard)
+		switch {
+		case c.match && got < 0.8:
+			t.Errorf("%s: correlation %.3f < 0.8: the voice did not arrive", c.what, got)
+		case !c.match && got >= 0.5:
+			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
+		}
+	}
+}
+
+// answerCall dials the node from the caller, answers in the console and
+// returns once voice flows, with how long the browser's fake microphone
+// had played before the call.
+func (r *browserRig) answerCall(ctx context.Context, t *testing.T, tab context.Context) float64 {
+	t.Helper()
+	if err := r.caller.Dial(ctx, "sip:queue-nb@"+r.ingress); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "the call ringing in the console", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
+		return !!o && !!o.querySelector('button.answer-call') && window.softphone.ringing; })()`, 15*time.Second)
+	browsertest.Eval(t, tab, `window.softphoneCapture.start(), true`, new(bool))
+	browsertest.Run(t, tab, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
+	if e, err := r.caller.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"); err != nil || e.Type != "CALL_ESTABLISHED" {
+		t.Fatalf("the caller's call was not answered: %v %+v (events %v)", err, e, r.caller.EventTypes())
+	}
+	var micFor float64
+	browsertest.Eval(t, tab, `performance.now() - window.softphone.micAt`, &micFor)
+	if _, err := r.caller.Await(ctx, "CALL_RTPESTAB"); err != nil {
+		t.Fatal(err)
+	}
+	return micFor
+}
+
+// Crisis lines are attacked, and a trunk carries whatever is dialled: a
+// flood of 400 calls at 100 a second from the trunk while a volunteer is in
+// a browser call. The node holds at most MaxHeldCalls (20) at once: the
+// calls beyond get 480 at once, those held hear the busy message (nobody is
+// free) and are hung up; sipp sees every call handled. The call in progress
+// keeps its voice both ways, and a call after the flood is answered.
+func TestBrowserPhoneCallKeepsItsVoiceThroughATrunkFlood(t *testing.T) {
+	sipp := siptest.NeedSipp(t)
+	r := startBrowserRig(t, 1, nil, func(_ string, cfg *centre.Config) { cfg.SIP.MaxHeldCalls = 20 })
+	c1 := r.Member("c1")
+	tab := r.console(t, c1, "v1")
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	micFor := r.answerCall(ctx, t, tab)
+
+	scenario, err := filepath.Abs("../sip/testdata/uac_trunk_flood.xml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 400
+	flood := exec.CommandContext(ctx, sipp, "-sf", scenario, r.ingress, "-i", "127.0.0.1", "-s", "queue-nb",
+		"-m", fmt.Sprint(calls), "-r", "100", "-l", fmt.Sprint(calls), "-nostdin", "-timeout", "60s", "-mp", fmt.Sprint(freeUDPPort(t)))
+	flood.Dir = t.TempDir()
+	var floodOut bytes.Buffer
+	flood.Stdout, flood.Stderr = &floodOut, &floodOut
+	start := time.Now()
+	if err := flood.Start(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-time.After(9 * time.Second): // the caller and volunteer talk through it
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	heard := heardInBrowser(t, tab, r.dir)
+	if err := r.caller.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	floodErr := flood.Wait()
+	t.Logf("FIGURE trunk flood at a browser-phone node: %d calls at 100/s handled in %v (at most 20 held)", calls, time.Since(start).Round(time.Millisecond))
+	if floodErr != nil {
+		t.Errorf("not every flooding call was handled (480 or the busy message): %v\n%s", floodErr, tailOf(floodOut.String()))
+	}
+	r.heardEachOther(t, heard, micFor)
+	tl := phoneTally(c1)
+	t.Logf("c1's phone KPIs after the flood: %+v", tl)
+	if tl.AnsweredLocal != 1 || tl.Returned == 0 || tl.Offered != 1+tl.Returned || tl.Offered > 1+calls {
+		t.Errorf("c1's phone KPIs after the flood: %+v", tl)
+	}
+	conservedCalls(t, c1)
+
+	// The volunteer categorises; the next caller is answered.
+	browsertest.Run(t, tab, "categorise",
+		chromedp.Click(`#chats .chat.call .categorise input[name=topic][value="family"]`, chromedp.ByQuery),
+		chromedp.Click("#chats .chat.call .categorise button.submit-categorisation", chromedp.ByQuery))
+	fedtest.Eventually(t, 10*time.Second, "the volunteer free again", func() bool {
+		return c1.Node().Switchboard().Availability()[switchboard.ChannelPhone].Free["nb"] == 1
+	})
+	r.answerCall(ctx, t, tab)
+	fedtest.Eventually(t, 5*time.Second, "the call after the flood in progress", func() bool { return phoneTally(c1).InProgress == 1 })
+}
+
+func freeUDPPort(t *testing.T) int {
+	t.Helper()
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	return c.LocalAddr().(*net.UDPAddr).Port
 }

@@ -30,6 +30,8 @@ type SIPConfig struct {
 	PBX []netip.Prefix
 	// RouteTimeout and RingTimeout: see sip.Config (0: its defaults).
 	RouteTimeout, RingTimeout time.Duration
+	// MaxHeldCalls: see sip.Config (0: its default).
+	MaxHeldCalls int
 	// Browser makes the node the centre's phone, for a centre without a
 	// PBX (nil: the PBX answers, issue 12); PBX then lists the trunk's
 	// addresses.

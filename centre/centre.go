@@ -113,7 +113,7 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 		router := callRouter{n: n, ownSIP: cfg.Node.SIPAddr}
 		sc := sip.Config{
 			Addr: cfg.SIP.Listen, Host: cfg.SIP.Host, PBX: cfg.SIP.PBX, Router: router, Tokens: tokens,
-			RouteTimeout: cfg.SIP.RouteTimeout, RingTimeout: cfg.SIP.RingTimeout,
+			RouteTimeout: cfg.SIP.RouteTimeout, RingTimeout: cfg.SIP.RingTimeout, MaxHeldCalls: cfg.SIP.MaxHeldCalls,
 			Logger: log, Registerer: n.Registry(),
 		}
 		if cfg.SIP.Browser != nil {

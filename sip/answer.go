@@ -266,7 +266,7 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 
 // heldSlot takes one of MaxCalls for a call the node holds.
 func (in *Ingress) heldSlot() bool {
-	if in.held.Add(1) > int32(in.cfg.MaxCalls) {
+	if in.held.Add(1) > int32(in.cfg.MaxHeldCalls) {
 		in.held.Add(-1)
 		return false
 	}

@@ -11,6 +11,10 @@ const (
 	DefaultRingTimeout   = 30 * time.Second
 	DefaultMaxCallLength = 6 * time.Hour
 	DefaultMaxCalls      = 10_000
+	// DefaultMaxHeldCalls: a helpline's trunk carries tens of calls at
+	// once, not hundreds; each held call is a voice leg (a socket, three
+	// goroutines) and a ringing console.
+	DefaultMaxHeldCalls = 200
 )
 
 // proxied is one token call the node is in the signalling path of, from the

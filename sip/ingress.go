@@ -169,6 +169,11 @@ type Config struct {
 	// MaxCalls caps the token calls proxied at once (0: DefaultMaxCalls);
 	// a token call beyond it gets 480 before its token is redeemed.
 	MaxCalls int
+	// MaxHeldCalls caps the calls the node answers itself at once, ringing
+	// or in progress (0: DefaultMaxHeldCalls): each holds a voice leg, so a
+	// flood from the trunk gets 480 beyond it and the calls in progress
+	// keep their voice.
+	MaxHeldCalls int
 	// Peers says whether a source address is another centre's phone
 	// system (from the roster), which may send token calls and their
 	// in-dialog requests to a node that answers calls itself (nil: none).
@@ -240,6 +245,9 @@ func Start(ctx context.Context, cfg Config) (*Ingress, error) {
 	}
 	if cfg.MaxCalls <= 0 {
 		cfg.MaxCalls = DefaultMaxCalls
+	}
+	if cfg.MaxHeldCalls <= 0 {
+		cfg.MaxHeldCalls = DefaultMaxHeldCalls
 	}
 	logger := cfg.Logger
 	if logger == nil {
