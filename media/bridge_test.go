@@ -315,7 +315,7 @@ func TestLostWhenBrowserVanishes(t *testing.T) {
 	sock := udpEnd(t)
 	mux := ice.NewUDPMuxDefault(ice.UDPMuxParams{UDPConn: sock})
 	t.Cleanup(func() { _ = mux.Close() })
-	b := newBrowserOn(t, []Codec{PCMU}, PCMU, mux)
+	b := newBrowserOn(t, []Codec{PCMU}, PCMU, mux, nil)
 	answer, err := leg.Bridge(context.Background(), b.offer)
 	if err != nil {
 		t.Fatal(err)

@@ -50,13 +50,16 @@ type browser struct {
 
 func newBrowser(t testing.TB, offers []Codec, send Codec) *browser {
 	t.Helper()
-	return newBrowserOn(t, offers, send, nil)
+	return newBrowserOn(t, offers, send, nil, nil)
 }
 
 // newBrowserOn is newBrowser whose ICE runs on mux's socket, if given:
 // closing that socket makes the browser vanish without a word, as a
-// killed tab or a dropped network does.
-func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux) *browser {
+// killed tab or a dropped network does. With onRTP, each packet received
+// goes to it, on the track's reader goroutine, instead of to got (the
+// benchmark's load times packets as they arrive, not when a channel is
+// read).
+func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, onRTP func(*rtp.Packet)) *browser {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	for _, c := range offers {
@@ -94,6 +97,10 @@ func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux) *bro
 				p, _, err := tr.ReadRTP()
 				if err != nil {
 					return
+				}
+				if onRTP != nil {
+					onRTP(p)
+					continue
 				}
 				select {
 				case b.got <- p:
