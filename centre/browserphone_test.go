@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 	"github.com/emiago/sipgo"
 	"github.com/emiago/sipgo/sip"
@@ -186,11 +187,29 @@ func dataSizes(t *testing.T, dir string) map[string]int64 {
 	return sizes
 }
 
-// heardInBrowser reads what the page captured of the call as a WAV.
+// heardInBrowser reads what the page captured of the call as a WAV. It
+// fails the test if Chromium's receiver lost more than 1% of the packets:
+// the node must deliver the voice, whatever the browser then does to it.
 func heardInBrowser(t *testing.T, tab context.Context, dir string) string {
 	t.Helper()
 	var b64 string
 	browsertest.Eval(t, tab, `window.softphoneCapture.samplesBase64()`, &b64)
+	// What Chromium's receiver saw: loss says whether the node delivered
+	// the voice; concealment and stretching what the browser did to it.
+	var st struct {
+		Received, Lost, Concealed, Inserted, Removed, JitterBufferMs float64
+	}
+	if err := chromedp.Run(tab, chromedp.Evaluate(`(async () => { const r = await window.softphone.pc.getStats(); let o = null;
+		r.forEach(s => { if (s.type === 'inbound-rtp') o = {Received: s.packetsReceived, Lost: s.packetsLost, Concealed: s.concealedSamples,
+		  Inserted: s.insertedSamplesForDeceleration, Removed: s.removedSamplesForAcceleration,
+		  JitterBufferMs: 1000 * s.jitterBufferDelay / Math.max(1, s.jitterBufferEmittedCount)}; }); return o; })()`,
+		&st, func(p *runtime.EvaluateParams) *runtime.EvaluateParams { return p.WithAwaitPromise(true) })); err != nil {
+		t.Fatalf("the browser's receiver stats: %v", err)
+	}
+	t.Logf("the browser's receiver: %+v", st)
+	if st.Received < 100 || st.Lost > st.Received/100 {
+		t.Errorf("the browser received %v packets and lost %v", st.Received, st.Lost)
+	}
 	s, err := browsertest.Samples(b64)
 	if err != nil {
 		t.Fatal(err)
@@ -555,23 +574,31 @@ func TestBrowserPhoneOverflowsWhenNobodyAnswersInTime(t *testing.T) {
 // heardEachOther fails the test unless what the browser heard correlates
 // with the caller's speech and what the caller heard with the volunteer's
 // (its fake microphone had played micFor ms before the call), and the
-// mismatched pairs do not.
+// mismatched pairs do not. Into the caller (baresip's fixed jitter buffer)
+// a match is > 0.8, as in the PBX tests; into the browser > 0.7: Chromium's
+// jitter buffer time-stretches what it plays, more so on a loaded 2-core
+// machine (docs/dev/webrtc-lab.md, section 5: 0.844 was the lowest seen
+// on a quiet one; 0.76 during a flood, with no packet lost). A mismatched
+// pair stays under 0.5 (0.22-0.33 seen), so the check still fails on a
+// voice that did not arrive (0.19 with the wrong microphone, 0.00 with
+// none).
 func (r *browserRig) heardEachOther(t *testing.T, heard string, micFor float64) {
 	t.Helper()
 	volunteerSaid := pbxlab.TrimWAV(t, r.dir, r.volunteerSpeak, time.Duration(micFor)*time.Millisecond)
 	for _, c := range []struct {
 		what, said, heard string
 		match             bool
+		min               float64
 	}{
-		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true},
-		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true},
-		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false},
-		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false},
+		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true, 0.7},
+		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true, 0.8},
+		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false, 0},
+		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false, 0},
 	} {
 		got := pbxlab.MustCorrelate(t, c.what, c.said, c.heard)
 		switch {
-		case c.match && got < 0.8:
-			t.Errorf("%s: correlation %.3f < 0.8: the voice did not arrive", c.what, got)
+		case c.match && got < c.min:
+			t.Errorf("%s: correlation %.3f < %.1f: the voice did not arrive", c.what, got, c.min)
 		case !c.match && got >= 0.5:
 			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
 		}
