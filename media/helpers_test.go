@@ -61,6 +61,13 @@ func newBrowser(t testing.TB, offers []Codec, send Codec) *browser {
 // read).
 func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, onRTP func(*rtp.Packet)) *browser {
 	t.Helper()
+	return newBrowserWith(t, offers, send, mux, webrtc.Configuration{})
+}
+
+// newBrowserWith is newBrowserOn with the browser's RTCConfiguration
+// (ICE servers, transport policy), as the console page would set it.
+func newBrowserWith(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, conf webrtc.Configuration) *browser {
+	t.Helper()
 	m := &webrtc.MediaEngine{}
 	for _, c := range offers {
 		if err := m.RegisterCodec(webrtc.RTPCodecParameters{RTPCodecCapability: capability(c),
@@ -76,7 +83,7 @@ func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, onRT
 	if mux != nil {
 		se.SetICEUDPMux(mux)
 	}
-	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(webrtc.Configuration{})
+	pc, err := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(se)).NewPeerConnection(conf)
 	if err != nil {
 		t.Fatal(err)
 	}
