@@ -152,17 +152,24 @@ func (t trunkCall) Overflow(ctx context.Context) (string, error) {
 	return t.r.contactFor(placed)
 }
 
-// peers says whether an address is another centre's phone system, as the
-// roster publishes them (IP literals only: a name is not resolved per
-// packet). The set is read from the roster at most once a second.
+// peers says whether an address may send calls other centres redirect
+// here: a phone system the roster publishes (IP literals only: a name is
+// not resolved per packet), or one listed in the config. The roster's set
+// is read at most once a second.
 type peers struct {
-	n   *node.Node
-	mu  sync.Mutex
-	at  time.Time
-	set map[netip.Addr]bool
+	n      *node.Node
+	listed []netip.Prefix
+	mu     sync.Mutex
+	at     time.Time
+	set    map[netip.Addr]bool
 }
 
 func (p *peers) has(ip netip.Addr) bool {
+	for _, l := range p.listed {
+		if l.Contains(ip.Unmap()) {
+			return true
+		}
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if now := time.Now(); now.Sub(p.at) > time.Second {

@@ -342,13 +342,16 @@ func TestBrowserPhoneHangUpsOnEitherSide(t *testing.T) {
 }
 
 // Issue 13, points 2 (nobody free anywhere) and 4, at the SIP level with
-// a real centre: a stranger's INVITE gets 403 and a queue call from
-// another centre's address too; a malformed SDP gets 400, one without
+// a real centre: a stranger's INVITE gets 403, a queue call from a listed
+// peer too (its token calls are let in); a malformed SDP gets 400, one without
 // G.711 488, and neither is counted; with nobody free anywhere the node
 // answers, sends the busy prompt as RTP, hangs up, and counts the call
 // once, not answered (returned).
 func TestBrowserPhoneRefusalsAndBusyPrompt(t *testing.T) {
-	r, ingress := browserFed(t, 1, nil, nil)
+	// 127.0.0.4 stands for another centre's carrier, listed in phone.peers.
+	r, ingress := browserFed(t, 1, nil, func(_ string, cfg *centre.Config) {
+		cfg.SIP.Peers = []netip.Prefix{netip.MustParsePrefix("127.0.0.4/32")}
+	})
 	c1 := r.Member("c1")
 	to := sip.Uri{Scheme: "sip", User: "queue-nb", Host: "127.0.0.1", Port: ingressPort(t, ingress)}
 	answer := func(d *sipgo.DialogClientSession) *sip.Response {
@@ -358,8 +361,22 @@ func TestBrowserPhoneRefusalsAndBusyPrompt(t *testing.T) {
 	}
 
 	stranger := siptest.NewCallerAt(t, "127.0.0.3")
+	forged := to
+	forged.User = "AAAAAAAAAAAAAAAAAAAAAAAAAA"
 	if res := answer(stranger.InviteSDP(t, to, siptest.CallerSDP)); res.StatusCode != sip.StatusForbidden {
 		t.Fatalf("a stranger's INVITE: %d, want 403", res.StatusCode)
+	}
+	if res := answer(stranger.InviteSDP(t, forged, siptest.CallerSDP)); res.StatusCode != sip.StatusForbidden {
+		t.Fatalf("a stranger's token INVITE: %d, want 403", res.StatusCode)
+	}
+	// A listed peer may send token calls (a forged one is then not found)
+	// but not queue calls: only the trunk does.
+	peer := siptest.NewCallerAt(t, "127.0.0.4")
+	if res := answer(peer.InviteSDP(t, forged, siptest.CallerSDP)); res.StatusCode != sip.StatusNotFound {
+		t.Fatalf("a listed peer's forged token: %d, want 404", res.StatusCode)
+	}
+	if res := answer(peer.InviteSDP(t, to, siptest.CallerSDP)); res.StatusCode != sip.StatusForbidden {
+		t.Fatalf("a listed peer's queue call: %d, want 403", res.StatusCode)
 	}
 	trunk := siptest.NewCallerPBX(t)
 	for _, c := range []struct {
@@ -701,4 +718,70 @@ func freeUDPPort(t *testing.T) int {
 	}
 	defer c.Close()
 	return c.LocalAddr().(*net.UDPAddr).Port
+}
+
+// Issue 13, point 2, between two browser-phone centres: c1 has nobody
+// free, so its node redirects the call at once (302, through its Kamailio
+// trunk) to a token at c2's node, which is c2's phone too. c2's trunk is
+// elsewhere (127.0.0.9): the token call is let in because it comes from a
+// phone system the roster publishes (c1's). c2's volunteer answers in the
+// browser and each side hears the other; c1 counts the call answered by
+// overflow.
+func TestBrowserPhoneOverflowsToAnotherBrowserPhoneCentre(t *testing.T) {
+	ingressB := freeLoopback(t)
+	r := startBrowserRig(t, 2, func(string) (node.PhoneConfig, string) {
+		return node.PhoneConfig{Listen: ingressB, PBX: []string{"127.0.0.9/32"},
+			Browser: &node.BrowserPhone{MediaHost: "127.0.0.1", Loopback: true}}, ingressB
+	}, nil)
+	c1, c2 := r.Member("c1"), r.Member("c2")
+	desk := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "desk", Answer: pbxlab.AnswerNever})
+	trunkQueue := pbxlab.StartPhone(t, pbxlab.PhoneConfig{User: "tq", Answer: pbxlab.AnswerAuto})
+	trunk := pbxlab.StartKamailio(t, pbxlab.ConfigPath(t), map[string]string{
+		"NODE":        pbxlab.Quote("sip:" + r.ingress),
+		"LOCAL_PHONE": pbxlab.Quote(desk.URI()),
+		"OWN_QUEUE":   pbxlab.Quote(trunkQueue.URI()),
+		"QUEUE":       pbxlab.Quote("1000"),
+		"RING_MS":     "300",
+		"LANG":        pbxlab.Quote("nb"),
+	})
+	tab := r.console(t, c2, "v2")
+	fedtest.Eventually(t, 20*time.Second, "c2's browser volunteer free in c1's view", func() bool { return seenFree(c1, c2, switchboard.ChannelPhone) })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := r.caller.Dial(ctx, trunk.URI("1000")); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, tab, "c2's console ringing", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
+		return !!o && /c1|C1/.test(o.textContent) && window.softphone.ringing; })()`, 20*time.Second)
+	browsertest.Eval(t, tab, `window.softphoneCapture.start(), true`, new(bool))
+	browsertest.Run(t, tab, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
+	if e, err := r.caller.Await(ctx, "CALL_ESTABLISHED", "CALL_CLOSED"); err != nil || e.Type != "CALL_ESTABLISHED" {
+		t.Fatalf("the call was not answered at c2: %v %+v\n%s", err, e, tailOf(trunk.Log()))
+	}
+	var micFor float64
+	browsertest.Eval(t, tab, `performance.now() - window.softphone.micAt`, &micFor)
+	if _, err := r.caller.Await(ctx, "CALL_RTPESTAB"); err != nil {
+		t.Fatal(err)
+	}
+	fedtest.Eventually(t, 5*time.Second, "c1 sees the pick-up", func() bool { return phoneTally(c1).InProgress == 1 })
+	select {
+	case <-time.After(9 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	heard := heardInBrowser(t, tab, r.dir)
+	browsertest.Run(t, tab, "hang up", chromedp.Click("#chats .chat.call button.hang-up", chromedp.ByQuery))
+	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	r.heardEachOther(t, heard, micFor)
+	if !strings.Contains(trunk.Log(), "node redirected (302)") || trunkQueue.Saw("CALL_INCOMING") {
+		t.Errorf("the trunk did not follow c1's redirect to c2:\n%s", tailOf(trunk.Log()))
+	}
+	fedtest.Eventually(t, 10*time.Second, "c1 counts the call answered by overflow", func() bool {
+		tl := phoneTally(c1)
+		return tl.Offered == 1 && tl.AnsweredOverflow == 1 && tl.InProgress == 0
+	})
+	conservedCalls(t, c1)
 }

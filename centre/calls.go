@@ -28,6 +28,9 @@ type SIPConfig struct {
 	// PBX lists the source addresses of the centre's PBX; nobody else may
 	// send a request.
 	PBX []netip.Prefix
+	// Peers are more senders of calls other centres redirect here, beyond
+	// the phone systems the roster publishes.
+	Peers []netip.Prefix
 	// RouteTimeout and RingTimeout: see sip.Config (0: its defaults).
 	RouteTimeout, RingTimeout time.Duration
 	// MaxHeldCalls: see sip.Config (0: its default).

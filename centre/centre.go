@@ -60,8 +60,12 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	peers, err := node.ParseTrustedProxies(fc.Phone.Peers) // checked by LoadFileConfig
+	if err != nil {
+		return Config{}, err
+	}
 	return Config{
-		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx, Browser: browser},
+		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx, Peers: peers, Browser: browser},
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir, PhoneDomain: fc.Phone.Domain,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
@@ -122,7 +126,7 @@ func Start(ctx context.Context, cfg Config) (*Centre, error) {
 				return nil, fmt.Errorf("start centre %s: %w", cfg.Node.Centre, err)
 			}
 			sc.Voice, sc.Softphones, sc.Trunk = voice{c.phone}, c.phone.softphones, trunk{router}
-			sc.Peers = (&peers{n: n}).has
+			sc.Peers = (&peers{n: n, listed: cfg.SIP.Peers}).has
 			cfg.API.Softphones, cfg.API.SoftphoneRaw = consoles{c.phone}, cfg.SIP.Browser.RawAudio
 		}
 		c.sip, err = sip.Start(ctx, sc)

@@ -54,6 +54,11 @@ type PhoneConfig struct {
 	// Domain is the PBX host volunteers' extensions live on
 	// (sip:EXT@Domain); "" : volunteers give SIP addresses.
 	Domain string `json:"domain,omitempty"`
+	// Peers lists more senders of calls other centres redirect here (IP or
+	// CIDR): their carriers' or SBCs' addresses, when those follow the
+	// redirect themselves. The phone systems other centres publish in the
+	// roster (sip_addr) are let in without being listed.
+	Peers []string `json:"peers,omitempty"`
 	// Browser makes the node the centre's phone, for a centre without a
 	// PBX (docs/phone.md): volunteers answer in the console, and PBX lists
 	// the SIP trunk's addresses.
@@ -234,6 +239,9 @@ func (p PhoneConfig) Prefixes() ([]netip.Prefix, error) {
 	}
 	if p.Listen != "" && len(pbx) == 0 {
 		return nil, fmt.Errorf("load centre config: phone.sip_listen is set but phone.pbx lists no PBX address: %w", ErrBadConfig)
+	}
+	if _, err := ParseTrustedProxies(p.Peers); err != nil {
+		return nil, fmt.Errorf("load centre config: phone.peers: %v: %w", err, ErrBadConfig)
 	}
 	if p.Browser != nil {
 		if p.Listen == "" {
