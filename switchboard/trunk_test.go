@@ -143,3 +143,45 @@ func TestBrowserPhoneNeedsTheNodeAsPhone(t *testing.T) {
 		t.Fatalf("browser phone without BrowserPhones: %v", err)
 	}
 }
+
+// A browser-phone volunteer's capacity rules hold for calls the node holds:
+// while a call rings in their console no chat is offered to them; in the
+// call, capacity 2 leaves room for one chat and never a second call.
+func TestTrunkCallCapacity(t *testing.T) {
+	sb, tokens := browserBoard()
+	defer sb.Close()
+	_, sink := signInForCalls(t, sb, phoneVol("v1", "", ChannelPhone, ChannelChat), BrowserPhone)
+	tc, err := sb.OpenCall("nb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := tc.RingHere()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _ := startContact(t, sb, ChannelChat, "nb")
+	waitFor(t, "the call's card", func() bool { return len(sink.offered()) == 1 })
+	if sb.Stats().Total().Waiting != 2 {
+		t.Fatalf("the chat should wait while the call rings in the console: %+v", sb.Stats().Total())
+	}
+	call := tokens.call(t, tok)
+	if err := call.Arrived(); err != nil {
+		t.Fatal(err)
+	}
+	call.PickedUp()
+	waitFor(t, "the chat offered during the call", func() bool { return len(sink.offered()) == 2 })
+	if sink.lastOffer().Contact != h.ID() {
+		t.Fatal("the chat was not offered during the call")
+	}
+	tc2, err := sb.OpenCall("nb")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc2.RingHere(); !errors.Is(err, ErrNoVolunteer) {
+		t.Fatalf("a second call rang a volunteer in a call: %v", err)
+	}
+	tc2.Close(false)
+	call.Ended(ByCaller)
+	tc.Close(false)
+	tallyConserved(t, sb.Stats())
+}
