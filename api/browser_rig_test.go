@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -15,33 +14,18 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
 )
 
-// findChromium locates Debian's Chromium. On a laptop without it the
-// browser tests skip with a message; in CI (CI=true) they fail instead.
-func findChromium(t testing.TB) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless-shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("Chromium not found: .ci/run installs Debian's chromium package")
-	}
-	t.Skip("Chromium not found (apt-get install chromium); skipping browser tests")
-	return ""
-}
-
 // newBrowser starts a headless Chromium with a phone-sized window and
 // returns a context for chromedp actions in one tab.
 func newBrowser(t testing.TB) context.Context {
 	t.Helper()
-	path := findChromium(t)
+	path := browsertest.FindChromium(t)
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
 		chromedp.ExecPath(path),
 		chromedp.NoSandbox, // CI runs as root

@@ -18,6 +18,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 )
 
 // ---- helpers shared by the console and overview page tests ----
@@ -77,31 +78,6 @@ func staffEnrol(t *testing.T, pc *pageCentre, v consensus.Volunteer, password st
 	}
 }
 
-// staffWait polls a JavaScript expression in the tab until it is truthy.
-func staffWait(t *testing.T, ctx context.Context, what, expr string, timeout time.Duration) {
-	t.Helper()
-	var ok bool
-	if err := chromedp.Run(ctx, chromedp.Poll(expr, &ok, chromedp.WithPollingTimeout(timeout), chromedp.WithPollingInterval(100*time.Millisecond))); err != nil {
-		var dump string
-		_ = chromedp.Run(ctx, chromedp.Evaluate(`document.body ? document.body.innerText.slice(0, 1500) : ''`, &dump))
-		t.Fatalf("waiting for %s (%s): %v\npage text:\n%s", what, expr, err, dump)
-	}
-}
-
-func staffEval(t *testing.T, ctx context.Context, expr string, out any) {
-	t.Helper()
-	if err := chromedp.Run(ctx, chromedp.Evaluate(expr, out)); err != nil {
-		t.Fatalf("evaluate %s: %v", expr, err)
-	}
-}
-
-func staffRun(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action) {
-	t.Helper()
-	if err := chromedp.Run(ctx, actions...); err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-}
-
 func jsString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
@@ -110,7 +86,7 @@ func jsString(s string) string {
 // consoleLogin opens pc's console in ctx and logs in with the form.
 func consoleLogin(t *testing.T, ctx context.Context, pc *pageCentre, id, password string) {
 	t.Helper()
-	staffRun(t, ctx, "log in",
+	browsertest.Run(t, ctx, "log in",
 		chromedp.EmulateViewport(1280, 860),
 		chromedp.Navigate(pc.url+"/console"),
 		chromedp.WaitVisible("#login-submit", chromedp.ByQuery),
@@ -118,7 +94,7 @@ func consoleLogin(t *testing.T, ctx context.Context, pc *pageCentre, id, passwor
 		chromedp.SendKeys("#password", password, chromedp.ByQuery),
 		chromedp.Click("#login-submit", chromedp.ByQuery),
 	)
-	staffWait(t, ctx, "the desk after login", `!document.querySelector('#desk').hidden && document.querySelector('#login').hidden`, 15*time.Second)
+	browsertest.Wait(t, ctx, "the desk after login", `!document.querySelector('#desk').hidden && document.querySelector('#login').hidden`, 15*time.Second)
 }
 
 // waitFreeAt waits until observer's gossip view shows centre with a free
@@ -246,14 +222,14 @@ func tabTo(t *testing.T, ctx context.Context, sel string) {
 	check := fmt.Sprintf(`!!(document.activeElement && document.activeElement.matches(%s))`, jsString(sel))
 	for range 80 {
 		var ok bool
-		staffEval(t, ctx, check, &ok)
+		browsertest.Eval(t, ctx, check, &ok)
 		if ok {
 			return
 		}
-		staffRun(t, ctx, "press Tab", chromedp.KeyEvent(kb.Tab))
+		browsertest.Run(t, ctx, "press Tab", chromedp.KeyEvent(kb.Tab))
 	}
 	var at string
-	staffEval(t, ctx, `document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : 'none'`, &at)
+	browsertest.Eval(t, ctx, `document.activeElement ? document.activeElement.outerHTML.slice(0, 200) : 'none'`, &at)
 	t.Fatalf("Tab never reached %s (focus is on %s)", sel, at)
 }
 
@@ -273,12 +249,12 @@ func TestConsolePageOverflowedConversationEndToEnd(t *testing.T) {
 	consoleLogin(t, vol, b, "v-b1", "correct horse battery")
 	// Only the volunteer's own channels are shown.
 	var phoneHidden bool
-	staffEval(t, vol, `document.querySelector('#available-phone-label').hidden`, &phoneHidden)
+	browsertest.Eval(t, vol, `document.querySelector('#available-phone-label').hidden`, &phoneHidden)
 	if !phoneHidden {
 		t.Error("a chat-only volunteer is offered the phone switch")
 	}
-	staffRun(t, vol, "go available", chromedp.Click("#available-chat", chromedp.ByQuery))
-	staffWait(t, vol, "available for chat", `document.querySelector('#available-chat').checked && /Available for chat/.test(document.querySelector('#load').textContent)`, 10*time.Second)
+	browsertest.Run(t, vol, "go available", chromedp.Click("#available-chat", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "available for chat", `document.querySelector('#available-chat').checked && /Available for chat/.test(document.querySelector('#load').textContent)`, 10*time.Second)
 	waitFreeAt(t, a, "c2", "nb")
 
 	// The visitor comes to A, where nobody is signed in: it overflows to B.
@@ -288,7 +264,7 @@ func TestConsolePageOverflowedConversationEndToEnd(t *testing.T) {
 	if usePage {
 		t.Log("visitor: driving A's /chat page in a browser tab")
 		visTab = newTab(t, browser)
-		staffRun(t, visTab, "open the chat page", chromedp.Navigate(a.url+"/chat"),
+		browsertest.Run(t, visTab, "open the chat page", chromedp.Navigate(a.url+"/chat"),
 			chromedp.WaitVisible("#start", chromedp.ByQuery),
 			chromedp.SetValue("#lang", "nb", chromedp.ByQuery),
 			chromedp.Click("#start", chromedp.ByQuery))
@@ -297,76 +273,76 @@ func TestConsolePageOverflowedConversationEndToEnd(t *testing.T) {
 		gv = dialGoVisitor(t, a, "nb")
 	}
 
-	staffWait(t, vol, "the overflowed offer", `(() => { const o = document.querySelector('#offers .offer[data-contact]');
+	browsertest.Wait(t, vol, "the overflowed offer", `(() => { const o = document.querySelector('#offers .offer[data-contact]');
 		return !!o && /c1/.test(o.querySelector('.offer-from').textContent) && +o.querySelector('.countdown').textContent > 0
 		  && !!o.querySelector('button.accept') && !!o.querySelector('button.decline'); })()`, 30*time.Second)
 	var contact string
-	staffEval(t, vol, `document.querySelector('#offers .offer').dataset.contact`, &contact)
-	staffWait(t, vol, "the offer announced", `document.querySelector('#announce').getAttribute('role') === 'alert' && /c1/.test(document.querySelector('#announce').textContent)`, 5*time.Second)
+	browsertest.Eval(t, vol, `document.querySelector('#offers .offer').dataset.contact`, &contact)
+	browsertest.Wait(t, vol, "the offer announced", `document.querySelector('#announce').getAttribute('role') === 'alert' && /c1/.test(document.querySelector('#announce').textContent)`, 5*time.Second)
 	// The countdown ticks.
 	var first int
-	staffEval(t, vol, `+document.querySelector('#offers .offer .countdown').textContent`, &first)
-	staffWait(t, vol, "the countdown to tick", fmt.Sprintf(`+document.querySelector('#offers .offer .countdown').textContent < %d`, first), 5*time.Second)
+	browsertest.Eval(t, vol, `+document.querySelector('#offers .offer .countdown').textContent`, &first)
+	browsertest.Wait(t, vol, "the countdown to tick", fmt.Sprintf(`+document.querySelector('#offers .offer .countdown').textContent < %d`, first), 5*time.Second)
 	screenshot(t, vol, "volunteer-offer")
 
 	sel := fmt.Sprintf(`.chat[data-contact=%s]`, jsString(contact))
-	staffRun(t, vol, "accept", chromedp.Click(`#offers .offer button.accept`, chromedp.ByQuery))
-	staffWait(t, vol, "the chat with the centre badge", fmt.Sprintf(`(() => { const c = document.querySelector(%s);
+	browsertest.Run(t, vol, "accept", chromedp.Click(`#offers .offer button.accept`, chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the chat with the centre badge", fmt.Sprintf(`(() => { const c = document.querySelector(%s);
 		return !!c && /c1/.test(c.querySelector('.badge-centre').textContent) && !document.querySelector('#offers .offer'); })()`, jsString(sel)), 15*time.Second)
 
 	// Visitor -> volunteer.
 	if usePage {
-		staffWait(t, visTab, "the visitor's composer", `(() => { const m = document.querySelector('#message'); return !!m && m.offsetParent !== null && !m.disabled; })()`, 15*time.Second)
-		staffRun(t, visTab, "visitor writes", chromedp.SendKeys("#message", "Hei, er det noen der?", chromedp.ByQuery),
+		browsertest.Wait(t, visTab, "the visitor's composer", `(() => { const m = document.querySelector('#message'); return !!m && m.offsetParent !== null && !m.disabled; })()`, 15*time.Second)
+		browsertest.Run(t, visTab, "visitor writes", chromedp.SendKeys("#message", "Hei, er det noen der?", chromedp.ByQuery),
 			chromedp.Click("#send", chromedp.ByQuery))
 	} else {
 		gv.await("connected", frameIs("connected"))
 		gv.send(map[string]any{"type": "message", "id": "c1", "text": "Hei, er det noen der?"})
 	}
-	staffWait(t, vol, "the visitor's message", fmt.Sprintf(`[...document.querySelectorAll(%s)].some(m => m.textContent.includes('er det noen der?'))`,
+	browsertest.Wait(t, vol, "the visitor's message", fmt.Sprintf(`[...document.querySelectorAll(%s)].some(m => m.textContent.includes('er det noen der?'))`,
 		jsString(sel+" .messages[role=log][aria-live=polite] .msg.visitor")), 15*time.Second)
 
 	// Volunteer -> visitor, sent with Enter.
-	staffRun(t, vol, "volunteer replies", chromedp.SendKeys(sel+" textarea.reply", "Ja, jeg er her. Fortell.\r", chromedp.ByQuery))
-	staffWait(t, vol, "the reply on the console", fmt.Sprintf(`[...document.querySelectorAll(%s)].some(m => m.textContent.includes('jeg er her'))`,
+	browsertest.Run(t, vol, "volunteer replies", chromedp.SendKeys(sel+" textarea.reply", "Ja, jeg er her. Fortell.\r", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the reply on the console", fmt.Sprintf(`[...document.querySelectorAll(%s)].some(m => m.textContent.includes('jeg er her'))`,
 		jsString(sel+" .msg.volunteer")), 5*time.Second)
 	if usePage {
-		staffWait(t, visTab, "the reply on the visitor page", `[...document.querySelectorAll('#messages .msg.volunteer')].some(m => m.textContent.includes('jeg er her'))`, 15*time.Second)
-		staffWait(t, visTab, "the visitor's own message", `[...document.querySelectorAll('#messages .msg.visitor')].some(m => m.textContent.includes('er det noen der?'))`, 5*time.Second)
+		browsertest.Wait(t, visTab, "the reply on the visitor page", `[...document.querySelectorAll('#messages .msg.volunteer')].some(m => m.textContent.includes('jeg er her'))`, 15*time.Second)
+		browsertest.Wait(t, visTab, "the visitor's own message", `[...document.querySelectorAll('#messages .msg.visitor')].some(m => m.textContent.includes('er det noen der?'))`, 5*time.Second)
 	} else {
 		gv.await("the volunteer's message", func(f map[string]any) bool {
 			return f["type"] == "message" && strings.Contains(fmt.Sprint(f["text"]), "jeg er her")
 		})
 	}
-	staffWait(t, vol, "delivered mark", fmt.Sprintf(`!!document.querySelector(%s)`, jsString(sel+" .msg.volunteer.delivered")), 10*time.Second)
+	browsertest.Wait(t, vol, "delivered mark", fmt.Sprintf(`!!document.querySelector(%s)`, jsString(sel+" .msg.volunteer.delivered")), 10*time.Second)
 
 	// A second, local visitor at B: two chats side by side.
 	gv2 := dialGoVisitor(t, b, "en")
-	staffWait(t, vol, "a local offer", `(() => { const o = document.querySelector('#offers .offer[data-contact]'); return !!o && !o.querySelector('.offer-from'); })()`, 20*time.Second)
-	staffRun(t, vol, "accept the local chat", chromedp.Click(`#offers .offer button.accept`, chromedp.ByQuery))
-	staffWait(t, vol, "two chats", `document.querySelectorAll('#chats .chat').length === 2`, 10*time.Second)
+	browsertest.Wait(t, vol, "a local offer", `(() => { const o = document.querySelector('#offers .offer[data-contact]'); return !!o && !o.querySelector('.offer-from'); })()`, 20*time.Second)
+	browsertest.Run(t, vol, "accept the local chat", chromedp.Click(`#offers .offer button.accept`, chromedp.ByQuery))
+	browsertest.Wait(t, vol, "two chats", `document.querySelectorAll('#chats .chat').length === 2`, 10*time.Second)
 	gv2.await("connected", frameIs("connected"))
 	gv2.send(map[string]any{"type": "message", "id": "c1", "text": "Hi, I just need to talk."})
-	staffWait(t, vol, "the second visitor's message", `[...document.querySelectorAll('#chats .msg.visitor')].some(m => m.textContent.includes('need to talk'))`, 10*time.Second)
+	browsertest.Wait(t, vol, "the second visitor's message", `[...document.querySelectorAll('#chats .msg.visitor')].some(m => m.textContent.includes('need to talk'))`, 10*time.Second)
 	var sideBySide bool
-	staffEval(t, vol, `(() => { const c = document.querySelectorAll('#chats .chat'); const a = c[0].getBoundingClientRect(), b = c[1].getBoundingClientRect(); return Math.abs(a.top - b.top) < 2 && b.left >= a.right - 1; })()`, &sideBySide)
+	browsertest.Eval(t, vol, `(() => { const c = document.querySelectorAll('#chats .chat'); const a = c[0].getBoundingClientRect(), b = c[1].getBoundingClientRect(); return Math.abs(a.top - b.top) < 2 && b.left >= a.right - 1; })()`, &sideBySide)
 	if !sideBySide {
 		t.Error("two chats are not side by side on a laptop-sized window")
 	}
 	screenshot(t, vol, "volunteer-chats")
 
 	// The volunteer ends the overflowed chat with a categorisation.
-	staffRun(t, vol, "end", chromedp.Click(sel+" button.end", chromedp.ByQuery))
-	staffWait(t, vol, "the categorisation form", fmt.Sprintf(`(() => { const f = document.querySelector(%s); return !!f && f.querySelectorAll('input[name=topic]').length >= 5 && !!f.querySelector('select.age-group'); })()`,
+	browsertest.Run(t, vol, "end", chromedp.Click(sel+" button.end", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the categorisation form", fmt.Sprintf(`(() => { const f = document.querySelector(%s); return !!f && f.querySelectorAll('input[name=topic]').length >= 5 && !!f.querySelector('select.age-group'); })()`,
 		jsString(sel+" .categorise")), 5*time.Second)
-	staffRun(t, vol, "categorise",
+	browsertest.Run(t, vol, "categorise",
 		chromedp.Click(sel+` .categorise input[name=topic][value="family"]`, chromedp.ByQuery),
 		chromedp.SetValue(sel+" .categorise select.age-group", "16-18", chromedp.ByQuery),
 		chromedp.Click(sel+" .categorise button.submit-categorisation", chromedp.ByQuery))
-	staffWait(t, vol, "the chat to go", fmt.Sprintf(`!document.querySelector(%s) && document.querySelectorAll('#chats .chat').length === 1`, jsString(sel)), 10*time.Second)
+	browsertest.Wait(t, vol, "the chat to go", fmt.Sprintf(`!document.querySelector(%s) && document.querySelectorAll('#chats .chat').length === 1`, jsString(sel)), 10*time.Second)
 
 	if usePage {
-		staffWait(t, visTab, "the visitor page to show the end", `(() => { const a = document.querySelector('#again'); const m = document.querySelector('#message');
+		browsertest.Wait(t, visTab, "the visitor page to show the end", `(() => { const a = document.querySelector('#again'); const m = document.querySelector('#message');
 			return (!!a && !a.hidden) || (!!m && m.disabled); })()`, 15*time.Second)
 	} else {
 		f := gv.await("ended", frameIs("ended"))
@@ -380,8 +356,8 @@ func TestConsolePageOverflowedConversationEndToEnd(t *testing.T) {
 	}
 
 	// Log out: back to the login form.
-	staffRun(t, vol, "log out", chromedp.Click("#logout", chromedp.ByQuery))
-	staffWait(t, vol, "the login form", `!document.querySelector('#login').hidden && document.querySelector('#desk').hidden`, 10*time.Second)
+	browsertest.Run(t, vol, "log out", chromedp.Click("#logout", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the login form", `!document.querySelector('#login').hidden && document.querySelector('#desk').hidden`, 10*time.Second)
 }
 
 // TestConsolePageKeyboardOnly runs accept -> chat -> end with the keyboard
@@ -392,56 +368,56 @@ func TestConsolePageKeyboardOnly(t *testing.T) {
 	staffEnrol(t, c, consensus.Volunteer{ID: "v-k1", Centre: "c1", Alias: "Ola", Channels: []string{"chat", "phone"},
 		Languages: []string{"nb"}, Capacity: 2, Role: "volunteer"}, "keyboard only please")
 	ctx := newBrowser(t)
-	staffRun(t, ctx, "open the console", chromedp.EmulateViewport(1024, 768), chromedp.Navigate(c.url+"/console"),
+	browsertest.Run(t, ctx, "open the console", chromedp.EmulateViewport(1024, 768), chromedp.Navigate(c.url+"/console"),
 		chromedp.WaitVisible("#login-submit", chromedp.ByQuery))
 	var bad []string
-	staffEval(t, ctx, accessibleNameProblems, &bad)
+	browsertest.Eval(t, ctx, accessibleNameProblems, &bad)
 	if len(bad) > 0 {
 		t.Errorf("controls without an accessible name on the login page: %v", bad)
 	}
 	var label string
-	staffEval(t, ctx, `document.querySelector('#volunteer').labels[0].textContent`, &label)
+	browsertest.Eval(t, ctx, `document.querySelector('#volunteer').labels[0].textContent`, &label)
 	if label != "Volunteer id" {
 		t.Errorf("volunteer field label %q", label)
 	}
 
 	tabTo(t, ctx, "#volunteer")
-	staffRun(t, ctx, "type the id", chromedp.KeyEvent("v-k1"))
+	browsertest.Run(t, ctx, "type the id", chromedp.KeyEvent("v-k1"))
 	tabTo(t, ctx, "#password")
-	staffRun(t, ctx, "type the password and Enter", chromedp.KeyEvent("keyboard only please"), chromedp.KeyEvent(kb.Enter))
-	staffWait(t, ctx, "the desk", `!document.querySelector('#desk').hidden`, 15*time.Second)
+	browsertest.Run(t, ctx, "type the password and Enter", chromedp.KeyEvent("keyboard only please"), chromedp.KeyEvent(kb.Enter))
+	browsertest.Wait(t, ctx, "the desk", `!document.querySelector('#desk').hidden`, 15*time.Second)
 	tabTo(t, ctx, "#available-chat")
-	staffRun(t, ctx, "Space", chromedp.KeyEvent(" "))
-	staffWait(t, ctx, "available", `document.querySelector('#available-chat').checked && /Available for chat/.test(document.querySelector('#load').textContent)`, 10*time.Second)
+	browsertest.Run(t, ctx, "Space", chromedp.KeyEvent(" "))
+	browsertest.Wait(t, ctx, "available", `document.querySelector('#available-chat').checked && /Available for chat/.test(document.querySelector('#load').textContent)`, 10*time.Second)
 
 	v := dialGoVisitor(t, c, "nb")
-	staffWait(t, ctx, "the offer", `!!document.querySelector('#offers .offer button.accept')`, 20*time.Second)
+	browsertest.Wait(t, ctx, "the offer", `!!document.querySelector('#offers .offer button.accept')`, 20*time.Second)
 	tabTo(t, ctx, "#offers .offer button.accept")
-	staffRun(t, ctx, "Enter on accept", chromedp.KeyEvent(kb.Enter))
-	staffWait(t, ctx, "the chat", `!!document.querySelector('#chats .chat textarea.reply')`, 10*time.Second)
+	browsertest.Run(t, ctx, "Enter on accept", chromedp.KeyEvent(kb.Enter))
+	browsertest.Wait(t, ctx, "the chat", `!!document.querySelector('#chats .chat textarea.reply')`, 10*time.Second)
 	v.await("connected", frameIs("connected"))
 	v.send(map[string]any{"type": "message", "id": "c1", "text": "Kan noen hjelpe meg?"})
-	staffWait(t, ctx, "the message in a live log", `[...document.querySelectorAll('#chats .messages[role=log][aria-live=polite] .msg.visitor')].some(m => m.textContent.includes('hjelpe meg'))`, 10*time.Second)
+	browsertest.Wait(t, ctx, "the message in a live log", `[...document.querySelectorAll('#chats .messages[role=log][aria-live=polite] .msg.visitor')].some(m => m.textContent.includes('hjelpe meg'))`, 10*time.Second)
 
 	tabTo(t, ctx, "#chats .chat textarea.reply")
-	staffRun(t, ctx, "reply with Enter", chromedp.KeyEvent("Ja, jeg lytter."), chromedp.KeyEvent(kb.Enter))
+	browsertest.Run(t, ctx, "reply with Enter", chromedp.KeyEvent("Ja, jeg lytter."), chromedp.KeyEvent(kb.Enter))
 	v.await("the reply", func(f map[string]any) bool { return f["type"] == "message" && f["text"] == "Ja, jeg lytter." })
 
 	tabTo(t, ctx, "#chats .chat button.end")
-	staffRun(t, ctx, "Enter on end", chromedp.KeyEvent(kb.Enter))
-	staffWait(t, ctx, "the categorisation form", `!!document.querySelector('#chats .categorise input[name=topic]')`, 5*time.Second)
-	staffEval(t, ctx, accessibleNameProblems, &bad)
+	browsertest.Run(t, ctx, "Enter on end", chromedp.KeyEvent(kb.Enter))
+	browsertest.Wait(t, ctx, "the categorisation form", `!!document.querySelector('#chats .categorise input[name=topic]')`, 5*time.Second)
+	browsertest.Eval(t, ctx, accessibleNameProblems, &bad)
 	if len(bad) > 0 {
 		t.Errorf("controls without an accessible name in a chat: %v", bad)
 	}
 	tabTo(t, ctx, `#chats .categorise input[name=topic]`)
-	staffRun(t, ctx, "Space on a topic", chromedp.KeyEvent(" "))
-	staffWait(t, ctx, "a topic checked", `document.querySelectorAll('#chats .categorise input[name=topic]:checked').length === 1`, 5*time.Second)
+	browsertest.Run(t, ctx, "Space on a topic", chromedp.KeyEvent(" "))
+	browsertest.Wait(t, ctx, "a topic checked", `document.querySelectorAll('#chats .categorise input[name=topic]:checked').length === 1`, 5*time.Second)
 	tabTo(t, ctx, "#chats .categorise select.age-group")
-	staffRun(t, ctx, "ArrowDown on the age group", chromedp.KeyEvent(kb.ArrowDown))
+	browsertest.Run(t, ctx, "ArrowDown on the age group", chromedp.KeyEvent(kb.ArrowDown))
 	tabTo(t, ctx, "#chats .categorise button.submit-categorisation")
-	staffRun(t, ctx, "Enter on submit", chromedp.KeyEvent(kb.Enter))
-	staffWait(t, ctx, "the chat to close", `document.querySelectorAll('#chats .chat').length === 0`, 10*time.Second)
+	browsertest.Run(t, ctx, "Enter on submit", chromedp.KeyEvent(kb.Enter))
+	browsertest.Wait(t, ctx, "the chat to close", `document.querySelectorAll('#chats .chat').length === 0`, 10*time.Second)
 	v.await("ended", frameIs("ended"))
 	if got := c.node.Switchboard().Stats().Categorised(); got != 1 {
 		t.Errorf("categorised %d, want 1", got)
@@ -485,15 +461,15 @@ func TestStaffPagesLoadNothingFromOtherOrigins(t *testing.T) {
 			}
 		}
 	})
-	staffRun(t, ctx, "enable network events", network.Enable())
+	browsertest.Run(t, ctx, "enable network events", network.Enable())
 	consoleLogin(t, ctx, c, "v-o1", "same origin only")
-	staffRun(t, ctx, "go available", chromedp.Click("#available-chat", chromedp.ByQuery))
-	staffWait(t, ctx, "available", `document.querySelector('#available-chat').checked`, 10*time.Second)
-	staffRun(t, ctx, "open the overview", chromedp.Navigate(c.url+"/overview"),
+	browsertest.Run(t, ctx, "go available", chromedp.Click("#available-chat", chromedp.ByQuery))
+	browsertest.Wait(t, ctx, "available", `document.querySelector('#available-chat').checked`, 10*time.Second)
+	browsertest.Run(t, ctx, "open the overview", chromedp.Navigate(c.url+"/overview"),
 		chromedp.WaitVisible("#token", chromedp.ByQuery),
 		chromedp.SendKeys("#token", c.token, chromedp.ByQuery),
 		chromedp.Click("#token-submit", chromedp.ByQuery))
-	staffWait(t, ctx, "the live view", `!!document.querySelector('#centres tr[data-centre="c1"] .gossip') && document.querySelector('#centres tr[data-centre="c1"] .gossip').textContent === 'alive'`, 20*time.Second)
+	browsertest.Wait(t, ctx, "the live view", `!!document.querySelector('#centres tr[data-centre="c1"] .gossip') && document.querySelector('#centres tr[data-centre="c1"] .gossip').textContent === 'alive'`, 20*time.Second)
 
 	mu.Lock()
 	defer mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -212,61 +213,61 @@ func TestConsolePagePhoneCall(t *testing.T) {
 	rig, calls := newCallRig(t)
 	rig.signUp(phoneVolunteer("v1"), "correct horse battery")
 	vol := browser
-	staffRun(t, vol, "log in",
+	browsertest.Run(t, vol, "log in",
 		chromedp.EmulateViewport(1280, 860),
 		chromedp.Navigate(rig.url+"/console"),
 		chromedp.WaitVisible("#login-submit", chromedp.ByQuery),
 		chromedp.SendKeys("#volunteer", "v1", chromedp.ByQuery),
 		chromedp.SendKeys("#password", "correct horse battery", chromedp.ByQuery),
 		chromedp.Click("#login-submit", chromedp.ByQuery))
-	staffWait(t, vol, "the desk with the phone field", `!document.querySelector('#desk').hidden && !document.querySelector('#phone-form').hidden
+	browsertest.Wait(t, vol, "the desk with the phone field", `!document.querySelector('#desk').hidden && !document.querySelector('#phone-form').hidden
 		&& /No phone given/.test(document.querySelector('#phone-in-use').textContent)`, 15*time.Second)
 
 	// Phone on without a phone: the server's refusal is shown, the switch
 	// goes back off.
-	staffRun(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
-	staffWait(t, vol, "the no-phone error", `/Give your phone/.test(document.querySelector('#phone-error').textContent) && !document.querySelector('#available-phone').checked`, 10*time.Second)
-	staffRun(t, vol, "a bad phone", chromedp.SendKeys("#phone", "kari", chromedp.ByQuery), chromedp.Click("#phone-set", chromedp.ByQuery))
-	staffWait(t, vol, "the bad-phone error", `/not accepted/.test(document.querySelector('#phone-error').textContent)`, 10*time.Second)
-	staffRun(t, vol, "an extension", chromedp.SetValue("#phone", "2041", chromedp.ByQuery), chromedp.Click("#phone-set", chromedp.ByQuery))
-	staffWait(t, vol, "the phone in use", `/sip:2041@pbx\.oslo\.example/.test(document.querySelector('#phone-in-use').textContent) && document.querySelector('#phone-error').textContent === ''`, 10*time.Second)
-	staffRun(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
-	staffWait(t, vol, "available for phone", `document.querySelector('#available-phone').checked && /Available for phone/.test(document.querySelector('#load').textContent)`, 10*time.Second)
+	browsertest.Run(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the no-phone error", `/Give your phone/.test(document.querySelector('#phone-error').textContent) && !document.querySelector('#available-phone').checked`, 10*time.Second)
+	browsertest.Run(t, vol, "a bad phone", chromedp.SendKeys("#phone", "kari", chromedp.ByQuery), chromedp.Click("#phone-set", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the bad-phone error", `/not accepted/.test(document.querySelector('#phone-error').textContent)`, 10*time.Second)
+	browsertest.Run(t, vol, "an extension", chromedp.SetValue("#phone", "2041", chromedp.ByQuery), chromedp.Click("#phone-set", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the phone in use", `/sip:2041@pbx\.oslo\.example/.test(document.querySelector('#phone-in-use').textContent) && document.querySelector('#phone-error').textContent === ''`, 10*time.Second)
+	browsertest.Run(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "available for phone", `document.querySelector('#available-phone').checked && /Available for phone/.test(document.querySelector('#load').textContent)`, 10*time.Second)
 	var bad []string
-	staffEval(t, vol, accessibleNameProblems, &bad)
+	browsertest.Eval(t, vol, accessibleNameProblems, &bad)
 	if len(bad) > 0 {
 		t.Errorf("controls without an accessible name: %v", bad)
 	}
 
 	call := placeCall(t, rig, calls)
-	staffWait(t, vol, "the call card", `(() => { const o = document.querySelector('#offers .offer[data-channel=phone]');
+	browsertest.Wait(t, vol, "the call card", `(() => { const o = document.querySelector('#offers .offer[data-channel=phone]');
 		return !!o && /Call coming to your phone/.test(o.textContent) && /language nb/.test(o.textContent)
 		  && !o.querySelector('button.accept') && !!o.querySelector('button.decline'); })()`, 10*time.Second)
 	screenshot(t, vol, "volunteer-call-coming")
 	if err := call.Arrived(); err != nil {
 		t.Fatal(err)
 	}
-	staffRun(t, vol, "decline too late", chromedp.Click("#offers .offer button.decline", chromedp.ByQuery))
-	staffWait(t, vol, "the ringing message", `(() => { const o = document.querySelector('#offers .offer[data-channel=phone]');
+	browsertest.Run(t, vol, "decline too late", chromedp.Click("#offers .offer button.decline", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "the ringing message", `(() => { const o = document.querySelector('#offers .offer[data-channel=phone]');
 		return !!o && /ringing on your phone/.test(o.querySelector('.phone-problem').textContent) && o.querySelector('button.decline').hidden; })()`, 10*time.Second)
 
 	call.PickedUp()
-	staffWait(t, vol, "the in-call card", `(() => { const c = document.querySelector('#chats .chat.call');
+	browsertest.Wait(t, vol, "the in-call card", `(() => { const c = document.querySelector('#chats .chat.call');
 		return !!c && !document.querySelector('#offers .offer') && !c.querySelector('textarea') && /On the phone/.test(c.textContent); })()`, 10*time.Second)
-	staffWait(t, vol, "the call timer to tick", `document.querySelector('#chats .chat.call .call-timer').textContent !== '0:00'`, 5*time.Second)
+	browsertest.Wait(t, vol, "the call timer to tick", `document.querySelector('#chats .chat.call .call-timer').textContent !== '0:00'`, 5*time.Second)
 	screenshot(t, vol, "volunteer-in-call")
 
 	call.Ended(switchboard.ByCaller)
 	sel := `#chats .chat.call .categorise`
-	staffWait(t, vol, "the categorisation form", `(() => { const f = document.querySelector('#chats .chat.call .categorise');
+	browsertest.Wait(t, vol, "the categorisation form", `(() => { const f = document.querySelector('#chats .chat.call .categorise');
 		return !!f && f.querySelectorAll('input[name=topic]').length >= 5 && !!f.querySelector('select.age-group')
 		  && /caller hung up/.test(document.querySelector('#chats .chat.call').textContent); })()`, 10*time.Second)
 	screenshot(t, vol, "volunteer-call-ended")
-	staffRun(t, vol, "categorise",
+	browsertest.Run(t, vol, "categorise",
 		chromedp.Click(sel+` input[name=topic][value="family"]`, chromedp.ByQuery),
 		chromedp.SetValue(sel+" select.age-group", "25-plus", chromedp.ByQuery),
 		chromedp.Click(sel+" button.submit-categorisation", chromedp.ByQuery))
-	staffWait(t, vol, "the call card to go", `document.querySelectorAll('#chats .chat').length === 0 && /Call 1 ended and categorised/.test(document.querySelector('#status').textContent)`, 10*time.Second)
+	browsertest.Wait(t, vol, "the call card to go", `document.querySelectorAll('#chats .chat').length === 0 && /Call 1 ended and categorised/.test(document.querySelector('#status').textContent)`, 10*time.Second)
 	if st := rig.centre.sb.Stats(); st.Categorised() != 1 || st.Topics["family"] != 1 || st.AgeGroups["25-plus"] != 1 {
 		t.Errorf("stats: categorised %d, topics %v, age groups %v", st.Categorised(), st.Topics, st.AgeGroups)
 	}

@@ -5,6 +5,8 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
+
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 )
 
 // TestOverviewReflectsCentreDownAndBack: the overview shows a centre go
@@ -15,63 +17,63 @@ func TestOverviewReflectsCentreDownAndBack(t *testing.T) {
 	f.Add("c3") // stopped and started again below
 
 	ctx := newBrowser(t)
-	staffRun(t, ctx, "open the overview", chromedp.EmulateViewport(1280, 900),
+	browsertest.Run(t, ctx, "open the overview", chromedp.EmulateViewport(1280, 900),
 		chromedp.Navigate(c1.url+"/overview"),
 		chromedp.WaitVisible("#token", chromedp.ByQuery))
 	var bad []string
-	staffEval(t, ctx, accessibleNameProblems, &bad)
+	browsertest.Eval(t, ctx, accessibleNameProblems, &bad)
 	if len(bad) > 0 {
 		t.Errorf("controls without an accessible name: %v", bad)
 	}
-	staffRun(t, ctx, "enter the token", chromedp.SendKeys("#token", c1.token, chromedp.ByQuery),
+	browsertest.Run(t, ctx, "enter the token", chromedp.SendKeys("#token", c1.token, chromedp.ByQuery),
 		chromedp.Click("#token-submit", chromedp.ByQuery))
 	allAlive := `['c1','c2','c3'].every(id => { const r = document.querySelector('#centres tr[data-centre="' + id + '"]');
 		return !!r && r.querySelector('.gossip').textContent === 'alive' && !r.classList.contains('down'); })`
-	staffWait(t, ctx, "three alive centres", allAlive, 30*time.Second)
-	staffWait(t, ctx, "the leader", `/^c[123]$/.test(document.querySelector('#leader').textContent)`, 10*time.Second)
+	browsertest.Wait(t, ctx, "three alive centres", allAlive, 30*time.Second)
+	browsertest.Wait(t, ctx, "the leader", `/^c[123]$/.test(document.querySelector('#leader').textContent)`, 10*time.Second)
 	var stored string
-	staffEval(t, ctx, `sessionStorage.getItem('helpmesh_admin_token') || ''`, &stored)
+	browsertest.Eval(t, ctx, `sessionStorage.getItem('helpmesh_admin_token') || ''`, &stored)
 	if stored != c1.token {
 		t.Error("the token is not kept in sessionStorage")
 	}
 	var local string
-	staffEval(t, ctx, `JSON.stringify(localStorage)`, &local)
+	browsertest.Eval(t, ctx, `JSON.stringify(localStorage)`, &local)
 	if local != "{}" {
 		t.Errorf("localStorage holds %s", local)
 	}
-	staffEval(t, ctx, `window.__sameDocument = 'yes'`, nil)
+	browsertest.Eval(t, ctx, `window.__sameDocument = 'yes'`, nil)
 
 	// Roster management: add a volunteer, get an enrolment code.
-	staffRun(t, ctx, "add a volunteer",
+	browsertest.Run(t, ctx, "add a volunteer",
 		chromedp.SendKeys("#nv-id", "v-new", chromedp.ByQuery),
 		chromedp.SendKeys("#nv-alias", "Ingrid", chromedp.ByQuery),
 		chromedp.SendKeys("#nv-languages", "nb, en", chromedp.ByQuery),
 		chromedp.Click("#nv-submit", chromedp.ByQuery))
-	staffWait(t, ctx, "the enrolment code", `/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/.test((document.querySelector('#enrolment-code') || {}).textContent || '')`, 15*time.Second)
-	staffWait(t, ctx, "the new volunteer listed", `!!document.querySelector('#volunteers tr[data-volunteer="v-new"]')`, 15*time.Second)
+	browsertest.Wait(t, ctx, "the enrolment code", `/^[A-Z0-9]{4}-[A-Z0-9]{4}-[A-Z0-9]{4}$/.test((document.querySelector('#enrolment-code') || {}).textContent || '')`, 15*time.Second)
+	browsertest.Wait(t, ctx, "the new volunteer listed", `!!document.querySelector('#volunteers tr[data-volunteer="v-new"]')`, 15*time.Second)
 	if v, ok := c1.node.Roster().Volunteers["v-new"]; !ok || v.Centre != "c1" || v.Capacity != 2 || len(v.Languages) != 2 {
 		t.Errorf("roster volunteer %+v", v)
 	}
 	// A bad policy shows the server's error.
-	staffRun(t, ctx, "save a bad policy", chromedp.SetValue("#policy", `{"topics": []}`, chromedp.ByQuery),
+	browsertest.Run(t, ctx, "save a bad policy", chromedp.SetValue("#policy", `{"topics": []}`, chromedp.ByQuery),
 		chromedp.Click("#policy-save", chromedp.ByQuery))
-	staffWait(t, ctx, "the policy error", `/Not saved/.test(document.querySelector('#policy-error').textContent)`, 15*time.Second)
-	staffRun(t, ctx, "reload the policy", chromedp.Click("#policy-reload", chromedp.ByQuery))
-	staffWait(t, ctx, "the policy back", `/"topics"/.test(document.querySelector('#policy').value) && /mental-health/.test(document.querySelector('#policy').value)`, 10*time.Second)
+	browsertest.Wait(t, ctx, "the policy error", `/Not saved/.test(document.querySelector('#policy-error').textContent)`, 15*time.Second)
+	browsertest.Run(t, ctx, "reload the policy", chromedp.Click("#policy-reload", chromedp.ByQuery))
+	browsertest.Wait(t, ctx, "the policy back", `/"topics"/.test(document.querySelector('#policy').value) && /mental-health/.test(document.querySelector('#policy').value)`, 10*time.Second)
 	screenshot(t, ctx, "overview")
 
 	f.Stop("c3")
-	staffWait(t, ctx, "c3 down", `(() => { const r = document.querySelector('#centres tr[data-centre="c3"]');
+	browsertest.Wait(t, ctx, "c3 down", `(() => { const r = document.querySelector('#centres tr[data-centre="c3"]');
 		return !!r && r.classList.contains('down') && /^(dead|left)$/.test(r.querySelector('.gossip').textContent); })()`, 60*time.Second)
 	var state string
-	staffEval(t, ctx, `document.querySelector('#centres tr[data-centre="c3"] .gossip').textContent`, &state)
+	browsertest.Eval(t, ctx, `document.querySelector('#centres tr[data-centre="c3"] .gossip').textContent`, &state)
 	t.Logf("c3 shown as %q after its node stopped", state)
 	screenshot(t, ctx, "overview-centre-down")
 
 	f.Restart("c3")
-	staffWait(t, ctx, "c3 back", allAlive, 60*time.Second)
+	browsertest.Wait(t, ctx, "c3 back", allAlive, 60*time.Second)
 	var same string
-	staffEval(t, ctx, `window.__sameDocument || ''`, &same)
+	browsertest.Eval(t, ctx, `window.__sameDocument || ''`, &same)
 	if same != "yes" {
 		t.Error("the page was reloaded")
 	}

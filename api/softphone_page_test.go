@@ -13,34 +13,9 @@ import (
 	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
-
-// newMediaBrowser is newBrowser with a fake microphone granted without a
-// prompt and WebRTC on loopback (docs/dev/webrtc-lab.md, trial 1).
-func newMediaBrowser(t *testing.T) context.Context {
-	t.Helper()
-	path := findChromium(t)
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.NoSandbox,
-		chromedp.Flag("headless", true),
-		chromedp.WindowSize(1280, 860),
-		chromedp.Flag("use-fake-device-for-media-stream", true),
-		chromedp.Flag("use-fake-ui-for-media-stream", true),
-		chromedp.Flag("allow-loopback-in-peer-connection", true),
-		chromedp.Flag("autoplay-policy", "no-user-gesture-required"),
-		// A second disable-features replaces chromedp's list: repeat it.
-		chromedp.Flag("disable-features", "site-per-process,Translate,BlinkGenPropertyTrees,WebRtcHideLocalIpsWithMdns"),
-	)
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	if err := chromedp.Run(ctx); err != nil {
-		t.Fatalf("start chromium: %v", err)
-	}
-	return ctx
-}
 
 // pionPeer answers a browser offer as the node would: PCMU only, host
 // candidates on loopback, no mDNS; connected is closed at ICE connected.
@@ -105,7 +80,7 @@ func answerWithPion(ctx context.Context, offer string) (*pionPeer, string, error
 // peer (the node's stand-in) answers and connects to; Mute and Hang up
 // work, and the categorisation follows.
 func TestConsolePageSoftphone(t *testing.T) {
-	vol := newMediaBrowser(t)
+	vol := browsertest.NewMediaBrowser(t, "")
 	fake := newFakeSoftphones()
 	fake.ice = []ICEServer{}
 	rig, calls := newSoftphoneRig(t, fake)
@@ -137,32 +112,32 @@ func TestConsolePageSoftphone(t *testing.T) {
 		hungUp <- struct{}{}
 	}()
 
-	staffRun(t, vol, "log in",
+	browsertest.Run(t, vol, "log in",
 		chromedp.Navigate(rig.url+"/console"),
 		chromedp.WaitVisible("#login-submit", chromedp.ByQuery),
 		chromedp.SendKeys("#volunteer", "v1", chromedp.ByQuery),
 		chromedp.SendKeys("#password", "correct horse battery", chromedp.ByQuery),
 		chromedp.Click("#login-submit", chromedp.ByQuery))
-	staffWait(t, vol, "the browser phone choice", `!document.querySelector('#desk').hidden && !document.querySelector('#phone-browser-label').hidden
+	browsertest.Wait(t, vol, "the browser phone choice", `!document.querySelector('#desk').hidden && !document.querySelector('#phone-browser-label').hidden
 		&& /microphone/.test(document.querySelector('#phone-browser-help').textContent)`, 15*time.Second)
-	staffRun(t, vol, "browser phone on", chromedp.Click("#phone-browser", chromedp.ByQuery))
-	staffWait(t, vol, "calls ring in this browser", `/Calls ring in this browser/.test(document.querySelector('#phone-in-use').textContent)
+	browsertest.Run(t, vol, "browser phone on", chromedp.Click("#phone-browser", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "calls ring in this browser", `/Calls ring in this browser/.test(document.querySelector('#phone-in-use').textContent)
 		&& document.querySelector('#phone-browser').checked && window.softphone.stream && window.softphone.stream.getAudioTracks()[0].readyState === 'live'`, 10*time.Second)
-	staffRun(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
-	staffWait(t, vol, "available for phone", `document.querySelector('#available-phone').checked`, 10*time.Second)
+	browsertest.Run(t, vol, "phone on", chromedp.Click("#available-phone", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "available for phone", `document.querySelector('#available-phone').checked`, 10*time.Second)
 	var bad []string
-	staffEval(t, vol, accessibleNameProblems, &bad)
+	browsertest.Eval(t, vol, accessibleNameProblems, &bad)
 	if len(bad) > 0 {
 		t.Errorf("controls without an accessible name: %v", bad)
 	}
 
 	call = placeCall(t, rig, calls)
 	close(callSet)
-	staffWait(t, vol, "the ringing card", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
+	browsertest.Wait(t, vol, "the ringing card", `(() => { const o = document.querySelector('#offers .offer[data-browser]');
 		return !!o && /Call for you/.test(o.textContent) && /language nb/.test(o.textContent) && !!o.querySelector('button.answer-call')
 		  && !!o.querySelector('button.decline') && window.softphone.ringing; })()`, 10*time.Second)
 	screenshot(t, vol, "volunteer-softphone-ringing")
-	staffRun(t, vol, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
+	browsertest.Run(t, vol, "answer", chromedp.Click("#offers .offer button.answer-call", chromedp.ByQuery))
 
 	offer := waitFor(t, "the browser's offer", fake.offers)
 	var sd sdp.SessionDescription
@@ -182,18 +157,18 @@ func TestConsolePageSoftphone(t *testing.T) {
 	t.Logf("browser offer: %d bytes", len(offer))
 	peer := waitFor(t, "pion's answer", peers)
 	waitFor(t, "ICE connected at pion", peer.connected)
-	staffWait(t, vol, "the in-call card", `(() => { const c = document.querySelector('#chats .chat.call[data-browser]');
+	browsertest.Wait(t, vol, "the in-call card", `(() => { const c = document.querySelector('#chats .chat.call[data-browser]');
 		return !!c && !window.softphone.ringing && !document.querySelector('#offers .offer') && /In a call in this browser/.test(c.textContent)
 		  && window.softphone.pc && window.softphone.pc.connectionState === 'connected' && !!c.querySelector('button.mute') && !!c.querySelector('button.hang-up'); })()`, 10*time.Second)
 	screenshot(t, vol, "volunteer-softphone-in-call")
 
-	staffRun(t, vol, "mute", chromedp.Click("#chats .chat.call button.mute", chromedp.ByQuery))
-	staffWait(t, vol, "muted", `!window.softphone.stream.getAudioTracks()[0].enabled && document.querySelector('button.mute').getAttribute('aria-pressed') === 'true'`, 5*time.Second)
-	staffRun(t, vol, "unmute", chromedp.Click("#chats .chat.call button.mute", chromedp.ByQuery))
-	staffWait(t, vol, "unmuted", `window.softphone.stream.getAudioTracks()[0].enabled`, 5*time.Second)
+	browsertest.Run(t, vol, "mute", chromedp.Click("#chats .chat.call button.mute", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "muted", `!window.softphone.stream.getAudioTracks()[0].enabled && document.querySelector('button.mute').getAttribute('aria-pressed') === 'true'`, 5*time.Second)
+	browsertest.Run(t, vol, "unmute", chromedp.Click("#chats .chat.call button.mute", chromedp.ByQuery))
+	browsertest.Wait(t, vol, "unmuted", `window.softphone.stream.getAudioTracks()[0].enabled`, 5*time.Second)
 
-	staffRun(t, vol, "hang up", chromedp.Click("#chats .chat.call button.hang-up", chromedp.ByQuery))
+	browsertest.Run(t, vol, "hang up", chromedp.Click("#chats .chat.call button.hang-up", chromedp.ByQuery))
 	waitFor(t, "the node's hang-up", hungUp)
-	staffWait(t, vol, "the categorisation form", `(() => { const c = document.querySelector('#chats .chat.call');
+	browsertest.Wait(t, vol, "the categorisation form", `(() => { const c = document.querySelector('#chats .chat.call');
 		return !!c && !!c.querySelector('.categorise') && /You hung up/.test(c.textContent) && window.softphone.pc === null; })()`, 10*time.Second)
 }
