@@ -101,9 +101,11 @@ type held struct {
 	d         *sipgo.DialogServerSession
 	leg       VoiceLeg
 	cancelled chan struct{}
-	// Once answered: whose console, and its call on the desk.
-	volunteer string
-	b         *browserCall
+	// Once answered: whose console, and its call on the desk;
+	// unconfirmed is closed if the caller side never took the answer.
+	volunteer   string
+	b           *browserCall
+	unconfirmed chan struct{}
 }
 
 // openHeld reads the caller's offer and opens the dialog and the voice
@@ -217,7 +219,7 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 	}
 	_ = h.d.Respond(sip.StatusRinging, "Ringing", nil)
 	deadline := time.Now().Add(tc.AnswerWithin())
-	for time.Now().Before(deadline) {
+	for time.Now().Before(deadline) && in.ctx.Err() == nil {
 		tok, err := tc.RingHere()
 		if err != nil {
 			break // nobody here (left) to ring: overflow at once
@@ -244,6 +246,11 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 	select {
 	case <-h.cancelled:
 		tc.Close(true)
+		return
+	case <-in.ctx.Done():
+		// Stopping: the trunk gets 480 and may try its other route.
+		_ = h.d.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
+		tc.Close(false)
 		return
 	default:
 	}
@@ -332,10 +339,14 @@ func (in *Ingress) ringBrowser(h *held, st *callState, deadline time.Time) ringR
 				return ringUnanswered
 			}
 			// The 200 is retransmitted until the ACK, in its own
-			// goroutine: the call is picked up from now on.
+			// goroutine: the call is picked up from now on. If the caller
+			// side never takes it (its CANCEL crossed our answer, or no
+			// ACK comes), the call is over.
+			h.unconfirmed = make(chan struct{})
 			in.stop.Go(func(context.Context) {
 				if err := h.d.RespondSDP(h.leg.AnswerSDP(sessionID())); err != nil {
 					in.log.Debug("sip: the caller side did not confirm the answer", "error", err)
+					close(h.unconfirmed)
 				}
 			})
 			h.volunteer, h.b = volunteer, b
@@ -383,6 +394,10 @@ func (in *Ingress) talk(h *held, st *callState) {
 	select {
 	case <-h.d.Context().Done():
 		st.end(EndedByCaller)
+		return
+	case <-h.unconfirmed:
+		st.end(EndedByCaller)
+		in.bye(h) // no ACK: RFC 3261 13.3.1.4 ends the session with a BYE
 		return
 	case <-h.b.hungUp:
 	case <-h.leg.Lost():

@@ -39,9 +39,10 @@ func NewSoftphones() *Softphones {
 
 // browserCall is one call ringing, or in progress, in a volunteer's console.
 type browserCall struct {
-	pickups  chan pickup // the console's answer, at most one waiting
-	hungUp   chan struct{}
-	hangOnce sync.Once
+	pickups   chan pickup // the console's answer, at most one waiting
+	hungUp    chan struct{}
+	hangOnce  sync.Once
+	answering bool // an Answer is being handled (under Softphones.mu)
 }
 
 type pickup struct {
@@ -85,8 +86,20 @@ func (s *Softphones) Answer(ctx context.Context, volunteer, browserSDP string) (
 	for {
 		s.mu.Lock()
 		b, changed := s.calls[volunteer], s.changed
+		busy := b != nil && b.answering
+		if b != nil && !busy {
+			b.answering = true
+		}
 		s.mu.Unlock()
+		if busy {
+			return "", fmt.Errorf("answer call: %w", ErrAnswered)
+		}
 		if b != nil {
+			defer func() {
+				s.mu.Lock()
+				b.answering = false
+				s.mu.Unlock()
+			}()
 			p := pickup{sdp: browserSDP, reply: make(chan pickupReply, 1)}
 			select {
 			case b.pickups <- p:
