@@ -61,12 +61,12 @@ func newBrowser(t testing.TB, offers []Codec, send Codec) *browser {
 // read).
 func newBrowserOn(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, onRTP func(*rtp.Packet)) *browser {
 	t.Helper()
-	return newBrowserWith(t, offers, send, mux, webrtc.Configuration{})
+	return newBrowserWith(t, offers, send, mux, webrtc.Configuration{}, onRTP)
 }
 
 // newBrowserWith is newBrowserOn with the browser's RTCConfiguration
 // (ICE servers, transport policy), as the console page would set it.
-func newBrowserWith(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, conf webrtc.Configuration) *browser {
+func newBrowserWith(t testing.TB, offers []Codec, send Codec, mux ice.UDPMux, conf webrtc.Configuration, onRTP func(*rtp.Packet)) *browser {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
 	for _, c := range offers {

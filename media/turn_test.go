@@ -71,7 +71,7 @@ func TestBridgeThroughTURN(t *testing.T) {
 	t.Run("relay", func(t *testing.T) {
 		leg, caller := open(t)
 		start := time.Now()
-		b := newBrowserWith(t, []Codec{PCMU, PCMA}, PCMU, nil, relayOnly(turnSecret))
+		b := newBrowserWith(t, []Codec{PCMU, PCMA}, PCMU, nil, relayOnly(turnSecret), nil)
 		if got := candidateTypes(b.offer); got["relay"] == 0 || len(got) != 1 {
 			t.Fatalf("relay-only browser offered candidates %v, want relay ones only", got)
 		}
@@ -115,7 +115,7 @@ func TestBridgeThroughTURN(t *testing.T) {
 
 	t.Run("wrong password", func(t *testing.T) {
 		leg, _ := open(t)
-		b := newBrowserWith(t, []Codec{PCMU, PCMA}, PCMU, nil, relayOnly("not-"+turnSecret))
+		b := newBrowserWith(t, []Codec{PCMU, PCMA}, PCMU, nil, relayOnly("not-"+turnSecret), nil)
 		if got := candidateTypes(b.offer); len(got) != 0 {
 			t.Fatalf("relay-only browser with a wrong TURN password offered candidates %v, want none", got)
 		}
