@@ -8,6 +8,7 @@ package centre
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/netip"
@@ -122,8 +123,20 @@ func (c consoles) ICEServers() []api.ICEServer {
 	return out
 }
 
+// Answer says in the console's words what went wrong: the call is gone
+// (no_call), or the browser's offer cannot be used (bad_sdp); anything
+// else is the node's failure (call_failed).
 func (c consoles) Answer(ctx context.Context, volunteer, browserSDP string) (string, error) {
-	return c.bp.softphones.Answer(ctx, volunteer, browserSDP)
+	sdp, err := c.bp.softphones.Answer(ctx, volunteer, browserSDP)
+	switch {
+	case err == nil:
+		return sdp, nil
+	case errors.Is(err, sip.ErrNoCall), errors.Is(err, sip.ErrAnswered), errors.Is(err, media.ErrClosed):
+		return "", fmt.Errorf("%w: %w", api.ErrNoCall, err)
+	case errors.Is(err, media.ErrBadSDP), errors.Is(err, media.ErrNoCodec):
+		return "", fmt.Errorf("%w: %w", api.ErrBadSDP, err)
+	}
+	return "", err
 }
 
 func (c consoles) HangUp(volunteer string) { _ = c.bp.softphones.HangUp(volunteer) }

@@ -40,16 +40,26 @@ func (l *Leg) Bridge(ctx context.Context, browserOffer string) (string, error) {
 
 	answer, err := l.bridge(ctx, browserOffer)
 	if err != nil {
-		l.mu.Lock()
-		pc := l.pc
-		l.pc, l.bridging = nil, false
-		l.mu.Unlock()
-		if pc != nil {
-			_ = pc.GracefulClose()
-		}
+		l.Unbridge()
 		return "", fmt.Errorf("bridge: %w", err)
 	}
 	return answer, nil
+}
+
+// Unbridge closes the browser's side, if any, and leaves the leg free for
+// another Bridge: a failed Bridge does it, and so does the SIP side when
+// the call ended while the browser was being answered (a second
+// volunteer may then be rung on the same leg). Closing that browser does
+// not count as losing it: Lost stays open.
+func (l *Leg) Unbridge() {
+	l.mu.Lock()
+	pc := l.pc
+	l.pc, l.bridging = nil, false
+	l.mu.Unlock()
+	l.toBrowser.Store(nil)
+	if pc != nil {
+		_ = pc.GracefulClose()
+	}
 }
 
 func (l *Leg) bridge(ctx context.Context, offer string) (string, error) {
@@ -75,7 +85,15 @@ func (l *Leg) bridge(ctx context.Context, offer string) (string, error) {
 
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		l.log.Debug("browser connection", "local", l.local, "state", s.String())
-		if s == webrtc.PeerConnectionStateFailed || s == webrtc.PeerConnectionStateClosed {
+		if s != webrtc.PeerConnectionStateFailed && s != webrtc.PeerConnectionStateClosed {
+			return
+		}
+		// Only the browser the leg is bridged to: one a failed Bridge or
+		// Unbridge closed is not a lost call.
+		l.mu.Lock()
+		current := l.pc == pc
+		l.mu.Unlock()
+		if current {
 			l.markLost()
 		}
 	})

@@ -332,3 +332,51 @@ func TestLostWhenBrowserVanishes(t *testing.T) {
 	waitFor(t, "Lost after the browser went silent", leg.Lost(), 20*time.Second)
 	t.Logf("Lost %v after the browser went silent", time.Since(start).Round(time.Millisecond))
 }
+
+// A Bridge that fails, or one the SIP side undoes (the call ended while
+// the browser was being answered), closes only that browser: the leg is
+// not lost, and the next volunteer's browser bridges and carries the
+// voice (review finding: a failed Bridge's closing PeerConnection used to
+// close Lost for good, so the next answer was hung up at once).
+func TestFailedOrUndoneBridgeIsNotALoss(t *testing.T) {
+	e := newTestEngine(t, nil)
+	caller := udpEnd(t)
+	leg, err := e.Open(context.Background(), Offer{Remote: addrOf(caller), Codec: PCMU})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = leg.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := leg.Bridge(ctx, baresipOffer); !errors.Is(err, ErrBadSDP) {
+		t.Fatalf("a SIP offer as a browser's: %v", err)
+	}
+	first := newBrowser(t, []Codec{PCMU}, PCMU)
+	answer, err := leg.Bridge(ctx, first.offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.accept(t, answer)
+	waitFor(t, "the first browser connected", first.connected, 10*time.Second)
+	leg.Unbridge()
+
+	second := newBrowser(t, []Codec{PCMU}, PCMU)
+	answer, err = leg.Bridge(ctx, second.offer)
+	if err != nil {
+		t.Fatalf("bridge after Unbridge: %v", err)
+	}
+	second.accept(t, answer)
+	waitFor(t, "the second browser connected", second.connected, 10*time.Second)
+	c := call{leg: leg, caller: caller, browser: second}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); sendCaller(t, c, nil, PCMU, stop) }()
+	checkToBrowser(t, second, PCMU)
+	close(stop)
+	<-done
+	select {
+	case <-leg.Lost():
+		t.Fatal("Lost closed by a failed or undone Bridge")
+	default:
+	}
+}

@@ -48,6 +48,9 @@ type VoiceLeg interface {
 	AnswerSDP(sessionID uint64) []byte
 	// Bridge answers the browser's WebRTC offer and starts passing voice.
 	Bridge(ctx context.Context, browserOffer string) (string, error)
+	// Unbridge closes the browser's side and leaves the leg for another
+	// Bridge (the call ended while the browser was being answered).
+	Unbridge()
 	// Prompt plays the busy message to the caller; it returns when played
 	// or when ctx is done.
 	Prompt(ctx context.Context) error
@@ -93,7 +96,34 @@ const (
 	ringAnswered ringResult = iota
 	ringUnanswered
 	ringCallerLeft
+	ringRinging // still ringing (a console that gave up may answer again)
 )
+
+// endedWhileBridging looks, without waiting, at what may have happened
+// while a browser was being bridged: the caller hung up, the volunteer
+// hung up or their hold ended, the node is stopping (the call is over:
+// gone, and how), or the console gave up waiting for the answer (gone,
+// ringRinging: the call rings on).
+func (in *Ingress) endedWhileBridging(h *held, b *browserCall, over <-chan struct{}, p pickup) (bool, ringResult) {
+	select {
+	case <-h.cancelled:
+		return true, ringCallerLeft
+	default:
+	}
+	for _, ch := range []<-chan struct{}{b.hungUp, over, in.ctx.Done()} {
+		select {
+		case <-ch:
+			return true, ringUnanswered
+		default:
+		}
+	}
+	select {
+	case <-p.gone:
+		return true, ringRinging
+	default:
+	}
+	return false, ringAnswered
+}
 
 // held is a caller's INVITE the node answers itself: its dialog, its
 // voice leg, and whether the caller cancelled.
@@ -257,6 +287,18 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 	ctx, cancel := context.WithTimeout(in.ctx, in.cfg.RouteTimeout)
 	target, err := tc.Overflow(ctx)
 	cancel()
+	if err != nil {
+		select {
+		case <-h.cancelled:
+			tc.Close(true)
+			return
+		case <-in.ctx.Done():
+			_ = h.d.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
+			tc.Close(false)
+			return
+		default:
+		}
+	}
 	if err == nil {
 		var u sip.Uri
 		if perr := sip.ParseUri(target, &u); perr == nil {
@@ -333,11 +375,24 @@ func (in *Ingress) ringBrowser(h *held, st *callState, deadline time.Time) ringR
 				in.log.Debug("sip: the browser's offer was not bridged", "error", err)
 				continue // still ringing: the volunteer may try again
 			}
-			p.reply <- pickupReply{sdp: answer}
-			if !st.pickedUp() {
+			// Bridging takes a moment (ICE gathering): the call may have
+			// ended meanwhile, or the console given up waiting.
+			if gone, result := in.endedWhileBridging(h, b, over, p); gone {
+				h.leg.Unbridge()
+				p.reply <- pickupReply{err: ErrNoCall}
+				if result == ringRinging {
+					continue
+				}
 				in.softphoneDone(volunteer, b)
-				return ringUnanswered
+				by := EndedUnanswered
+				if result == ringCallerLeft {
+					by = EndedByCaller
+				}
+				st.end(by)
+				return result
 			}
+			p.reply <- pickupReply{sdp: answer}
+			st.pickedUp()
 			// The 200 is retransmitted until the ACK, in its own
 			// goroutine: the call is picked up from now on. If the caller
 			// side never takes it (its CANCEL crossed our answer, or no
@@ -384,32 +439,32 @@ func (in *Ingress) softphoneDone(volunteer string, b *browserCall) {
 // the volunteer's hang-up, their browser lost, the desk ending the hold,
 // the call's maximum length, or Stop.
 func (in *Ingress) talk(h *held, st *callState) {
-	defer in.softphoneDone(h.volunteer, h.b)
 	var over <-chan struct{}
 	if oc, ok := st.call.(overCall); ok {
 		over = oc.Over()
 	}
 	longest := time.NewTimer(in.cfg.MaxCallLength)
 	defer longest.Stop()
+	by, hangUp := EndedByVolunteer, true
 	select {
 	case <-h.d.Context().Done():
-		st.end(EndedByCaller)
-		return
+		by, hangUp = EndedByCaller, false
 	case <-h.unconfirmed:
-		st.end(EndedByCaller)
-		in.bye(h) // no ACK: RFC 3261 13.3.1.4 ends the session with a BYE
-		return
+		by = EndedByCaller // no ACK: RFC 3261 13.3.1.4 ends the session with a BYE
 	case <-h.b.hungUp:
 	case <-h.leg.Lost():
 	case <-over:
 	case <-longest.C:
 	case <-in.ctx.Done():
-		st.end(EndedUnknown)
-		in.bye(h)
-		return
+		by = EndedUnknown
 	}
-	st.end(EndedByVolunteer)
-	in.bye(h)
+	// The console's call is over before the desk frees the volunteer, so
+	// a call that rings them next finds them free here too.
+	in.softphoneDone(h.volunteer, h.b)
+	st.end(by)
+	if hangUp {
+		in.bye(h)
+	}
 }
 
 // bye hangs up the caller side, once, within a bound.

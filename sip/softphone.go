@@ -48,6 +48,9 @@ type browserCall struct {
 type pickup struct {
 	sdp   string
 	reply chan pickupReply // buffered: the SIP side never waits on it
+	// gone is closed when the console stopped waiting (its Answer's
+	// context ended): an answer then would go nowhere.
+	gone <-chan struct{}
 }
 
 type pickupReply struct {
@@ -100,7 +103,7 @@ func (s *Softphones) Answer(ctx context.Context, volunteer, browserSDP string) (
 				b.answering = false
 				s.mu.Unlock()
 			}()
-			p := pickup{sdp: browserSDP, reply: make(chan pickupReply, 1)}
+			p := pickup{sdp: browserSDP, reply: make(chan pickupReply, 1), gone: ctx.Done()}
 			select {
 			case b.pickups <- p:
 			default:

@@ -753,24 +753,40 @@
     return !!sp.stream && sp.stream.getAudioTracks().some(function (t) { return t.readyState === 'live'; });
   }
 
+  // One microphone request at a time (the availability frame and an
+  // Answer click may both ask while the permission prompt is open), and a
+  // request that resolves after the browser phone was switched off stops
+  // its stream at once: the microphone is never left on unseen.
+  var micPending = null, micGen = 0;
   function getMic() {
     if (micLive()) { return Promise.resolve(sp.stream); }
+    if (micPending) { return micPending; }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
       return Promise.reject(new Error('this browser cannot use a microphone here (it needs https)'));
     }
-    var p = sp.processing;
-    return navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p } })
+    var p = sp.processing, gen = micGen;
+    micPending = navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p } })
       .then(function (stream) {
+        micPending = null;
+        if (gen !== micGen) {
+          stream.getTracks().forEach(function (t) { t.stop(); });
+          throw new Error('the browser phone was switched off');
+        }
         stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; });
         sp.stream = stream;
         // When the microphone opened, in the page's clock: a test's fake
         // microphone plays its file from here, not from the call.
         sp.micAt = performance.now();
         return stream;
+      }, function (e) {
+        micPending = null;
+        throw e;
       });
+    return micPending;
   }
 
   function stopMic() {
+    micGen++;
     sp.micAsked = false;
     if (sp.stream) { sp.stream.getTracks().forEach(function (t) { t.stop(); }); }
     sp.stream = null;
@@ -798,8 +814,10 @@
     }
     status('Your browser asks to use your microphone: allow it to answer calls here.');
     getMic().then(function () {
+      if (!box.checked) { return; } // switched off while the browser asked
       if (!send({ type: 'phone', phone: 'browser' })) { box.checked = false; }
     }).catch(function (e) {
+      if (!box.checked) { return; } // switched off meanwhile: nothing to say
       box.checked = false;
       $('#phone-error').textContent = micError(e);
     });
