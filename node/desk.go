@@ -108,7 +108,7 @@ func (n *Node) publishAvailability() {
 		if free > 0 {
 			a.Accepting = true
 		}
-		a.Channels[ch] = overflow.ChannelState{Free: v.Free, Busy: v.Busy, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
+		a.Channels[ch] = overflow.ChannelState{Free: v.Free, Busy: v.Busy, FreeVolunteers: v.FreeVolunteers, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
 	}
 	if err := n.SetAvailability(a); err != nil {
 		n.log.Warn("availability not published", "err", err)

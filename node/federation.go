@@ -56,7 +56,9 @@ func (n *Node) Federation() FederationView {
 	for _, s := range n.gossip.View() {
 		seen[s.Centre] = s
 	}
-	v := FederationView{Observer: n.cfg.Centre, Leader: st.Leader, Raft: st, GossipKey: n.GossipKeyStatus()}
+	// Lists and maps are empty, never null, so a script reads one shape.
+	st.Voters, st.Nonvoters = nonNil(st.Voters), nonNil(st.Nonvoters)
+	v := FederationView{Observer: n.cfg.Centre, Leader: st.Leader, Raft: st, GossipKey: n.GossipKeyStatus(), Centres: []CentreView{}}
 	for _, id := range r.CentreIDs() {
 		c := r.Centres[id]
 		cv := CentreView{ID: c.ID, Name: c.Name, PeerID: c.PeerID, HTTPAddr: c.HTTPAddr, SIPAddr: c.SIPAddr, Gossip: "unknown", RaftRole: "none"}
@@ -76,7 +78,19 @@ func (n *Node) Federation() FederationView {
 		if s, ok := seen[id]; ok {
 			cv.Gossip = s.State
 			if !s.ReceivedAt.IsZero() {
-				a := s.Availability
+				a := s.Availability // View gives a copy
+				if a.Channels == nil {
+					a.Channels = map[string]overflow.ChannelState{}
+				}
+				for name, ch := range a.Channels {
+					if ch.Free == nil {
+						ch.Free = map[string]int{}
+					}
+					if ch.Busy == nil {
+						ch.Busy = map[string]int{}
+					}
+					a.Channels[name] = ch
+				}
 				cv.Availability = &a
 				cv.AvailabilityAgeSeconds = time.Since(s.ReceivedAt).Seconds()
 			}
@@ -84,6 +98,13 @@ func (n *Node) Federation() FederationView {
 		v.Centres = append(v.Centres, cv)
 	}
 	return v
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // Roster returns the local copy of the roster.

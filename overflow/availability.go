@@ -116,28 +116,32 @@ var (
 // Availability is what one centre publishes about itself.
 type Availability struct {
 	// Centre is the publishing centre's id; it equals its memberlist node name.
-	Centre string
+	Centre string `json:"centre"`
 	// Version increases with every SetLocal of that centre; receivers keep
 	// only the highest version they have seen.
-	Version uint64
+	Version uint64 `json:"version"`
 	// Accepting says whether the centre takes overflow from others at all.
-	Accepting bool
+	Accepting bool `json:"accepting"`
 	// Channels is keyed by channel name, e.g. "chat", "phone".
-	Channels map[string]ChannelState
+	Channels map[string]ChannelState `json:"channels"`
 	// UpdatedUnixMilli is the publisher's wall clock when it called SetLocal.
-	UpdatedUnixMilli int64
+	UpdatedUnixMilli int64 `json:"updated_unix_milli"`
 }
 
 // ChannelState is one channel's load at one centre.
 type ChannelState struct {
-	// Free counts idle volunteers by language code.
-	Free map[string]int
+	// Free counts idle volunteers by language code: a volunteer who speaks
+	// three languages counts once in each.
+	Free map[string]int `json:"free"`
 	// Busy counts volunteers on a contact by language code.
-	Busy map[string]int
+	Busy map[string]int `json:"busy"`
+	// FreeVolunteers counts idle volunteers, each once. A release before it
+	// existed sends none: 0 with a non-empty Free.
+	FreeVolunteers int `json:"free_volunteers"`
 	// QueueLength is the number of contacts waiting.
-	QueueLength int
+	QueueLength int `json:"queue_length"`
 	// OldestWaitMillis is how long the longest-waiting contact has waited.
-	OldestWaitMillis int64
+	OldestWaitMillis int64 `json:"oldest_wait_millis"`
 }
 
 // Clone returns a deep copy, so a caller can keep or change the result without
@@ -179,6 +183,9 @@ func (a Availability) Validate() error {
 		}
 		if err := validateCounts(name, "busy", ch.Busy); err != nil {
 			return err
+		}
+		if ch.FreeVolunteers < 0 || ch.FreeVolunteers > MaxCount {
+			return fmt.Errorf("%w: channel %q free volunteers %d", ErrInvalidAvailability, name, ch.FreeVolunteers)
 		}
 		if ch.QueueLength < 0 || ch.QueueLength > MaxCount {
 			return fmt.Errorf("%w: channel %q queue length %d", ErrInvalidAvailability, name, ch.QueueLength)
@@ -248,6 +255,9 @@ type wireChannel struct {
 	B map[string]int `json:"b,omitempty"`
 	Q int            `json:"q,omitempty"`
 	W int64          `json:"w,omitempty"`
+	// P is FreeVolunteers, added without a version bump: older nodes
+	// ignore it (decodeBody accepts unknown fields).
+	P int `json:"p,omitempty"`
 }
 
 // EncodeAvailability validates a and encodes it with the protocol header. The
@@ -272,7 +282,7 @@ func encodeBody(a Availability) ([]byte, error) {
 	if len(a.Channels) > 0 {
 		w.Ch = make(map[string]wireChannel, len(a.Channels))
 		for name, ch := range a.Channels {
-			w.Ch[name] = wireChannel{F: ch.Free, B: ch.Busy, Q: ch.QueueLength, W: ch.OldestWaitMillis}
+			w.Ch[name] = wireChannel{F: ch.Free, B: ch.Busy, Q: ch.QueueLength, W: ch.OldestWaitMillis, P: ch.FreeVolunteers}
 		}
 	}
 	body, err := json.Marshal(w)
@@ -335,6 +345,7 @@ func decodeBody(body []byte) (Availability, error) {
 			a.Channels[name] = ChannelState{
 				Free:             nilIfEmpty(ch.F),
 				Busy:             nilIfEmpty(ch.B),
+				FreeVolunteers:   ch.P,
 				QueueLength:      ch.Q,
 				OldestWaitMillis: ch.W,
 			}

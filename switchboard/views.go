@@ -18,10 +18,13 @@ func (s *Switchboard) postAvailabilityLocked(v *volunteer) {
 
 // ChannelView is this centre's live state for one channel.
 type ChannelView struct {
-	Free        map[string]int
-	Busy        map[string]int
-	QueueLength int
-	OldestWait  time.Duration
+	// Free and Busy count volunteers by language: one who speaks three
+	// counts three times. FreeVolunteers counts the free ones once each.
+	Free           map[string]int
+	Busy           map[string]int
+	FreeVolunteers int
+	QueueLength    int
+	OldestWait     time.Duration
 }
 
 // Availability is what the centre publishes by gossip.
@@ -42,6 +45,7 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 				continue
 			}
 			cv := get(ch)
+			counted := false
 			for _, l := range v.Languages {
 				free := v.free(ch, l)
 				if ch == ChannelPhone {
@@ -52,6 +56,10 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 				// A draining centre takes no one new, so it shows no one free.
 				if free && s.drained == nil {
 					cv.Free[l]++
+					if !counted {
+						cv.FreeVolunteers++
+						counted = true
+					}
 				} else {
 					cv.Busy[l]++
 				}

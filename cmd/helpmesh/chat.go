@@ -12,11 +12,12 @@ import (
 	"net/http/cookiejar"
 	"net/url"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/coder/websocket"
 	"github.com/coder/websocket/wsjson"
+
+	"github.com/helpmesh/helpmesh/consensus"
 )
 
 // The terminal clients let the demo be tried without pages: one visitor
@@ -41,55 +42,185 @@ func originOf(server string) string {
 func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	server := fs.String("server", "http://127.0.0.1:8080", "the centre to chat at")
-	lang := fs.String("lang", "nb", "language code")
+	lang := fs.String("lang", "nb", "language code; nb, nn and en also set the client's own texts")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	tx := chatTextFor(*lang)
+	// The page's /v1/info says whether the helpline is open and whether
+	// anyone is free; without it the chat still works.
+	info := fetchInfo(ctx, *server)
 	c, _, err := websocket.Dial(ctx, wsURL(*server, "/v1/chat?channel=chat&lang="+url.QueryEscape(*lang)),
 		&websocket.DialOptions{HTTPHeader: http.Header{"Origin": {originOf(*server)}}})
 	if err != nil {
 		return fmt.Errorf("chat: %w", err)
 	}
 	defer c.CloseNow()
-	fmt.Fprintln(stdout, "connected to the centre; type a message and Enter, /end to leave")
-	var mu sync.Mutex
-	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
-		switch m["type"] {
-		case "queued":
-			fmt.Fprintf(stdout, "[you are number %v in the queue, about %vs]\n", m["position"], m["estimated_wait_seconds"])
-		case "connected":
-			fmt.Fprintf(stdout, "[%v is here to listen]\n", m["alias"])
-		case "message":
-			fmt.Fprintf(stdout, "volunteer: %v\n", m["text"])
-		case "typing":
-			fmt.Fprintln(stdout, "[typing...]")
-		case "delivered":
-		case "ended":
-			fmt.Fprintf(stdout, "[the conversation ended (%v)]\n", m["by"])
-		case "requeued":
-			fmt.Fprintf(stdout, "[the connection to the volunteer was lost; you are back in the queue (%v messages may not have arrived)]\n", m["undelivered"])
-		default:
-			return false
-		}
-		return true
-	})
-	n := 0
-	err = eachLine(stdin, func(line string) (bool, error) {
-		if line == "/end" {
-			_ = wsjson.Write(ctx, c, map[string]string{"type": "end"})
-			return true, nil
-		}
-		n++
-		if err := wsjson.Write(ctx, c, map[string]string{"type": "message", "id": fmt.Sprintf("m%d", n), "text": line}); err != nil {
-			return true, fmt.Errorf("chat: %w", err)
-		}
-		return false, nil
-	})
-	if err != nil {
-		return err
+	frames := readFrames(ctx, c)
+	fmt.Fprintln(stdout, tx.intro)
+	if info != nil && !info.Open {
+		printNotice(stdout, tx.noticeClose, info.EmergencyNumbers)
 	}
-	_ = c.Close(websocket.StatusNormalClosure, "bye")
-	return nil
+	// Until a volunteer has joined, the server refuses messages
+	// (not_connected): lines wait here and go when one joins.
+	var pending []string
+	unsent := map[string]string{} // id -> text, until delivered
+	connected, busyShown, n := false, false, 0
+	send := func(text string) error {
+		n++
+		id := fmt.Sprintf("m%d", n)
+		unsent[id] = text
+		return wsjson.Write(ctx, c, map[string]string{"type": "message", "id": id, "text": text})
+	}
+	lines := readLines(stdin)
+	for {
+		select {
+		case <-ctx.Done():
+			leaveChat(ctx, c)
+			return nil
+		case line, ok := <-lines:
+			if !ok || line == "/end" {
+				leaveChat(ctx, c)
+				fmt.Fprintln(stdout, tx.ended)
+				return nil
+			}
+			if !connected {
+				pending = append(pending, line)
+				fmt.Fprintln(stdout, tx.pending)
+				continue
+			}
+			if err := send(line); err != nil {
+				return fmt.Errorf("chat: %w", err)
+			}
+		case m, ok := <-frames:
+			if !ok {
+				fmt.Fprintln(stdout, tx.lost)
+				return fmt.Errorf("chat: the connection to the centre was lost")
+			}
+			switch m["type"] {
+			case "queued":
+				fmt.Fprintf(stdout, tx.queued+"\n", m["position"], m["estimated_wait_seconds"])
+				if !busyShown && info != nil && info.Open && !info.VolunteersFree {
+					printNotice(stdout, tx.noticeBusy, info.EmergencyNumbers)
+					busyShown = true
+				}
+			case "connected":
+				connected = true
+				fmt.Fprintf(stdout, tx.connected+"\n", m["alias"])
+				for _, text := range pending {
+					if err := send(text); err != nil {
+						return fmt.Errorf("chat: %w", err)
+					}
+				}
+				pending = nil
+			case "message":
+				fmt.Fprintf(stdout, "%s: %v\n", tx.volunteer, m["text"])
+			case "typing":
+				fmt.Fprintln(stdout, tx.typing)
+			case "delivered":
+				id, _ := m["id"].(string)
+				delete(unsent, id)
+			case "requeued":
+				connected = false
+				fmt.Fprintf(stdout, tx.requeued+"\n", m["undelivered"])
+			case "ended":
+				fmt.Fprintln(stdout, tx.ended)
+				closeWithin(c, time.Second)
+				return nil
+			case "closed":
+				fmt.Fprintln(stdout, tx.closed)
+				return nil
+			case "error":
+				id, _ := m["id"].(string)
+				switch m["code"] {
+				case "not_connected":
+					// The volunteer was lost as this was sent: it waits
+					// for the next one.
+					if text, ok := unsent[id]; ok {
+						delete(unsent, id)
+						pending = append(pending, text)
+						fmt.Fprintln(stdout, tx.pending)
+					}
+				case "queue_full":
+					fmt.Fprintln(stdout, tx.queueFull)
+					printNotice(stdout, tx.noticeFull, emergencyNumbers(m["emergency_numbers"]))
+					return nil
+				case "ended":
+					fmt.Fprintln(stdout, tx.ended)
+					return nil
+				default:
+					delete(unsent, id)
+					fmt.Fprintf(stdout, tx.notSent+"\n", m["error"])
+				}
+			}
+		}
+	}
+}
+
+// leaveChat ends the visitor's conversation and closes the socket, within
+// a second also when ctx has ended (Ctrl-C).
+func leaveChat(ctx context.Context, c *websocket.Conn) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	defer cancel()
+	_ = wsjson.Write(wctx, c, map[string]string{"type": "end"})
+	closeWithin(c, 500*time.Millisecond)
+}
+
+// closeWithin closes c with a normal close, or drops it if the other side
+// does not answer the close within d.
+func closeWithin(c *websocket.Conn, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		_ = c.Close(websocket.StatusNormalClosure, "bye")
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+		_ = c.CloseNow()
+	}
+}
+
+// chatInfo is the part of GET /v1/info the terminal chat uses.
+type chatInfo struct {
+	Open             bool                        `json:"open"`
+	VolunteersFree   bool                        `json:"volunteers_free"`
+	EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers"`
+}
+
+// fetchInfo asks the centre for /v1/info; nil if it cannot say.
+func fetchInfo(ctx context.Context, server string) *chatInfo {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, originOf(server)+"/v1/info", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	var in chatInfo
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&in) != nil {
+		return nil
+	}
+	return &in
+}
+
+// emergencyNumbers reads a queue_full frame's emergency_numbers.
+func emergencyNumbers(v any) []consensus.EmergencyNumber {
+	b, _ := json.Marshal(v)
+	var out []consensus.EmergencyNumber
+	_ = json.Unmarshal(b, &out)
+	return out
+}
+
+func printNotice(w io.Writer, notice string, numbers []consensus.EmergencyNumber) {
+	fmt.Fprintln(w, notice)
+	for _, e := range numbers {
+		fmt.Fprintf(w, "  %s: %s\n", e.Name, e.Number)
+	}
 }
 
 func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
@@ -136,99 +267,144 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 		channels = "chat and calls on " + *phone
 	}
 	fmt.Fprintf(stdout, "signed in and available for %s. /accept, /decline, /end TOPIC AGE-GROUP, or type to answer\n", channels)
-	var mu sync.Mutex
-	current := ""
-	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
-		switch m["type"] {
-		case "offer":
-			current, _ = m["contact"].(string)
-			from := ""
-			if f, ok := m["from_centre"].(string); ok && f != "" {
-				from = " from " + f
-			}
-			if m["channel"] == "phone" {
-				fmt.Fprintf(stdout, "[a call is coming to your phone%s (%v): answer it there, or /decline before it rings]\n", from, m["language"])
-				break
-			}
-			fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
-		case "connected":
-			if m["channel"] == "phone" {
-				fmt.Fprintln(stdout, "[call picked up]")
-				break
-			}
-			fmt.Fprintln(stdout, "[connected]")
-		case "message":
-			fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
-		case "ended":
-			fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
-		case "policy":
-			fmt.Fprintf(stdout, "[topics: %v; age groups: %v]\n", m["topics"], m["age_groups"])
-		case "categorised":
-			fmt.Fprintln(stdout, "[categorisation recorded]")
-		case "delivered", "availability", "typing":
-		default:
-			return false
-		}
-		return true
-	})
-	n := 0
-	return eachLine(stdin, func(line string) (bool, error) {
-		mu.Lock()
-		contact := current
-		mu.Unlock()
-		var msg map[string]any
-		switch f := strings.Fields(line); {
-		case line == "/accept":
-			msg = map[string]any{"type": "accept", "contact": contact}
-		case line == "/decline":
-			msg = map[string]any{"type": "decline", "contact": contact}
-		case len(f) > 0 && f[0] == "/end":
-			topic, age := "other", "unknown"
-			if len(f) > 1 {
-				topic = f[1]
-			}
-			if len(f) > 2 {
-				age = f[2]
-			}
-			msg = map[string]any{"type": "end", "contact": contact, "topics": []string{topic}, "age_group": age}
-		default:
-			n++
-			msg = map[string]any{"type": "message", "contact": contact, "id": fmt.Sprintf("r%d", n), "text": line}
-		}
-		return false, wsjson.Write(ctx, c, msg)
-	})
-}
-
-// showFrames prints the frames c receives until it closes: each through
-// show, holding mu (which guards what show sets aside); a frame show does
-// not know (it returns false) is printed as it came.
-func showFrames(ctx context.Context, c *websocket.Conn, stdout io.Writer, mu *sync.Mutex, show func(m map[string]any) bool) {
+	frames := readFrames(ctx, c)
+	lines := readLines(stdin)
+	current, n := "", 0
 	for {
-		var m map[string]any
-		if err := wsjson.Read(ctx, c, &m); err != nil {
-			return
+		select {
+		case <-ctx.Done():
+			// Ctrl-C: close the console and sign out, within a second.
+			closeWithin(c, 500*time.Millisecond)
+			signOut(ctx, hc, base)
+			fmt.Fprintln(stdout, "signed out")
+			return nil
+		case m, ok := <-frames:
+			if !ok {
+				signOut(ctx, hc, base)
+				return fmt.Errorf("volunteer: the centre closed the console")
+			}
+			switch m["type"] {
+			case "offer":
+				current, _ = m["contact"].(string)
+				from := ""
+				if f, ok := m["from_centre"].(string); ok && f != "" {
+					from = " from " + f
+				}
+				if m["channel"] == "phone" {
+					fmt.Fprintf(stdout, "[a call is coming to your phone%s (%v): answer it there, or /decline before it rings]\n", from, m["language"])
+					break
+				}
+				fmt.Fprintf(stdout, "[offer%s (%v, %v): /accept or /decline]\n", from, m["channel"], m["language"])
+			case "connected":
+				if m["channel"] == "phone" {
+					fmt.Fprintln(stdout, "[call picked up]")
+					break
+				}
+				fmt.Fprintln(stdout, "[connected]")
+			case "message":
+				fmt.Fprintf(stdout, "visitor: %v\n", m["text"])
+			case "ended":
+				fmt.Fprintf(stdout, "[ended by %v; categorise with /end TOPIC AGE-GROUP]\n", m["by"])
+			case "policy":
+				fmt.Fprintf(stdout, "[topics: %s; age groups: %s]\n", joinList(m["topics"]), joinList(m["age_groups"]))
+			case "categorised":
+				fmt.Fprintln(stdout, "[categorisation recorded]")
+			case "delivered", "availability", "typing":
+			default:
+				b, _ := json.Marshal(m)
+				fmt.Fprintf(stdout, "[%s]\n", b)
+			}
+		case line, ok := <-lines:
+			if !ok {
+				closeWithin(c, 500*time.Millisecond)
+				signOut(ctx, hc, base)
+				return nil
+			}
+			var msg map[string]any
+			switch f := strings.Fields(line); {
+			case line == "/accept":
+				msg = map[string]any{"type": "accept", "contact": current}
+			case line == "/decline":
+				msg = map[string]any{"type": "decline", "contact": current}
+			case len(f) > 0 && f[0] == "/end":
+				topic, age := "other", "unknown"
+				if len(f) > 1 {
+					topic = f[1]
+				}
+				if len(f) > 2 {
+					age = f[2]
+				}
+				msg = map[string]any{"type": "end", "contact": current, "topics": []string{topic}, "age_group": age}
+			default:
+				n++
+				msg = map[string]any{"type": "message", "contact": current, "id": fmt.Sprintf("r%d", n), "text": line}
+			}
+			if err := wsjson.Write(ctx, c, msg); err != nil {
+				return fmt.Errorf("volunteer: %w", err)
+			}
 		}
-		mu.Lock()
-		if !show(m) {
-			b, _ := json.Marshal(m)
-			fmt.Fprintf(stdout, "[%s]\n", b)
-		}
-		mu.Unlock()
 	}
 }
 
-// eachLine calls do with each line typed, trimmed, skipping empty ones,
-// until stdin ends or do says stop or fails.
-func eachLine(stdin io.Reader, do func(line string) (stop bool, err error)) error {
-	sc := bufio.NewScanner(stdin)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		if stop, err := do(line); stop || err != nil {
-			return err
-		}
+// signOut ends the volunteer's session at the centre (POST
+// /v1/volunteer/logout), giving up after half a second.
+func signOut(ctx context.Context, hc *http.Client, base string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 500*time.Millisecond)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+"/v1/volunteer/logout", nil)
+	if err != nil {
+		return
 	}
-	return nil
+	req.Header.Set("Origin", base)
+	if resp, err := hc.Do(req); err == nil {
+		resp.Body.Close()
+	}
+}
+
+// joinList prints a JSON list as a reader would write it: a, b, c.
+func joinList(v any) string {
+	items, _ := v.([]any)
+	s := make([]string, 0, len(items))
+	for _, it := range items {
+		s = append(s, fmt.Sprint(it))
+	}
+	return strings.Join(s, ", ")
+}
+
+// readFrames delivers the JSON frames c receives until it closes. It reads
+// with its own context: a read cancelled by ctx would drop the connection
+// before the client could say goodbye on it.
+func readFrames(ctx context.Context, c *websocket.Conn) <-chan map[string]any {
+	out := make(chan map[string]any)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		defer cancel()
+		defer close(out)
+		for {
+			var m map[string]any
+			if err := wsjson.Read(rctx, c, &m); err != nil {
+				return
+			}
+			out <- m
+		}
+	}()
+	return out
+}
+
+// readLines delivers each line typed, trimmed, skipping empty ones, until
+// stdin ends. It reads in its own goroutine so that a signal or the server
+// can end the client while it waits for a line; that goroutine ends with
+// the process.
+func readLines(stdin io.Reader) <-chan string {
+	out := make(chan string)
+	go func() {
+		defer close(out)
+		sc := bufio.NewScanner(stdin)
+		for sc.Scan() {
+			if line := strings.TrimSpace(sc.Text()); line != "" {
+				out <- line
+			}
+		}
+	}()
+	return out
 }

@@ -84,7 +84,7 @@ func TestBinaryOverflowChatAndPrivacyCanary(t *testing.T) {
 	// 1. Overflow: a visitor at A, where nobody is on duty.
 	waitFor(t, 30*time.Second, "A to see B's free volunteer", func() bool {
 		code, body := httpDo(t, http.MethodGet, a.http, "/v1/federation", a.dir, "")
-		return code == http.StatusOK && strings.Contains(body, `"Free": {`) && strings.Contains(body, `"nb": 1`)
+		return code == http.StatusOK && strings.Contains(body, `"free_volunteers": 1`)
 	})
 	v1, addr1 := dialVisitor(ctx, t, a.http, visitorUA, visitorCookie)
 	offer := vol.expect("offer")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 
 	"github.com/helpmesh/helpmesh/centre"
 	"github.com/helpmesh/helpmesh/internal/localfed"
@@ -53,11 +54,21 @@ type demoOptions struct {
 // runDemo starts a federation on loopback, prints how to reach it and runs
 // until ctx ends. A --dir from an earlier run is started again as it was.
 func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Logger) error {
+	var stopping atomic.Bool
+	log = slog.New(quietStop{Handler: log.Handler(), stopping: &stopping})
+	// moved says which centres did not get their port (taken), so that
+	// the demo says so instead of quietly printing other addresses.
+	moved := map[string]string{}
 	local := centre.Local{
 		Root: o.dir,
 		Name: func(id string) string { return strings.ToUpper(id[:1]) + id[1:] },
-		HTTPAddr: func(_ string, i int) string {
-			return freeOr(fmt.Sprintf("127.0.0.1:%d", o.basePort+i))
+		HTTPAddr: func(id string, i int) string {
+			want := fmt.Sprintf("127.0.0.1:%d", o.basePort+i)
+			got := freeOr(want)
+			if got != want {
+				moved[id] = want
+			}
+			return got
 		},
 		// The demo has no PBX: each node is its centre's phone (the browser
 		// phone, docs/phone.md), any program on this machine is its trunk,
@@ -77,6 +88,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 		sip        string
 		id         string
 		dir        string
+		token      string
 		volunteers []string
 	}
 	var centres []running
@@ -94,6 +106,10 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 			return fmt.Errorf("demo: %w", err)
 		}
 		r := running{http: c.Addr(), id: id, dir: dir, sip: c.SIPAddr()}
+		// A local demo: its admin tokens are printed to be pasted.
+		if r.token, err = node.LoadAdminToken(dir); err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
 		if existing {
 			for _, v := range c.Node().Roster().Volunteers {
 				if v.Centre == id {
@@ -101,11 +117,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 				}
 			}
 		} else {
-			token, err := node.LoadAdminToken(dir)
-			if err != nil {
-				return err
-			}
-			client := newAdminClient("http://"+r.http, token)
+			client := newAdminClient("http://"+r.http, r.token)
 			if r.volunteers, err = seedVolunteers(ctx, client, id, i); err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
@@ -114,7 +126,16 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	}
 	fmt.Fprintf(stdout, "helpmesh demo: %d centres on loopback, data in %s\n\n", len(centres), o.dir)
 	for _, c := range centres {
-		fmt.Fprintf(stdout, "  %-12s http://%s   admin token: %s\n", c.id, c.http, filepath.Join(c.dir, node.AdminTokenFile))
+		if want, ok := moved[c.id]; ok {
+			_, port, _ := net.SplitHostPort(want)
+			fmt.Fprintf(stdout, "  port %s is taken; %s is on http://%s\n", port, c.id, c.http)
+		}
+	}
+	if len(moved) > 0 {
+		fmt.Fprintln(stdout)
+	}
+	for _, c := range centres {
+		fmt.Fprintf(stdout, "  %-12s http://%s   admin token: %s\n", c.id, c.http, c.token)
 	}
 	fmt.Fprintf(stdout, "\nVolunteers (password %q):\n", DemoPassword)
 	for _, c := range centres {
@@ -129,7 +150,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	if len(centres) > 1 {
 		fmt.Fprintf(stdout, "  volunteer console  http://%s/console   (e.g. %s / %s)\n", centres[1].http, firstOr(centres[1].volunteers), DemoPassword)
 	}
-	fmt.Fprintf(stdout, "  overview           http://%s/overview  (admin token: %s)\n", centres[0].http, filepath.Join(centres[0].dir, node.AdminTokenFile))
+	fmt.Fprintf(stdout, "  overview           http://%s/overview  (admin token: %s)\n", centres[0].http, centres[0].token)
 	if centres[0].sip != "" {
 		fmt.Fprintf(stdout, "\nPhone calls (docs/phone.md). The demo has no PBX: each centre's node is its phone.\n")
 		fmt.Fprintf(stdout, "  1. A volunteer ticks \"Answer calls in this browser\" in the console (the browser asks for the microphone)\n")
@@ -142,6 +163,7 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 	fmt.Fprintf(stdout, "  curl http://%s/healthz\n", centres[0].http)
 	fmt.Fprintf(stdout, "\nready; press Ctrl-C to stop\n")
 	<-ctx.Done()
+	stopping.Store(true)
 	return nil
 }
 

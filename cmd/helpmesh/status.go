@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/overflow"
 )
 
 // Two ways to ask a centre how it is: status (the federation as it sees
@@ -50,14 +51,8 @@ func printStatus(w io.Writer, v node.FederationView) {
 		accepting, free, queue, seen := "-", "-", "-", "never"
 		if a := c.Availability; a != nil {
 			accepting = fmt.Sprint(a.Accepting)
-			f, q := 0, 0
-			if ch, ok := a.Channels["chat"]; ok {
-				for _, n := range ch.Free {
-					f += n
-				}
-				q = ch.QueueLength
-			}
-			free, queue = fmt.Sprint(f), fmt.Sprint(q)
+			ch := a.Channels["chat"]
+			free, queue = freePeople(ch), fmt.Sprint(ch.QueueLength)
 			seen = fmt.Sprintf("%.1fs ago", c.AvailabilityAgeSeconds)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Name, c.Gossip, c.RaftRole, accepting, free, queue, seen)
@@ -75,6 +70,24 @@ func printStatus(w io.Writer, v node.FederationView) {
 			fmt.Fprintf(w, "  %s  %s\n", c.ID, c.SIPAddr)
 		}
 	}
+}
+
+// freePeople is how many volunteers are free on a channel, each counted
+// once however many languages they speak. A centre on a release before
+// FreeVolunteers reports only counts per language: the largest of them is
+// the most that is known, "at least" so many.
+func freePeople(ch overflow.ChannelState) string {
+	if ch.FreeVolunteers > 0 || len(ch.Free) == 0 {
+		return fmt.Sprint(ch.FreeVolunteers)
+	}
+	most := 0
+	for _, n := range ch.Free {
+		most = max(most, n)
+	}
+	if most == 0 {
+		return "0"
+	}
+	return fmt.Sprintf("%d+", most)
 }
 
 // cmdHealth probes a centre's health endpoint and fails unless it answers

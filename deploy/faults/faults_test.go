@@ -250,8 +250,8 @@ type view struct {
 		RaftRole     string `json:"raft_role"`
 		Availability *struct {
 			Channels map[string]struct {
-				Free map[string]int `json:"Free"`
-			} `json:"Channels"`
+				Free map[string]int `json:"free"`
+			} `json:"channels"`
 		} `json:"availability"`
 	} `json:"centres"`
 }

@@ -176,22 +176,22 @@
       var row = tbody.querySelector('tr[data-centre="' + CSS.escape(c.id) + '"]');
       if (!row) { row = newCentreRow(c.id); tbody.appendChild(row); }
       var a = c.availability;
-      var chat = a ? ((a.Channels && a.Channels.chat) || { Free: {}, Busy: {}, QueueLength: 0, OldestWaitMillis: 0 }) : null;
+      var chat = a ? ((a.channels && a.channels.chat) || { free: {}, busy: {}, queue_length: 0, oldest_wait_millis: 0 }) : null;
       var g = c.gossip || 'unknown';
       row.querySelector('.name').textContent = c.name ? c.name + ' (' + c.id + ')' : c.id;
       var gc = row.querySelector('.gossip');
       gc.textContent = g;
       gc.className = 'gossip ' + g;
       row.querySelector('.raft').textContent = c.raft_role || 'none';
-      row.querySelector('.accepting').textContent = a ? (a.Accepting ? 'accepting' : 'not accepting') : '–';
-      row.querySelector('.free').textContent = chat ? fmtCounts(chat.Free) : '–';
-      row.querySelector('.busy').textContent = chat ? fmtCounts(chat.Busy) : '–';
+      row.querySelector('.accepting').textContent = a ? (a.accepting ? 'accepting' : 'not accepting') : '–';
+      row.querySelector('.free').textContent = chat ? fmtCounts(chat.free) : '–';
+      row.querySelector('.busy').textContent = chat ? fmtCounts(chat.busy) : '–';
       // Free for calls from a PBX: with a phone given and the centre's SIP
       // ingress running (docs/pbx.md).
-      var phone = a && a.Channels && a.Channels.phone;
-      row.querySelector('.phone-free').textContent = a ? fmtCounts((phone && phone.Free) || {}) : '–';
-      row.querySelector('.queue').textContent = chat ? String(chat.QueueLength || 0) : '–';
-      row.querySelector('.oldest-wait').textContent = chat ? (chat.OldestWaitMillis ? fmtSeconds(chat.OldestWaitMillis / 1000) : '–') : '–';
+      var phone = a && a.channels && a.channels.phone;
+      row.querySelector('.phone-free').textContent = a ? fmtCounts((phone && phone.free) || {}) : '–';
+      row.querySelector('.queue').textContent = chat ? String(chat.queue_length || 0) : '–';
+      row.querySelector('.oldest-wait').textContent = chat ? (chat.oldest_wait_millis ? fmtSeconds(chat.oldest_wait_millis / 1000) : '–') : '–';
       row.querySelector('.seen').textContent = a ? fmtSeconds(c.availability_age_seconds) + ' ago' : 'never';
       row.classList.toggle('down', g === 'dead' || g === 'left');
       row.classList.toggle('self', c.id === observer);
