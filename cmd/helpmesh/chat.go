@@ -56,7 +56,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	go showFrames(ctx, c, stdout, &mu, func(m map[string]any) bool {
 		switch m["type"] {
 		case "queued":
-			fmt.Fprintf(stdout, "[you are number %v in the queue, about %vs]\n", m["position"], m["estimated_wait_seconds"])
+			fmt.Fprintln(stdout, waitLine(m))
 		case "connected":
 			fmt.Fprintf(stdout, "[%v is here to listen]\n", m["alias"])
 		case "message":
