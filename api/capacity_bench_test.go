@@ -345,7 +345,7 @@ func capIdleBare(b *testing.B, n int) capPerConn {
 		}
 		defer conn.CloseNow()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		err = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"queued","position":1,"estimated_wait_seconds":30}`))
+		err = conn.Write(ctx, websocket.MessageText, []byte(`{"type":"queued","position":1,"wait":"free_now"}`))
 		cancel()
 		if err != nil {
 			return

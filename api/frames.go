@@ -82,9 +82,16 @@ func decodeVisitorFrame(b []byte) (visitorFrame, error) {
 // Outgoing frames. Contact is set only on the console.
 type (
 	queuedFrame struct {
-		Type                 string `json:"type"`
-		Position             int    `json:"position"`
-		EstimatedWaitSeconds int    `json:"estimated_wait_seconds"`
+		Type     string `json:"type"`
+		Position int    `json:"position"`
+		// Wait is a switchboard.WaitKind; WaitMinutes comes with
+		// "minutes" (about that many) and "long" (more than that many).
+		Wait        string `json:"wait"`
+		WaitMinutes int    `json:"wait_minutes,omitempty"`
+		// EmergencyNumbers come whenever nobody is free for the visitor
+		// (every wait but "free_now"), so the page can say where to turn
+		// now without asking again.
+		EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers,omitempty"`
 	}
 	aliasFrame struct {
 		Type  string `json:"type"`

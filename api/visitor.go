@@ -15,7 +15,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/coder/websocket"
 
@@ -26,8 +25,11 @@ import (
 // visitorConn is one visitor's socket and their grip on the contact. It is
 // the contact's switchboard.VisitorSink.
 type visitorConn struct {
-	ws        *wsock
-	refusals  *refusals
+	ws       *wsock
+	refusals *refusals
+	// emergency returns the policy's emergency numbers now, for a queued
+	// frame that says nobody is free.
+	emergency func() []consensus.EmergencyNumber
 	h         *switchboard.VisitorHandle
 	connected atomic.Bool // a volunteer is connected
 	over      atomic.Bool // the volunteer ended it or the centre closed it
@@ -87,7 +89,7 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.finish()
-	v := &visitorConn{ws: ws, refusals: s.refusals}
+	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
 	h, err := sb.StartContact(channel, lang, v)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
@@ -165,8 +167,12 @@ func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
 // The switchboard.VisitorSink methods: called in order from the contact's
 // outbox goroutine; they only queue frames.
 
-func (v *visitorConn) Queued(position int, estimatedWait time.Duration) {
-	v.ws.send(queuedFrame{Type: "queued", Position: position, EstimatedWaitSeconds: int(estimatedWait.Round(time.Second) / time.Second)})
+func (v *visitorConn) Queued(position int, wait switchboard.Estimate) {
+	f := queuedFrame{Type: "queued", Position: position, Wait: string(wait.Kind), WaitMinutes: wait.Minutes}
+	if wait.Kind != switchboard.WaitFreeNow {
+		f.EmergencyNumbers = v.emergency()
+	}
+	v.ws.send(f)
 }
 
 func (v *visitorConn) Connected(alias string) {
@@ -210,8 +216,13 @@ func (s *Server) queueFullFrame() queueFullFrame {
 	f := queueFullFrame{
 		Type: "error", Code: "queue_full",
 		// Never null: the page shows the list, empty or not.
-		EmergencyNumbers: append([]consensus.EmergencyNumber{}, s.cfg.Centre.Roster().Policy.EmergencyNumbers...),
+		EmergencyNumbers: s.emergencyNumbers(),
 		Error:            "Everyone here is busy and the queue is full. Please try again in a few minutes. If you are in danger now, call an emergency number.",
 	}
 	return f
+}
+
+// emergencyNumbers are the policy's, never nil.
+func (s *Server) emergencyNumbers() []consensus.EmergencyNumber {
+	return append([]consensus.EmergencyNumber{}, s.cfg.Centre.Roster().Policy.EmergencyNumbers...)
 }

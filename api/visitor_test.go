@@ -273,33 +273,34 @@ func (r *chatRig) signUp(v consensus.Volunteer, password string) *http.Cookie {
 // wireFrame is every field either socket sends; decoding is strict, so a
 // field the protocol does not name fails the test.
 type wireFrame struct {
-	Type                 string          `json:"type"`
-	Position             *int            `json:"position"`
-	EstimatedWaitSeconds *int            `json:"estimated_wait_seconds"`
-	Alias                string          `json:"alias"`
-	ID                   string          `json:"id"`
-	Text                 string          `json:"text"`
-	By                   string          `json:"by"`
-	Undelivered          *int            `json:"undelivered"`
-	Code                 string          `json:"code"`
-	Error                string          `json:"error"`
-	Reason               string          `json:"reason"`
-	Contact              string          `json:"contact"`
-	Channel              string          `json:"channel"`
-	Language             string          `json:"language"`
-	FromCentre           *string         `json:"from_centre"`
-	RingSeconds          *int            `json:"ring_seconds"`
-	Channels             map[string]bool `json:"channels"`
-	Active               *int            `json:"active"`
-	Capacity             *int            `json:"capacity"`
-	Topics               []string        `json:"topics"`
-	AgeGroups            []string        `json:"age_groups"`
-	RetryAfterSeconds    *int            `json:"retry_after_seconds"`
-	EmergencyNumbers     []obj           `json:"emergency_numbers"`
-	Phone                *string         `json:"phone"`
-	SDP                  string          `json:"sdp"`
-	ICEServers           []ICEServer     `json:"ice_servers"`
-	AudioProcessing      *bool           `json:"audio_processing"`
+	Type              string          `json:"type"`
+	Position          *int            `json:"position"`
+	Wait              string          `json:"wait"`
+	WaitMinutes       *int            `json:"wait_minutes"`
+	Alias             string          `json:"alias"`
+	ID                string          `json:"id"`
+	Text              string          `json:"text"`
+	By                string          `json:"by"`
+	Undelivered       *int            `json:"undelivered"`
+	Code              string          `json:"code"`
+	Error             string          `json:"error"`
+	Reason            string          `json:"reason"`
+	Contact           string          `json:"contact"`
+	Channel           string          `json:"channel"`
+	Language          string          `json:"language"`
+	FromCentre        *string         `json:"from_centre"`
+	RingSeconds       *int            `json:"ring_seconds"`
+	Channels          map[string]bool `json:"channels"`
+	Active            *int            `json:"active"`
+	Capacity          *int            `json:"capacity"`
+	Topics            []string        `json:"topics"`
+	AgeGroups         []string        `json:"age_groups"`
+	RetryAfterSeconds *int            `json:"retry_after_seconds"`
+	EmergencyNumbers  []obj           `json:"emergency_numbers"`
+	Phone             *string         `json:"phone"`
+	SDP               string          `json:"sdp"`
+	ICEServers        []ICEServer     `json:"ice_servers"`
+	AudioProcessing   *bool           `json:"audio_processing"`
 
 	raw string
 }
@@ -454,8 +455,8 @@ type obj = map[string]any
 func connect(t *testing.T, vis, con *sockPeer, alias string) (contact string) {
 	t.Helper()
 	q := vis.expect("queued")
-	if q.Position == nil || *q.Position != 1 || q.EstimatedWaitSeconds == nil || *q.EstimatedWaitSeconds <= 0 {
-		t.Fatalf("queued frame %s: want position 1 and an estimated wait", q.raw)
+	if q.Position == nil || *q.Position != 1 || q.Wait != "free_now" || q.WaitMinutes != nil || q.EmergencyNumbers != nil {
+		t.Fatalf("queued frame %s: want position 1 and wait free_now (the console is available)", q.raw)
 	}
 	offer := con.expect("offer")
 	if offer.Contact == "" || offer.Channel != "chat" || offer.Language != "nb" || offer.FromCentre != nil ||

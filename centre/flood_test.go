@@ -19,8 +19,8 @@ import (
 // chatSinks are one chat's two ends, as channels.
 type chatVisitor struct{ events chan switchboard.Event }
 
-func (chatVisitor) Queued(int, time.Duration) {}
-func (chatVisitor) Connected(string)          {}
+func (chatVisitor) Queued(int, switchboard.Estimate) {}
+func (chatVisitor) Connected(string)                 {}
 func (v chatVisitor) Event(e switchboard.Event) {
 	select {
 	case v.events <- e:

@@ -184,12 +184,12 @@ func startFederation(t testing.TB, n int) []*centre {
 
 type visitor struct{ ev chan string }
 
-func newVisitor() *visitor                   { return &visitor{ev: make(chan string, 256)} }
-func (v *visitor) Queued(int, time.Duration) { v.ev <- "queued" }
-func (v *visitor) Connected(alias string)    { v.ev <- "connected" }
-func (v *visitor) Event(e switchboard.Event) { v.ev <- string(e.Kind) }
-func (v *visitor) Requeued(int)              { v.ev <- "requeued" }
-func (v *visitor) Closed(string)             { v.ev <- "closed" }
+func newVisitor() *visitor                          { return &visitor{ev: make(chan string, 256)} }
+func (v *visitor) Queued(int, switchboard.Estimate) { v.ev <- "queued" }
+func (v *visitor) Connected(alias string)           { v.ev <- "connected" }
+func (v *visitor) Event(e switchboard.Event)        { v.ev <- string(e.Kind) }
+func (v *visitor) Requeued(int)                     { v.ev <- "requeued" }
+func (v *visitor) Closed(string)                    { v.ev <- "closed" }
 func (v *visitor) await(t testing.TB, want string) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)

@@ -89,8 +89,8 @@ func (p *benchConsole) Availability(map[string]bool, int, int) {}
 // benchVisitor is a visitor's end for benchmarks.
 type benchVisitor struct{ benchSink }
 
-func (p *benchVisitor) Queued(int, time.Duration) {}
-func (p *benchVisitor) Connected(alias string)    { p.note("connected", "", alias) }
+func (p *benchVisitor) Queued(int, switchboard.Estimate) {}
+func (p *benchVisitor) Connected(alias string)           { p.note("connected", "", alias) }
 func (p *benchVisitor) Event(e switchboard.Event) {
 	if e.Kind == switchboard.EventMessage || e.Kind == switchboard.EventDelivered || e.Kind == switchboard.EventEnded {
 		p.note(string(e.Kind), "", e.ID)

@@ -16,8 +16,8 @@ type visitorProbe struct{ ev chan string }
 
 func newVisitorProbe() *visitorProbe { return &visitorProbe{ev: make(chan string, 1024)} }
 
-func (p *visitorProbe) Queued(pos int, _ time.Duration) { p.ev <- fmt.Sprintf("queued %d", pos) }
-func (p *visitorProbe) Connected(alias string)          { p.ev <- "connected " + alias }
+func (p *visitorProbe) Queued(pos int, _ switchboard.Estimate) { p.ev <- fmt.Sprintf("queued %d", pos) }
+func (p *visitorProbe) Connected(alias string)                 { p.ev <- "connected " + alias }
 func (p *visitorProbe) Event(e switchboard.Event) {
 	p.ev <- fmt.Sprintf("%s %s %s%s", e.Kind, e.ID, e.Text, e.By)
 }

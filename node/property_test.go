@@ -347,8 +347,8 @@ func (fc *fedConsole) Availability(_ map[string]bool, active, capacity int) {
 // fedVisitor is a visitor's end: what the switchboard says arrives on ev.
 type fedVisitor struct{ ev chan string }
 
-func (v *fedVisitor) Queued(int, time.Duration) {}
-func (v *fedVisitor) Connected(alias string)    { v.ev <- "connected " + alias }
+func (v *fedVisitor) Queued(int, switchboard.Estimate) {}
+func (v *fedVisitor) Connected(alias string)           { v.ev <- "connected " + alias }
 func (v *fedVisitor) Event(e switchboard.Event) {
 	if e.Kind == switchboard.EventEnded {
 		v.ev <- "ended"

@@ -182,6 +182,25 @@ func (r *Router) Candidates(channel, language string) []switchboard.Candidate {
 	return cands
 }
 
+// OnDuty counts the volunteers gossip says the other centres that could
+// take an overflowed contact (alive, accepting, reachable) have switched on
+// for channel and language: free now, and busy. It feeds the visitors'
+// wait estimate; like Candidates it is only a hint.
+func (r *Router) OnDuty(channel, language string) (free, busy int) {
+	for _, s := range r.view() {
+		if s.Centre == r.cfg.Centre || s.State != StateAlive || !s.Availability.Accepting {
+			continue
+		}
+		if _, ok := r.cfg.Directory.PeerOf(s.Centre); !ok {
+			continue
+		}
+		ch := s.Availability.Channels[channel]
+		free += max(ch.Free[language], 0)
+		busy += max(ch.Busy[language], 0)
+	}
+	return free, busy
+}
+
 // Alive tells whether gossip sees centre alive; false until Serve.
 func (r *Router) Alive(centre string) bool {
 	for _, s := range r.view() {

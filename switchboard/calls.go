@@ -63,11 +63,11 @@ type Call struct {
 // the PBX, and nothing is said to them through the desk.
 type callerSink struct{}
 
-func (callerSink) Queued(int, time.Duration) {}
-func (callerSink) Connected(string)          {}
-func (callerSink) Event(Event)               {}
-func (callerSink) Requeued(int)              {}
-func (callerSink) Closed(string)             {}
+func (callerSink) Queued(int, Estimate) {}
+func (callerSink) Connected(string)     {}
+func (callerSink) Event(Event)          {}
+func (callerSink) Requeued(int)         {}
+func (callerSink) Closed(string)        {}
 
 // PlaceCall finds a phone volunteer for a call the centre's PBX overflowed:
 // one of ours who is free now, else another centre's, asked in gossip's

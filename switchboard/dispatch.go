@@ -282,10 +282,7 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	c.conv = cv
 	c.overflowTimer.Stop()
 	now := time.Now()
-	if !s.lastAnswer.IsZero() {
-		s.answerEvery = (s.answerEvery*4 + now.Sub(s.lastAnswer)) / 5
-	}
-	s.lastAnswer = now
+	s.noteAnswerLocked(Key{c.channel, c.language}, now)
 	if !c.answered {
 		c.answered = true
 		h := s.stats.SpeedToAnswer[c.channel]
@@ -312,7 +309,7 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 		c.tried[lostCentre] = ^uint64(0) >> 1 // not again for this contact
 	}
 	s.queue = append([]*contact{c}, s.queue...)
-	c.lastPos = -1
+	c.lastPos, c.toldAt = -1, time.Time{} // told at once: Requeued came first
 	// Its wait counts from its arrival: overflow is due at the same moment
 	// it would have been had it never been answered.
 	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
@@ -322,22 +319,4 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 
 func (s *Switchboard) removeFromQueueLocked(c *contact) {
 	s.queue = slices.DeleteFunc(s.queue, func(q *contact) bool { return q == c })
-}
-
-// positionsLocked tells waiting visitors their place and estimated wait
-// when either changed.
-func (s *Switchboard) positionsLocked() {
-	pos := map[string]int{}
-	for _, c := range s.queue {
-		key := c.channel + "/" + c.language
-		pos[key]++
-		p := pos[key]
-		wait := time.Duration(p) * s.answerEvery
-		wait = wait.Round(5 * time.Second)
-		if p != c.lastPos || wait != c.lastWait {
-			c.lastPos, c.lastWait = p, wait
-			vis := c.visitor
-			c.out.post(func() { vis.Queued(p, wait) })
-		}
-	}
 }

@@ -802,7 +802,7 @@ func (s *propSink) Availability(_ map[string]bool, active, capacity int) {
 	}
 }
 
-func (p *propVisitor) Queued(int, time.Duration) {
+func (p *propVisitor) Queued(int, Estimate) {
 	w := p.w
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -880,6 +880,14 @@ func (m *memOverflow) Candidates(channel, language string) []Candidate {
 		return nil
 	}
 	return []Candidate{{Centre: m.to.name, Version: m.to.version}}
+}
+
+// OnDuty: the other centre's free volunteers as last published; busy
+// ones are not published here, and only the estimate reads them.
+func (m *memOverflow) OnDuty(channel, language string) (free, busy int) {
+	m.to.pubMu.Lock()
+	defer m.to.pubMu.Unlock()
+	return m.to.free[channel+"/"+language], 0
 }
 
 func (m *memOverflow) Offer(ctx context.Context, centre string, o OutgoingOffer) (Answer, error) {

@@ -47,6 +47,11 @@ type Answer interface {
 type Overflow interface {
 	// Candidates ranks the centres that may take a contact now, best first.
 	Candidates(channel, language string) []Candidate
+	// OnDuty counts, from gossip, the volunteers switched on for channel
+	// and language at the other centres that take overflow now: free, and
+	// busy. Like Candidates it is a hint; it feeds the visitors' wait
+	// estimate (wait.go), never a decision.
+	OnDuty(channel, language string) (free, busy int)
 	// Offer blocks until centre answers. An error means no (declined,
 	// unreachable, or ctx ended, in which case the offer is withdrawn).
 	Offer(ctx context.Context, centre string, o OutgoingOffer) (Answer, error)
@@ -226,11 +231,14 @@ type Switchboard struct {
 	volunteers map[string]*volunteer
 	received   map[string]*received
 	stats      Stats
-	// answerEvery is a moving average of the time between answers, for
-	// the visitor's estimated wait.
-	answerEvery time.Duration
-	lastAnswer  time.Time
-	kickTimer   *time.Timer
+	// answers are when contacts of ours were connected, per channel and
+	// language, within AnswerWindow: the answer rate of the visitors' wait
+	// estimate (wait.go). started is when the desk began, for a window
+	// shorter than AnswerWindow.
+	answers   map[Key][]time.Time
+	started   time.Time
+	waitTimer *time.Timer // the next re-estimate while contacts wait
+	kickTimer *time.Timer
 	// drained is non-nil once Drain was called, and closed when no
 	// contact of ours and no conversation for another centre is left.
 	drained chan struct{}
@@ -274,7 +282,7 @@ func New(cfg Config) *Switchboard {
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
 		},
-		answerEvery: 30 * time.Second,
+		answers: map[Key][]time.Time{}, started: time.Now(),
 	}
 }
 
@@ -292,9 +300,13 @@ type contact struct {
 	tried                 map[string]uint64
 	conv                  *conv
 	overflowTimer         *time.Timer
-	lastPos               int
-	lastWait              time.Duration
-	answered              bool // connected at least once (speed to answer observed)
+	// What the visitor was last told of their place and wait, and when
+	// (wait.go); resendTimer tells them a change that came too soon after.
+	lastPos     int
+	lastWait    Estimate
+	toldAt      time.Time
+	resendTimer *time.Timer
+	answered    bool // connected at least once (speed to answer observed)
 	// A phone call's contact (calls.go): callAt is the other centre whose
 	// volunteer was reserved ("" for ours), call our own reservation.
 	callAt string
@@ -405,9 +417,15 @@ func (s *Switchboard) Close() {
 		return
 	}
 	s.closed = true
+	if s.waitTimer != nil {
+		s.waitTimer.Stop()
+	}
 	for _, c := range s.contacts {
 		if c.overflowTimer != nil {
 			c.overflowTimer.Stop()
+		}
+		if c.resendTimer != nil {
+			c.resendTimer.Stop()
 		}
 		if c.remote != nil {
 			c.remote.cancel()

@@ -127,7 +127,11 @@ type Event struct {
 // VisitorSink receives what the switchboard tells a visitor. Calls are made
 // from one goroutine per contact, in order; they must not block for long.
 type VisitorSink interface {
-	Queued(position int, estimatedWait time.Duration)
+	// Queued tells the visitor their place among the contacts waiting here
+	// for their channel and language (from 1) and what to expect (wait.go):
+	// on arrival, again whenever either changes, but at most once per
+	// WaitResendEvery.
+	Queued(position int, wait Estimate)
 	Connected(alias string)
 	Event(e Event)
 	// Requeued says the volunteer's centre was lost; undelivered counts the

@@ -65,7 +65,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	// (not_connected): lines wait here and go when one joins.
 	var pending []string
 	unsent := map[string]string{} // id -> text, until delivered
-	connected, busyShown, n := false, false, 0
+	connected, n := false, 0
 	send := func(text string) error {
 		n++
 		id := fmt.Sprintf("m%d", n)
@@ -99,11 +99,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 			}
 			switch m["type"] {
 			case "queued":
-				fmt.Fprintf(stdout, tx.queued+"\n", m["position"], m["estimated_wait_seconds"])
-				if !busyShown && info != nil && info.Open && !info.VolunteersFree {
-					printNotice(stdout, tx.noticeBusy, info.EmergencyNumbers)
-					busyShown = true
-				}
+				fmt.Fprintln(stdout, waitLine(tx, m))
 			case "connected":
 				connected = true
 				fmt.Fprintf(stdout, tx.connected+"\n", m["alias"])

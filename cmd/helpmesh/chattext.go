@@ -4,21 +4,24 @@ package main
 // language: a visitor who asked for Norwegian should not meet English in a
 // crisis. The wording follows the web chat's catalogues (api/web/i18n).
 type chatText struct {
-	intro       string // how to use the client
-	queued      string // position, wait in seconds
-	connected   string // alias
-	volunteer   string // the label of the volunteer's messages
-	typing      string
-	pending     string // a line typed before anyone joined
-	ended       string // the conversation is over, whoever ended it
-	requeued    string // undelivered count
-	closed      string // the centre closed the chat
-	lost        string // the connection broke
-	notSent     string // the server's reason
-	queueFull   string
-	noticeFull  string // followed by the emergency numbers
-	noticeBusy  string
-	noticeClose string
+	intro  string // how to use the client
+	queued string // position
+	// The wait estimate (docs/api.md, the queued frame): the line says
+	// queued, then estimated and one of these.
+	estimated, waitFree, waitMinute, waitMinutes, waitLong, waitSeveral string
+	connected                                                           string // alias
+	volunteer                                                           string // the label of the volunteer's messages
+	typing                                                              string
+	pending                                                             string // a line typed before anyone joined
+	ended                                                               string // the conversation is over, whoever ended it
+	requeued                                                            string // undelivered count
+	closed                                                              string // the centre closed the chat
+	lost                                                                string // the connection broke
+	notSent                                                             string // the server's reason
+	queueFull                                                           string
+	noticeFull                                                          string // followed by the emergency numbers
+	noticeBusy                                                          string
+	noticeClose                                                         string
 }
 
 // chatTextFor is the client's wording for lang, English when it has none.
@@ -26,8 +29,10 @@ func chatTextFor(lang string) chatText {
 	switch lang {
 	default:
 		return chatText{
-			intro:       "Connected to the helpline. Type a message and press Enter; /end leaves.",
-			queued:      "[You are number %v in the queue, about %v s.]",
+			intro:     "Connected to the helpline. Type a message and press Enter; /end leaves.",
+			queued:    "[You are number %v in the queue",
+			estimated: "; estimated wait: ", waitFree: "less than a minute", waitMinute: "about 1 minute",
+			waitMinutes: "about %d minutes", waitLong: "more than %d minutes", waitSeveral: "several minutes",
 			connected:   "[You are talking with %v.]",
 			volunteer:   "volunteer",
 			typing:      "[The volunteer is writing…]",
@@ -44,8 +49,10 @@ func chatTextFor(lang string) chatText {
 		}
 	case "nb":
 		return chatText{
-			intro:       "Koblet til. Skriv en melding og trykk Enter; /end avslutter.",
-			queued:      "[Du er nummer %v i køen, omtrent %v s.]",
+			intro:     "Koblet til. Skriv en melding og trykk Enter; /end avslutter.",
+			queued:    "[Du er nummer %v i køen",
+			estimated: "; ventetid: ", waitFree: "mindre enn ett minutt", waitMinute: "omtrent 1 minutt",
+			waitMinutes: "omtrent %d minutter", waitLong: "mer enn %d minutter", waitSeveral: "flere minutter",
 			connected:   "[Du snakker med %v.]",
 			volunteer:   "frivillig",
 			typing:      "[Den frivillige skriver …]",
@@ -62,8 +69,10 @@ func chatTextFor(lang string) chatText {
 		}
 	case "nn":
 		return chatText{
-			intro:       "Kopla til. Skriv ei melding og trykk Enter; /end avsluttar.",
-			queued:      "[Du er nummer %v i køen, om lag %v s.]",
+			intro:     "Kopla til. Skriv ei melding og trykk Enter; /end avsluttar.",
+			queued:    "[Du er nummer %v i køen",
+			estimated: "; ventetid: ", waitFree: "mindre enn eitt minutt", waitMinute: "om lag 1 minutt",
+			waitMinutes: "om lag %d minutt", waitLong: "meir enn %d minutt", waitSeveral: "fleire minutt",
 			connected:   "[Du snakkar med %v.]",
 			volunteer:   "frivillig",
 			typing:      "[Den frivillige skriv …]",

@@ -23,7 +23,8 @@
   var phase = 'pre';      // pre | connecting | queued | connected | ended
   var alias = '';
   var status = null;      // {key, params} so a language switch re-renders it
-  var notice = null;      // 'closed' | 'busy' | null
+  var notice = null;      // 'closed' | 'busy' | 'full' | null
+  var waitKind = '';      // the last queued frame's wait (docs/api.md)
   var pending = [];       // visitor messages written before a volunteer joined
   var nextID = 1;
   var lastTyping = 0;
@@ -107,10 +108,26 @@
     var el = $('status');
     if (!status) { el.textContent = ''; return; }
     var p = status.params ? Object.assign({}, status.params) : null;
-    if (p && typeof p.waitSeconds === 'number') {
-      p.wait = p.waitSeconds < 60 ? t('wait_under_minute') : t('wait_minutes', { minutes: Math.round(p.waitSeconds / 60) });
-    }
+    if (p && typeof p.waitKind === 'string') p.wait = waitText(p.waitKind, p.waitMinutes);
     el.textContent = t(status.key, p);
+  }
+
+  // waitText words a queued frame's wait; a kind this page does not know
+  // is the cautious "several minutes", never a number.
+  function waitText(kind, minutes) {
+    var n = Number(minutes) > 0 ? Math.round(Number(minutes)) : 0;
+    switch (kind) {
+      case 'free_now': return t('wait_under_minute');
+      case 'minutes': if (n === 1) return t('wait_one_minute'); if (n > 1) return t('wait_minutes', { minutes: n }); break;
+      case 'long': if (n > 0) return t('wait_long', { minutes: n }); break;
+    }
+    return t('wait_several');
+  }
+
+  // queuedNotice: nobody is free for the visitor unless the wait is
+  // free_now; then the page says so, with the emergency numbers.
+  function queuedNotice() {
+    return waitKind && waitKind !== 'free_now' ? 'busy' : null;
   }
 
   function setNotice(kind) {
@@ -144,7 +161,7 @@
           exitURL = i.quick_exit_url;
         }
         if (!i.open) setNotice('closed');
-        else if (phase === 'queued' && !i.volunteers_free) setNotice('busy');
+        else if (phase === 'queued') setNotice(queuedNotice());
         else setNotice(null);
       })
       .catch(function () { /* the chat works without it */ });
@@ -286,7 +303,14 @@
     switch (f.type) {
       case 'queued':
         setPhase('queued');
-        setStatus('status_queued', { position: f.position, waitSeconds: f.estimated_wait_seconds });
+        waitKind = String(f.wait || '');
+        if (f.emergency_numbers && f.emergency_numbers.length) {
+          if (!info) info = { open: true, languages: [], emergency_numbers: [] };
+          info.emergency_numbers = f.emergency_numbers;
+        }
+        if (waitKind === 'no_one_on_duty') setStatus('status_queued_place', { position: f.position });
+        else setStatus('status_queued', { position: f.position, waitKind: waitKind, waitMinutes: f.wait_minutes });
+        if (notice !== 'closed') setNotice(queuedNotice());
         startPolling();
         break;
       case 'connected':
@@ -316,6 +340,7 @@
         break;
       case 'requeued':
         setPhase('queued');
+        waitKind = '';
         hideTyping();
         if (f.undelivered > 0) setStatus('status_requeued_undelivered', { count: f.undelivered });
         else setStatus('status_requeued');
@@ -378,9 +403,9 @@
     $('typing').hidden = true;
   }
 
-  // While queued, /v1/info is checked every 10 s (the first time after 5 s,
-  // so a volunteer who is being offered the chat right now is not reported
-  // as "no one free").
+  // While queued, /v1/info is checked every 10 s (the first time after 5 s)
+  // for the open hours. Whether anyone is free for this visitor comes with
+  // every queued frame, which the centre sends again when it changes.
   function startPolling() {
     if (pollTimer) return;
     firstPoll = setTimeout(loadInfo, 5000);

@@ -1,0 +1,52 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+)
+
+// waitLine words a visitor's queued frame (docs/api.md) in the chat's
+// language, as the chat page's catalogues do: the place, the wait, and
+// when nobody is free for them, where to turn now.
+func waitLine(tx chatText, m map[string]any) string {
+	minutes, _ := m["wait_minutes"].(float64)
+	var wait string
+	switch m["wait"] {
+	case "free_now":
+		wait = tx.waitFree
+	case "minutes":
+		wait = fmt.Sprintf(tx.waitMinutes, int(minutes))
+		if minutes == 1 {
+			wait = tx.waitMinute
+		}
+	case "long":
+		wait = fmt.Sprintf(tx.waitLong, int(minutes))
+	case "no_one_on_duty":
+	default: // "several", and any kind this client does not know
+		wait = tx.waitSeveral
+	}
+	line := fmt.Sprintf(tx.queued, m["position"])
+	if wait != "" {
+		line += tx.estimated + wait
+	}
+	if m["wait"] == "free_now" {
+		return line + "]"
+	}
+	// noticeBusy is two sentences: nobody is free, and whom to call.
+	head, call := tx.noticeBusy, ""
+	if i := strings.LastIndex(tx.noticeBusy, ". "); i >= 0 {
+		head, call = tx.noticeBusy[:i], tx.noticeBusy[i:]
+	}
+	line += ". " + head
+	var numbers []string
+	nums, _ := m["emergency_numbers"].([]any)
+	for _, n := range nums {
+		if e, ok := n.(map[string]any); ok {
+			numbers = append(numbers, fmt.Sprintf("%v %v", e["name"], e["number"]))
+		}
+	}
+	if len(numbers) > 0 && call != "" {
+		line += call + " " + strings.Join(numbers, ", ")
+	}
+	return line + "]"
+}
