@@ -306,6 +306,10 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 			case "categorised":
 				fmt.Fprintln(stdout, "[categorisation recorded]")
 			case "delivered", "availability", "typing":
+			case "softphone":
+				// The centre's node is its phone: calls can be answered
+				// in the browser console, not in this terminal.
+				fmt.Fprintln(stdout, "[this centre's calls can be answered in the browser console; here, give a SIP phone with --phone]")
 			default:
 				b, _ := json.Marshal(m)
 				fmt.Fprintf(stdout, "[%s]\n", b)
