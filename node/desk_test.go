@@ -49,14 +49,19 @@ func (p *consoleProbe) Availability(map[string]bool, int, int) {}
 func expect(t *testing.T, ch chan string, want string, within time.Duration) {
 	t.Helper()
 	deadline := time.After(within)
+	var passed []string // what came instead, for the failure message
 	for {
 		select {
 		case got := <-ch:
 			if got == want {
 				return
 			}
+			passed = append(passed, got)
 		case <-deadline:
-			t.Fatalf("timed out waiting for %q", want)
+			if len(passed) > 10 {
+				passed = passed[len(passed)-10:]
+			}
+			t.Fatalf("timed out waiting for %q; the last events instead: %q", want, passed)
 		}
 	}
 }
