@@ -425,13 +425,15 @@ func TestConsolePageKeyboardOnly(t *testing.T) {
 }
 
 // TestStaffPagesLoadNothingFromOtherOrigins: the console and the overview
-// load only from their own origin, under a CSP without inline script.
+// (and the enrolment page, whose browser run is enrol_page_test.go's) load
+// only from their own origin, under a CSP without inline script.
 func TestStaffPagesLoadNothingFromOtherOrigins(t *testing.T) {
 	fed := startPageFederation(t, 1)
 	c := fed[0]
 	staffEnrol(t, c, consensus.Volunteer{ID: "v-o1", Centre: "c1", Alias: "Siri", Channels: []string{"chat"},
 		Languages: []string{"nb"}, Capacity: 1, Role: "volunteer"}, "same origin only")
-	for _, path := range []string{"/console", "/overview", "/static/console.js", "/static/overview.js", "/static/console.css", "/static/overview.css"} {
+	for _, path := range []string{"/console", "/overview", "/enrol", "/static/console.js", "/static/overview.js", "/static/enrol.js",
+		"/static/console.css", "/static/overview.css", "/static/enrol.css"} {
 		resp, err := http.Get(c.url + path)
 		if err != nil {
 			t.Fatal(err)

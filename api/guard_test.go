@@ -380,6 +380,7 @@ func TestStaffPagesAreNeverFramed(t *testing.T) {
 		"/widget.js": "frame-ancestors 'self' https://www.partner.example",
 		"/console":   "frame-ancestors 'none'",
 		"/overview":  "frame-ancestors 'none'",
+		"/enrol":     "frame-ancestors 'none'",
 	} {
 		rep := rig.call(http.MethodGet, path, nil, nil)
 		if rep.status != http.StatusOK {

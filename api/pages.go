@@ -19,7 +19,7 @@ var web embed.FS
 
 // pageCSP forbids inline script and anything from another origin. Only the
 // visitor's chat may be framed, by the origins a centre lets embed it as a
-// widget; staff pages (console, overview) are never framed, so no partner
+// widget; staff pages (console, overview, enrolment) are never framed, so no partner
 // site can overlay them (clickjacking).
 func (s *Server) pageCSP(embeddable bool) string {
 	ancestors := "'none'"
@@ -72,6 +72,9 @@ func (s *Server) pages(mux *http.ServeMux) {
 		http.ServeFileFS(w, r, sub, "console.html")
 	})
 	mux.HandleFunc("GET /overview", serve("overview.html", false))
+	// The volunteer's enrolment link, /enrol#v=ID&c=CODE: a staff page
+	// (never framed) whose code stays in the fragment (enrol_page_test.go).
+	mux.HandleFunc("GET /enrol", serve("enrol.html", false))
 	mux.HandleFunc("GET /static/", file)
 	mux.HandleFunc("GET /i18n/", file)
 	mux.HandleFunc("GET /widget.js", serve("static/widget.js", true))

@@ -250,7 +250,10 @@
       row.appendChild(el('td', null, (v.channels || []).join(', ')));
       row.appendChild(el('td', null, String(v.capacity)));
       row.appendChild(el('td', null, v.role || 'volunteer'));
-      var td = el('td');
+      var td = el('td', { class: 'row-actions' });
+      var nc = el('button', { type: 'button', class: 'new-code', 'aria-label': 'New enrolment code for ' + v.id }, 'New code');
+      nc.addEventListener('click', function () { newCode(v, nc); });
+      td.appendChild(nc);
       var b = el('button', { type: 'button', class: 'remove remove-volunteer', 'aria-label': 'Remove volunteer ' + v.id }, 'Remove');
       b.addEventListener('click', function () {
         if (!window.confirm('Remove volunteer ' + v.id + ' (' + v.alias + ')? Their login stops working at once.')) { return; }
@@ -274,6 +277,65 @@
     }
   }
 
+  // enrolLink is the volunteer's ready-to-send link. The id and code are in
+  // the fragment, which browsers never send: the code reaches no server log
+  // and no Referer (api/web/static/enrol.js reads it).
+  function enrolLink(id, code) {
+    return location.origin + '/enrol#v=' + encodeURIComponent(id) + '&c=' + encodeURIComponent(code);
+  }
+
+  // showEnrolment shows a fresh enrolment code and its link, with a copy
+  // button, under the volunteer form.
+  function showEnrolment(id, what, res) {
+    var box = $('#enrolment');
+    box.textContent = '';
+    if (!res || !res.enrolment_code) { box.textContent = what; return; }
+    var p = el('p');
+    p.appendChild(document.createTextNode(what + ' Send ' + id + ' this one-time enrolment link, or give them the code in person (valid until ' +
+      new Date(res.enrolment_expires).toLocaleString() + '; any earlier code no longer works): '));
+    p.appendChild(el('code', { id: 'enrolment-code' }, res.enrolment_code));
+    box.appendChild(p);
+    var row = el('div', { class: 'link-row' });
+    var link = el('input', { id: 'enrolment-link', type: 'text', readonly: '', spellcheck: 'false', 'aria-label': 'Enrolment link for ' + id });
+    link.value = enrolLink(id, res.enrolment_code);
+    var copy = el('button', { type: 'button', id: 'copy-link' }, 'Copy link');
+    copy.addEventListener('click', function () {
+      var done = function () { $('#copy-status').textContent = 'Link copied. Send it to ' + id + ' privately: it sets their password.'; };
+      var fallback = function () {
+        link.focus();
+        link.select();
+        var ok = false;
+        try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
+        if (ok) { done(); } else { $('#copy-status').textContent = 'Select the link and copy it (Ctrl+C).'; }
+      };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(link.value).then(done, fallback);
+      } else {
+        fallback();
+      }
+    });
+    row.appendChild(link);
+    row.appendChild(copy);
+    box.appendChild(row);
+    box.appendChild(el('p', { id: 'copy-status', class: 'quiet', role: 'status' }));
+    box.scrollIntoView({ block: 'nearest' });
+  }
+
+  // newCode issues a fresh enrolment code for an enrolled volunteer (a lost
+  // code, a forgotten password): their old password works until they set
+  // the new one.
+  function newCode(v, b) {
+    if (!window.confirm('Issue a new enrolment code for ' + v.id + ' (' + v.alias + ')? Any earlier code stops working. Their password keeps working until they set a new one with the code.')) { return; }
+    b.disabled = true;
+    $('#add-error').textContent = '';
+    api('POST', '/v1/volunteers/' + encodeURIComponent(v.id) + '/enrolment').then(function (res) {
+      showEnrolment(v.id, 'New enrolment code for ' + v.id + '.', res);
+    }).catch(function (err) {
+      if (err.status === 401) { unauthorized(err); return; }
+      $('#add-error').textContent = 'No new code for ' + v.id + ': ' + err.message;
+    }).then(function () { b.disabled = false; });
+  }
+
   $('#add-volunteer').addEventListener('submit', function (ev) {
     ev.preventDefault();
     var split = function (s) { return s.split(/[\s,]+/).map(function (x) { return x.trim().toLowerCase(); }).filter(Boolean); };
@@ -289,15 +351,7 @@
     if (!channels.length) { $('#add-error').textContent = 'Choose at least one channel.'; return; }
     $('#nv-submit').disabled = true;
     api('POST', '/v1/volunteers', v).then(function (res) {
-      var box = $('#enrolment');
-      box.textContent = '';
-      if (res && res.enrolment_code) {
-        box.appendChild(document.createTextNode('Volunteer ' + v.id + ' saved. Give them this one-time enrolment code (valid until ' +
-          new Date(res.enrolment_expires).toLocaleString() + '): '));
-        box.appendChild(el('code', { id: 'enrolment-code' }, res.enrolment_code));
-      } else {
-        box.textContent = 'Volunteer ' + v.id + ' saved.';
-      }
+      showEnrolment(v.id, 'Volunteer ' + v.id + ' saved.', res);
       $('#nv-id').value = '';
       $('#nv-alias').value = '';
       loadRoster();
