@@ -90,6 +90,9 @@ type pageCentre struct {
 type pageConfig struct {
 	node  node.Config
 	token string
+	// api is the API's listen address; "" picks a port. A restart that
+	// must keep the browser's origin sets the old one.
+	api string
 }
 
 // pageFederation is an in-process federation of real centres (real Raft,
@@ -143,7 +146,11 @@ func startPageCentre(ctx context.Context, cfg pageConfig, join string) (*pageCen
 	if err != nil {
 		return nil, err
 	}
-	srv, err := Start(Config{Addr: "127.0.0.1:0", Centre: nd, AdminToken: cfg.token})
+	addr := cfg.api
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	srv, err := Start(Config{Addr: addr, Centre: nd, AdminToken: cfg.token})
 	if err != nil {
 		_ = nd.Stop()
 		return nil, err

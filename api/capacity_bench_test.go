@@ -633,7 +633,11 @@ func (r *capRig) signIn(b *testing.B, l *capLoad, n, capacity int) []*capConsole
 	r.centre.mu.Unlock()
 	for i := range n {
 		// A session as POST /v1/volunteer/login would make one.
-		tokens[i], _ = r.srv.sessions.create(fmt.Sprintf("v-%04d", i))
+		tok, _, err := r.srv.sessions.create(fmt.Sprintf("v-%04d", i))
+		if err != nil {
+			b.Fatal(err)
+		}
+		tokens[i] = tok
 	}
 	consoles := make([]*capConsole, n)
 	var next atomic.Int64

@@ -168,7 +168,10 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	}
 	vol, ok := s.localVolunteer(sess.volunteer)
 	if !ok {
-		s.sessions.drop(sess.key)
+		// The session is not ended: just after a restart the roster may
+		// not have caught up yet, and a session ended now would stay dead.
+		// Removal at this centre ends it (forgetVolunteer); elsewhere it
+		// opens nothing while the volunteer is not this centre's.
 		writeError(w, http.StatusUnauthorized, "unauthorized", "you are no longer a volunteer of this centre")
 		return
 	}

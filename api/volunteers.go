@@ -3,8 +3,9 @@ package api
 // Volunteers: enrolment, login and logout over HTTP (docs/api.md has the
 // endpoints and their answers). Credentials live only at the volunteer's
 // home centre, never in the roster, so a volunteer is enrolled and logs in
-// there; the store is credentials.go, the sessions sessions.go, and the
-// limits on attempts attempts.go.
+// there; the store is credentials.go, the sessions sessions.go (logout and
+// the session's own endpoints signin.go), and the limits on attempts
+// attempts.go.
 
 import (
 	"errors"
@@ -57,7 +58,11 @@ func (s *Server) initVolunteerDesk() error {
 		return err
 	}
 	s.creds = creds
-	s.sessions = newSessionStore()
+	sessions, err := openSessionStore(s.cfg.Centre.DataDir(), s.log)
+	if err != nil {
+		return err
+	}
+	s.sessions = sessions
 	addrs := newAddrHasher(s.cfg.TrustedProxies)
 	s.logins = newAttemptGuard(addrs)
 	s.enrols = newAttemptGuard(addrs)
@@ -116,8 +121,7 @@ func (s *Server) forgetVolunteer(id, reason string) {
 	if err := s.creds.remove(id); err != nil {
 		s.log.Error("credentials not removed", "err", err)
 	}
-	s.sessions.dropVolunteer(id)
-	s.closeConsole(id, "", reason)
+	s.endSessions(id, reason)
 }
 
 // localVolunteer returns the roster volunteer id if they belong here.
@@ -210,8 +214,7 @@ func (s *Server) enrol(w http.ResponseWriter, r *http.Request) {
 	at.succeeded()
 	s.logins.know(r, req.Volunteer)
 	// A new password ends the volunteer's old sessions.
-	s.sessions.dropVolunteer(req.Volunteer)
-	s.closeConsole(req.Volunteer, "", "your password was changed")
+	s.endSessions(req.Volunteer, "your password was changed")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -254,7 +257,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at.succeeded()
-	token, _ := s.sessions.create(req.Volunteer)
+	token, _, err := s.sessions.create(req.Volunteer)
+	if err != nil {
+		s.log.Error("session not stored", "err", err)
+		writeError(w, http.StatusInternalServerError, "internal", "the password is right, but the session could not be stored; try again")
+		return
+	}
 	http.SetCookie(w, &http.Cookie{
 		Name: SessionCookie, Value: token, Path: "/",
 		MaxAge: int(sessionTTL / time.Second), HttpOnly: true, SameSite: http.SameSiteStrictMode,
@@ -262,30 +270,6 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 	})
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusNoContent)
-}
-
-func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
-	if c, err := r.Cookie(SessionCookie); err == nil {
-		if sess, ok := s.sessions.lookup(c.Value); ok {
-			s.sessions.drop(sess.key)
-			s.closeConsole(sess.volunteer, sess.key, "logged out")
-		}
-	}
-	http.SetCookie(w, &http.Cookie{
-		Name: SessionCookie, Value: "", Path: "/", MaxAge: -1,
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: s.secure(r),
-	})
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// sessionFrom returns the request's live session.
-func (s *Server) sessionFrom(r *http.Request) (*session, bool) {
-	c, err := r.Cookie(SessionCookie)
-	if err != nil {
-		return nil, false
-	}
-	return s.sessions.lookup(c.Value)
 }
 
 // secure says whether the session cookie must be Secure: over TLS, or

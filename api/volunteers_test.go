@@ -100,8 +100,10 @@ func TestEnrolmentCodeSingleUse(t *testing.T) {
 		}
 	}
 	entries, _ := os.ReadDir(rig.centre.dir)
-	if len(entries) != 1 {
-		t.Fatalf("data directory holds %v, want only %s", entries, CredentialsFile)
+	for _, e := range entries {
+		if e.Name() != CredentialsFile && e.Name() != SessionsFile {
+			t.Fatalf("data directory holds %v, want only %s and %s", entries, CredentialsFile, SessionsFile)
+		}
 	}
 	roster := rig.call("GET", "/v1/roster", nil, rig.adminHeader())
 	if bytes.Contains(roster.body, []byte("hash")) || bytes.Contains(roster.body, []byte("salt")) {
@@ -122,6 +124,10 @@ func TestEnrolmentCodeSingleUse(t *testing.T) {
 	b, _ = os.ReadFile(path)
 	if bytes.Contains(b, []byte(`"v1"`)) {
 		t.Fatalf("%s still holds v1 after removal: %s", path, b)
+	}
+	// And their sessions.
+	if sb, err := os.ReadFile(filepath.Join(rig.centre.dir, SessionsFile)); err != nil || bytes.Contains(sb, []byte(`"v1"`)) {
+		t.Fatalf("%s still holds v1's sessions after removal (%v): %s", SessionsFile, err, sb)
 	}
 	// Expired codes go with the next write.
 	if bytes.Contains(b, []byte(`"v4"`)) {

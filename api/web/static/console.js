@@ -124,6 +124,7 @@
 
   $('#logout').addEventListener('click', function () {
     closingOnPurpose = true;
+    stopReconnecting();
     fetch('/v1/volunteer/logout', { method: 'POST', credentials: 'same-origin' })
       .catch(function () {})
       .then(function () {
@@ -136,7 +137,52 @@
   });
 
   // ---- the console socket ----
-  function openConsole(fromLogin) {
+  // A console that was open and is lost (the centre restarts, as in a
+  // rolling upgrade, or the network blinks) reconnects with the same
+  // session cookie: sessions survive a restart of the centre. Before each
+  // try the page asks whether the session is still live, so an ended one
+  // shows the login form at once; it gives up after RECONNECT_FOR_MS.
+  var RECONNECT_FOR_MS = 5 * 60 * 1000;
+  var reconnect = { since: 0, delay: 0, timer: 0 };
+
+  function stopReconnecting() {
+    if (reconnect.timer) { window.clearTimeout(reconnect.timer); }
+    reconnect.since = 0;
+    reconnect.delay = 0;
+    reconnect.timer = 0;
+  }
+
+  function lostConnection() {
+    // The centre gave the conversations back to their queues; what the
+    // desk showed of them is over.
+    clearDesk();
+    if (!reconnect.since) { reconnect.since = Date.now(); reconnect.delay = 500; }
+    if (Date.now() - reconnect.since > RECONNECT_FOR_MS) {
+      stopReconnecting();
+      showLogin('The connection to the centre was lost. Log in again.');
+      status('Disconnected.');
+      return;
+    }
+    status('The connection to the centre was lost. Reconnecting…');
+    reconnect.timer = window.setTimeout(tryReconnect, reconnect.delay);
+    reconnect.delay = Math.min(reconnect.delay * 2, 5000);
+  }
+
+  function tryReconnect() {
+    reconnect.timer = 0;
+    fetch('/v1/volunteer/session', { credentials: 'same-origin', cache: 'no-store' }).then(function (r) {
+      if (r.status === 200) { openConsole(false, true); return; }
+      if (r.status === 401) {
+        stopReconnecting();
+        showLogin('Your session has ended. Log in again.');
+        status('Disconnected.');
+        return;
+      }
+      lostConnection();
+    }).catch(lostConnection);
+  }
+
+  function openConsole(fromLogin, reconnecting) {
     var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     var sock;
     try { sock = new WebSocket(proto + '//' + location.host + '/v1/console'); } catch (e) { showLogin('Cannot open the console.'); return; }
@@ -146,8 +192,14 @@
     sock.onopen = function () {
       opened = true;
       showDesk();
-      status('Connected. You are signed in but not available until you switch a channel on.');
-      if (fromLogin) { $('#available-chat').focus(); }
+      if (reconnecting) {
+        stopReconnecting();
+        status('Reconnected. You are signed in but not available: switch your channels on again.');
+        announce('Reconnected to the centre. Switch your channels on again.');
+      } else {
+        status('Connected. You are signed in but not available until you switch a channel on.');
+      }
+      if (fromLogin || reconnecting) { $('#available-chat').focus(); }
     };
     sock.onmessage = function (ev) {
       var f;
@@ -158,13 +210,13 @@
       if (ws !== sock) { return; }
       ws = null;
       if (closingOnPurpose) { return; }
+      if (reconnecting && !opened) { lostConnection(); return; }
       if (!opened) {
         if (fromLogin) { showLogin('The console could not open. Log in again.'); }
         else { showLogin(''); }
         return;
       }
-      showLogin(ev.reason ? 'The console closed: ' + ev.reason + '.' : 'The connection to the centre was lost. Log in again.');
-      status('Disconnected.');
+      lostConnection();
     };
   }
 
@@ -194,6 +246,9 @@
       case 'lost': onLost(f); break;
       case 'categorised': onCategorised(f); break;
       case 'closed':
+        // A centre that shuts down may be restarting: the socket's close
+        // then reconnects (lostConnection). Any other reason is final.
+        if (f.reason === 'the centre is shutting down') { status('The centre is restarting…'); break; }
         closingOnPurpose = true;
         showLogin('The console was closed: ' + (f.reason || 'no reason given') + '.');
         status('Disconnected: ' + (f.reason || ''));
