@@ -245,18 +245,7 @@ func TestBrowserPhoneCallWithRealVoice(t *testing.T) {
 		&& window.softphone.pc && window.softphone.pc.connectionState === 'connected'`, 10*time.Second)
 	fedtest.Eventually(t, 5*time.Second, "the call in progress", func() bool { return phoneTally(c1).InProgress == 1 })
 
-	select {
-	case <-time.After(9 * time.Second): // the caller talks
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-	heard := heardInBrowser(t, tab, r.dir)
-	if err := r.caller.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
-		t.Fatal(err)
-	}
+	heard := r.talkThenCallerHangsUp(ctx, t, tab)
 	browsertest.Wait(t, tab, "the categorisation form after the caller hung up", `(() => { const c = document.querySelector('#chats .chat.call');
 		return !!c && !!c.querySelector('.categorise input[name=topic]') && window.softphone.pc === null; })()`, 10*time.Second)
 	after := dataSizes(t, r.root)
@@ -601,21 +590,45 @@ func TestBrowserPhoneOverflowsWhenNobodyAnswersInTime(t *testing.T) {
 // none).
 func (r *browserRig) heardEachOther(t *testing.T, heard string, micFor float64) {
 	t.Helper()
+	r.heardEachOtherAbove(t, heard, micFor, 0.7)
+}
+
+// heardEachOtherAbove is heardEachOther with the bar into the browser
+// given: during a flood on 2 cores Chromium's audio thread is starved and
+// its jitter buffer stretches and conceals more (0.68-0.82 seen with no
+// packet lost, mismatched pairs 0.25-0.28), so the flood test asks 0.55
+// there and that the match stands clear of both mismatched pairs.
+func (r *browserRig) heardEachOtherAbove(t *testing.T, heard string, micFor, intoBrowser float64) {
+	t.Helper()
 	volunteerSaid := pbxlab.TrimWAV(t, r.dir, r.volunteerSpeak, time.Duration(micFor)*time.Millisecond)
+	var matches []float64
+	worstMismatch := 0.0
+	defer func() {
+		for _, m := range matches {
+			if m-worstMismatch < 0.25 {
+				t.Errorf("a match (%.3f) does not stand clear of the mismatched pairs (up to %.3f)", m, worstMismatch)
+			}
+		}
+	}()
 	for _, c := range []struct {
 		what, said, heard string
 		match             bool
 		min               float64
 	}{
-		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true, 0.7},
+		{"caller's speech vs what the browser heard", r.callerSpeech, heard, true, intoBrowser},
 		{"volunteer's speech vs what the caller heard", volunteerSaid, r.caller.Heard(), true, 0.8},
 		{"volunteer's speech vs what the browser heard (mismatch)", volunteerSaid, heard, false, 0},
 		{"caller's speech vs what the caller heard (mismatch)", r.callerSpeech, r.caller.Heard(), false, 0},
 	} {
 		got := pbxlab.MustCorrelate(t, c.what, c.said, c.heard)
+		if c.match {
+			matches = append(matches, got)
+		} else {
+			worstMismatch = max(worstMismatch, got)
+		}
 		switch {
 		case c.match && got < c.min:
-			t.Errorf("%s: correlation %.3f < %.1f: the voice did not arrive", c.what, got, c.min)
+			t.Errorf("%s: correlation %.3f < %.2f: the voice did not arrive", c.what, got, c.min)
 		case !c.match && got >= 0.5:
 			t.Errorf("%s: correlation %.3f >= 0.5: the check cannot tell voices apart", c.what, got)
 		}
@@ -681,24 +694,13 @@ func TestBrowserPhoneCallKeepsItsVoiceThroughATrunkFlood(t *testing.T) {
 	if err := flood.Start(); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case <-time.After(9 * time.Second): // the caller and volunteer talk through it
-	case <-ctx.Done():
-		t.Fatal(ctx.Err())
-	}
-	heard := heardInBrowser(t, tab, r.dir)
-	if err := r.caller.Hangup(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
-		t.Fatal(err)
-	}
+	heard := r.talkThenCallerHangsUp(ctx, t, tab) // through the flood
 	floodErr := flood.Wait()
 	t.Logf("FIGURE trunk flood at a browser-phone node: %d calls at 100/s handled in %v (at most 20 held)", calls, time.Since(start).Round(time.Millisecond))
 	if floodErr != nil {
 		t.Errorf("not every flooding call was handled (480 or the busy message): %v\n%s", floodErr, tailOf(floodOut.String()))
 	}
-	r.heardEachOther(t, heard, micFor)
+	r.heardEachOtherAbove(t, heard, micFor, 0.55)
 	tl := phoneTally(c1)
 	t.Logf("c1's phone KPIs after the flood: %+v", tl)
 	if tl.AnsweredLocal != 1 || tl.Returned == 0 || tl.Offered != 1+tl.Returned || tl.Offered > 1+calls {
@@ -780,4 +782,24 @@ func TestBrowserPhoneOverflowsToAnotherBrowserPhoneCentre(t *testing.T) {
 		return tl.Offered == 1 && tl.AnsweredOverflow == 1 && tl.InProgress == 0
 	})
 	conservedCalls(t, c1)
+}
+
+// talkThenCallerHangsUp lets caller and volunteer talk for 9 s (the
+// speech's length), reads what the browser heard, and hangs up from the
+// caller's side.
+func (r *browserRig) talkThenCallerHangsUp(ctx context.Context, t *testing.T, tab context.Context) string {
+	t.Helper()
+	select {
+	case <-time.After(9 * time.Second):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	heard := heardInBrowser(t, tab, r.dir)
+	if err := r.caller.Hangup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.caller.Await(ctx, "CALL_CLOSED"); err != nil {
+		t.Fatal(err)
+	}
+	return heard
 }

@@ -273,31 +273,14 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 			return
 		}
 	}
-	select {
-	case <-h.cancelled:
-		tc.Close(true)
+	if in.heldCallOver(h, tc) {
 		return
-	case <-in.ctx.Done():
-		// Stopping: the trunk gets 480 and may try its other route.
-		_ = h.d.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
-		tc.Close(false)
-		return
-	default:
 	}
 	ctx, cancel := context.WithTimeout(in.ctx, in.cfg.RouteTimeout)
 	target, err := tc.Overflow(ctx)
 	cancel()
-	if err != nil {
-		select {
-		case <-h.cancelled:
-			tc.Close(true)
-			return
-		case <-in.ctx.Done():
-			_ = h.d.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
-			tc.Close(false)
-			return
-		default:
-		}
+	if err != nil && in.heldCallOver(h, tc) {
+		return
 	}
 	if err == nil {
 		var u sip.Uri
@@ -311,6 +294,23 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 	}
 	in.busyPrompt(h)
 	tc.Close(false)
+}
+
+// heldCallOver closes a held call's contact if the caller hung up
+// (abandoned) or the node is stopping (the trunk gets 480 and may try its
+// other route), and says so; otherwise the call goes on.
+func (in *Ingress) heldCallOver(h *held, tc TrunkCall) bool {
+	select {
+	case <-h.cancelled:
+		tc.Close(true)
+		return true
+	case <-in.ctx.Done():
+		_ = h.d.Respond(sip.StatusTemporarilyUnavailable, "Temporarily Unavailable", nil)
+		tc.Close(false)
+		return true
+	default:
+		return false
+	}
 }
 
 // heldSlot takes one of MaxCalls for a call the node holds.
