@@ -156,7 +156,14 @@ func StartPhone(t testing.TB, cfg PhoneConfig) *Phone {
 		if p.conn != nil {
 			p.conn.Close()
 		}
-		if err := proc.stop(syscall.SIGTERM, 5*time.Second); err != nil {
+		// baresip's own shutdown can outlast a few seconds on a loaded
+		// machine (CI run 6: "ignored terminated for 5s"); a phone that
+		// had to be killed is the rig's business, not the test's verdict.
+		// Any other way out (an exit status not ours) still fails it.
+		switch err := proc.stop(syscall.SIGTERM, 10*time.Second); {
+		case errors.Is(err, errKilled):
+			t.Logf("pbxlab: stop phone %s: %v", cfg.User, err)
+		case err != nil:
 			t.Errorf("pbxlab: stop phone %s: %v\n%s", cfg.User, err, p.logTail())
 		}
 		if t.Failed() {

@@ -36,6 +36,10 @@ func startProcess(cmd *exec.Cmd) (*process, error) {
 // then it kills the process group (the process was started with Setpgid,
 // its group id is its PID). A process that already ended on its own
 // counts as stopped only if it exited 0.
+// errKilled: the process outlived its grace after the signal and was
+// killed.
+var errKilled = errors.New("killed after the grace period")
+
 func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
 	p.once.Do(func() {
 		select {
@@ -60,7 +64,7 @@ func (p *process) stop(sig syscall.Signal, grace time.Duration) error {
 		case <-time.After(grace):
 			_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
 			<-p.done
-			p.stopErr = fmt.Errorf("pid %d ignored %v for %v; killed its group", p.cmd.Process.Pid, sig, grace)
+			p.stopErr = fmt.Errorf("pid %d ignored %v for %v; killed its group: %w", p.cmd.Process.Pid, sig, grace, errKilled)
 		}
 	})
 	return p.stopErr
