@@ -210,6 +210,10 @@ func (c *Consensus) closeParts() error {
 // leader slightly; routing is built to tolerate that.
 func (c *Consensus) Roster() Roster { return c.fsm.read() }
 
+// Centre returns one centre of the applied roster, without copying the
+// whole roster as Roster does.
+func (c *Consensus) Centre(id string) (Centre, bool) { return c.fsm.centre(id) }
+
 // Subscribe returns a channel poked after every roster change (coalesced)
 // and a function to stop the subscription.
 func (c *Consensus) Subscribe() (<-chan struct{}, func()) {

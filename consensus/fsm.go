@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/raft"
@@ -146,6 +147,16 @@ func (f *fsm) read() Roster {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	return f.roster.Clone()
+}
+
+// centre reads one centre of the roster without copying the rest: the
+// overflow router asks for a centre's peer on every dispatch.
+func (f *fsm) centre(id string) (Centre, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	c, ok := f.roster.Centres[id]
+	c.Addrs = slices.Clone(c.Addrs)
+	return c, ok
 }
 
 // check runs cmd against a copy of the roster, so the leader can refuse a bad

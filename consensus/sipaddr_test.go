@@ -127,3 +127,22 @@ func TestSetCentreSIPNeedsLevel3(t *testing.T) {
 		t.Fatalf("roster says %q", got)
 	}
 }
+
+// One centre is read as the whole roster has it, and what the caller does
+// with it does not reach the roster.
+func TestFSMReadsOneCentre(t *testing.T) {
+	f, _ := applyAndSnapshot(t, admit("oslo", testPeer), setSIP("oslo", "sip.oslo.example:5060"))
+	c, ok := f.centre("oslo")
+	if !ok || !reflect.DeepEqual(c, f.read().Centres["oslo"]) {
+		t.Fatalf("centre(oslo) = %+v %v, roster has %+v", c, ok, f.read().Centres["oslo"])
+	}
+	if len(c.Addrs) > 0 {
+		c.Addrs[0] = "changed"
+		if f.read().Centres["oslo"].Addrs[0] == "changed" {
+			t.Fatal("centre shares its addresses with the roster")
+		}
+	}
+	if _, ok := f.centre("bergen"); ok {
+		t.Fatal("an unknown centre was found")
+	}
+}

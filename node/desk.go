@@ -19,7 +19,7 @@ import (
 type directory struct{ n *Node }
 
 func (d directory) PeerOf(centre string) (peer.ID, bool) {
-	c, ok := d.n.consensus.Roster().Centres[centre]
+	c, ok := d.n.consensus.Centre(centre)
 	if !ok {
 		return "", false
 	}
