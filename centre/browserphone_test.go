@@ -686,7 +686,7 @@ func TestBrowserPhoneCallKeepsItsVoiceThroughATrunkFlood(t *testing.T) {
 	}
 	const calls = 400
 	flood := exec.CommandContext(ctx, sipp, "-sf", scenario, r.ingress, "-i", "127.0.0.1", "-s", "queue-nb",
-		"-m", fmt.Sprint(calls), "-r", "100", "-l", fmt.Sprint(calls), "-nostdin", "-timeout", "60s", "-mp", fmt.Sprint(freeUDPPort(t)))
+		"-m", fmt.Sprint(calls), "-r", "100", "-l", fmt.Sprint(calls), "-nostdin", "-timeout", "60s", "-mp", fmt.Sprint(fedtest.FreePort(t)))
 	flood.Dir = t.TempDir()
 	var floodOut bytes.Buffer
 	flood.Stdout, flood.Stderr = &floodOut, &floodOut
@@ -717,16 +717,6 @@ func TestBrowserPhoneCallKeepsItsVoiceThroughATrunkFlood(t *testing.T) {
 	})
 	r.answerCall(ctx, t, tab)
 	fedtest.Eventually(t, 5*time.Second, "the call after the flood in progress", func() bool { return phoneTally(c1).InProgress == 1 })
-}
-
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // Issue 13, point 2, between two browser-phone centres: c1 has nobody

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/pion/webrtc/v4"
+
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 )
 
 // The TURN user the test's coturn knows (--lt-cred-mech --user).
@@ -179,7 +181,7 @@ func startCoturn(t *testing.T) coturn {
 		t.Skipf("turnserver not on PATH: apt-get install coturn to run this test: %v", err)
 	}
 	dir := t.TempDir()
-	port := freeUDPPort(t)
+	port := fedtest.FreePort(t)
 	relayMin := 50000 + 2*rand.IntN(4000) // 32 relay ports somewhere in 50000-58031
 	args := []string{
 		"-n", // no config file: not /etc/turnserver.conf
@@ -260,17 +262,6 @@ func stunPing(addr netip.AddrPort, exited <-chan error, within time.Duration) er
 		case <-tick.C:
 		}
 	}
-}
-
-// freeUDPPort is a UDP port free on 127.0.0.1 a moment ago.
-func freeUDPPort(t *testing.T) int {
-	t.Helper()
-	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	return c.LocalAddr().(*net.UDPAddr).Port
 }
 
 // syncBuffer collects a child process's output from its copying
