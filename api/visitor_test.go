@@ -823,8 +823,13 @@ func TestPingsKeepAQuietSocketOpen(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, _, err := vis.conn.Read(ctx)
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("read on a quiet socket: %v, want our own deadline", err)
+	// Our deadline ends the read; when it falls while a ping is being
+	// answered the library reports the connection it closed for it ("use
+	// of closed network connection", CI run 8) rather than the deadline.
+	// Either way the socket stayed open until our deadline: a close by the
+	// server would end the read before it.
+	if err == nil || ctx.Err() == nil {
+		t.Fatalf("read on a quiet socket: %v before our deadline, want it open until then", err)
 	}
 }
 
