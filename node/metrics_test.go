@@ -377,8 +377,8 @@ func TestMetricsCarryNoIdentity(t *testing.T) {
 }
 
 // libp2pLabels are the label names of libp2p's own metrics (resource
-// manager, identify, transports, swarm, ...), registered on the node's
-// registry through libp2p.PrometheusRegisterer.
+// manager, identify, transports, swarm, ...). The node switches those off
+// (libp2p.DisableMetrics); the list keeps this scan right if they return.
 var libp2pLabels = map[string]bool{
 	"dir": true, "early_muxer": true, "error": true, "event": true, "ip_version": true, "key_type": true,
 	"muxer": true, "num_dials": true, "outcome": true, "protocol": true, "resource": true, "scope": true,
