@@ -42,7 +42,14 @@ func serve(ctx context.Context, cfg centre.Config, drain time.Duration, log *slo
 	if started != nil {
 		started()
 	}
-	log.Info("serving", "http", c.Addr(), "p2p", c.Node().P2PAddrs(), "gossip", c.Node().GossipAddr())
+	addrs := []any{"http", c.Addr()}
+	if a := c.StaffAddr(); a != "" {
+		addrs = append(addrs, "staff", a)
+	}
+	if a := c.MetricsAddr(); a != "" {
+		addrs = append(addrs, "metrics", a)
+	}
+	log.Info("serving", append(addrs, "tls", cfg.API.TLSCert != "", "p2p", c.Node().P2PAddrs(), "gossip", c.Node().GossipAddr())...)
 	<-ctx.Done()
 	dctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
