@@ -4,8 +4,8 @@ package api
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,9 +63,9 @@ type Config struct {
 	// and key for the public and staff listeners. Both or neither; the
 	// files are read again when they change (tlsfiles.go).
 	TLSCert, TLSKey string
-	Centre     Centre
-	AdminToken string
-	Logger     *slog.Logger
+	Centre          Centre
+	AdminToken      string
+	Logger          *slog.Logger
 
 	// AllowedOrigins are extra origins allowed to open the visitor chat
 	// socket, for a centre's embedding site: host patterns in path.Match
@@ -111,8 +111,8 @@ const maxBody = 64 << 10
 
 // Server is a running HTTP server for one centre.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
+	cfg Config
+	log *slog.Logger
 	// listeners are the public one first, then staff and metrics if
 	// configured apart.
 	listeners []*listener
