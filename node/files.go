@@ -194,6 +194,9 @@ func Init(dir string, cfg FileConfig) (InitResult, error) {
 	if _, err := cfg.Phone.Prefixes(); err != nil {
 		return InitResult{}, err
 	}
+	if (cfg.Web.TLSCert == "") != (cfg.Web.TLSKey == "") {
+		return InitResult{}, fmt.Errorf("init centre: web.tls_cert and web.tls_key go together (the certificate's PEM file and its key's): %w", ErrBadConfig)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init centre: %w", err)
 	}
