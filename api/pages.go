@@ -36,49 +36,46 @@ func (s *Server) pageCSP(embeddable bool) string {
 		"frame-ancestors " + ancestors
 }
 
-// pages adds the page routes to mux.
-func (s *Server) pages(mux *http.ServeMux) {
+// webFS is the embedded pages' tree, rooted at web/.
+func webFS() fs.FS {
 	sub, err := fs.Sub(web, "web")
 	if err != nil {
 		panic(err) // the embedded tree is fixed at build time
 	}
-	serve := func(name string, embeddable bool) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			s.pageHeaders(w, embeddable)
-			http.ServeFileFS(w, r, sub, name)
-		}
-	}
-	// Files only: a directory (or anything not in the tree) is a 404, never
-	// a listing.
-	file := func(w http.ResponseWriter, r *http.Request) {
-		name := strings.TrimPrefix(r.URL.Path, "/")
-		if st, err := fs.Stat(sub, name); err != nil || st.IsDir() || !fs.ValidPath(name) {
-			http.NotFound(w, r)
-			return
-		}
-		s.pageHeaders(w, true)
-		http.ServeFileFS(w, r, sub, name)
-	}
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
-		http.Redirect(w, r, "/chat", http.StatusFound)
+	return sub
+}
+
+// page serves one embedded file; embeddable says whether partner sites may
+// frame it (the chat only).
+func (s *Server) page(name string, embeddable bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.pageHeaders(w, embeddable)
+		http.ServeFileFS(w, r, s.web, name)
 	})
-	mux.HandleFunc("GET /chat", serve("chat.html", true))
-	mux.HandleFunc("GET /console", func(w http.ResponseWriter, r *http.Request) {
-		s.pageHeaders(w, false)
-		if s.cfg.Softphones != nil {
-			// The browser phone needs the microphone, on this page only.
-			w.Header().Set("Permissions-Policy", "camera=(), microphone=(self), geolocation=()")
-		}
-		http.ServeFileFS(w, r, sub, "console.html")
-	})
-	mux.HandleFunc("GET /overview", serve("overview.html", false))
-	// The volunteer's enrolment link, /enrol#v=ID&c=CODE: a staff page
-	// (never framed) whose code stays in the fragment (enrol_page_test.go).
-	mux.HandleFunc("GET /enrol", serve("enrol.html", false))
-	mux.HandleFunc("GET /static/", file)
-	mux.HandleFunc("GET /i18n/", file)
-	mux.HandleFunc("GET /widget.js", serve("static/widget.js", true))
-	mux.HandleFunc("GET /v1/info", s.info)
+}
+
+// webFile serves /static/ and /i18n/: files only, so a directory (or
+// anything not in the tree) is a 404, never a listing.
+func (s *Server) webFile(w http.ResponseWriter, r *http.Request) {
+	name := strings.TrimPrefix(r.URL.Path, "/")
+	if st, err := fs.Stat(s.web, name); err != nil || st.IsDir() || !fs.ValidPath(name) {
+		http.NotFound(w, r)
+		return
+	}
+	s.pageHeaders(w, true)
+	http.ServeFileFS(w, r, s.web, name)
+}
+
+// consolePage is the volunteer's console. The enrolment link,
+// /enrol#v=ID&c=CODE, is a staff page too (never framed) whose code stays
+// in the fragment (enrol_page_test.go).
+func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
+	s.pageHeaders(w, false)
+	if s.cfg.Softphones != nil {
+		// The browser phone needs the microphone, on this page only.
+		w.Header().Set("Permissions-Policy", "camera=(), microphone=(self), geolocation=()")
+	}
+	http.ServeFileFS(w, r, s.web, "console.html")
 }
 
 func (s *Server) pageHeaders(w http.ResponseWriter, embeddable bool) {

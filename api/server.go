@@ -5,10 +5,12 @@ package api
 import (
 	"context"
 	"crypto/subtle"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,7 +21,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/node"
@@ -48,11 +49,23 @@ type Centre interface {
 
 // Config configures a centre's HTTP server.
 type Config struct {
-	// Addr is the listen address, host:port (port 0 picks one).
-	Addr       string
-	Centre     Centre
-	AdminToken string
-	Logger     *slog.Logger
+	// Addr is the listen address, host:port (port 0 picks one). Alone, it
+	// serves everything; with StaffAddr or MetricsAddr it is the public
+	// side and serves only what those do not (faces.go has the table).
+	Addr string
+	// StaffAddr, if set, serves the volunteers' console and enrolment, the
+	// overview and the admin API, and /metrics unless MetricsAddr is set;
+	// Addr then answers 404 for them.
+	StaffAddr string
+	// MetricsAddr, if set, serves /metrics alone, in plain HTTP.
+	MetricsAddr string
+	// TLSCert and TLSKey are PEM files of the certificate (with its chain)
+	// and key for the public and staff listeners. Both or neither; the
+	// files are read again when they change (tlsfiles.go).
+	TLSCert, TLSKey string
+	Centre          Centre
+	AdminToken      string
+	Logger          *slog.Logger
 
 	// AllowedOrigins are extra origins allowed to open the visitor chat
 	// socket, for a centre's embedding site: host patterns in path.Match
@@ -98,11 +111,13 @@ const maxBody = 64 << 10
 
 // Server is a running HTTP server for one centre.
 type Server struct {
-	cfg  Config
-	log  *slog.Logger
-	http *http.Server
-	ln   net.Listener
-	done chan error
+	cfg Config
+	log *slog.Logger
+	// listeners are the public one first, then staff and metrics if
+	// configured apart.
+	listeners []*listener
+	certs     *certFiles // nil without TLS
+	web       fs.FS      // the embedded pages
 
 	creds      *credStore
 	sessions   *sessionStore
@@ -120,19 +135,45 @@ type Server struct {
 	sockWG   sync.WaitGroup
 }
 
-// Start listens and serves until Stop. It returns once the listener is bound.
+// listener is one bound address serving the routes of its faces.
+type listener struct {
+	spec listenerSpec
+	ln   net.Listener
+	http *http.Server
+	done chan error
+}
+
+// Start listens and serves until Stop. It returns once every listener is
+// bound.
 func Start(cfg Config) (*Server, error) {
 	s, err := newServer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return nil, fmt.Errorf("start api: %w", err)
+	for _, spec := range cfg.listeners() {
+		ln, err := net.Listen("tcp", spec.addr)
+		if err != nil {
+			for _, l := range s.listeners {
+				_ = l.ln.Close()
+			}
+			return nil, fmt.Errorf("start api: %s listener: %w", spec.name, err)
+		}
+		s.listeners = append(s.listeners, &listener{spec: spec, ln: ln, done: make(chan error, 1)})
 	}
-	s.ln, s.done = ln, make(chan error, 1)
-	s.http = &http.Server{
-		Handler:           s.Handler(),
+	// Hijacked WebSockets outlive Shutdown: close them with a reason. The
+	// public listener's shutdown, the first, closes them all, on whichever
+	// listener they came.
+	s.listeners[0].serve(s, func() { s.closeSockets("the centre is shutting down") })
+	for _, l := range s.listeners[1:] {
+		l.serve(s, nil)
+	}
+	return s, nil
+}
+
+// serve starts l's HTTP server; onShutdown, if set, runs when it stops.
+func (l *listener) serve(s *Server, onShutdown func()) {
+	l.http = &http.Server{
+		Handler:           s.handlerFor(l.spec.faces),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      30 * time.Second,
@@ -141,10 +182,15 @@ func Start(cfg Config) (*Server, error) {
 		// The standard library's error log would print client addresses.
 		ErrorLog: slog.NewLogLogger(slog.DiscardHandler, slog.LevelError),
 	}
-	// Hijacked WebSockets outlive Shutdown: close them with a reason.
-	s.http.RegisterOnShutdown(func() { s.closeSockets("the centre is shutting down") })
-	go func() { s.done <- s.http.Serve(ln) }()
-	return s, nil
+	if onShutdown != nil {
+		l.http.RegisterOnShutdown(onShutdown)
+	}
+	ln := l.ln
+	if l.spec.tls && s.certs != nil {
+		l.http.TLSConfig = s.certs.tlsConfig()
+		ln = tls.NewListener(ln, l.http.TLSConfig)
+	}
+	go func() { l.done <- l.http.Serve(ln) }()
 }
 
 // newServer checks cfg and builds the server's state, without listening.
@@ -168,8 +214,16 @@ func newServer(cfg Config) (*Server, error) {
 	}
 	cfg.TrustedProxies = proxies
 	s := &Server{
-		cfg: cfg, log: cfg.Logger.With("component", "api"),
+		cfg: cfg, log: cfg.Logger.With("component", "api"), web: webFS(),
 		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Centre(), cfg.Centre.Registry()),
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return nil, errors.New("start api: a TLS certificate needs its key, and a key its certificate (web.tls_cert and web.tls_key)")
+	}
+	if cfg.TLSCert != "" {
+		if s.certs, err = loadCertFiles(cfg.TLSCert, cfg.TLSKey, s.log); err != nil {
+			return nil, fmt.Errorf("start api: %w", err)
+		}
 	}
 	if err := s.initVolunteerDesk(); err != nil {
 		return nil, fmt.Errorf("start api: %w", err)
@@ -177,14 +231,35 @@ func newServer(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-// Addr returns the bound address.
-func (s *Server) Addr() string { return s.ln.Addr().String() }
+// Addr returns the bound address of the public listener (the only one
+// unless StaffAddr or MetricsAddr is set).
+func (s *Server) Addr() string { return s.listeners[0].ln.Addr().String() }
+
+// StaffAddr returns the staff listener's bound address, or "" when staff
+// are served on Addr.
+func (s *Server) StaffAddr() string { return s.addrOf("staff") }
+
+// MetricsAddr returns the metrics listener's bound address, or "" when
+// /metrics is served on StaffAddr or Addr.
+func (s *Server) MetricsAddr() string { return s.addrOf("metrics") }
+
+func (s *Server) addrOf(name string) string {
+	for _, l := range s.listeners {
+		if l.spec.name == name {
+			return l.ln.Addr().String()
+		}
+	}
+	return ""
+}
 
 // Stop shuts the server down gracefully within ctx.
 func (s *Server) Stop(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
-	if serveErr := <-s.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
-		err = errors.Join(err, serveErr)
+	var err error
+	for _, l := range s.listeners {
+		err = errors.Join(err, l.http.Shutdown(ctx))
+		if serveErr := <-l.done; serveErr != nil && !errors.Is(serveErr, http.ErrServerClosed) {
+			err = errors.Join(err, serveErr)
+		}
 	}
 	err = errors.Join(err, s.waitSockets(ctx))
 	if err != nil {
@@ -193,34 +268,9 @@ func (s *Server) Stop(ctx context.Context) error {
 	return nil
 }
 
-// Handler returns the API's routes.
-func (s *Server) Handler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /readyz", s.readyz)
-	// Counts only, per centre and channel: never a visitor, contact or
-	// volunteer id, never text.
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Centre.Registry(), promhttp.HandlerOpts{}))
-	mux.Handle("GET /v1/federation", s.admin(s.federation))
-	mux.Handle("GET /v1/roster", s.admin(s.roster))
-	mux.Handle("GET /v1/federation/events", s.admin(s.federationEvents))
-	mux.Handle("POST /v1/centres", s.admin(s.admitCentre))
-	mux.Handle("DELETE /v1/centres/{id}", s.admin(s.removeCentre))
-	mux.Handle("PUT /v1/policy", s.admin(s.setPolicy))
-	mux.Handle("POST /v1/federation/gossip-key", s.admin(s.rotateGossipKey))
-	mux.Handle("POST /v1/volunteers", s.admin(s.putVolunteer))
-	mux.Handle("DELETE /v1/volunteers/{id}", s.admin(s.removeVolunteer))
-	mux.Handle("POST /v1/volunteers/{id}/enrolment", s.admin(s.newEnrolment))
-	mux.Handle("DELETE /v1/volunteers/{id}/sessions", s.admin(s.adminEndSessions))
-	mux.HandleFunc("POST /v1/volunteer/enrol", s.enrol)
-	mux.HandleFunc("POST /v1/volunteer/login", s.login)
-	mux.HandleFunc("POST /v1/volunteer/logout", s.logout)
-	mux.HandleFunc("GET /v1/volunteer/session", s.sessionInfo)
-	mux.HandleFunc("GET /v1/chat", s.visitorChat)
-	mux.HandleFunc("GET /v1/console", s.console)
-	s.pages(mux)
-	return mux
-}
+// Handler returns every route, as the single listener serves them when
+// Config sets neither StaffAddr nor MetricsAddr.
+func (s *Server) Handler() http.Handler { return s.handlerFor(everyone) }
 
 // admin refuses requests without the centre's admin token.
 func (s *Server) admin(h http.HandlerFunc) http.Handler {

@@ -64,6 +64,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 	if err != nil {
 		return Config{}, err
 	}
+	cert, key := fc.Web.TLSFiles(dir)
 	return Config{
 		SIP: SIPConfig{Listen: fc.Phone.Listen, Host: fc.Phone.Host, PBX: pbx, Peers: peers, Browser: browser},
 		Node: node.Config{
@@ -77,6 +78,8 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 			ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
 			MaxChatsPerAddress: fc.Web.MaxChatsPerAddress,
 			QuickExitURL:       fc.Web.QuickExitURL,
+			StaffAddr:          fc.Web.StaffAddr, MetricsAddr: fc.Web.MetricsAddr,
+			TLSCert: cert, TLSKey: key,
 		},
 	}, nil
 }
@@ -176,8 +179,17 @@ func (c *Centre) Node() *node.Node { return c.node }
 // API returns the centre's HTTP server.
 func (c *Centre) API() *api.Server { return c.api }
 
-// Addr returns the HTTP API's bound address, host:port.
+// Addr returns the HTTP API's bound address, host:port: its public side
+// when staff or metrics listen apart.
 func (c *Centre) Addr() string { return c.api.Addr() }
+
+// StaffAddr returns the staff listener's bound address ("" : staff are
+// served on Addr).
+func (c *Centre) StaffAddr() string { return c.api.StaffAddr() }
+
+// MetricsAddr returns the metrics listener's bound address ("" : /metrics
+// is served on StaffAddr or Addr).
+func (c *Centre) MetricsAddr() string { return c.api.MetricsAddr() }
 
 // Propose writes cmd into the federation's roster through this centre.
 func (c *Centre) Propose(ctx context.Context, cmd consensus.Command) error {

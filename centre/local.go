@@ -30,6 +30,9 @@ type Local struct {
 	// PBX's source addresses, and the address published in the roster for
 	// other centres' PBXs (nil: no phone calls).
 	Phone func(id string, i int) (node.PhoneConfig, string)
+	// Web gives a new centre its web section (nil: none): TLS files, staff
+	// and metrics listeners.
+	Web func(id string, i int) node.WebConfig
 	// Tune, if set, adjusts a centre's configuration before each start
 	// (timeouts a test shortens).
 	Tune   func(id string, cfg *Config)
@@ -105,6 +108,9 @@ func (l Local) fileConfig(id string, i int) (node.FileConfig, error) {
 	fc.GossipAddr = fmt.Sprintf("127.0.0.1:%d", ports[2])
 	if l.Phone != nil {
 		fc.Phone, fc.SIPAddr = l.Phone(id, i)
+	}
+	if l.Web != nil {
+		fc.Web = l.Web(id, i)
 	}
 	return fc, nil
 }

@@ -137,6 +137,30 @@ type WebConfig struct {
 	MaxQueue int `json:"max_queue,omitempty"`
 	// QuickExitURL is where the quick exit sends a visitor: a neutral site.
 	QuickExitURL string `json:"quick_exit_url,omitempty"`
+	// StaffAddr, host:port, if set, serves the console, enrolment, overview
+	// and admin API (and /metrics without MetricsAddr); http_addr then
+	// serves the visitors' paths only (docs/operations.md, "Going live over
+	// HTTPS").
+	StaffAddr string `json:"staff_addr,omitempty"`
+	// MetricsAddr, host:port, if set, serves /metrics alone, plain HTTP.
+	MetricsAddr string `json:"metrics_addr,omitempty"`
+	// TLSCert and TLSKey are PEM files (absolute, or relative to the data
+	// directory): the node then serves HTTPS on http_addr and staff_addr,
+	// and reads the files again when they change.
+	TLSCert string `json:"tls_cert,omitempty"`
+	TLSKey  string `json:"tls_key,omitempty"`
+}
+
+// TLSFiles returns the certificate and key paths, relative ones resolved
+// against the data directory dir ("" and "" without TLS).
+func (w WebConfig) TLSFiles(dir string) (cert, key string) {
+	abs := func(p string) string {
+		if p == "" || filepath.IsAbs(p) {
+			return p
+		}
+		return filepath.Join(dir, p)
+	}
+	return abs(w.TLSCert), abs(w.TLSKey)
 }
 
 // Federation is what every centre of one federation shares: the gossip
@@ -169,6 +193,9 @@ func Init(dir string, cfg FileConfig) (InitResult, error) {
 	}
 	if _, err := cfg.Phone.Prefixes(); err != nil {
 		return InitResult{}, err
+	}
+	if (cfg.Web.TLSCert == "") != (cfg.Web.TLSKey == "") {
+		return InitResult{}, fmt.Errorf("init centre: web.tls_cert and web.tls_key go together (the certificate's PEM file and its key's): %w", ErrBadConfig)
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return InitResult{}, fmt.Errorf("init centre: %w", err)
@@ -223,6 +250,9 @@ func LoadFileConfig(dir string) (FileConfig, error) {
 	}
 	if _, err := ParseTrustedProxies(c.Web.TrustedProxies); err != nil {
 		return c, fmt.Errorf("load centre config: web.trusted_proxies: %w", err)
+	}
+	if (c.Web.TLSCert == "") != (c.Web.TLSKey == "") {
+		return c, fmt.Errorf("load centre config: web.tls_cert and web.tls_key go together (the certificate's PEM file and its key's): %w", ErrBadConfig)
 	}
 	if _, err := c.Phone.Prefixes(); err != nil {
 		return c, err

@@ -42,7 +42,14 @@ func serve(ctx context.Context, cfg centre.Config, drain time.Duration, log *slo
 	if started != nil {
 		started()
 	}
-	log.Info("serving", "http", c.Addr(), "p2p", c.Node().P2PAddrs(), "gossip", c.Node().GossipAddr())
+	addrs := []any{"http", c.Addr()}
+	if a := c.StaffAddr(); a != "" {
+		addrs = append(addrs, "staff", a)
+	}
+	if a := c.MetricsAddr(); a != "" {
+		addrs = append(addrs, "metrics", a)
+	}
+	log.Info("serving", append(addrs, "tls", cfg.API.TLSCert != "", "p2p", c.Node().P2PAddrs(), "gossip", c.Node().GossipAddr())...)
 	<-ctx.Done()
 	dctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -122,6 +129,9 @@ type newCentreFlags struct {
 	// The browser phone (docs/phone.md): --media-host makes the node the
 	// centre's phone.
 	mediaHost, rtpPorts, icePorts, iceServers *string
+	// Going live (docs/operations.md, "Going live over HTTPS"): staff and
+	// metrics apart from the public listener, and TLS files.
+	staff, metrics, tlsCert, tlsKey *string
 }
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
@@ -143,6 +153,12 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		rtpPorts:   fs.String("rtp-ports", "", "with --media-host: the callers' RTP port range, e.g. 10000-10999 (default: any port)"),
 		icePorts:   fs.String("ice-ports", "", "with --media-host: the UDP port range of the browsers' voice at the node, e.g. 20000-20999 (default: any port)"),
 		iceServers: fs.String("ice-servers", "", "with --media-host: comma-separated STUN/TURN URLs for the browsers (TURN credentials go in the config file)"),
+		staff: fs.String("staff", "", "listen address of the staff side (console, enrolment, overview, admin API, and /metrics without --metrics); "+
+			"the --http address then serves visitors only (optional)"),
+		metrics: fs.String("metrics", "", "listen address for /metrics alone, plain HTTP (optional)"),
+		tlsCert: fs.String("tls-cert", "", "PEM certificate (with its chain) for HTTPS on --http and --staff, read again when it changes; "+
+			"relative to the data directory (optional, with --tls-key)"),
+		tlsKey: fs.String("tls-key", "", "PEM key of --tls-cert"),
 	}
 }
 
@@ -159,7 +175,8 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 		}
 	}
 	fc := node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
-		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain}}
+		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain},
+		Web:   node.WebConfig{StaffAddr: *f.staff, MetricsAddr: *f.metrics, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey}}
 	if *f.mediaHost != "" {
 		b := &node.BrowserPhone{MediaHost: *f.mediaHost, RTPPorts: *f.rtpPorts, ICEPorts: *f.icePorts}
 		for _, u := range strings.Split(*f.iceServers, ",") {

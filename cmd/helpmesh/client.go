@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"io"
@@ -48,7 +51,9 @@ func (f clientFlags) client() (*adminClient, error) {
 			return nil, err
 		}
 		if c.base == "" {
-			c.base = "http://" + strings.Replace(fc.HTTPAddr, "0.0.0.0", "127.0.0.1", 1)
+			if err := c.toOwnCentre(*f.dir, fc); err != nil {
+				return nil, err
+			}
 		}
 		if c.token == "" && *f.tokenFile == "" {
 			if c.token, err = node.LoadAdminToken(*f.dir); err != nil {
@@ -73,6 +78,51 @@ func (f clientFlags) client() (*adminClient, error) {
 		c.base = "http://" + c.base
 	}
 	return c, nil
+}
+
+// toOwnCentre points c at the admin API of the centre in data directory
+// dir on this machine: its staff listener if it has one, over HTTPS if it
+// serves TLS, trusting the certificate in its own files (plus the system's
+// roots, for its chain) and checking it for the certificate's own name,
+// since the address here is a loopback one.
+func (c *adminClient) toOwnCentre(dir string, fc node.FileConfig) error {
+	addr := fc.HTTPAddr
+	if fc.Web.StaffAddr != "" {
+		addr = fc.Web.StaffAddr
+	}
+	addr = strings.Replace(addr, "0.0.0.0", "127.0.0.1", 1)
+	if fc.Web.TLSCert == "" {
+		c.base = "http://" + addr
+		return nil
+	}
+	certPath, _ := fc.Web.TLSFiles(dir)
+	b, err := os.ReadFile(certPath)
+	if err != nil {
+		return fmt.Errorf("read the centre's tls certificate: %w", err)
+	}
+	roots, err := x509.SystemCertPool()
+	if err != nil {
+		roots = x509.NewCertPool()
+	}
+	var leaf *x509.Certificate
+	for block, rest := pem.Decode(b); block != nil; block, rest = pem.Decode(rest) {
+		if cert, err := x509.ParseCertificate(block.Bytes); err == nil && block.Type == "CERTIFICATE" {
+			roots.AddCert(cert)
+			if leaf == nil {
+				leaf = cert
+			}
+		}
+	}
+	if leaf == nil {
+		return fmt.Errorf("read the centre's tls certificate %s: no certificate in it", certPath)
+	}
+	tc := &tls.Config{RootCAs: roots, MinVersion: tls.VersionTLS12}
+	if len(leaf.DNSNames) > 0 {
+		tc.ServerName = leaf.DNSNames[0]
+	}
+	c.base = "https://" + addr
+	c.http.Transport = &http.Transport{TLSClientConfig: tc}
+	return nil
 }
 
 // call sends one request (see do) to the centre the flags name.
