@@ -54,6 +54,12 @@ func (ca *CA) Pool() *x509.CertPool {
 	return p
 }
 
+// WriteCert writes the CA's own certificate as PEM to path, for a program
+// told to trust it (SSL_CERT_FILE, CURL_CA_BUNDLE, nginx's proxy checks).
+func (ca *CA) WriteCert(path string) error {
+	return writeAtomic(path, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
+}
+
 // Issue makes a server certificate for hosts (IP addresses or DNS names)
 // and writes it and its key as PEM to certPath and keyPath, each replaced
 // atomically (a rename), the key first. It returns the certificate.
