@@ -207,7 +207,7 @@ func TestSetPolicyWithNamesNeedsLevel4(t *testing.T) {
 		says string
 	}{
 		{"names", setPolicy(namedPolicy(), ""), "set_policy with emergency numbers' names per language needs roster level 4"},
-		{"version check", setPolicy(DefaultPolicy(), base), "set_policy with a version check (If-Match) needs roster level 4"},
+		{"version check", setPolicy(DefaultPolicy(), base), "set_policy with a version check (If-Match, or any PATCH) needs roster level 4"},
 	} {
 		before := c.Roster()
 		_, lastBefore, _ := c.LogBounds()

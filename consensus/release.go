@@ -80,7 +80,7 @@ func describe(cmd Command) string {
 			what = append(what, "emergency numbers' names per language")
 		}
 		if cmd.ExpectedPolicyVersion != "" {
-			what = append(what, "a version check (If-Match)")
+			what = append(what, "a version check (If-Match, or any PATCH)")
 		}
 		return fmt.Sprintf("%s with %s", cmd.Op, strings.Join(what, " and "))
 	}
