@@ -35,7 +35,9 @@ const maxPatchDepth = 8
 // policyRequired are the fields a PUT must send: the policy's fields that
 // are always present in it. Leaving out one of the others (emergency
 // numbers, open hours, time zone) clears it.
-var policyRequired = []string{"overflow_after_seconds", "languages", "topics", "service_level_seconds"}
+func policyRequired() []string {
+	return []string{"overflow_after_seconds", "languages", "topics", "service_level_seconds"}
+}
 
 // policyFields points at each field of p by its JSON name, so that a body
 // is decoded one field at a time and every decoding error names its field.
@@ -340,7 +342,7 @@ func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var missing []string
-	for _, f := range policyRequired {
+	for _, f := range policyRequired() {
 		if _, ok := obj[f]; !ok {
 			missing = append(missing, f)
 		}

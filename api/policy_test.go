@@ -98,7 +98,7 @@ func TestPolicyFieldsAreThePolicys(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("policyFields has %v, consensus.Policy encodes %v", got, want)
 	}
-	for _, f := range policyRequired {
+	for _, f := range policyRequired() {
 		if !slices.Contains(want, f) {
 			t.Errorf("required field %q is not a policy field", f)
 		}

@@ -88,6 +88,11 @@ const (
 	// each name (Name and every one of Names).
 	maxEmergency     = 8
 	maxEmergencyName = 60
+	// maxPolicyBytes bounds a policy's encoding, so a set_policy stays
+	// within MaxCommandBytes (and a follower's forwarded request within
+	// its limit) even when every name is escaped six-fold (encoding/json
+	// writes < > & as \u003c). Only names per language can reach it.
+	maxPolicyBytes = 48 << 10
 )
 
 // EncodeCommand returns the canonical encoding of c.
@@ -338,6 +343,9 @@ func (p *Policy) validate(bad badFunc) error {
 	// and whether a zone loads depends on the machine's time zone data.
 	if p.TimeZone != "" && !zonePattern.MatchString(p.TimeZone) {
 		return in("/time_zone", bad("time zone %q is not an IANA zone name like Europe/Oslo", clip(p.TimeZone)))
+	}
+	if n := len(p.canonicalJSON()); n > maxPolicyBytes {
+		return in("/emergency_numbers", bad("the policy encodes to %d bytes, at most %d: give fewer or shorter emergency numbers' names", n, maxPolicyBytes))
 	}
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"reflect"
 	"strings"
@@ -168,6 +169,16 @@ func TestPolicyRefusalsNameTheField(t *testing.T) {
 				p.EmergencyNumbers[1].Names[l] = "x"
 			}
 		}, "emergency_numbers", "/emergency_numbers/1/names", "65 names, at most 64"},
+		{"too large", func(p *Policy) {
+			p.EmergencyNumbers = nil
+			for i := range maxEmergency {
+				e := EmergencyNumber{Name: "x", Number: fmt.Sprint(100 + i), Names: map[string]string{}}
+				for _, l := range strings.Fields(iso6391)[:maxLangs] {
+					e.Names[l] = strings.Repeat("<", maxEmergencyName)
+				}
+				p.EmergencyNumbers = append(p.EmergencyNumbers, e)
+			}
+		}, "emergency_numbers", "/emergency_numbers", "at most 49152"},
 		{"open hours", func(p *Policy) { p.OpenHours = []OpenPeriod{{Weekday: 7, From: "18:00", To: "06:00"}} }, "open_hours", "/open_hours/0", "opening period 7"},
 		{"time zone", func(p *Policy) { p.TimeZone = "not a zone" }, "time_zone", "/time_zone", "is not an IANA zone name"},
 	} {
@@ -185,6 +196,23 @@ func TestPolicyRefusalsNameTheField(t *testing.T) {
 	}
 	if err := setPolicy(namedPolicy(), "").Validate(); err != nil {
 		t.Fatalf("a policy with names: %v", err)
+	}
+	// The largest policy that validates still makes a command.
+	big := DefaultPolicy()
+	big.EmergencyNumbers = nil
+	for i := range maxEmergency {
+		e := EmergencyNumber{Name: strings.Repeat("n", maxEmergencyName), Number: fmt.Sprint(100 + i), Names: map[string]string{}}
+		for _, l := range strings.Fields(iso6391)[:maxLangs] {
+			e.Names[l] = strings.Repeat("<", maxEmergencyName/6)
+		}
+		big.EmergencyNumbers = append(big.EmergencyNumbers, e)
+	}
+	cmd := setPolicy(big, DefaultPolicy().Version())
+	if err := cmd.Validate(); err != nil {
+		t.Fatalf("a big policy: %v", err)
+	}
+	if b, err := EncodeCommand(cmd); err != nil || len(b) > MaxCommandBytes {
+		t.Fatalf("a policy that validates does not make a command: %d bytes, %v", len(b), err)
 	}
 }
 
