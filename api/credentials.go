@@ -272,6 +272,43 @@ func (cs *credStore) enrol(id, code, password string) error {
 	return nil
 }
 
+// change sets id's password to password once current is shown to be the
+// one it has (exists and known as for verify). errWrongPassword when it
+// is not, or when the password changed while this one was being checked;
+// errBusy when no argon2id run is free.
+func (cs *credStore) change(id, current, password string, exists, known bool) error {
+	cs.mu.Lock()
+	before, had := cs.data.Volunteers[id]
+	cs.mu.Unlock()
+	ok, err := cs.verify(id, current, exists, known)
+	if err != nil {
+		return err
+	}
+	if !ok {
+		return errWrongPassword
+	}
+	salt := make([]byte, 16)
+	_, _ = rand.Read(salt)
+	hash, err := cs.hash([]byte(password), salt, cs.params, known)
+	if err != nil {
+		return err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	// Another change (or a reset) may have landed while we were hashing:
+	// the password shown is no longer the one it has.
+	now, still := cs.data.Volunteers[id]
+	if !had || !still || subtle.ConstantTimeCompare(now.Hash, before.Hash) != 1 {
+		return errWrongPassword
+	}
+	cs.data.Volunteers[id] = credential{Hash: hash, Salt: salt, Params: cs.params, SetAt: cs.now().UTC()}
+	if err := cs.saveLocked(); err != nil {
+		cs.data.Volunteers[id] = now
+		return err
+	}
+	return nil
+}
+
 // verify checks id's password in constant time. exists says whether the
 // caller considers id a volunteer who may log in here; either way the same
 // work is done, so timing does not tell which part was wrong. known lets

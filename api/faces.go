@@ -65,6 +65,7 @@ func (s *Server) routes(on face) []route {
 		{"POST /v1/volunteer/login", staff, h(s.login)},
 		{"POST /v1/volunteer/logout", staff, h(s.logout)},
 		{"GET /v1/volunteer/session", staff, h(s.sessionInfo)},
+		{"POST /v1/volunteer/password", staff, h(s.changePassword)},
 		{"GET /v1/console", staff, h(s.console)},
 
 		// Centre staff and coordinators: the overview page and the admin
@@ -75,7 +76,9 @@ func (s *Server) routes(on face) []route {
 		{"GET /v1/federation/events", staff, s.admin(s.federationEvents)},
 		{"POST /v1/centres", staff, s.admin(s.admitCentre)},
 		{"DELETE /v1/centres/{id}", staff, s.admin(s.removeCentre)},
-		{"PUT /v1/policy", staff, s.admin(s.setPolicy)},
+		{"GET /v1/policy", staff, s.admin(s.getPolicy)},
+		{"PUT /v1/policy", staff, s.admin(s.putPolicy)},
+		{"PATCH /v1/policy", staff, s.admin(s.patchPolicy)},
 		{"POST /v1/federation/gossip-key", staff, s.admin(s.rotateGossipKey)},
 		{"POST /v1/volunteers", staff, s.admin(s.putVolunteer)},
 		{"DELETE /v1/volunteers/{id}", staff, s.admin(s.removeVolunteer)},

@@ -19,7 +19,7 @@ type oldPeerCentre struct {
 }
 
 func (c oldPeerCentre) Propose(ctx context.Context, cmd consensus.Command) error {
-	if consensus.OpLevel(cmd.Op) > 1 {
+	if consensus.CommandLevel(cmd) > 1 {
 		return fmt.Errorf("propose %s: %s needs roster level 2 at every centre of the roster group, but bergen speaks level 1: upgrade bergen (or remove it from the roster), then retry: %w",
 			cmd.Op, cmd.Op, consensus.ErrNotEverywhere)
 	}

@@ -316,27 +316,8 @@ func (s *Server) federation(w http.ResponseWriter, _ *http.Request) {
 // leader), or with ?consistency=linearizable a copy read through the leader
 // that reflects every write completed before the request.
 func (s *Server) roster(w http.ResponseWriter, r *http.Request) {
-	switch c := r.URL.Query().Get("consistency"); c {
-	case "", "local":
-		writeJSON(w, http.StatusOK, s.cfg.Centre.Roster())
-	case "linearizable":
-		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
-		defer cancel()
-		roster, err := s.cfg.Centre.ReadRoster(ctx)
-		if err == nil {
-			writeJSON(w, http.StatusOK, roster)
-			return
-		}
-		// As for a write (propose): no leader within the deadline is a 503.
-		if errors.Is(err, consensus.ErrNotLeader) || errors.Is(err, consensus.ErrOutcomeUnknown) || errors.Is(err, context.DeadlineExceeded) {
-			writeError(w, http.StatusServiceUnavailable, "no_quorum", err.Error())
-			return
-		}
-		s.log.Error("linearizable roster read failed", "err", err)
-		writeError(w, http.StatusInternalServerError, "internal", err.Error())
-	default:
-		writeError(w, http.StatusBadRequest, "bad_request",
-			fmt.Sprintf("unknown consistency %q: want \"local\" (the default) or \"linearizable\"", clipText(c)))
+	if roster, ok := s.readRosterAs(w, r); ok {
+		writeJSON(w, http.StatusOK, roster)
 	}
 }
 
@@ -365,16 +346,6 @@ func (s *Server) removeCentre(w http.ResponseWriter, r *http.Request) {
 	if s.propose(w, r, cmd) {
 		s.log.Info("centre removed", "removed", cmd.ID)
 		writeJSON(w, http.StatusOK, map[string]string{"removed": cmd.ID})
-	}
-}
-
-func (s *Server) setPolicy(w http.ResponseWriter, r *http.Request) {
-	var p consensus.Policy
-	if !decodeBody(w, r, &p) {
-		return
-	}
-	if s.propose(w, r, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &p}) {
-		writeJSON(w, http.StatusOK, p)
 	}
 }
 
@@ -414,6 +385,11 @@ func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.C
 		status, code = http.StatusConflict, "conflict"
 	case errors.Is(err, consensus.ErrNotEverywhere):
 		status, code = http.StatusConflict, "not_everywhere"
+	case errors.Is(err, consensus.ErrPolicyChanged):
+		// Checked at apply: another write landed between the read this
+		// one was made from and its turn in the log.
+		preconditionFailed(w, err.Error())
+		return false
 	case errors.Is(err, consensus.ErrOutcomeUnknown):
 		// Sent, but no answer: the client must look before retrying.
 		status, code = http.StatusServiceUnavailable, "outcome_unknown"
@@ -426,7 +402,11 @@ func (s *Server) propose(w http.ResponseWriter, r *http.Request, cmd consensus.C
 	if status == http.StatusInternalServerError {
 		s.log.Error("roster write failed", "op", cmd.Op, "err", err)
 	}
-	writeError(w, status, code, err.Error())
+	body := ErrorBody{Code: code, Error: err.Error()}
+	if fe := (*consensus.FieldError)(nil); errors.As(err, &fe) {
+		body.Field, body.Pointer = fe.Field, fe.Pointer
+	}
+	writeJSON(w, status, body)
 	return false
 }
 
@@ -455,6 +435,13 @@ func decodeBody(w http.ResponseWriter, r *http.Request, v any) bool {
 type ErrorBody struct {
 	Code  string `json:"code"`
 	Error string `json:"error"`
+	// Field names the request body's field the error is about, when it is
+	// about one (a policy's "languages", a password change's "current"),
+	// so a form can show the message beside that input.
+	Field string `json:"field,omitempty"`
+	// Pointer is the JSON pointer (RFC 6901) to the value refused, when
+	// it is more precise than Field ("/emergency_numbers/1/names/de").
+	Pointer string `json:"pointer,omitempty"`
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {

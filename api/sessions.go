@@ -259,3 +259,22 @@ func (ss *sessionStore) dropVolunteer(volunteer string) (int, error) {
 	}
 	return n, ss.saveLocked()
 }
+
+// dropVolunteerExcept ends every session of volunteer but the one keyed
+// keep, and says how many it ended; as for drop, they are gone from memory
+// whatever the error.
+func (ss *sessionStore) dropVolunteerExcept(volunteer, keep string) (int, error) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	n := 0
+	for k, s := range ss.m {
+		if s.volunteer == volunteer && k != keep {
+			delete(ss.m, k)
+			n++
+		}
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n, ss.saveLocked()
+}

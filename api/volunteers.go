@@ -4,8 +4,8 @@ package api
 // endpoints and their answers). Credentials live only at the volunteer's
 // home centre, never in the roster, so a volunteer is enrolled and logs in
 // there; the store is credentials.go, the sessions sessions.go (logout and
-// the session's own endpoints signin.go), and the limits on attempts
-// attempts.go.
+// the session's own endpoints signin.go, a volunteer's own password
+// change password.go), and the limits on attempts attempts.go.
 
 import (
 	"errors"

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/helpmesh/helpmesh/internal/channels"
@@ -49,6 +51,12 @@ type Command struct {
 	GossipKey *GossipKey `json:"gossip_key,omitempty"`
 	// CentreSIP is a set_centre_sip's centre and address.
 	CentreSIP *CentreSIP `json:"centre_sip,omitempty"`
+	// ExpectedPolicyVersion makes a set_policy conditional: it is applied
+	// only while the roster's policy still has this Version, else refused
+	// with ErrPolicyChanged, checked at apply so that of two writes made
+	// from the same read only the first lands. Empty: unconditional (last
+	// writer wins). A command carrying it is of roster level 4.
+	ExpectedPolicyVersion string `json:"expected_policy_version,omitempty"`
 }
 
 // CentreSIP sets (or, with an empty address, clears) a centre's SIP ingress
@@ -63,6 +71,7 @@ var (
 	idPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
 	peerPattern  = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
 	phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ()-]{1,19}$`)
+	hashPattern  = regexp.MustCompile(`^[0-9a-f]{64}$`)
 	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
 	zonePattern  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$`)
 )
@@ -75,6 +84,15 @@ const (
 	maxLangs   = 64
 	maxCap     = 8
 	maxSeconds = 3600
+	// maxEmergency bounds the policy's emergency numbers, maxEmergencyName
+	// each name (Name and every one of Names).
+	maxEmergency     = 8
+	maxEmergencyName = 60
+	// maxPolicyBytes bounds a policy's encoding, so a set_policy stays
+	// within MaxCommandBytes (and a follower's forwarded request within
+	// its limit) even when every name is escaped six-fold (encoding/json
+	// writes < > & as \u003c). Only names per language can reach it.
+	maxPolicyBytes = 48 << 10
 )
 
 // EncodeCommand returns the canonical encoding of c.
@@ -121,7 +139,8 @@ func (c Command) Validate() error {
 	}
 	only := func(centre, volunteer, policy, id bool) error {
 		if (c.Centre != nil) != centre || (c.Volunteer != nil) != volunteer || (c.Policy != nil) != policy || (c.ID != "") != id ||
-			(c.GossipKey != nil) != (c.Op == OpRotateGossipKey) || (c.CentreSIP != nil) != (c.Op == OpSetCentreSIP) {
+			(c.GossipKey != nil) != (c.Op == OpRotateGossipKey) || (c.CentreSIP != nil) != (c.Op == OpSetCentreSIP) ||
+			c.ExpectedPolicyVersion != "" && c.Op != OpSetPolicy {
 			return bad("wrong fields for this operation")
 		}
 		return nil
@@ -148,6 +167,9 @@ func (c Command) Validate() error {
 	case OpSetPolicy:
 		if err := only(false, false, true, false); err != nil {
 			return err
+		}
+		if v := c.ExpectedPolicyVersion; v != "" && !hashPattern.MatchString(v) {
+			return bad("expected policy version %q is not a policy version (64 lowercase hex digits)", clip(v))
 		}
 		return c.Policy.validate(bad)
 	case OpRotateGossipKey:
@@ -235,52 +257,95 @@ func (v *Volunteer) validate(bad badFunc) error {
 	return nil
 }
 
+// FieldError is a refusal of one field of a policy, so that a form can
+// show the message next to the input it is about. Its text is the
+// refusal's own; Field is the policy's top-level JSON field
+// ("languages") and Pointer the JSON pointer (RFC 6901) to the value
+// refused ("/emergency_numbers/1/names/de"), or Field's pointer when the
+// refusal is about the field as a whole. Unwrap gives ErrBadCommand.
+type FieldError struct {
+	Field   string
+	Pointer string
+	Err     error
+}
+
+func (e *FieldError) Error() string { return e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// in marks err as a refusal of the value at pointer, whose first segment
+// names the field.
+func in(pointer string, err error) error {
+	if err == nil {
+		return nil
+	}
+	field, _, _ := strings.Cut(strings.TrimPrefix(pointer, "/"), "/")
+	return &FieldError{Field: field, Pointer: pointer, Err: err}
+}
+
 func (p *Policy) validate(bad badFunc) error {
-	for ch, s := range p.OverflowAfterSeconds {
+	for _, ch := range slices.Sorted(maps.Keys(p.OverflowAfterSeconds)) {
+		s := p.OverflowAfterSeconds[ch]
 		if !channels.Known(ch) {
-			return bad("unknown channel %q in overflow_after_seconds", clip(ch))
+			return in("/overflow_after_seconds", bad("unknown channel %q in overflow_after_seconds (want one of %v)", clip(ch), channels.All()))
 		}
 		if s < 0 || s > maxSeconds {
-			return bad("overflow_after_seconds[%s] = %d must be 0-%d", ch, s, maxSeconds)
+			return in("/overflow_after_seconds/"+ch, bad("overflow_after_seconds[%s] = %d must be 0-%d", ch, s, maxSeconds))
 		}
 	}
 	if err := checkLanguages(p.Languages, bad); err != nil {
-		return err
+		return in("/languages", err)
 	}
 	if len(p.Topics) == 0 || len(p.Topics) > maxTopics {
-		return bad("the policy needs 1-%d topics", maxTopics)
+		return in("/topics", bad("the policy needs 1-%d topics", maxTopics))
 	}
-	for _, t := range p.Topics {
+	for i, t := range p.Topics {
 		if !idPattern.MatchString(t) {
-			return bad("topic %q must be 1-32 of a-z, 0-9 and -", clip(t))
+			return in(fmt.Sprintf("/topics/%d", i), bad("topic %q must be 1-32 of a-z, 0-9 and -", clip(t)))
 		}
 	}
 	if p.ServiceLevelSeconds < 1 || p.ServiceLevelSeconds > maxSeconds {
-		return bad("service_level_seconds %d must be 1-%d", p.ServiceLevelSeconds, maxSeconds)
+		return in("/service_level_seconds", bad("service_level_seconds %d must be 1-%d", p.ServiceLevelSeconds, maxSeconds))
 	}
-	if len(p.EmergencyNumbers) > 8 {
-		return bad("at most 8 emergency numbers")
+	if len(p.EmergencyNumbers) > maxEmergency {
+		return in("/emergency_numbers", bad("at most %d emergency numbers", maxEmergency))
 	}
-	for _, e := range p.EmergencyNumbers {
-		if err := checkText("emergency number name", e.Name, 60, bad); err != nil {
-			return err
+	for i, e := range p.EmergencyNumbers {
+		at := fmt.Sprintf("/emergency_numbers/%d", i)
+		if err := checkText("emergency number name", e.Name, maxEmergencyName, bad); err != nil {
+			return in(at+"/name", err)
 		}
 		if !phonePattern.MatchString(e.Number) {
-			return bad("emergency number %q must be digits, spaces and + - ( )", clip(e.Number))
+			return in(at+"/number", bad("emergency number %q must be digits, spaces and + - ( )", clip(e.Number)))
+		}
+		if len(e.Names) > maxLangs {
+			return in(at+"/names", bad("emergency number %q has %d names, at most %d (one per language)", clip(e.Number), len(e.Names), maxLangs))
+		}
+		// Sorted, so that every centre refuses a bad command with the
+		// same words.
+		for _, lang := range slices.Sorted(maps.Keys(e.Names)) {
+			if !KnownLanguage(lang) {
+				return in(at+"/names", bad("emergency number %q: unknown language code %q in names (want ISO 639-1, e.g. nb, en)", clip(e.Number), clip(lang)))
+			}
+			if err := checkText("emergency number name in "+lang, e.Names[lang], maxEmergencyName, bad); err != nil {
+				return in(at+"/names/"+lang, err)
+			}
 		}
 	}
 	if len(p.OpenHours) > 28 {
-		return bad("at most 28 opening periods")
+		return in("/open_hours", bad("at most 28 opening periods"))
 	}
-	for _, o := range p.OpenHours {
+	for i, o := range p.OpenHours {
 		if o.Weekday < 0 || o.Weekday > 6 || !clockPattern.MatchString(o.From) || !clockPattern.MatchString(o.To) {
-			return bad("opening period %d %q-%q: weekday 0-6 (0 is Sunday) and HH:MM times", o.Weekday, clip(o.From), clip(o.To))
+			return in(fmt.Sprintf("/open_hours/%d", i), bad("opening period %d %q-%q: weekday 0-6 (0 is Sunday) and HH:MM times", o.Weekday, clip(o.From), clip(o.To)))
 		}
 	}
 	// Checked by shape only: apply must be deterministic on every centre,
 	// and whether a zone loads depends on the machine's time zone data.
 	if p.TimeZone != "" && !zonePattern.MatchString(p.TimeZone) {
-		return bad("time zone %q is not an IANA zone name like Europe/Oslo", clip(p.TimeZone))
+		return in("/time_zone", bad("time zone %q is not an IANA zone name like Europe/Oslo", clip(p.TimeZone)))
+	}
+	if n := len(p.canonicalJSON()); n > maxPolicyBytes {
+		return in("/emergency_numbers", bad("the policy encodes to %d bytes, at most %d: give fewer or shorter emergency numbers' names", n, maxPolicyBytes))
 	}
 	return nil
 }

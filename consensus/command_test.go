@@ -166,6 +166,9 @@ func FuzzDecodeCommand(f *testing.F) {
 	p := DefaultPolicy()
 	b, _ := EncodeCommand(Command{Version: 1, Op: OpSetPolicy, Policy: &p})
 	f.Add(b)
+	named := namedPolicy()
+	b, _ = EncodeCommand(Command{Version: 1, Op: OpSetPolicy, Policy: &named, ExpectedPolicyVersion: p.Version()})
+	f.Add(b)
 	f.Add([]byte(`{"v":1,"op":"x"}`))
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c, err := DecodeCommand(in)

@@ -29,9 +29,14 @@ var (
 	// generation that follows the roster's: it was replayed, it lost a race
 	// with another rotation, or it was built from a roster copy that lagged.
 	ErrStaleGeneration = errors.New("gossip key generation out of turn")
+	// ErrPolicyChanged means a conditional set_policy (one with an
+	// ExpectedPolicyVersion) found the policy at another version: someone
+	// changed it since the proposer read it. Nothing was written; read the
+	// policy again and redo the change on it.
+	ErrPolicyChanged = errors.New("the policy changed since it was read")
 	// ErrNotEverywhere means a command's operation was introduced by a
 	// release that some centre of the roster group is not known to run (see
-	// OpLevel): it would refuse the command at apply while the others apply
+	// CommandLevel): it would refuse the command at apply while the others apply
 	// it. Nothing was written; upgrade that centre, or bring it back or
 	// remove it, and retry.
 	ErrNotEverywhere = errors.New("roster command not yet spoken by every centre")
@@ -55,6 +60,7 @@ var errorCodes = map[string]error{
 	"not_admitted":        ErrNotAdmitted,
 	"stale_generation":    ErrStaleGeneration,
 	"not_everywhere":      ErrNotEverywhere,
+	"policy_changed":      ErrPolicyChanged,
 	"outcome_unknown":     ErrOutcomeUnknown,
 	"stopped":             ErrStopped,
 }

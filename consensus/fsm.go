@@ -50,6 +50,11 @@ func apply(r *Roster, cmd Command) error {
 		}
 		delete(r.Volunteers, cmd.ID)
 	case OpSetPolicy:
+		if want := cmd.ExpectedPolicyVersion; want != "" {
+			if have := r.Policy.Version(); have != want {
+				return fmt.Errorf("set policy: the policy is at version %s, not %s: %w", have, want, ErrPolicyChanged)
+			}
+		}
 		r.Policy = cmd.Policy.clone()
 	case OpRotateGossipKey:
 		return rotateGossipKey(r, *cmd.GossipKey)

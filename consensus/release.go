@@ -20,9 +20,11 @@ import (
 
 // RosterLevel is the highest roster level this build speaks: 1 is the first
 // release's operations (put and remove centre and volunteer, set_policy), 2
-// adds rotate_gossip_key, 3 adds set_centre_sip. A release that adds an
-// operation raises it.
-const RosterLevel = 3
+// adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
+// set_policy: emergency numbers' names per language and the expected
+// policy version. A release that adds an operation, or a field an older
+// release would refuse, raises it.
+const RosterLevel = 4
 
 // levelCheckTimeout bounds the leader's question about the other centres'
 // levels: a centre that does not answer in time counts with the level last
@@ -42,6 +44,47 @@ func OpLevel(op Op) int {
 	default:
 		return RosterLevel + 1
 	}
+}
+
+// CommandLevel returns the roster level a release must speak to apply cmd:
+// its operation's, or higher when cmd carries a field a later level added
+// to that operation. A set_policy is level 1 unless it carries emergency
+// numbers' names or an expected policy version (level 4): a level-3
+// release decodes commands strictly and would refuse either field at
+// apply, but takes a set_policy without them as it always did, so a
+// federation still mid-upgrade can set its policy (see DESIGN.md,
+// Releases).
+func CommandLevel(cmd Command) int {
+	level := OpLevel(cmd.Op)
+	if cmd.Op == OpSetPolicy && (cmd.ExpectedPolicyVersion != "" || cmd.Policy != nil && cmd.Policy.hasNames()) {
+		level = max(level, 4)
+	}
+	return level
+}
+
+// hasNames reports whether any emergency number has names per language.
+func (p *Policy) hasNames() bool {
+	for _, e := range p.EmergencyNumbers {
+		if len(e.Names) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// describe names what in cmd needs its level, for the refusal.
+func describe(cmd Command) string {
+	if CommandLevel(cmd) > OpLevel(cmd.Op) {
+		var what []string
+		if cmd.Policy != nil && cmd.Policy.hasNames() {
+			what = append(what, "emergency numbers' names per language")
+		}
+		if cmd.ExpectedPolicyVersion != "" {
+			what = append(what, "a version check (If-Match, or any PATCH)")
+		}
+		return fmt.Sprintf("%s with %s", cmd.Op, strings.Join(what, " and "))
+	}
+	return string(cmd.Op)
 }
 
 // LevelsFunc reports the roster level each of others speaks, by centre id: the
@@ -71,11 +114,11 @@ func (c *Consensus) Members() []Member {
 	return out
 }
 
-// confirmLevel refuses op, on the leader, unless every other server of the
-// Raft group speaks its level. Level-1 operations pass without a look at
+// confirmLevel refuses cmd, on the leader, unless every other server of the
+// Raft group speaks its level. Level-1 commands pass without a look at
 // Raft: every release speaks them, and ordinary writes must stay quick.
-func (c *Consensus) confirmLevel(ctx context.Context, op Op) error {
-	need := OpLevel(op)
+func (c *Consensus) confirmLevel(ctx context.Context, cmd Command) error {
+	need := CommandLevel(cmd)
 	if need <= 1 {
 		return nil
 	}
@@ -100,12 +143,12 @@ func (c *Consensus) confirmLevel(ctx context.Context, op Op) error {
 		levels = c.cfg.ReleaseLevels(lctx, others)
 		cancel()
 	}
-	return levelError(op, need, others, levels)
+	return levelError(describe(cmd), need, others, levels)
 }
 
 // levelError names each centre below need or of unknown level, and says what
-// to do about it; nil when there is none.
-func levelError(op Op, need int, others []Member, levels map[string]int) error {
+// to do about it; nil when there is none. what names the command.
+func levelError(what string, need int, others []Member, levels map[string]int) error {
 	others = slices.SortedFunc(slices.Values(others), func(a, b Member) int { return strings.Compare(a.Centre, b.Centre) })
 	var below, unknown, behind []string
 	for _, m := range others {
@@ -129,5 +172,5 @@ func levelError(op Op, need int, others []Member, levels map[string]int) error {
 		todo = append(todo, "bring "+strings.Join(unknown, ", ")+" back")
 	}
 	return fmt.Errorf("%s needs roster level %d at every centre of the roster group, but %s: %s (or remove it from the roster), then retry: %w",
-		op, need, strings.Join(behind, "; "), strings.Join(todo, " and "), ErrNotEverywhere)
+		what, need, strings.Join(behind, "; "), strings.Join(todo, " and "), ErrNotEverywhere)
 }

@@ -12,8 +12,9 @@ import (
 )
 
 // Every operation has its level: the first release's are 1, rotation is 2,
-// set_centre_sip is 3,
-// none is above what this build speaks, and an unknown one is above all.
+// set_centre_sip is 3 (level 4 added fields to set_policy, see
+// TestCommandLevel), none is above what this build speaks, and an unknown
+// one is above all.
 func TestOpLevel(t *testing.T) {
 	for op, want := range map[Op]int{
 		OpAdmitCentre: 1, OpUpdateCentre: 1, OpRemoveCentre: 1,
@@ -27,8 +28,8 @@ func TestOpLevel(t *testing.T) {
 			t.Errorf("%s is above RosterLevel %d", op, RosterLevel)
 		}
 	}
-	if RosterLevel != 3 {
-		t.Errorf("RosterLevel = %d, want 3", RosterLevel)
+	if RosterLevel != 4 {
+		t.Errorf("RosterLevel = %d, want 4", RosterLevel)
 	}
 	if got := OpLevel("merge_centres"); got <= RosterLevel {
 		t.Errorf("an unknown operation has level %d, within what this build speaks", got)
@@ -40,7 +41,7 @@ func TestOpLevel(t *testing.T) {
 func TestLevelErrorNamesEachCentreBehind(t *testing.T) {
 	others := []Member{{Centre: "tromso"}, {Centre: "bergen"}, {Centre: "oslo"}, {Centre: "bodo"}}
 	levels := map[string]int{"bergen": 1, "oslo": 2, "bodo": 3}
-	err := levelError(OpRotateGossipKey, 2, others, levels)
+	err := levelError(string(OpRotateGossipKey), 2, others, levels)
 	if !errors.Is(err, ErrNotEverywhere) {
 		t.Fatalf("got %v, want ErrNotEverywhere", err)
 	}
@@ -56,7 +57,7 @@ func TestLevelErrorNamesEachCentreBehind(t *testing.T) {
 			t.Errorf("%q names %s, which speaks the level", msg, centre)
 		}
 	}
-	if err := levelError(OpRotateGossipKey, 2, others[2:], levels); err != nil {
+	if err := levelError(string(OpRotateGossipKey), 2, others[2:], levels); err != nil {
 		t.Fatalf("every centre at or above the level: %v", err)
 	}
 }

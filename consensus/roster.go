@@ -1,6 +1,10 @@
 package consensus
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
@@ -71,8 +75,23 @@ type Policy struct {
 
 // EmergencyNumber is a number to call when the helpline cannot answer.
 type EmergencyNumber struct {
+	// Name is shown on the pages of every language without a name of its
+	// own in Names.
 	Name   string `json:"name"`
 	Number string `json:"number"`
+	// Names are the number's name per language code (ISO 639-1, as the
+	// policy's languages), shown on that language's pages. A command that
+	// carries any is of roster level 4 (see CommandLevel).
+	Names map[string]string `json:"names,omitempty"`
+}
+
+// NameIn returns the number's name for a page in language lang: its own
+// name there, or else Name.
+func (e EmergencyNumber) NameIn(lang string) string {
+	if n, ok := e.Names[lang]; ok {
+		return n
+	}
+	return e.Name
 }
 
 // OpenPeriod is one daily opening, e.g. weekday 1 (Monday) 18:00-06:00;
@@ -134,11 +153,58 @@ func (r Roster) Clone() Roster {
 
 func (p Policy) clone() Policy {
 	p.EmergencyNumbers = slices.Clone(p.EmergencyNumbers)
+	for i, e := range p.EmergencyNumbers {
+		p.EmergencyNumbers[i].Names = maps.Clone(e.Names)
+	}
 	p.OpenHours = slices.Clone(p.OpenHours)
 	p.OverflowAfterSeconds = maps.Clone(p.OverflowAfterSeconds)
 	p.Languages = slices.Clone(p.Languages)
 	p.Topics = slices.Clone(p.Topics)
 	return p
+}
+
+// Version is the policy's content hash: the lowercase hex SHA-256 of its
+// canonical JSON. It is computed, never stored, so every centre finds the
+// same version for the same policy, whatever release or snapshot the policy
+// came from; the API serves it as the policy's ETag and set_policy can be
+// made conditional on it (Command.ExpectedPolicyVersion).
+func (p Policy) Version() string {
+	sum := sha256.Sum256(p.canonicalJSON())
+	return hex.EncodeToString(sum[:])
+}
+
+// canonicalJSON encodes p with its empty maps and lists as absent, so a
+// policy read back from a snapshot (where encoding/json turns an omitted
+// list into nil) hashes as the one applied from the log. encoding/json
+// sorts map keys and keeps struct fields in declaration order.
+func (p Policy) canonicalJSON() []byte {
+	c := p.clone()
+	if len(c.OverflowAfterSeconds) == 0 {
+		c.OverflowAfterSeconds = nil
+	}
+	if len(c.Languages) == 0 {
+		c.Languages = nil
+	}
+	if len(c.Topics) == 0 {
+		c.Topics = nil
+	}
+	if len(c.EmergencyNumbers) == 0 {
+		c.EmergencyNumbers = nil
+	}
+	for i, e := range c.EmergencyNumbers {
+		if len(e.Names) == 0 {
+			c.EmergencyNumbers[i].Names = nil
+		}
+	}
+	if len(c.OpenHours) == 0 {
+		c.OpenHours = nil
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		// A Policy holds only strings, ints, maps and lists of them.
+		panic(fmt.Sprintf("encode policy: %v", err))
+	}
+	return b
 }
 
 // CentreByPeer finds the centre whose node has the given libp2p peer id.

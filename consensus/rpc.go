@@ -132,9 +132,9 @@ func (c *Consensus) handle(ctx context.Context, req rosterRequest) (result, erro
 		if err := c.fsm.check(*req.Command); err != nil {
 			return result{}, err
 		}
-		// An operation newer than level 1 waits until every centre speaks
+		// A command newer than level 1 waits until every centre speaks
 		// it, or one on an older release would refuse it at apply.
-		if err := c.confirmLevel(ctx, req.Command.Op); err != nil {
+		if err := c.confirmLevel(ctx, *req.Command); err != nil {
 			return result{}, err
 		}
 		// The check may have taken a moment of the caller's time.

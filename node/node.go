@@ -87,6 +87,10 @@ type Config struct {
 	// (roster level 1). For tests only: a real older release is the thing
 	// it stands in for.
 	testNoReleaseProtocol bool
+	// testRosterLevel, when set, is the roster level the centre says it
+	// speaks instead of consensus.RosterLevel, so that to the others it
+	// looks like a centre on that older release. For tests only, as above.
+	testRosterLevel int
 }
 
 var (

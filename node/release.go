@@ -132,7 +132,11 @@ func (n *Node) serveRelease(s network.Stream) {
 		return
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(releaseServeTimeout))
-	if err := wire.Write(s, releaseResponse{Level: consensus.RosterLevel, Build: n.build}, maxReleaseResponse); err != nil {
+	level := consensus.RosterLevel
+	if n.cfg.testRosterLevel > 0 {
+		level = n.cfg.testRosterLevel
+	}
+	if err := wire.Write(s, releaseResponse{Level: level, Build: n.build}, maxReleaseResponse); err != nil {
 		n.log.Debug("answer release question", "err", err)
 	}
 }

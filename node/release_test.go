@@ -3,6 +3,8 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -137,15 +139,86 @@ func TestOlderReleaseHoldsBackNewOperations(t *testing.T) {
 // level) and returns the leader once it has seen id at level 1.
 func (f *federation) leaderSeeingOldRelease(id string) *Node {
 	f.t.Helper()
+	return f.leaderSeeingLevel(id, 1)
+}
+
+// leaderSeeingLevel is leaderSeeingOldRelease for a centre that says it
+// speaks level (testRosterLevel).
+func (f *federation) leaderSeeingLevel(id string, level int) *Node {
+	f.t.Helper()
 	for f.leader().Centre() == id {
 		f.kill(id)
 		f.leader()
 		f.restart(id)
 	}
 	leader := f.leader()
-	eventually(f.t, 15*time.Second, "the leader sees "+id+" at level 1", func() bool {
+	eventually(f.t, 15*time.Second, fmt.Sprintf("the leader sees %s at level %d", id, level), func() bool {
 		info, ok := leader.releaseOf(id)
-		return ok && info.Level == 1
+		return ok && info.Level == level
 	})
 	return leader
+}
+
+// A centre on the release before emergency-number names (level 3) holds
+// back a set_policy with names or with a version check, wherever it is
+// proposed: ErrNotEverywhere naming it, nothing in the log. A plain
+// set_policy goes through. Upgraded, the names go through and reach every
+// centre's roster, also after a restart.
+func TestLevel3CentreHoldsBackPolicyNames(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{configure: func(id string, cfg *Config) {
+		if id == "c3" {
+			cfg.testRosterLevel = 3
+		}
+	}})
+	leader := f.leaderSeeingLevel("c3", 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	named := consensus.DefaultPolicy()
+	named.EmergencyNumbers[1].Names = map[string]string{"nb": "Politi", "de": "Polizei"}
+	withNames := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &named}
+	plain := consensus.DefaultPolicy()
+	plain.ServiceLevelSeconds = 45
+	checked := consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &plain,
+		ExpectedPolicyVersion: leader.Roster().Policy.Version()}
+	for _, via := range []*Node{leader, f.node("c3")} {
+		for _, cmd := range []consensus.Command{withNames, checked} {
+			_, lastBefore, _ := leader.Consensus().LogBounds()
+			err := via.Propose(ctx, cmd)
+			if !errors.Is(err, consensus.ErrNotEverywhere) || !strings.Contains(err.Error(), "needs roster level 4") ||
+				!strings.Contains(err.Error(), "c3 speaks level 3") || !strings.Contains(err.Error(), "upgrade c3") {
+				t.Fatalf("through %s: %v, want ErrNotEverywhere naming c3 at level 3", via.Centre(), err)
+			}
+			t.Logf("through %s refused: %s", via.Centre(), err)
+			if _, lastAfter, _ := leader.Consensus().LogBounds(); lastAfter != lastBefore {
+				t.Fatalf("a refused set_policy reached the log (%d -> %d)", lastBefore, lastAfter)
+			}
+		}
+	}
+	if err := f.node("c3").Propose(ctx, consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetPolicy, Policy: &plain}); err != nil {
+		t.Fatalf("a plain set_policy with c3 at level 3: %v", err)
+	}
+	for _, n := range f.live() {
+		eventually(t, 10*time.Second, n.Centre()+" applies the plain policy", func() bool {
+			return n.Roster().Policy.ServiceLevelSeconds == 45
+		})
+	}
+
+	f.kill("c3")
+	f.restartWith("c3", func(cfg *Config) { cfg.testRosterLevel = 0 })
+	leader = f.leaderSeeingLevel("c3", consensus.RosterLevel)
+	withNames.ExpectedPolicyVersion = plain.Version()
+	if err := f.node("c3").Propose(ctx, withNames); err != nil {
+		t.Fatalf("names with c3 upgraded: %v", err)
+	}
+	for _, n := range f.live() {
+		eventually(t, 10*time.Second, n.Centre()+" holds the names", func() bool {
+			return reflect.DeepEqual(n.Roster().Policy, named)
+		})
+	}
+	f.kill("c2")
+	c2 := f.restart("c2")
+	eventually(t, 15*time.Second, "c2 holds the names after a restart", func() bool {
+		return reflect.DeepEqual(c2.Roster().Policy, named)
+	})
 }
