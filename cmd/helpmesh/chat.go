@@ -59,7 +59,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	frames := readFrames(ctx, c)
 	fmt.Fprintln(stdout, tx.intro)
 	if info != nil && !info.Open {
-		printNotice(stdout, tx.noticeClose, info.EmergencyNumbers)
+		printNotice(stdout, tx, tx.noticeClose, info.EmergencyNumbers)
 	}
 	// Until a volunteer has joined, the server refuses messages
 	// (not_connected): lines wait here and go when one joins.
@@ -139,7 +139,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 					}
 				case "queue_full":
 					fmt.Fprintln(stdout, tx.queueFull)
-					printNotice(stdout, tx.noticeFull, emergencyNumbers(m["emergency_numbers"]))
+					printNotice(stdout, tx, tx.noticeFull, emergencyNumbers(m["emergency_numbers"]))
 					return nil
 				case "ended":
 					fmt.Fprintln(stdout, tx.ended)
@@ -212,10 +212,10 @@ func emergencyNumbers(v any) []consensus.EmergencyNumber {
 	return out
 }
 
-func printNotice(w io.Writer, notice string, numbers []consensus.EmergencyNumber) {
+func printNotice(w io.Writer, tx chatText, notice string, numbers []consensus.EmergencyNumber) {
 	fmt.Fprintln(w, notice)
 	for _, e := range numbers {
-		fmt.Fprintf(w, "  %s: %s\n", e.Name, e.Number)
+		fmt.Fprintf(w, "  %s: %s\n", e.NameIn(tx.lang), e.Number)
 	}
 }
 

@@ -4,6 +4,9 @@ package main
 // language: a visitor who asked for Norwegian should not meet English in a
 // crisis. The wording follows the web chat's catalogues (api/web/i18n).
 type chatText struct {
+	// lang is the visitor's language code, which picks the emergency
+	// numbers' names (consensus.EmergencyNumber.NameIn).
+	lang   string
 	intro  string // how to use the client
 	queued string // position
 	// The wait estimate (docs/api.md, the queued frame): the line says
@@ -26,6 +29,12 @@ type chatText struct {
 
 // chatTextFor is the client's wording for lang, English when it has none.
 func chatTextFor(lang string) chatText {
+	tx := chatTextIn(lang)
+	tx.lang = lang
+	return tx
+}
+
+func chatTextIn(lang string) chatText {
 	switch lang {
 	default:
 		return chatText{

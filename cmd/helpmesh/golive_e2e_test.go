@@ -129,7 +129,7 @@ func TestGoLivePageRunsAsWritten(t *testing.T) {
 	// Step 5: systemd on a server; here the binary itself.
 	start(t, bin, "run", "--dir", dir)
 	out := sh.run(t, blocks[2]) // step 5: wait until ready, status
-	if !strings.Contains(out, "ok") || !regexp.MustCompile(`(?m)^bergen\s`).MatchString(out) {
+	if !strings.Contains(out, `"status": "ready"`) || !regexp.MustCompile(`(?m)^bergen\s`).MatchString(out) {
 		t.Fatalf("readyz and status after the start:\n%s", out)
 	}
 	sh.run(t, blocks[3]) // step 6: the policy
@@ -147,7 +147,7 @@ func TestGoLivePageRunsAsWritten(t *testing.T) {
 	chat.await(t, "Medisinsk nødhjelp: 113")
 	chat.say(t, "hei, er det noen der?")
 	vol := startCLI(t, bin, "volunteer", "--server", vars["STAFF_URL"], "--id", "bergen-kari", "--password", password)
-	vol.await(t, "[offer from bergen")
+	vol.await(t, "[offer (chat, nb)")
 	vol.say(t, "/accept")
 	chat.await(t, "[Du snakker med Kari.]")
 	vol.await(t, "visitor: hei, er det noen der?")

@@ -42,7 +42,11 @@ func waitLine(tx chatText, m map[string]any) string {
 	nums, _ := m["emergency_numbers"].([]any)
 	for _, n := range nums {
 		if e, ok := n.(map[string]any); ok {
-			numbers = append(numbers, fmt.Sprintf("%v: %v", e["name"], e["number"]))
+			name := e["name"]
+			if names, ok := e["names"].(map[string]any); ok && names[tx.lang] != nil {
+				name = names[tx.lang]
+			}
+			numbers = append(numbers, fmt.Sprintf("%v: %v", name, e["number"]))
 		}
 	}
 	if len(numbers) > 0 && call != "" {
