@@ -76,9 +76,23 @@ func (s *Server) pages(mux *http.ServeMux) {
 	// (never framed) whose code stays in the fragment (enrol_page_test.go).
 	mux.HandleFunc("GET /enrol", serve("enrol.html", false))
 	mux.HandleFunc("GET /static/", file)
-	mux.HandleFunc("GET /i18n/", file)
+	mux.HandleFunc("GET /i18n/", s.serveCatalogue)
 	mux.HandleFunc("GET /widget.js", serve("static/widget.js", true))
 	mux.HandleFunc("GET /v1/info", s.info)
+}
+
+// serveCatalogue answers /i18n/LL.json, /i18n/staff/LL.json and the
+// manifest /i18n/languages.json from what newServer loaded (the embedded
+// catalogues with the centre's own over them).
+func (s *Server) serveCatalogue(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.catalogues.bodies[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s.pageHeaders(w, true)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = w.Write(b)
 }
 
 func (s *Server) pageHeaders(w http.ResponseWriter, embeddable bool) {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -77,6 +78,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 			ChatStartsPerMinute: fc.Web.ChatStartsPerMinute, ChatStartBurst: fc.Web.ChatStartBurst,
 			MaxChatsPerAddress: fc.Web.MaxChatsPerAddress,
 			QuickExitURL:       fc.Web.QuickExitURL,
+			CatalogueDir:       filepath.Join(dir, "i18n"),
 		},
 	}, nil
 }

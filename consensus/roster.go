@@ -73,6 +73,9 @@ type Policy struct {
 type EmergencyNumber struct {
 	Name   string `json:"name"`
 	Number string `json:"number"`
+	// Names are Name by language code ("nb": "Politi"); a page shows
+	// Names[its language] when there is one, else Name.
+	Names map[string]string `json:"names,omitempty"`
 }
 
 // OpenPeriod is one daily opening, e.g. weekday 1 (Monday) 18:00-06:00;
@@ -99,8 +102,13 @@ func DefaultPolicy() Policy {
 		},
 		ServiceLevelSeconds: 60,
 		EmergencyNumbers: []EmergencyNumber{
-			{Name: "Medical emergency", Number: "113"},
-			{Name: "Police", Number: "112"},
+			{Name: "Medical emergency", Number: "113", Names: map[string]string{
+				"nb": "Medisinsk nødhjelp", "nn": "Medisinsk naudhjelp", "en": "Medical emergency",
+				"fr": "Urgences médicales", "de": "Medizinischer Notruf",
+			}},
+			{Name: "Police", Number: "112", Names: map[string]string{
+				"nb": "Politi", "nn": "Politi", "en": "Police", "fr": "Police", "de": "Polizei",
+			}},
 		},
 		TimeZone: "Europe/Oslo",
 	}
