@@ -183,7 +183,7 @@
     if (s < 3600) { return { key: 'overview.dur_min_s', vars: { min: Math.floor(s / 60), s: s % 60 } }; }
     return { key: 'overview.dur_h_min', vars: { h: Math.floor(s / 3600), min: Math.floor((s % 3600) / 60) } };
   }
-  // sayOr shows key in el, or a plain value (a dash, a number) that needs no words.
+  // plain shows a value that needs no words (a dash, a centre id) in el.
   function plain(el, text) { say(el); el.textContent = text; }
 
   function renderFederation(v) {
@@ -215,11 +215,11 @@
       row.querySelector('.queue').textContent = chat ? String(chat.queue_length || 0) : '–';
       var ow = row.querySelector('.oldest-wait');
       if (chat && chat.oldest_wait_millis) { var d = fmtSeconds(chat.oldest_wait_millis / 1000); say(ow, d.key, d.vars); } else { plain(ow, '–'); }
-      var seen = row.querySelector('.seen');
+      var seenCell = row.querySelector('.seen');
       if (a && !isNaN(c.availability_age_seconds)) {
         var ago = fmtSeconds(c.availability_age_seconds);
-        say(seen, 'overview.ago', { duration: { t: ago.key, vars: ago.vars } });
-      } else { say(seen, 'overview.never'); }
+        say(seenCell, 'overview.ago', { duration: { t: ago.key, vars: ago.vars } });
+      } else { say(seenCell, 'overview.never'); }
       row.classList.toggle('down', g === 'dead' || g === 'left');
       row.classList.toggle('self', c.id === observer);
       row.setAttribute('data-gossip', g);
