@@ -383,6 +383,11 @@ func vpCatalogues(t *testing.T) map[string]map[string]string {
 		if err := json.Unmarshal(b, &c); err != nil {
 			t.Fatalf("%s: %v", n, err)
 		}
+		for k := range c { // notes (_language, _machine_made), never shown
+			if strings.HasPrefix(k, "_") {
+				delete(c, k)
+			}
+		}
 		out[strings.TrimSuffix(strings.TrimPrefix(n, "web/i18n/"), ".json")] = c
 	}
 	return out

@@ -56,7 +56,7 @@ func (s *Server) routes(on face) []route {
 		{"GET /v1/chat", visitors, h(s.visitorChat)},
 		{"GET /v1/info", visitors | staff, h(s.info)},
 		{"GET /static/", visitors | staff, h(s.webFile)},
-		{"GET /i18n/", visitors | staff, h(s.webFile)},
+		{"GET /i18n/", visitors | staff, h(s.serveCatalogue)},
 
 		// Volunteers: enrolment, login and the console.
 		{"GET /console", staff, h(s.consolePage)},

@@ -78,6 +78,20 @@ func (s *Server) consolePage(w http.ResponseWriter, r *http.Request) {
 	http.ServeFileFS(w, r, s.web, "console.html")
 }
 
+// serveCatalogue answers /i18n/LL.json, /i18n/staff/LL.json and the
+// manifest /i18n/languages.json from what newServer loaded (the embedded
+// catalogues with the centre's own over them).
+func (s *Server) serveCatalogue(w http.ResponseWriter, r *http.Request) {
+	b, ok := s.catalogues.bodies[r.URL.Path]
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	s.pageHeaders(w, true)
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	_, _ = w.Write(b)
+}
+
 func (s *Server) pageHeaders(w http.ResponseWriter, embeddable bool) {
 	h := w.Header()
 	h.Set("Content-Security-Policy", s.pageCSP(embeddable))

@@ -101,6 +101,11 @@ type Config struct {
 	// Off (processing on) suits real headsets; tests with a fake
 	// microphone want the signal as it was sent.
 	SoftphoneRaw bool
+	// CatalogueDir holds a centre's own page catalogues (<data dir>/i18n:
+	// LL.json for the visitor page, staff/LL.json for the staff pages),
+	// served over the embedded ones (i18n.go). "": the embedded only. A
+	// file that cannot be used is skipped with a warning.
+	CatalogueDir string
 
 	// argon overrides the password hashing cost (tests only).
 	argon argonParams
@@ -120,6 +125,7 @@ type Server struct {
 	web       fs.FS      // the embedded pages
 
 	creds      *credStore
+	catalogues *Catalogues
 	sessions   *sessionStore
 	logins     *attemptGuard
 	enrols     *attemptGuard
@@ -228,6 +234,14 @@ func newServer(cfg Config) (*Server, error) {
 	if err := s.initVolunteerDesk(); err != nil {
 		return nil, fmt.Errorf("start api: %w", err)
 	}
+	cats, problems, err := LoadCatalogues(cfg.CatalogueDir)
+	if err != nil {
+		return nil, fmt.Errorf("start api: %w", err)
+	}
+	for _, p := range problems {
+		s.log.Warn("catalogue skipped; the page keeps the embedded texts", "err", p)
+	}
+	s.catalogues = cats
 	return s, nil
 }
 

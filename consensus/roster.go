@@ -118,8 +118,13 @@ func DefaultPolicy() Policy {
 		},
 		ServiceLevelSeconds: 60,
 		EmergencyNumbers: []EmergencyNumber{
-			{Name: "Medical emergency", Number: "113"},
-			{Name: "Police", Number: "112"},
+			{Name: "Medical emergency", Number: "113", Names: map[string]string{
+				"nb": "Medisinsk nødhjelp", "nn": "Medisinsk naudhjelp", "en": "Medical emergency",
+				"fr": "Urgences médicales", "de": "Medizinischer Notruf",
+			}},
+			{Name: "Police", Number: "112", Names: map[string]string{
+				"nb": "Politi", "nn": "Politi", "en": "Police", "fr": "Police", "de": "Polizei",
+			}},
 		},
 		TimeZone: "Europe/Oslo",
 	}

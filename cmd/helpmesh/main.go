@@ -11,6 +11,7 @@
 //	helpmesh up --dir DIR --centre ID (--bootstrap | --join-via URL) --token-file F
 //	helpmesh chat --server URL [--lang nb]
 //	helpmesh volunteer --server URL --id ID --password PASSWORD
+//	helpmesh i18n check [--data DIR]
 //
 // The binary only parses flags and wires packages together.
 package main
@@ -40,6 +41,7 @@ Commands:
   up              init, self-admit and run a centre (trusted private networks, e.g. compose)
   chat            chat at a centre as a visitor, in the terminal
   volunteer       sign in at your centre as a volunteer, in the terminal
+  i18n check      list the pages' catalogues' missing and extra texts (exit 1 if a shipped one lacks any)
 
 Run 'helpmesh COMMAND -h' for a command's flags.
 `
@@ -91,6 +93,11 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return cmdChat(ctx, args[1:], os.Stdin, stdout)
 	case "volunteer":
 		return cmdVolunteer(ctx, args[1:], os.Stdin, stdout)
+	case "i18n":
+		if len(args) < 2 || args[1] != "check" {
+			return fmt.Errorf("i18n: want 'check'")
+		}
+		return cmdI18nCheck(args[2:], stdout)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil

@@ -4,15 +4,17 @@
 // Every visible text comes from the catalogue /i18n/<lang>.json: elements
 // carry data-i18n="key" (their text) or data-i18n-attr="attr:key;attr:key".
 //
-// Catalogues are embedded in the binary (api/web/i18n). A centre changes a
-// text, or adds a language, by editing or adding <lang>.json with exactly the
-// keys of en.json (TestCatalogueKeysComplete checks this), adding the code to
-// LANGS below and an <option> to #lang in chat.html, and rebuilding. There is
-// no run-time override.
+// Catalogues are embedded in the binary (api/web/i18n); a centre adds or
+// overrides one in <data dir>/i18n/<lang>.json (docs/operations.md,
+// Languages). The languages on offer come from the server's manifest
+// /i18n/languages.json, so an added catalogue appears in #lang.
+// Emergency numbers show their name in the page's language (names[lang]),
+// else their name; age groups and topics their catalogue label, else a
+// readable form of their id.
 (function () {
   'use strict';
 
-  var LANGS = ['nb', 'nn', 'en', 'fr', 'de'];
+  var LANGS = ['nb', 'nn', 'en', 'fr', 'de']; // until the manifest is in
   var $ = function (id) { return document.getElementById(id); };
 
   var cat = {};           // the current catalogue
@@ -42,8 +44,17 @@
 
   // ---- i18n ----
 
+  // readable is an id (a policy's topic, an age group) as words, for a
+  // catalogue that has no label for it.
+  function readable(id) {
+    var s = String(id).replace(/^(\d+)-(\d+)$/, '$1–$2').replace(/[-_]+/g, ' ').trim();
+    return s.charAt(0).toUpperCase() + s.slice(1);
+  }
+
   function t(key, params) {
-    var s = Object.prototype.hasOwnProperty.call(cat, key) ? cat[key] : key;
+    var s = key;
+    if (Object.prototype.hasOwnProperty.call(cat, key)) s = cat[key];
+    else if (/^(age|topic)\./.test(key)) s = readable(key.slice(key.indexOf('.') + 1));
     if (params) {
       s = s.replace(/\{(\w+)\}/g, function (m, name) {
         return Object.prototype.hasOwnProperty.call(params, name) ? String(params[name]) : m;
@@ -79,6 +90,29 @@
     return fetch('/i18n/' + l + '.json', { credentials: 'omit', cache: 'no-store' })
       .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
       .then(function (c) { cat = c; lang = l; $('lang').value = l; applyCatalogue(); });
+  }
+
+  // loadLanguages fills #lang from the server's manifest (the embedded
+  // catalogues and the centre's own); without it the page keeps the five.
+  function loadLanguages() {
+    return fetch('/i18n/languages.json', { credentials: 'omit', cache: 'no-store' })
+      .then(function (r) { if (!r.ok) throw new Error(r.status); return r.json(); })
+      .then(function (m) {
+        var list = (m && m.visitor) || [];
+        if (!list.length) return;
+        LANGS = list.map(function (l) { return l.code; });
+        var sel = $('lang');
+        sel.replaceChildren();
+        list.forEach(function (l) {
+          var o = document.createElement('option');
+          o.value = l.code;
+          o.lang = l.code;
+          o.textContent = l.name || l.code;
+          sel.appendChild(o);
+        });
+        sel.value = lang;
+      })
+      .catch(function () { /* the five in chat.html stay */ });
   }
 
   // The page's first language: ?lang= (the widget passes the host page's
@@ -145,7 +179,7 @@
       var li = document.createElement('li');
       var a = document.createElement('a');
       a.href = 'tel:' + String(e.number).replace(/[^0-9+]/g, '');
-      a.textContent = e.name + ': ' + e.number;
+      a.textContent = ((e.names && e.names[lang]) || e.name) + ': ' + e.number;
       li.appendChild(a);
       ul.appendChild(li);
     });
@@ -489,7 +523,9 @@
     });
     setPhase('pre');
     fillAgeGroups();
-    loadLanguage(browserLanguage()).catch(function () { return loadLanguage('nb'); });
+    loadLanguages().then(function () {
+      return loadLanguage(browserLanguage()).catch(function () { return loadLanguage('nb'); });
+    });
     loadInfo().then(fillAgeGroups);
     window.addEventListener('pagehide', function () { if (ws) { try { ws.close(1000); } catch (e) { /* leaving */ } } });
   }

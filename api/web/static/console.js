@@ -1,10 +1,13 @@
 // helpmesh volunteer console. Plain JavaScript, no build step, no inline
 // script (the page's CSP forbids it). Speaks the /v1/console protocol
-// described in api/console.go.
+// described in api/console.go. Every text goes through the staff pages'
+// catalogue helper (static/i18n.js, window.I18N): keys console.* and common.*.
 (function () {
   'use strict';
 
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
+  var I = window.I18N;
+  var t = I.t;
   var ws = null;
   var policy = { topics: [], age_groups: [] };
   var offers = {};   // contact -> {el, timer, until}
@@ -12,7 +15,8 @@
   var msgSeq = 0;
   var audio = null;
   var closingOnPurpose = false;
-  var CHANNEL_NAMES = { chat: 'chat', phone: 'phone' };
+  // channel is a channel's name in the page's language, as a var.
+  function channel(ch) { return ch === 'chat' || ch === 'phone' ? { t: 'common.channel_' + ch } : String(ch); }
 
   function el(tag, attrs, text) {
     var e = document.createElement(tag);
@@ -25,12 +29,23 @@
     return e;
   }
 
-  function status(text) { $('#status').textContent = text; }
-  function announce(text) {
+  // say shows t(key, vars) in el and keeps it there through a language
+  // switch; no key clears el.
+  function say(el, key, vars) {
+    if (!key) {
+      el.removeAttribute('data-i18n');
+      el.removeAttribute('data-i18n-vars');
+      el.textContent = '';
+      return;
+    }
+    I.set(el, key, vars);
+  }
+  function status(key, vars) { say($('#status'), key, vars); }
+  function announce(key, vars) {
     var a = $('#announce');
     a.textContent = '';
     // A fresh text node makes screen readers announce repeated messages too.
-    window.setTimeout(function () { a.textContent = text; }, 30);
+    window.setTimeout(function () { a.textContent = t(key, vars); }, 30);
   }
 
   // ---- sound: a short two-tone chime, never throws ----
@@ -65,14 +80,14 @@
   }
 
   // ---- login ----
-  function showLogin(message) {
+  function showLogin(key, vars) {
     $('#desk').hidden = true;
     $('#logout').hidden = true;
     $('#login').hidden = false;
-    $('#login-error').textContent = message || '';
+    say($('#login-error'), key, vars);
     // The next volunteer at this desk gives their own phone.
     $('#phone').value = '';
-    $('#phone-error').textContent = '';
+    say($('#phone-error'));
     clearDesk();
   }
 
@@ -88,7 +103,7 @@
     $('#login').hidden = true;
     $('#desk').hidden = false;
     $('#logout').hidden = false;
-    $('#login-error').textContent = '';
+    say($('#login-error'));
   }
 
   $('#login').addEventListener('submit', function (ev) {
@@ -96,9 +111,9 @@
     unlockAudio();
     var id = $('#volunteer').value.trim();
     var pw = $('#password').value;
-    if (!id || !pw) { $('#login-error').textContent = 'Enter your volunteer id and password.'; return; }
+    if (!id || !pw) { say($('#login-error'), 'console.login_missing'); return; }
     $('#login-submit').disabled = true;
-    $('#login-error').textContent = '';
+    say($('#login-error'));
     fetch('/v1/volunteer/login', {
       method: 'POST', credentials: 'same-origin',
       headers: { 'Content-Type': 'application/json' },
@@ -110,15 +125,17 @@
         return;
       }
       return r.json().catch(function () { return {}; }).then(function (b) {
-        var msg = b.error || ('Login failed (HTTP ' + r.status + ')');
         if (r.status === 429) {
           var after = r.headers.get('Retry-After');
-          msg = 'Too many attempts. Try again' + (after ? ' in ' + after + ' seconds.' : ' later.');
+          if (after) { say($('#login-error'), 'common.too_many_seconds', { seconds: after }); } else { say($('#login-error'), 'common.too_many_later'); }
+        } else if (b.error) {
+          say($('#login-error'), 'common.server_error', { error: b.error });
+        } else {
+          say($('#login-error'), 'console.login_failed', { status: r.status });
         }
-        $('#login-error').textContent = msg;
       });
     }).catch(function () {
-      $('#login-error').textContent = 'Cannot reach the centre. Check the connection and try again.';
+      say($('#login-error'), 'common.unreachable');
     }).then(function () { $('#login-submit').disabled = false; });
   });
 
@@ -130,8 +147,8 @@
       .then(function () {
         if (ws) { try { ws.close(1000, 'logged out'); } catch (e) { /* ignore */ } }
         ws = null;
-        showLogin('');
-        status('You are logged out.');
+        showLogin();
+        status('console.logged_out');
         $('#volunteer').focus();
       });
   });
@@ -159,11 +176,11 @@
     if (!reconnect.since) { reconnect.since = Date.now(); reconnect.delay = 500; }
     if (Date.now() - reconnect.since > RECONNECT_FOR_MS) {
       stopReconnecting();
-      showLogin('The connection to the centre was lost. Log in again.');
-      status('Disconnected.');
+      showLogin('console.lost_login_again');
+      status('console.disconnected');
       return;
     }
-    status('The connection to the centre was lost. Reconnecting…');
+    status('console.reconnecting');
     reconnect.timer = window.setTimeout(tryReconnect, reconnect.delay);
     reconnect.delay = Math.min(reconnect.delay * 2, 5000);
   }
@@ -174,8 +191,8 @@
       if (r.status === 200) { openConsole(false, true); return; }
       if (r.status === 401) {
         stopReconnecting();
-        showLogin('Your session has ended. Log in again.');
-        status('Disconnected.');
+        showLogin('console.session_ended');
+        status('console.disconnected');
         return;
       }
       lostConnection();
@@ -185,7 +202,7 @@
   function openConsole(fromLogin, reconnecting) {
     var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
     var sock;
-    try { sock = new WebSocket(proto + '//' + location.host + '/v1/console'); } catch (e) { showLogin('Cannot open the console.'); return; }
+    try { sock = new WebSocket(proto + '//' + location.host + '/v1/console'); } catch (e) { showLogin('console.cannot_open'); return; }
     ws = sock;
     closingOnPurpose = false;
     var opened = false;
@@ -194,10 +211,10 @@
       showDesk();
       if (reconnecting) {
         stopReconnecting();
-        status('Reconnected. You are signed in but not available: switch your channels on again.');
-        announce('Reconnected to the centre. Switch your channels on again.');
+        status('console.reconnected');
+        announce('console.reconnected_announce');
       } else {
-        status('Connected. You are signed in but not available until you switch a channel on.');
+        status('console.connected');
       }
       if (fromLogin || reconnecting) { $('#available-chat').focus(); }
     };
@@ -212,8 +229,8 @@
       if (closingOnPurpose) { return; }
       if (reconnecting && !opened) { lostConnection(); return; }
       if (!opened) {
-        if (fromLogin) { showLogin('The console could not open. Log in again.'); }
-        else { showLogin(''); }
+        if (fromLogin) { showLogin('console.could_not_open'); }
+        else { showLogin(); }
         return;
       }
       lostConnection();
@@ -222,7 +239,7 @@
 
   function send(frame) {
     if (!ws || ws.readyState !== WebSocket.OPEN) {
-      status('Not connected to the centre.');
+      status('console.not_connected');
       return false;
     }
     ws.send(JSON.stringify(frame));
@@ -248,10 +265,10 @@
       case 'closed':
         // A centre that shuts down may be restarting: the socket's close
         // then reconnects (lostConnection). Any other reason is final.
-        if (f.reason === 'the centre is shutting down') { status('The centre is restarting…'); break; }
+        if (f.reason === 'the centre is shutting down') { status('console.restarting'); break; }
         closingOnPurpose = true;
-        showLogin('The console was closed: ' + (f.reason || 'no reason given') + '.');
-        status('Disconnected: ' + (f.reason || ''));
+        if (f.reason) { showLogin('console.closed_reason', { reason: f.reason }); } else { showLogin('console.closed_no_reason'); }
+        status('console.disconnected');
         break;
       case 'error': onError(f); break;
       case 'softphone': onSoftphone(f); break;
@@ -273,11 +290,10 @@
     });
     showPhone(known && Object.prototype.hasOwnProperty.call(chans, 'phone'), f.phone || '', !!chans.phone);
     var on = Object.keys(chans).filter(function (c) { return chans[c]; });
-    $('#load').textContent = (on.length ? 'Available for ' + on.join(' and ') : 'Away (not available)') +
-      ' · ' + f.active + ' of ' + f.capacity + ' conversations open';
+    var which = on.length === 2 ? { t: 'console.channels_both' } : on.length ? channel(on[0]) : '';
+    say($('#load'), on.length ? 'console.load_on' : 'console.load_away', { channels: which, active: f.active, capacity: f.capacity });
     $('#availability').classList.toggle('is-on', on.length > 0);
-    status(on.length ? 'You are available for ' + on.join(' and ') + '. Offers ring here.' :
-      'You are signed in but away: switch a channel on to receive offers.');
+    if (on.length) { status('console.status_available', { channels: which }); } else { status('console.status_away'); }
   }
   // ---- the volunteer's phone: where calls ring ----
   function showPhone(hasPhone, phone, on) {
@@ -290,25 +306,25 @@
     $('#phone').disabled = inBrowser;
     $('#phone-set').disabled = inBrowser;
     if (inBrowser) {
-      line.textContent = 'Calls ring in this browser' + (on ? '.' : ' (switch phone on to take calls).');
-      $('#phone-error').textContent = '';
+      say(line, on ? 'console.rings_browser' : 'console.rings_browser_off');
+      say($('#phone-error'));
       // After a reload the phone is still "browser": have the microphone
       // ready before a call rings.
       // Once: a refusal is not asked again at every availability.
       if (!micLive() && !sp.micAsked) {
         sp.micAsked = true;
-        getMic().catch(function (e) { $('#phone-error').textContent = micError(e); });
+        getMic().catch(function (e) { micError($('#phone-error'), e); });
       }
     } else if (phone) {
-      line.textContent = 'Calls ring at ' + phone + (on ? '.' : ' (switch phone on to take calls).');
-      $('#phone-error').textContent = '';
+      say(line, on ? 'console.rings_at' : 'console.rings_at_off', { phone: phone });
+      say($('#phone-error'));
     } else {
-      line.textContent = 'No phone given: give one before you switch phone on.';
+      say(line, 'console.no_phone_given');
     }
   }
   $('#phone-form').addEventListener('submit', function (ev) {
     ev.preventDefault();
-    $('#phone-error').textContent = '';
+    say($('#phone-error'));
     send({ type: 'phone', phone: $('#phone').value.trim() });
   });
 
@@ -324,7 +340,7 @@
     Object.keys(chans).forEach(function (ch) {
       if (chans[ch]) { any = true; send({ type: 'available', channel: ch, on: false }); }
     });
-    status(any ? 'You are on a break: no new offers until you switch a channel on again.' : 'You are already away.');
+    status(any ? 'console.on_break' : 'console.already_away');
   });
 
   // ---- offers ----
@@ -334,23 +350,24 @@
     if (f.channel === 'phone') { onPhoneOffer(f); return; }
     var ring = Math.max(0, f.ring_seconds | 0);
     var box = el('article', { class: 'offer', 'data-contact': f.contact, 'aria-labelledby': 'offer-t-' + f.contact });
-    var title = el('h3', { id: 'offer-t-' + f.contact });
-    title.textContent = 'Incoming ' + (CHANNEL_NAMES[f.channel] || f.channel) + ' · language ' + f.language;
-    box.appendChild(title);
+    var what = { channel: channel(f.channel), language: f.language, centre: f.from_centre || '' };
+    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), 'console.offer_title', what));
     if (f.from_centre) {
-      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
     }
     var cd = el('p', { class: 'countdown-line' });
-    cd.appendChild(document.createTextNode('Rings for '));
+    cd.appendChild(I.set(el('span'), 'console.rings_for'));
+    cd.appendChild(document.createTextNode(' '));
     var secs = el('span', { class: 'countdown', 'aria-live': 'off' }, String(ring));
     cd.appendChild(secs);
-    cd.appendChild(document.createTextNode(' s'));
+    cd.appendChild(document.createTextNode(' '));
+    cd.appendChild(I.set(el('span'), 'console.seconds_short'));
     box.appendChild(cd);
     var actions = el('div', { class: 'actions' });
-    var acc = el('button', { type: 'button', class: 'accept' }, 'Accept');
-    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
-    acc.setAttribute('aria-label', 'Accept ' + f.channel + ' in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
-    dec.setAttribute('aria-label', 'Decline ' + f.channel + ' in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
+    var acc = I.set(el('button', { type: 'button', class: 'accept' }), 'console.accept');
+    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
+    I.setAttr(acc, 'aria-label', f.from_centre ? 'console.accept_label_from' : 'console.accept_label', what);
+    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_label_from' : 'console.decline_label', what);
     acc.addEventListener('click', function () {
       acc.disabled = true; dec.disabled = true;
       send({ type: 'accept', contact: f.contact });
@@ -370,8 +387,8 @@
       if (left <= 5) { box.classList.add('urgent'); }
     }, 1000);
     offers[f.contact] = { el: box, timer: timer, language: f.language, channel: f.channel };
-    announce('Incoming ' + f.channel + ' in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') +
-      '. ' + ring + ' seconds to accept.');
+    announce(f.from_centre ? 'console.offer_announce_from' : 'console.offer_announce',
+      { channel: channel(f.channel), language: f.language, centre: f.from_centre || '', seconds: ring });
     chime();
   }
 
@@ -380,18 +397,18 @@
   // Decline works until the call reaches the phone.
   function onPhoneOffer(f) {
     var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'aria-labelledby': 'offer-t-' + f.contact });
-    box.appendChild(el('h3', { id: 'offer-t-' + f.contact }, 'Call coming to your phone' +
-      (f.from_centre ? ' · from centre ' + f.from_centre : '') + ' · language ' + f.language));
+    var what = { language: f.language, centre: f.from_centre || '' };
+    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), f.from_centre ? 'console.phone_offer_title_from' : 'console.phone_offer_title', what));
     if (f.from_centre) {
-      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
     }
-    var line = el('p', { class: 'phone-note' }, 'Your phone rings in a moment. Answer it there.');
+    var line = I.set(el('p', { class: 'phone-note' }), 'console.phone_rings_soon');
     box.appendChild(line);
     var problem = el('p', { class: 'phone-problem', role: 'status' });
     box.appendChild(problem);
     var actions = el('div', { class: 'actions' });
-    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
-    dec.setAttribute('aria-label', 'Decline the call in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : ''));
+    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
+    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
     dec.addEventListener('click', function () {
       dec.disabled = true;
       if (!send({ type: 'decline', contact: f.contact })) { dec.disabled = false; }
@@ -400,7 +417,7 @@
     box.appendChild(actions);
     $('#offers').appendChild(box);
     offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', problem: problem, decline: dec };
-    announce('A call is coming to your phone, in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') + '. Answer it on your phone.');
+    announce(f.from_centre ? 'console.phone_offer_announce_from' : 'console.phone_offer_announce', what);
     chime();
   }
 
@@ -429,10 +446,10 @@
     if (!o) { return; }
     removeOffer(f.contact);
     if (o.channel === 'phone') {
-      status(o.decline.disabled ? 'Call declined: it goes back to the phone queue.' : 'The call will not come: ' + (f.reason || 'withdrawn') + '.');
+      if (o.decline.disabled) { status('console.call_declined'); } else if (f.reason) { status('console.call_wont_come', { reason: f.reason }); } else { status('console.call_wont_come_plain'); }
       return;
     }
-    status('Offer withdrawn: ' + (f.reason || 'no longer ringing') + '.');
+    if (f.reason) { status('console.offer_withdrawn', { reason: f.reason }); } else { status('console.offer_withdrawn_plain'); }
   }
 
   // ---- conversations ----
@@ -452,27 +469,28 @@
     var id = 'chat-' + f.contact;
     var box = el('section', { class: 'chat card', 'data-contact': f.contact, 'aria-labelledby': id + '-t' });
     var head = el('header', { class: 'chat-head' });
-    var title = el('h3', { id: id + '-t' }, 'Conversation ' + n + (lang ? ' · ' + lang : ''));
+    var nv = { n: n, language: lang, centre: f.from_centre || '' };
+    var title = I.set(el('h3', { id: id + '-t' }), lang ? 'console.chat_title_lang' : 'console.chat_title', nv);
     head.appendChild(title);
     if (f.from_centre) {
-      head.appendChild(el('span', { class: 'badge badge-centre' }, 'From centre ' + f.from_centre));
+      head.appendChild(I.set(el('span', { class: 'badge badge-centre' }), 'console.from_centre', nv));
     }
     box.appendChild(head);
-    var log = el('div', { class: 'messages', role: 'log', 'aria-live': 'polite', 'aria-label': 'Messages in conversation ' + n, tabindex: '0' });
+    var log = I.setAttr(el('div', { class: 'messages', role: 'log', 'aria-live': 'polite', tabindex: '0' }), 'aria-label', 'console.chat_log_label', nv);
     box.appendChild(log);
     var typing = el('p', { class: 'typing', 'aria-live': 'polite' });
     box.appendChild(typing);
     var form = el('form', { class: 'compose' });
-    var lab = el('label', { for: id + '-reply', class: 'visually-hidden' }, 'Reply in conversation ' + n);
-    var ta = el('textarea', { id: id + '-reply', class: 'reply', rows: '2', maxlength: '4000', placeholder: 'Write a reply (Enter sends, Shift+Enter for a new line)' });
-    var sendB = el('button', { type: 'submit', class: 'send' }, 'Send');
-    sendB.setAttribute('aria-label', 'Send reply in conversation ' + n);
+    var lab = I.set(el('label', { for: id + '-reply', class: 'visually-hidden' }), 'console.reply_label', nv);
+    var ta = I.setAttr(el('textarea', { id: id + '-reply', class: 'reply', rows: '2', maxlength: '4000' }), 'placeholder', 'console.reply_placeholder');
+    var sendB = I.set(el('button', { type: 'submit', class: 'send' }), 'console.send', nv);
+    I.setAttr(sendB, 'aria-label', 'console.send_label');
     form.appendChild(lab);
     form.appendChild(ta);
     form.appendChild(sendB);
     box.appendChild(form);
-    var endB = el('button', { type: 'button', class: 'end' }, 'End conversation');
-    endB.setAttribute('aria-label', 'End conversation ' + n);
+    var endB = I.set(el('button', { type: 'button', class: 'end' }), 'console.end_chat', nv);
+    I.setAttr(endB, 'aria-label', 'console.end_chat_label');
     box.appendChild(endB);
     var c = { el: box, log: log, typing: typing, ta: ta, send: sendB, end: endB, n: n, open: true, typingTimer: 0, lastTyping: 0 };
     chats[f.contact] = c;
@@ -492,8 +510,8 @@
 
     $('#chats').appendChild(box);
     updateNoChats();
-    note(c, f.from_centre ? 'Connected. The visitor came to centre ' + f.from_centre + '.' : 'Connected.');
-    announce('Conversation ' + n + ' is open.');
+    note(c, f.from_centre ? 'console.note_connected_from' : 'console.note_connected', nv);
+    announce('console.chat_open_announce', nv);
     if (focusHere) { ta.focus(); }
   }
 
@@ -504,27 +522,28 @@
     var id = 'chat-' + f.contact;
     var box = el('section', { class: 'chat card call', 'data-contact': f.contact, 'data-channel': 'phone', 'aria-labelledby': id + '-t' });
     var head = el('header', { class: 'chat-head' });
-    head.appendChild(el('h3', { id: id + '-t' }, 'Call ' + n + (lang ? ' · ' + lang : '')));
+    var nv = { n: n, language: lang, centre: f.from_centre || '' };
+    head.appendChild(I.set(el('h3', { id: id + '-t' }), lang ? 'console.call_title_lang' : 'console.call_title', nv));
     if (f.from_centre) {
-      head.appendChild(el('span', { class: 'badge badge-centre' }, 'From centre ' + f.from_centre));
+      head.appendChild(I.set(el('span', { class: 'badge badge-centre' }), 'console.from_centre', nv));
     }
     box.appendChild(head);
     var state = el('p', { class: 'call-state' });
-    var what = el('span', { class: 'call-what' }, 'On the phone');
-    var timer = el('span', { class: 'call-timer', 'aria-label': 'call length' }, '0:00');
+    var what = I.set(el('span', { class: 'call-what' }), 'console.on_the_phone');
+    var timer = I.setAttr(el('span', { class: 'call-timer' }, '0:00'), 'aria-label', 'console.call_length');
     state.appendChild(what);
     state.appendChild(document.createTextNode(' · '));
     state.appendChild(timer);
     box.appendChild(state);
-    var log = el('div', { class: 'messages call-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Notes on call ' + n });
+    var log = I.setAttr(el('div', { class: 'messages call-log', role: 'log', 'aria-live': 'polite' }), 'aria-label', 'console.call_log_label', nv);
     box.appendChild(log);
     var browser = sp.contact === f.contact;
     if (browser) {
-      what.textContent = 'In a call in this browser';
+      I.set(what, 'console.in_browser_call');
       box.setAttribute('data-browser', 'true');
     }
-    var endB = el('button', { type: 'button', class: 'end call-over' }, 'Call over? Categorise it');
-    endB.setAttribute('aria-label', 'Call ' + n + ' is over: categorise it');
+    var endB = I.set(el('button', { type: 'button', class: 'end call-over' }), 'console.call_over');
+    I.setAttr(endB, 'aria-label', 'console.call_over_label', nv);
     box.appendChild(endB);
     var start = Date.now();
     var c = { el: box, log: log, typing: null, ta: null, send: null, end: endB, n: n, open: true, call: true,
@@ -536,11 +555,11 @@
     $('#chats').appendChild(box);
     updateNoChats();
     if (browser) {
-      note(c, 'Connected in this browser. Speak into your headset.' + (f.from_centre ? ' The caller came to centre ' + f.from_centre + '.' : ''));
+      note(c, f.from_centre ? 'console.note_browser_connected_from' : 'console.note_browser_connected', nv);
     } else {
-      note(c, f.from_centre ? 'Your phone picked up. The caller came to centre ' + f.from_centre + '.' : 'Your phone picked up.');
+      note(c, f.from_centre ? 'console.note_phone_picked_up_from' : 'console.note_phone_picked_up', nv);
     }
-    announce('Call ' + n + ' is connected.');
+    announce('console.call_connected_announce', nv);
     if (focusHere) { endB.focus(); }
   }
 
@@ -555,15 +574,16 @@
     if (c && c.tick) { window.clearInterval(c.tick); c.tick = 0; }
   }
 
-  function note(c, text) {
-    c.log.appendChild(el('p', { class: 'msg note' }, text));
+  function note(c, key, vars) {
+    c.log.appendChild(I.set(el('p', { class: 'msg note' }), key, vars));
     c.log.scrollTop = c.log.scrollHeight;
   }
 
   function addMsg(c, who, id, text) {
     var p = el('p', { class: 'msg ' + who });
     if (id) { p.setAttribute('data-id', id); }
-    p.appendChild(el('span', { class: 'visually-hidden' }, who === 'visitor' ? 'Visitor: ' : 'You: '));
+    p.appendChild(I.set(el('span', { class: 'visually-hidden' }), who === 'visitor' ? 'console.from_visitor' : 'console.from_you'));
+    p.appendChild(document.createTextNode(' '));
     p.appendChild(document.createTextNode(text));
     c.log.appendChild(p);
     c.log.scrollTop = c.log.scrollHeight;
@@ -587,16 +607,16 @@
   function onMessage(f) {
     var c = chats[f.contact];
     if (!c) { return; }
-    c.typing.textContent = '';
+    say(c.typing);
     addMsg(c, 'visitor', f.id, f.text);
   }
 
   function onTyping(f) {
     var c = chats[f.contact];
     if (!c) { return; }
-    c.typing.textContent = 'The visitor is typing…';
+    say(c.typing, 'console.visitor_typing');
     window.clearTimeout(c.typingTimer);
-    c.typingTimer = window.setTimeout(function () { c.typing.textContent = ''; }, 4000);
+    c.typingTimer = window.setTimeout(function () { say(c.typing); }, 4000);
   }
 
   function onDelivered(f) {
@@ -611,19 +631,19 @@
     if (c.ta) { c.ta.disabled = true; }
     if (c.send) { c.send.disabled = true; }
     c.end.hidden = true;
-    if (c.typing) { c.typing.textContent = ''; }
+    if (c.typing) { say(c.typing); }
     if (c.controls) { c.controls.hidden = true; }
     if (c.call && c.tick) {
       stopCallTimer(c);
       c.timerEl.textContent = callLength(c);
-      c.what.textContent = 'Call over, length';
+      I.set(c.what, 'console.call_over_length');
     }
   }
 
   var CALL_ENDED = {
-    caller: 'The caller hung up.',
-    volunteer: 'You hung up.',
-    unanswered: 'The call was not answered.'
+    caller: 'console.ended_caller',
+    volunteer: 'console.ended_volunteer',
+    unanswered: 'console.ended_unanswered'
   };
 
   function onEnded(f) {
@@ -633,16 +653,16 @@
     if (c.call) {
       var existing = c.el.querySelector('.categorise');
       closeChat(c);
-      note(c, (CALL_ENDED[f.by] || 'The call ended.') + ' Please categorise it.');
-      announce('Call ' + c.n + ' ended.');
+      note(c, CALL_ENDED[f.by] || 'console.ended_call');
+      announce('console.call_ended_announce', { n: c.n });
       // A form opened while the call was live now only saves.
       if (existing) { existing.remove(); }
       showCategorise(f.contact, true);
       return;
     }
     closeChat(c);
-    note(c, 'The visitor has left the conversation. Please categorise it.');
-    announce('The visitor left conversation ' + c.n + '.');
+    note(c, 'console.visitor_left');
+    announce('console.visitor_left_announce', { n: c.n });
     showCategorise(f.contact, true);
   }
 
@@ -653,12 +673,9 @@
     closeChat(c);
     var form = c.el.querySelector('.categorise');
     if (form) { form.remove(); }
-    var msg = 'The connection to the visitor\'s centre was lost. The visitor has been put back in the queue for another volunteer.';
-    if (f.undelivered > 0) { msg += ' ' + f.undelivered + ' of your last messages may not have reached them.'; }
-    msg += ' Nothing to categorise.';
     var box = el('div', { class: 'lost', role: 'alert' });
-    box.appendChild(el('p', null, msg));
-    var b = el('button', { type: 'button', class: 'dismiss' }, 'Close this conversation');
+    box.appendChild(I.set(el('p'), f.undelivered > 0 ? 'console.lost_undelivered' : 'console.lost', { count: f.undelivered }));
+    var b = I.set(el('button', { type: 'button', class: 'dismiss' }), 'console.close_chat');
     b.addEventListener('click', function () { removeChat(f.contact); });
     box.appendChild(b);
     c.el.appendChild(box);
@@ -682,31 +699,31 @@
     if (existing) { existing.querySelector('input, select').focus(); return; }
     var fid = 'cat-' + contact;
     var form = el('form', { class: 'categorise', 'aria-labelledby': fid + '-t' });
-    var what = c.call ? 'call' : 'conversation';
-    form.appendChild(el('h4', { id: fid + '-t' }, 'Categorise ' + what + ' ' + c.n));
+    form.appendChild(I.set(el('h4', { id: fid + '-t' }), c.call ? 'console.categorise_call' : 'console.categorise_chat', { n: c.n }));
     var fs = el('fieldset', { class: 'topics' });
-    fs.appendChild(el('legend', null, 'Topics (1 to 8)'));
-    policy.topics.forEach(function (t, i) {
+    fs.appendChild(I.set(el('legend'), 'console.topics_legend'));
+    policy.topics.forEach(function (topic, i) {
       var lab = el('label', { class: 'topic' });
-      var cb = el('input', { type: 'checkbox', name: 'topic', value: t, id: fid + '-topic-' + i });
+      var cb = el('input', { type: 'checkbox', name: 'topic', value: topic, id: fid + '-topic-' + i });
       lab.appendChild(cb);
-      lab.appendChild(document.createTextNode(' ' + t.replace(/-/g, ' ')));
+      lab.appendChild(document.createTextNode(' '));
+      lab.appendChild(I.setLabel(el('span', { class: 'topic-name' }), 'topic', topic));
       fs.appendChild(lab);
     });
     form.appendChild(fs);
-    var al = el('label', { for: fid + '-age' }, 'Age group');
+    var al = I.set(el('label', { for: fid + '-age' }), 'console.age_group');
     var sel = el('select', { id: fid + '-age', class: 'age-group' });
-    policy.age_groups.forEach(function (g) { sel.appendChild(el('option', { value: g }, g)); });
+    policy.age_groups.forEach(function (g) { sel.appendChild(I.setLabel(el('option', { value: g }), 'age', g)); });
     form.appendChild(al);
     form.appendChild(sel);
     var err = el('p', { class: 'error', role: 'alert' });
     form.appendChild(err);
     var actions = el('div', { class: 'actions' });
-    var submit = el('button', { type: 'submit', class: 'submit-categorisation' }, visitorEnded ? 'Save categorisation' :
-      (c.call ? 'The call is over: save categorisation' : 'End and save categorisation'));
+    var submit = I.set(el('button', { type: 'submit', class: 'submit-categorisation' }), visitorEnded ? 'console.save_categorisation' :
+      (c.call ? 'console.save_call_over' : 'console.end_and_save'));
     actions.appendChild(submit);
     if (!visitorEnded) {
-      var cancel = el('button', { type: 'button', class: 'cancel-end' }, 'Back to the ' + what);
+      var cancel = I.set(el('button', { type: 'button', class: 'cancel-end' }), c.call ? 'console.back_to_call' : 'console.back_to_chat');
       cancel.addEventListener('click', function () { form.remove(); (c.ta || c.end).focus(); });
       actions.appendChild(cancel);
     }
@@ -715,12 +732,12 @@
       ev.preventDefault();
       var topics = Array.prototype.map.call(form.querySelectorAll('input[name=topic]:checked'), function (x) { return x.value; });
       if (topics.length < 1 || topics.length > 8) {
-        err.textContent = 'Choose between 1 and 8 topics.';
+        say(err, 'console.choose_topics');
         var first = form.querySelector('input[name=topic]');
         if (first) { first.focus(); }
         return;
       }
-      err.textContent = '';
+      say(err);
       submit.disabled = true;
       if (!send({ type: 'end', contact: contact, topics: topics, age_group: sel.value })) { submit.disabled = false; }
     });
@@ -733,9 +750,8 @@
     endBrowserCall(f.contact);
     var c = chats[f.contact];
     var n = c ? c.n : '';
-    var what = c && c.call ? 'Call ' : 'Conversation ';
     removeChat(f.contact);
-    status(what + n + ' ended and categorised. Thank you.');
+    status(c && c.call ? 'console.call_categorised' : 'console.chat_categorised', { n: n });
   }
 
   function onError(f) {
@@ -744,21 +760,19 @@
     if (f.code === 'bad_phone' || f.code === 'no_phone') {
       // The phone box was ticked but nothing changed at the centre.
       if (lastAvailability) { onAvailability(lastAvailability); }
-      $('#phone-error').textContent = f.code === 'no_phone' ?
-        'Give your phone (extension or SIP address) first, then switch phone on.' : 'That phone was not accepted: ' + text;
+      if (f.code === 'no_phone') { say($('#phone-error'), 'console.give_phone_first'); } else { say($('#phone-error'), 'console.phone_refused', { error: text }); }
       $('#phone').focus();
       return;
     }
     var o = f.contact && offers[f.contact];
     if (o && o.browser && f.code === 'offer_gone') {
-      o.problem.textContent = 'Too late to decline: the call is ringing here. Answer it, or let it ring out.';
+      say(o.problem, 'console.too_late_here');
       o.decline.hidden = true;
       return;
     }
     if (o && o.channel === 'phone' && f.code === 'offer_gone') {
       // Too late to decline: the call reached the phone, which decides.
-      o.problem.textContent = /ringing on your phone/.test(text) ?
-        'The call is ringing on your phone: answer or refuse it there.' : 'Too late to decline: ' + text;
+      if (/ringing on your phone/.test(text)) { say(o.problem, 'console.ringing_on_phone'); } else { say(o.problem, 'console.too_late', { error: text }); }
       o.decline.hidden = true;
       return;
     }
@@ -766,7 +780,7 @@
       var c = chats[f.contact];
       var form = c.el.querySelector('.categorise');
       if (form) {
-        form.querySelector('.error').textContent = text;
+        say(form.querySelector('.error'), 'common.server_error', { error: text });
         var b = form.querySelector('.submit-categorisation');
         if (b) { b.disabled = false; }
         return;
@@ -775,13 +789,13 @@
         var p = c.log.querySelector('.msg.volunteer[data-id="' + String(f.id).replace(/["\\]/g, '') + '"]');
         if (p) { p.classList.add('failed'); }
       }
-      note(c, 'Not sent: ' + text);
+      note(c, 'console.not_sent', { error: text });
       return;
     }
     if (f.contact && offers[f.contact]) {
       removeOffer(f.contact);
     }
-    status('Problem: ' + text);
+    status('console.problem', { error: text });
   }
 
   // ---- the browser phone: calls answered in this page over WebRTC ----
@@ -817,7 +831,7 @@
     if (micLive()) { return Promise.resolve(sp.stream); }
     if (micPending) { return micPending; }
     if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
-      return Promise.reject(new Error('this browser cannot use a microphone here (it needs https)'));
+      return Promise.reject(new Error(t('console.mic_needs_https')));
     }
     var p = sp.processing, gen = micGen;
     micPending = navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: p, noiseSuppression: p, autoGainControl: p } })
@@ -825,7 +839,7 @@
         micPending = null;
         if (gen !== micGen) {
           stream.getTracks().forEach(function (t) { t.stop(); });
-          throw new Error('the browser phone was switched off');
+          throw new Error(t('console.browser_phone_off'));
         }
         stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; });
         sp.stream = stream;
@@ -847,34 +861,33 @@
     sp.stream = null;
   }
 
-  function micError(e) {
+  // micError shows in box why the microphone could not be opened.
+  function micError(box, e) {
     var name = e && e.name;
-    if (name === 'NotAllowedError' || name === 'SecurityError') {
-      return 'Microphone blocked: allow it in the browser\'s address bar, then switch "Answer calls in this browser" on again.';
-    }
-    if (name === 'NotFoundError' || name === 'OverconstrainedError') { return 'No microphone found: plug in a headset and try again.'; }
-    if (name === 'NotReadableError') { return 'The microphone is in use by another program: close it and try again.'; }
-    return 'The microphone could not be opened: ' + ((e && e.message) || e) + '.';
+    if (name === 'NotAllowedError' || name === 'SecurityError') { say(box, 'console.mic_blocked'); return; }
+    if (name === 'NotFoundError' || name === 'OverconstrainedError') { say(box, 'console.mic_not_found'); return; }
+    if (name === 'NotReadableError') { say(box, 'console.mic_in_use'); return; }
+    say(box, 'console.mic_failed', { error: String((e && e.message) || e) });
   }
 
   $('#phone-browser').addEventListener('change', function (ev) {
     var box = ev.target;
     sp.micAsked = true;
-    $('#phone-error').textContent = '';
+    say($('#phone-error'));
     unlockAudio();
     if (!box.checked) {
       stopMic();
       send({ type: 'phone', phone: '' });
       return;
     }
-    status('Your browser asks to use your microphone: allow it to answer calls here.');
+    status('console.mic_asking');
     getMic().then(function () {
       if (!box.checked) { return; } // switched off while the browser asked
       if (!send({ type: 'phone', phone: 'browser' })) { box.checked = false; }
     }).catch(function (e) {
       if (!box.checked) { return; } // switched off meanwhile: nothing to say
       box.checked = false;
-      $('#phone-error').textContent = micError(e);
+      micError($('#phone-error'), e);
     });
   });
 
@@ -921,24 +934,23 @@
   function onBrowserOffer(f) {
     var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'data-browser': 'true',
       'aria-labelledby': 'offer-t-' + f.contact });
-    box.appendChild(el('h3', { id: 'offer-t-' + f.contact }, 'Call for you' +
-      (f.from_centre ? ' · from centre ' + f.from_centre : '') + ' · language ' + f.language));
+    var what = { language: f.language, centre: f.from_centre || '' };
+    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), f.from_centre ? 'console.browser_offer_title_from' : 'console.browser_offer_title', what));
     if (f.from_centre) {
-      box.appendChild(el('p', { class: 'offer-from badge' }, 'From centre ' + f.from_centre + ' (overflow)'));
+      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
     }
-    box.appendChild(el('p', { class: 'phone-note' }, 'Answer it here, with your headset on.'));
+    box.appendChild(I.set(el('p', { class: 'phone-note' }), 'console.answer_here'));
     var problem = el('p', { class: 'phone-problem', role: 'status' });
     box.appendChild(problem);
     var actions = el('div', { class: 'actions' });
-    var acc = el('button', { type: 'button', class: 'accept answer-call' }, 'Answer');
-    var dec = el('button', { type: 'button', class: 'decline' }, 'Decline');
-    var who = ' the call in ' + f.language + (f.from_centre ? ' from centre ' + f.from_centre : '');
-    acc.setAttribute('aria-label', 'Answer' + who);
-    dec.setAttribute('aria-label', 'Decline' + who);
+    var acc = I.set(el('button', { type: 'button', class: 'accept answer-call' }), 'console.answer');
+    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
+    I.setAttr(acc, 'aria-label', f.from_centre ? 'console.answer_call_label_from' : 'console.answer_call_label', what);
+    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
     acc.addEventListener('click', function () {
       acc.disabled = true; dec.disabled = true;
       stopRing();
-      problem.textContent = 'Connecting…';
+      say(problem, 'console.connecting');
       startCall(f.contact);
     });
     dec.addEventListener('click', function () {
@@ -951,7 +963,7 @@
     box.appendChild(actions);
     $('#offers').appendChild(box);
     offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', browser: true, problem: problem, decline: dec, accept: acc };
-    announce('A call for you, in ' + f.language + (f.from_centre ? ', overflowed from centre ' + f.from_centre : '') + '. Answer it here.');
+    announce(f.from_centre ? 'console.browser_offer_announce_from' : 'console.browser_offer_announce', what);
     startRing();
     acc.focus();
   }
@@ -988,8 +1000,8 @@
       pc.onconnectionstatechange = function () {
         if (sp.pc !== pc) { return; }
         var c = chats[contact];
-        if (pc.connectionState === 'failed' && c) { note(c, 'The voice connection failed. Hang up, and tell your coordinator.'); }
-        if (pc.connectionState === 'disconnected' && c) { note(c, 'The voice connection is interrupted…'); }
+        if (pc.connectionState === 'failed' && c) { note(c, 'console.voice_failed'); }
+        if (pc.connectionState === 'disconnected' && c) { note(c, 'console.voice_interrupted'); }
       };
       stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; pc.addTrack(t, stream); });
       return pc.createOffer();
@@ -997,13 +1009,14 @@
       .then(function () { return iceDone(pc); })
       .then(function () {
         if (sp.pc !== pc) { return; }
-        if (!send({ type: 'answer_call', contact: contact, sdp: pc.localDescription.sdp })) { throw new Error('not connected to the centre'); }
+        if (!send({ type: 'answer_call', contact: contact, sdp: pc.localDescription.sdp })) { throw new Error(t('console.not_connected')); }
       }).catch(function (e) {
         if (sp.contact !== contact) { return; }
         endBrowserCall(contact);
         var o = offers[contact];
-        var text = e && e.name ? micError(e) : 'The call could not start: ' + ((e && e.message) || e) + '.';
-        if (o) { o.problem.textContent = text; o.accept.disabled = false; o.decline.disabled = false; } else { status(text); }
+        var box = o ? o.problem : $('#status');
+        if (e && e.name && e.name !== 'Error') { micError(box, e); } else { say(box, 'console.call_could_not_start', { error: String((e && e.message) || e) }); }
+        if (o) { o.accept.disabled = false; o.decline.disabled = false; }
       });
   }
 
@@ -1013,8 +1026,8 @@
     pc.setRemoteDescription({ type: 'answer', sdp: f.sdp }).catch(function (e) {
       if (sp.pc !== pc) { return; }
       var c = chats[f.contact];
-      var text = 'The centre\'s answer could not be used (' + e.message + '). Hang up and tell your coordinator.';
-      if (c) { note(c, text); } else if (offers[f.contact]) { offers[f.contact].problem.textContent = text; }
+      var v = { error: String(e.message) };
+      if (c) { note(c, 'console.answer_unusable', v); } else if (offers[f.contact]) { say(offers[f.contact].problem, 'console.answer_unusable', v); }
     });
   }
 
@@ -1034,23 +1047,24 @@
 
   function addCallControls(c, contact, box, log) {
     var row = el('div', { class: 'actions call-controls' });
-    var mute = el('button', { type: 'button', class: 'mute', 'aria-pressed': sp.muted ? 'true' : 'false' }, sp.muted ? 'Unmute' : 'Mute');
-    var hang = el('button', { type: 'button', class: 'hang-up' }, 'Hang up');
-    mute.setAttribute('aria-label', 'Mute your microphone in call ' + c.n);
-    hang.setAttribute('aria-label', 'Hang up call ' + c.n);
+    var nv = { n: c.n };
+    var mute = I.set(el('button', { type: 'button', class: 'mute', 'aria-pressed': sp.muted ? 'true' : 'false' }), sp.muted ? 'console.unmute' : 'console.mute', nv);
+    var hang = I.set(el('button', { type: 'button', class: 'hang-up' }), 'console.hang_up', nv);
+    I.setAttr(mute, 'aria-label', 'console.mute_label');
+    I.setAttr(hang, 'aria-label', 'console.hang_up_label');
     mute.addEventListener('click', function () {
       sp.muted = !sp.muted;
       if (sp.stream) { sp.stream.getAudioTracks().forEach(function (t) { t.enabled = !sp.muted; }); }
-      mute.textContent = sp.muted ? 'Unmute' : 'Mute';
+      I.set(mute, sp.muted ? 'console.unmute' : 'console.mute', nv);
       mute.setAttribute('aria-pressed', sp.muted ? 'true' : 'false');
       box.classList.toggle('muted', sp.muted);
-      note(c, sp.muted ? 'Muted: the caller does not hear you.' : 'Unmuted: the caller hears you.');
+      note(c, sp.muted ? 'console.muted_note' : 'console.unmuted_note');
     });
     hang.addEventListener('click', function () {
       hang.disabled = true;
       if (!send({ type: 'hang_up', contact: contact })) { hang.disabled = false; return; }
       endBrowserCall(contact);
-      note(c, 'You hung up.');
+      note(c, 'console.you_hung_up');
     });
     row.appendChild(mute);
     row.appendChild(hang);
@@ -1061,26 +1075,22 @@
   function onSoftphoneError(f, text) {
     if (f.code === 'no_softphone') {
       $('#phone-browser').checked = false;
-      $('#phone-error').textContent = 'This centre has no browser phone: give a desk phone instead.';
+      say($('#phone-error'), 'console.no_browser_phone');
       return;
     }
-    var msg = {
-      no_call: 'No call is ringing for you any more.',
-      bad_sdp: 'Your browser\'s call setup was refused (' + text + '). Try again, or reload the page.',
-      call_failed: 'The call could not be connected (' + text + '). Try again.',
-      busy: 'The call is being connected already.'
-    }[f.code];
+    var key = 'console.sp_' + f.code; // sp_no_call, sp_bad_sdp, sp_call_failed, sp_busy
+    var v = { error: text };
     if (f.code !== 'busy') { endBrowserCall(f.contact); }
     var o = f.contact && offers[f.contact];
     if (o && o.browser) {
-      o.problem.textContent = msg;
+      say(o.problem, key, v);
       o.accept.disabled = f.code === 'no_call';
       o.decline.disabled = false;
       return;
     }
     var c = f.contact && chats[f.contact];
-    if (c) { note(c, msg); return; }
-    status('Problem: ' + msg);
+    if (c) { note(c, key, v); return; }
+    status('console.problem', { error: t(key, v) });
   }
 
   // capture records what the browser hears (the remote track) at 8 kHz,
@@ -1144,10 +1154,9 @@
   window.softphoneCapture = capture.api;
 
   // ---- start ----
-  fetch('/v1/info', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (info) {
-      if (info && info.name) { $('#centre-name').textContent = info.name; document.title = 'Volunteer console · ' + info.name; }
-    }).catch(function () {});
+  I.info.then(function (info) {
+    if (info && info.name) { $('#centre-name').textContent = info.name; I.set($('title'), 'console.doc_title', { centre: info.name }); }
+  });
   // A session cookie may still be valid (reload): try the console quietly.
   openConsole(false);
 })();

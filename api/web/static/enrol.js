@@ -2,8 +2,12 @@
 // /enrol#v=ID&c=CODE, sets a password and lands in the console. The id and
 // code are in the fragment, which the browser never sends: they reach no
 // server log and no Referer. Plain JavaScript, no inline script (CSP).
+// Every text goes through the staff pages' catalogue helper
+// (static/i18n.js, window.I18N): keys enrol.* and common.*.
 (function () {
   'use strict';
+
+  var I = window.I18N;
 
   // The server's rules (api/volunteers.go: minPasswordRunes,
   // maxPasswordBytes; a test keeps them equal). The server stays the
@@ -22,7 +26,7 @@
   // until it is used.
   if (location.hash) { history.replaceState(null, '', location.pathname); }
 
-  $('#min-chars').textContent = String(MIN_CHARS);
+  I.set($('#rules'), 'enrol.rules', { min: MIN_CHARS, max: MAX_BYTES });
   $('#volunteer').value = params.get('v') || '';
   if (fromLink) {
     $('#volunteer-shown').textContent = params.get('v');
@@ -42,11 +46,11 @@
     var chars = Array.from(pw);
     var bytes = new TextEncoder().encode(pw).length;
     if (chars.length < MIN_CHARS) {
-      return { level: 'weak', ok: false, text: 'Weak: too short (' + chars.length + ' of at least ' + MIN_CHARS + ' characters).',
-        refusal: 'Not set: the password needs at least ' + MIN_CHARS + ' characters.' };
+      return { level: 'weak', ok: false, key: 'enrol.weak_short', vars: { n: chars.length, min: MIN_CHARS },
+        refusal: 'enrol.refused_short' };
     }
     if (bytes > MAX_BYTES) {
-      return { level: 'weak', ok: false, text: 'Too long: at most ' + MAX_BYTES + ' bytes.' };
+      return { level: 'weak', ok: false, key: 'enrol.too_long', vars: { max: MAX_BYTES } };
     }
     var pool = 0;
     if (/[a-z]/.test(pw)) { pool += 26; }
@@ -56,11 +60,11 @@
     var unique = new Set(chars).size;
     var bits = Math.min(chars.length, unique * 2) * Math.log2(Math.max(pool, 2));
     if (bits < 40) {
-      return { level: 'weak', ok: false, text: 'Weak: easy to guess. Make it longer, or mix words, digits and symbols.' };
+      return { level: 'weak', ok: false, key: 'enrol.weak_guess' };
     }
-    if (bits < 60) { return { level: 'fair', ok: true, text: 'Fair. A few more characters make it stronger.' }; }
-    if (bits < 80) { return { level: 'good', ok: true, text: 'Good.' }; }
-    return { level: 'strong', ok: true, text: 'Strong.' };
+    if (bits < 60) { return { level: 'fair', ok: true, key: 'enrol.fair' }; }
+    if (bits < 80) { return { level: 'good', ok: true, key: 'enrol.good' }; }
+    return { level: 'strong', ok: true, key: 'enrol.strong' };
   }
 
   function showStrength() {
@@ -70,23 +74,35 @@
     var text = $('#strength-text');
     bar.setAttribute('data-level', pw ? s.level : '');
     text.setAttribute('data-level', pw ? s.level : '');
-    text.textContent = pw ? s.text : '';
+    say(text, pw ? s.key : '', s.vars);
     return s;
   }
   $('#password').addEventListener('input', showStrength);
 
-  function error(msg) {
-    $('#enrol-error').textContent = msg;
-    $('#enrol-status').textContent = '';
+  // say shows t(key, vars) in el, through language switches; no key clears el.
+  function say(el, key, vars) {
+    if (!key) {
+      el.removeAttribute('data-i18n');
+      el.removeAttribute('data-i18n-vars');
+      el.textContent = '';
+      return;
+    }
+    I.set(el, key, vars);
+  }
+
+  function error(key, vars) {
+    say($('#enrol-error'), key, vars);
+    say($('#enrol-status'));
   }
 
   function readError(r) {
     return r.json().catch(function () { return {}; }).then(function (b) { return b || {}; });
   }
 
-  function seconds(r) {
+  // later refuses with key (…{when}) and the server's Retry-After.
+  function later(r, key) {
     var after = r.headers.get('Retry-After');
-    return after ? ' in ' + after + ' seconds' : ' later';
+    error(key, { when: after ? { t: 'enrol.in_seconds', vars: { seconds: after } } : { t: 'enrol.later' } });
   }
 
   $('#enrol').addEventListener('submit', function (ev) {
@@ -95,12 +111,16 @@
     if (!fromLink) { code = $('#code').value.trim(); }
     var pw = $('#password').value;
     var s = showStrength();
-    if (!id || !code) { error('This page needs your volunteer id and enrolment code: open the link your centre sent you.'); return; }
-    if (!s.ok) { error(s.refusal || 'Not set: ' + s.text); $('#password').focus(); return; }
-    if (pw !== $('#repeat').value) { error('The two passwords are not the same.'); $('#repeat').focus(); return; }
-    error('');
+    if (!id || !code) { error('enrol.need_id_code'); return; }
+    if (!s.ok) {
+      if (s.refusal) { error(s.refusal, s.vars); } else { error('enrol.not_set', { why: { t: s.key, vars: s.vars } }); }
+      $('#password').focus();
+      return;
+    }
+    if (pw !== $('#repeat').value) { error('enrol.not_same'); $('#repeat').focus(); return; }
+    error();
     $('#enrol-submit').disabled = true;
-    $('#enrol-status').textContent = 'Setting your password…';
+    say($('#enrol-status'), 'enrol.setting');
     var post = function (path, body) {
       return fetch(path, {
         method: 'POST', credentials: 'same-origin', cache: 'no-store',
@@ -109,7 +129,7 @@
     };
     post('/v1/volunteer/enrol', { volunteer: id, code: code, password: pw }).then(function (r) {
       if (r.status === 204) {
-        $('#enrol-status').textContent = 'Your password is set. Logging in…';
+        say($('#enrol-status'), 'enrol.set_logging_in');
         return post('/v1/volunteer/login', { volunteer: id, password: pw }).then(function (l) {
           if (l.status === 204) {
             $('#password').value = '';
@@ -121,36 +141,35 @@
           // The password is set and the code used up: only the login failed.
           done = true;
           $('#enrol').querySelectorAll('input, button').forEach(function (e) { e.disabled = true; });
-          error('');
+          error();
           $('#enrol-done').hidden = false;
         });
       }
       return readError(r).then(function (b) {
         switch (r.status) {
         case 401:
-          error('This enrolment link is wrong, already used or expired. Ask your centre for a new one.');
+          error('enrol.link_wrong');
           break;
         case 400:
-          error(b.code === 'bad_password' ? 'The centre refused this password: ' + b.error : 'The request was refused: ' + (b.error || 'HTTP 400'));
+          error(b.code === 'bad_password' ? 'enrol.password_refused' : 'enrol.request_refused', { error: b.error || 'HTTP 400' });
           break;
         case 429:
-          error('Too many attempts. Try again' + seconds(r) + '.');
+          later(r, 'enrol.too_many');
           break;
         case 503:
-          error('The centre is busy. Try again' + seconds(r) + '.');
+          later(r, 'enrol.busy');
           break;
         default:
-          error('Your password could not be set (HTTP ' + r.status + ')' + (b.error ? ': ' + b.error : '.'));
+          error(b.error ? 'enrol.not_set_http_error' : 'enrol.not_set_http', { status: r.status, error: b.error || '' });
         }
       });
     }).catch(function () {
-      error('Cannot reach the centre. Check the connection and try again.');
+      error('common.unreachable');
     }).then(function () { $('#enrol-submit').disabled = done; });
   });
 
-  fetch('/v1/info', { credentials: 'same-origin' }).then(function (r) { return r.ok ? r.json() : null; })
-    .then(function (info) {
-      if (info && info.name) { $('#centre-name').textContent = info.name; document.title = 'Set your password · ' + info.name; }
-    }).catch(function () {});
+  I.info.then(function (info) {
+    if (info && info.name) { $('#centre-name').textContent = info.name; I.set($('title'), 'enrol.doc_title', { centre: info.name }); }
+  });
   $(fromLink ? '#password' : '#volunteer').focus();
 })();

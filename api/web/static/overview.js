@@ -1,10 +1,14 @@
 // helpmesh federation overview for centre staff and coordinators. Plain
 // JavaScript, no inline script (CSP). The admin token lives only in this
-// tab's sessionStorage and is sent as Authorization: Bearer.
+// tab's sessionStorage and is sent as Authorization: Bearer. Every text goes
+// through the staff pages' catalogue helper (static/i18n.js, window.I18N):
+// keys overview.* and common.*.
 (function () {
   'use strict';
 
   var $ = function (sel, root) { return (root || document).querySelector(sel); };
+  var I = window.I18N;
+  var t = I.t;
   var KEY = 'helpmesh_admin_token';
   var token = '';
   var observer = '';
@@ -22,7 +26,23 @@
     if (text !== undefined && text !== null) { e.textContent = text; }
     return e;
   }
-  function status(t) { $('#status').textContent = t; }
+  // say shows t(key, vars) in el, through language switches; no key clears el.
+  function say(el, key, vars) {
+    if (!key) {
+      el.removeAttribute('data-i18n');
+      el.removeAttribute('data-i18n-vars');
+      el.textContent = '';
+      return;
+    }
+    I.set(el, key, vars);
+  }
+  function status(key, vars) { say($('#status'), key, vars); }
+  // failed shows err (from api) in el with key, the server's words as {error}.
+  function failed(el, key, err, vars) {
+    var v = vars || {};
+    v.error = err.message;
+    say(el, key, v);
+  }
 
   function api(method, path, body) {
     var opts = { method: method, headers: { Authorization: 'Bearer ' + token }, credentials: 'same-origin' };
@@ -32,7 +52,7 @@
         var j = null;
         try { j = t ? JSON.parse(t) : null; } catch (e) { j = null; }
         if (!r.ok) {
-          var err = new Error((j && j.error) || ('HTTP ' + r.status));
+          var err = new Error((j && j.error) || t('common.http_status', { status: r.status }));
           err.status = r.status;
           err.code = j && j.code;
           throw err;
@@ -43,12 +63,12 @@
   }
 
   // ---- token ----
-  function showTokenForm(msg) {
+  function showTokenForm(key, vars) {
     stopAll();
     $('#view').hidden = true;
     $('#forget-token').hidden = true;
     $('#token-form').hidden = false;
-    $('#token-error').textContent = msg || '';
+    say($('#token-error'), key, vars);
   }
   function stopAll() {
     streamGen++;
@@ -59,29 +79,29 @@
   function unauthorized(err) {
     sessionStorage.removeItem(KEY);
     token = '';
-    showTokenForm(err && err.message ? err.message : 'The admin token is wrong.');
+    if (err && err.message) { showTokenForm('common.server_error', { error: err.message }); } else { showTokenForm('overview.token_wrong'); }
     $('#token').focus();
   }
 
   $('#token-form').addEventListener('submit', function (ev) {
     ev.preventDefault();
-    var t = $('#token').value.trim();
-    if (!t) { $('#token-error').textContent = 'Enter the admin token.'; return; }
-    token = t;
+    var given = $('#token').value.trim();
+    if (!given) { say($('#token-error'), 'overview.token_missing'); return; }
+    token = given;
     $('#token').value = '';
     $('#token-submit').disabled = true;
     api('GET', '/v1/roster').then(function (r) {
       sessionStorage.setItem(KEY, token);
       start(r);
     }).catch(function (err) {
-      if (err.status === 401) { unauthorized(err); } else { $('#token-error').textContent = 'Cannot reach the centre: ' + err.message; }
+      if (err.status === 401) { unauthorized(err); } else { failed($('#token-error'), 'overview.cannot_reach', err); }
     }).then(function () { $('#token-submit').disabled = false; });
   });
   $('#forget-token').addEventListener('click', function () {
     sessionStorage.removeItem(KEY);
     token = '';
-    showTokenForm('');
-    status('The token was forgotten.');
+    showTokenForm();
+    status('overview.token_forgotten');
   });
 
   function start(roster) {
@@ -95,8 +115,8 @@
   }
 
   // ---- live federation view ----
-  function setStreamState(t, live) {
-    $('#stream-state').textContent = t;
+  function setStreamState(key, vars, live) {
+    say($('#stream-state'), key, vars);
     $('#stream-state').className = live ? 'live' : 'not-live';
   }
 
@@ -114,22 +134,22 @@
     function retry(msg) {
       window.clearTimeout(watchdog);
       if (gen !== streamGen) { return; }
-      setStreamState('reconnecting… (' + msg + ')', false);
+      setStreamState('overview.stream_reconnecting', { why: msg }, false);
       retryTimer = window.setTimeout(connectStream, 2000);
     }
     kick();
     fetch('/v1/federation/events', { headers: { Authorization: 'Bearer ' + token, Accept: 'text/event-stream' }, signal: ctl.signal, cache: 'no-store' })
       .then(function (r) {
-        if (r.status === 401) { window.clearTimeout(watchdog); unauthorized(new Error('The admin token is wrong.')); return; }
-        if (!r.ok || !r.body) { retry('HTTP ' + r.status); return; }
-        setStreamState('live', true);
+        if (r.status === 401) { window.clearTimeout(watchdog); unauthorized(null); return; }
+        if (!r.ok || !r.body) { retry(t('common.http_status', { status: r.status })); return; }
+        setStreamState('overview.stream_live', null, true);
         var reader = r.body.getReader();
         var dec = new TextDecoder();
         var buf = '';
         function pump() {
           return reader.read().then(function (res) {
             if (gen !== streamGen) { reader.cancel().catch(function () {}); return; }
-            if (res.done) { retry('stream ended'); return; }
+            if (res.done) { retry(t('overview.stream_ended')); return; }
             kick();
             buf += dec.decode(res.value, { stream: true });
             var i;
@@ -147,7 +167,7 @@
         }
         return pump();
       })
-      .catch(function (e) { retry(e && e.name === 'AbortError' ? 'no data' : 'connection lost'); });
+      .catch(function (e) { retry(t(e && e.name === 'AbortError' ? 'overview.stream_no_data' : 'overview.stream_lost')); });
   }
 
   function fmtCounts(m) {
@@ -156,19 +176,21 @@
     if (!keys.length) { return '0'; }
     return keys.map(function (k) { return k + ' ' + m[k]; }).join(', ');
   }
+  // fmtSeconds is a duration as key and vars for say.
   function fmtSeconds(s) {
-    if (s === null || s === undefined || isNaN(s)) { return '–'; }
     s = Math.round(s);
-    if (s < 60) { return s + ' s'; }
-    if (s < 3600) { return Math.floor(s / 60) + ' min ' + (s % 60) + ' s'; }
-    return Math.floor(s / 3600) + ' h ' + Math.floor((s % 3600) / 60) + ' min';
+    if (s < 60) { return { key: 'overview.dur_s', vars: { s: s } }; }
+    if (s < 3600) { return { key: 'overview.dur_min_s', vars: { min: Math.floor(s / 60), s: s % 60 } }; }
+    return { key: 'overview.dur_h_min', vars: { h: Math.floor(s / 3600), min: Math.floor((s % 3600) / 60) } };
   }
+  // plain shows a value that needs no words (a dash, a centre id) in el.
+  function plain(el, text) { say(el); el.textContent = text; }
 
   function renderFederation(v) {
     observer = v.observer || observer;
     if (lastRoster && lastRoster.shownFor !== observer) { renderRoster(lastRoster); }
     $('#observer').textContent = observer || '–';
-    $('#leader').textContent = v.leader || 'none (no quorum)';
+    if (v.leader) { plain($('#leader'), v.leader); } else { say($('#leader'), 'overview.no_leader'); }
     var tbody = $('#centres tbody');
     var seen = {};
     (v.centres || []).forEach(function (c) {
@@ -180,10 +202,10 @@
       var g = c.gossip || 'unknown';
       row.querySelector('.name').textContent = c.name ? c.name + ' (' + c.id + ')' : c.id;
       var gc = row.querySelector('.gossip');
-      gc.textContent = g;
+      say(gc, 'overview.gossip_' + (['alive', 'suspect', 'dead', 'left'].indexOf(g) >= 0 ? g : 'unknown'));
       gc.className = 'gossip ' + g;
-      row.querySelector('.raft').textContent = c.raft_role || 'none';
-      row.querySelector('.accepting').textContent = a ? (a.accepting ? 'accepting' : 'not accepting') : '–';
+      say(row.querySelector('.raft'), 'overview.raft_' + (['leader', 'voter', 'nonvoter'].indexOf(c.raft_role) >= 0 ? c.raft_role : 'none'));
+      if (a) { say(row.querySelector('.accepting'), a.accepting ? 'overview.accepting' : 'overview.not_accepting'); } else { plain(row.querySelector('.accepting'), '–'); }
       row.querySelector('.free').textContent = chat ? fmtCounts(chat.free) : '–';
       row.querySelector('.busy').textContent = chat ? fmtCounts(chat.busy) : '–';
       // Free for calls from a PBX: with a phone given and the centre's SIP
@@ -191,8 +213,13 @@
       var phone = a && a.channels && a.channels.phone;
       row.querySelector('.phone-free').textContent = a ? fmtCounts((phone && phone.free) || {}) : '–';
       row.querySelector('.queue').textContent = chat ? String(chat.queue_length || 0) : '–';
-      row.querySelector('.oldest-wait').textContent = chat ? (chat.oldest_wait_millis ? fmtSeconds(chat.oldest_wait_millis / 1000) : '–') : '–';
-      row.querySelector('.seen').textContent = a ? fmtSeconds(c.availability_age_seconds) + ' ago' : 'never';
+      var ow = row.querySelector('.oldest-wait');
+      if (chat && chat.oldest_wait_millis) { var d = fmtSeconds(chat.oldest_wait_millis / 1000); say(ow, d.key, d.vars); } else { plain(ow, '–'); }
+      var seenCell = row.querySelector('.seen');
+      if (a && !isNaN(c.availability_age_seconds)) {
+        var ago = fmtSeconds(c.availability_age_seconds);
+        say(seenCell, 'overview.ago', { duration: { t: ago.key, vars: ago.vars } });
+      } else { say(seenCell, 'overview.never'); }
       row.classList.toggle('down', g === 'dead' || g === 'left');
       row.classList.toggle('self', c.id === observer);
       row.setAttribute('data-gossip', g);
@@ -200,7 +227,7 @@
     Array.prototype.forEach.call(tbody.querySelectorAll('tr[data-centre]'), function (row) {
       if (!seen[row.getAttribute('data-centre')]) { row.remove(); }
     });
-    status('Updated ' + new Date().toLocaleTimeString() + '.');
+    status('overview.updated', { time: new Date().toLocaleTimeString(I.lang() || undefined) });
   }
 
   function newCentreRow(id) {
@@ -208,17 +235,18 @@
     row.appendChild(el('th', { scope: 'row', class: 'name' }, id));
     ['gossip', 'raft', 'accepting', 'free', 'busy', 'phone-free', 'queue', 'oldest-wait', 'seen'].forEach(function (k) { row.appendChild(el('td', { class: k })); });
     var td = el('td');
-    var b = el('button', { type: 'button', class: 'remove remove-centre', 'aria-label': 'Remove centre ' + id }, 'Remove');
+    var b = I.set(el('button', { type: 'button', class: 'remove remove-centre' }), 'overview.remove', { id: id });
+    I.setAttr(b, 'aria-label', 'overview.remove_centre_label');
     b.addEventListener('click', function () {
-      if (!window.confirm('Remove centre ' + id + ' from the federation? Its volunteers can no longer take overflowed contacts and it can no longer talk to the other centres.')) { return; }
+      if (!window.confirm(t('overview.remove_centre_confirm', { id: id }))) { return; }
       b.disabled = true;
       api('DELETE', '/v1/centres/' + encodeURIComponent(id)).then(function () {
-        $('#centres-error').textContent = '';
-        status('Centre ' + id + ' removed.');
+        say($('#centres-error'));
+        status('overview.centre_removed', { id: id });
         loadRoster();
       }).catch(function (err) {
         if (err.status === 401) { unauthorized(err); return; }
-        $('#centres-error').textContent = 'Could not remove centre ' + id + ': ' + err.message;
+        failed($('#centres-error'), 'overview.centre_not_removed', err, { id: id });
       }).then(function () { b.disabled = false; });
     });
     td.appendChild(b);
@@ -247,23 +275,32 @@
       row.appendChild(el('th', { scope: 'row' }, v.id));
       row.appendChild(el('td', null, v.alias));
       row.appendChild(el('td', null, (v.languages || []).join(', ')));
-      row.appendChild(el('td', null, (v.channels || []).join(', ')));
+      var chans = el('td');
+      (v.channels || []).forEach(function (ch, i) {
+        if (i) { chans.appendChild(document.createTextNode(', ')); }
+        chans.appendChild(ch === 'chat' || ch === 'phone' ? I.set(el('span'), 'common.channel_' + ch) : el('span', null, ch));
+      });
+      row.appendChild(chans);
       row.appendChild(el('td', null, String(v.capacity)));
-      row.appendChild(el('td', null, v.role || 'volunteer'));
+      var role = v.role || 'volunteer';
+      row.appendChild(role === 'volunteer' || role === 'supervisor' ? I.set(el('td'), 'common.role_' + role) : el('td', null, role));
       var td = el('td', { class: 'row-actions' });
-      var nc = el('button', { type: 'button', class: 'new-code', 'aria-label': 'New enrolment code for ' + v.id }, 'New code');
+      var who = { id: v.id, alias: v.alias };
+      var nc = I.set(el('button', { type: 'button', class: 'new-code' }), 'overview.new_code', who);
+      I.setAttr(nc, 'aria-label', 'overview.new_code_label');
       nc.addEventListener('click', function () { newCode(v, nc); });
       td.appendChild(nc);
-      var b = el('button', { type: 'button', class: 'remove remove-volunteer', 'aria-label': 'Remove volunteer ' + v.id }, 'Remove');
+      var b = I.set(el('button', { type: 'button', class: 'remove remove-volunteer' }), 'overview.remove', who);
+      I.setAttr(b, 'aria-label', 'overview.remove_volunteer_label');
       b.addEventListener('click', function () {
-        if (!window.confirm('Remove volunteer ' + v.id + ' (' + v.alias + ')? Their login stops working at once.')) { return; }
+        if (!window.confirm(t('overview.remove_volunteer_confirm', who))) { return; }
         b.disabled = true;
         api('DELETE', '/v1/volunteers/' + encodeURIComponent(v.id)).then(function () {
-          status('Volunteer ' + v.id + ' removed.');
+          status('overview.volunteer_removed', who);
           loadRoster();
         }).catch(function (err) {
           if (err.status === 401) { unauthorized(err); return; }
-          $('#add-error').textContent = 'Could not remove ' + v.id + ': ' + err.message;
+          failed($('#add-error'), 'overview.volunteer_not_removed', err, { id: v.id });
           b.disabled = false;
         });
       });
@@ -286,27 +323,29 @@
 
   // showEnrolment shows a fresh enrolment code and its link, with a copy
   // button, under the volunteer form.
-  function showEnrolment(id, what, res) {
+  function showEnrolment(id, whatKey, res) {
     var box = $('#enrolment');
     box.textContent = '';
-    if (!res || !res.enrolment_code) { box.textContent = what; return; }
+    var who = { id: id };
+    box.appendChild(I.set(el('p'), whatKey, who));
+    if (!res || !res.enrolment_code) { return; }
     var p = el('p');
-    p.appendChild(document.createTextNode(what + ' Send ' + id + ' this one-time enrolment link, or give them the code in person (valid until ' +
-      new Date(res.enrolment_expires).toLocaleString() + '; any earlier code no longer works): '));
+    p.appendChild(I.set(el('span'), 'overview.enrol_send', { id: id, until: new Date(res.enrolment_expires).toLocaleString(I.lang() || undefined) }));
+    p.appendChild(document.createTextNode(' '));
     p.appendChild(el('code', { id: 'enrolment-code' }, res.enrolment_code));
     box.appendChild(p);
     var row = el('div', { class: 'link-row' });
-    var link = el('input', { id: 'enrolment-link', type: 'text', readonly: '', spellcheck: 'false', 'aria-label': 'Enrolment link for ' + id });
+    var link = I.setAttr(el('input', { id: 'enrolment-link', type: 'text', readonly: '', spellcheck: 'false' }), 'aria-label', 'overview.enrol_link_label', who);
     link.value = enrolLink(id, res.enrolment_code);
-    var copy = el('button', { type: 'button', id: 'copy-link' }, 'Copy link');
+    var copy = I.set(el('button', { type: 'button', id: 'copy-link' }), 'overview.copy_link');
     copy.addEventListener('click', function () {
-      var done = function () { $('#copy-status').textContent = 'Link copied. Send it to ' + id + ' privately: it sets their password.'; };
+      var done = function () { say($('#copy-status'), 'overview.link_copied', who); };
       var fallback = function () {
         link.focus();
         link.select();
         var ok = false;
         try { ok = document.execCommand('copy'); } catch (e) { ok = false; }
-        if (ok) { done(); } else { $('#copy-status').textContent = 'Select the link and copy it (Ctrl+C).'; }
+        if (ok) { done(); } else { say($('#copy-status'), 'overview.copy_by_hand'); }
       };
       if (navigator.clipboard && window.isSecureContext) {
         navigator.clipboard.writeText(link.value).then(done, fallback);
@@ -325,14 +364,14 @@
   // code, a forgotten password): their old password works until they set
   // the new one.
   function newCode(v, b) {
-    if (!window.confirm('Issue a new enrolment code for ' + v.id + ' (' + v.alias + ')? Any earlier code stops working. Their password keeps working until they set a new one with the code.')) { return; }
+    if (!window.confirm(t('overview.new_code_confirm', { id: v.id, alias: v.alias }))) { return; }
     b.disabled = true;
-    $('#add-error').textContent = '';
+    say($('#add-error'));
     api('POST', '/v1/volunteers/' + encodeURIComponent(v.id) + '/enrolment').then(function (res) {
-      showEnrolment(v.id, 'New enrolment code for ' + v.id + '.', res);
+      showEnrolment(v.id, 'overview.new_code_for', res);
     }).catch(function (err) {
       if (err.status === 401) { unauthorized(err); return; }
-      $('#add-error').textContent = 'No new code for ' + v.id + ': ' + err.message;
+      failed($('#add-error'), 'overview.no_new_code', err, { id: v.id });
     }).then(function () { b.disabled = false; });
   }
 
@@ -345,34 +384,34 @@
       channels: channels, languages: split($('#nv-languages').value),
       capacity: parseInt($('#nv-capacity').value, 10) || 0, role: $('#nv-role').value
     };
-    $('#add-error').textContent = '';
+    say($('#add-error'));
     $('#enrolment').textContent = '';
-    if (!observer) { $('#add-error').textContent = 'Waiting for the federation view; try again in a moment.'; return; }
-    if (!channels.length) { $('#add-error').textContent = 'Choose at least one channel.'; return; }
+    if (!observer) { say($('#add-error'), 'overview.waiting_view'); return; }
+    if (!channels.length) { say($('#add-error'), 'overview.choose_channel'); return; }
     $('#nv-submit').disabled = true;
     api('POST', '/v1/volunteers', v).then(function (res) {
-      showEnrolment(v.id, 'Volunteer ' + v.id + ' saved.', res);
+      showEnrolment(v.id, 'overview.volunteer_saved', res);
       $('#nv-id').value = '';
       $('#nv-alias').value = '';
       loadRoster();
     }).catch(function (err) {
       if (err.status === 401) { unauthorized(err); return; }
-      $('#add-error').textContent = 'Not saved: ' + err.message;
+      failed($('#add-error'), 'overview.not_saved', err);
     }).then(function () { $('#nv-submit').disabled = false; });
   });
 
   $('#policy').addEventListener('input', function () { policyDirty = true; });
   $('#policy-reload').addEventListener('click', function () {
     policyDirty = false;
-    $('#policy-error').textContent = '';
-    loadRoster().then(function () { $('#policy-status').textContent = 'Reloaded from the roster.'; });
+    say($('#policy-error'));
+    loadRoster().then(function () { say($('#policy-status'), 'overview.policy_reloaded'); });
   });
   $('#policy-save').addEventListener('click', function () {
     var text = $('#policy').value;
-    $('#policy-error').textContent = '';
-    $('#policy-status').textContent = '';
+    say($('#policy-error'));
+    say($('#policy-status'));
     try { JSON.parse(text); } catch (e) {
-      $('#policy-error').textContent = 'The policy is not valid JSON: ' + e.message;
+      say($('#policy-error'), 'overview.policy_bad_json', { error: e.message });
       $('#policy').focus();
       return;
     }
@@ -380,18 +419,18 @@
     api('PUT', '/v1/policy', text).then(function (p) {
       policyDirty = false;
       $('#policy').value = JSON.stringify(p, null, 2);
-      $('#policy-status').textContent = 'Policy saved for the whole federation.';
+      say($('#policy-status'), 'overview.policy_saved');
     }).catch(function (err) {
       if (err.status === 401) { unauthorized(err); return; }
-      $('#policy-error').textContent = 'Not saved: ' + err.message;
+      failed($('#policy-error'), 'overview.not_saved', err);
     }).then(function () { $('#policy-save').disabled = false; });
   });
 
   // ---- start ----
-  fetch('/v1/info').then(function (r) { return r.ok ? r.json() : null; }).then(function (info) {
+  I.info.then(function (info) {
     if (info && info.name) { $('#centre-name').textContent = info.name; }
     if (info && info.centre && !observer) { observer = info.centre; }
-  }).catch(function () {});
+  });
   var saved = sessionStorage.getItem(KEY);
   if (saved) {
     token = saved;
