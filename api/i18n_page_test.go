@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -99,6 +100,14 @@ func TestStaffPagesEveryLanguage(t *testing.T) {
 func TestChatPageNorwegianEmergencyNames(t *testing.T) {
 	browser := newBrowser(t)
 	c := startPageFederation(t, 1)[0]
+	// The coordinator names the numbers per language (the default policy
+	// has only the English names: consensus.DefaultPolicy).
+	names := `{"emergency_numbers": [
+		{"name": "Medical emergency", "number": "113", "names": {"nb": "Medisinsk nødhjelp", "nn": "Medisinsk naudhjelp"}},
+		{"name": "Police", "number": "112", "names": {"nb": "Politi", "nn": "Politi"}}]}`
+	if r := policyCall(t, c.url, c.token, http.MethodPatch, []byte(names), nil); r.status != http.StatusOK {
+		t.Fatalf("PATCH the names: %d %s", r.status, r.body)
+	}
 	ctx := newTab(t, browser)
 	vpRun(t, ctx, "open /chat in nb", chromedp.Navigate(c.url+"/chat?lang=nb"), chromedp.WaitVisible("#start", chromedp.ByID))
 	vpWait(t, ctx, "nb", `document.documentElement.getAttribute('data-lang-loaded') === 'nb'`)

@@ -107,6 +107,13 @@ var roles = []string{"volunteer", "supervisor"}
 
 // DefaultPolicy is what a new federation starts with. The topics follow the
 // main categories Child Helpline International compares helplines by.
+//
+// It is the roster's state before the first log entry, so it must not
+// change between releases: a centre that replays the log from the start
+// and one that restores an older release's snapshot would otherwise hold
+// different policies (and policy versions) for the same log. New defaults,
+// such as names of the emergency numbers per language, are written with a
+// policy write (the demo does; docs/operations.md's go-live page shows it).
 func DefaultPolicy() Policy {
 	return Policy{
 		OverflowAfterSeconds: map[string]int{channels.Chat: 60, channels.Phone: 45},
@@ -118,13 +125,8 @@ func DefaultPolicy() Policy {
 		},
 		ServiceLevelSeconds: 60,
 		EmergencyNumbers: []EmergencyNumber{
-			{Name: "Medical emergency", Number: "113", Names: map[string]string{
-				"nb": "Medisinsk nødhjelp", "nn": "Medisinsk naudhjelp", "en": "Medical emergency",
-				"fr": "Urgences médicales", "de": "Medizinischer Notruf",
-			}},
-			{Name: "Police", Number: "112", Names: map[string]string{
-				"nb": "Politi", "nn": "Politi", "en": "Police", "fr": "Police", "de": "Polizei",
-			}},
+			{Name: "Medical emergency", Number: "113"},
+			{Name: "Police", Number: "112"},
 		},
 		TimeZone: "Europe/Oslo",
 	}

@@ -145,7 +145,7 @@ func TestBinaryClientsAndDemoStop(t *testing.T) {
 	chat := startCLI(t, bin, "chat", "--server", "http://"+httpOf["oslo"], "--lang", "nb")
 	chat.await(t, "Koblet til.")
 	chat.await(t, "Ingen er ledige akkurat nå")
-	chat.await(t, "Medical emergency: 113")
+	chat.await(t, "Medisinsk nødhjelp: 113")
 	chat.say(t, "hei, tidlig")
 	chat.await(t, "[Ingen er her ennå; meldingen sendes når en frivillig er klar.]")
 

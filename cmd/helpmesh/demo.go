@@ -118,6 +118,11 @@ func runDemo(ctx context.Context, o demoOptions, stdout io.Writer, log *slog.Log
 			}
 		} else {
 			client := newAdminClient("http://"+r.http, r.token)
+			if i == 0 {
+				if err := seedPolicy(ctx, client); err != nil {
+					return fmt.Errorf("demo: %w", err)
+				}
+			}
 			if r.volunteers, err = seedVolunteers(ctx, client, id, i); err != nil {
 				return fmt.Errorf("demo: %w", err)
 			}
