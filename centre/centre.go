@@ -81,7 +81,7 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 			QuickExitURL:       fc.Web.QuickExitURL,
 			StaffAddr:          fc.Web.StaffAddr, MetricsAddr: fc.Web.MetricsAddr,
 			TLSCert: cert, TLSKey: key,
-			CatalogueDir:       filepath.Join(dir, "i18n"),
+			CatalogueDir: filepath.Join(dir, "i18n"),
 		},
 	}, nil
 }
