@@ -309,6 +309,29 @@ func (cs *credStore) change(id, current, password string, exists, known bool) er
 	return nil
 }
 
+// login verifies id's password as verify does and, when it is right,
+// runs open (which creates the session) under the store's lock, once it
+// has seen that the credential is still the one checked. Without that, a
+// password change or reset landing while argon2id ran would end the
+// volunteer's sessions before this one existed, and a login with the old
+// password would outlive the change. A credential that changed meanwhile
+// counts as a wrong password.
+func (cs *credStore) login(id, password string, exists, known bool, open func() error) (bool, error) {
+	cs.mu.Lock()
+	before, had := cs.data.Volunteers[id]
+	cs.mu.Unlock()
+	ok, err := cs.verify(id, password, exists, known)
+	if err != nil || !ok {
+		return false, err
+	}
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	if now, still := cs.data.Volunteers[id]; !had || !still || subtle.ConstantTimeCompare(now.Hash, before.Hash) != 1 {
+		return false, nil
+	}
+	return true, open()
+}
+
 // verify checks id's password in constant time. exists says whether the
 // caller considers id a volunteer who may log in here; either way the same
 // work is done, so timing does not tell which part was wrong. known lets

@@ -156,6 +156,11 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.TLSCert != "" && cfg.StaffAddr == "" {
+		// TLS says "this faces the internet", and with one listener the
+		// console, the admin API and /metrics face it too.
+		s.log.Warn("TLS on a single listener: the staff pages, the admin API and /metrics are served to the internet with the chat; set web.staff_addr (docs/operations.md, Going live over HTTPS)")
+	}
 	for _, spec := range cfg.listeners() {
 		ln, err := net.Listen("tcp", spec.addr)
 		if err != nil {

@@ -242,7 +242,12 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	_, local := s.localVolunteer(req.Volunteer)
-	ok, err := s.creds.verify(req.Volunteer, req.Password, local && len(req.Password) <= maxPasswordBytes, at.known)
+	var token string
+	var stored error
+	ok, err := s.creds.login(req.Volunteer, req.Password, local && len(req.Password) <= maxPasswordBytes, at.known, func() error {
+		token, _, stored = s.sessions.create(req.Volunteer)
+		return nil
+	})
 	if err != nil {
 		at.unused()
 		if !errors.Is(err, errBusy) {
@@ -257,8 +262,7 @@ func (s *Server) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	at.succeeded()
-	token, _, err := s.sessions.create(req.Volunteer)
-	if err != nil {
+	if err := stored; err != nil {
 		s.log.Error("session not stored", "err", err)
 		writeError(w, http.StatusInternalServerError, "internal", "the password is right, but the session could not be stored; try again")
 		return

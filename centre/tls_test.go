@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -63,8 +64,13 @@ func TestHTTPSFromCertFilesReloadsOnChange(t *testing.T) {
 	if version < tls.VersionTLS12 {
 		t.Errorf("negotiated %s", tls.VersionName(version))
 	}
-	if _, err := tls.Dial("tcp", c.Addr(), &tls.Config{RootCAs: ca.Pool(), MaxVersion: tls.VersionTLS11}); err == nil {
+	// MinVersion too: Go's client refuses below 1.2 by itself, and then
+	// the server's answer would never be seen.
+	_, err = tls.Dial("tcp", c.Addr(), &tls.Config{RootCAs: ca.Pool(), MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})
+	if err == nil {
 		t.Error("a TLS 1.1 client was served")
+	} else if !strings.Contains(err.Error(), "protocol version") {
+		t.Errorf("a TLS 1.1 client was refused with %v, want the server's protocol version alert", err)
 	}
 
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}

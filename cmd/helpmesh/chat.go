@@ -39,6 +39,10 @@ func originOf(server string) string {
 	return strings.TrimRight(server, "/")
 }
 
+// maxFrameBytes bounds one frame from the centre (a queued frame with the
+// whole policy's emergency numbers is under 64 KiB).
+const maxFrameBytes = 256 << 10
+
 func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
 	fs := flag.NewFlagSet("chat", flag.ContinueOnError)
 	server := fs.String("server", "http://127.0.0.1:8080", "the centre to chat at")
@@ -56,6 +60,10 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 		return fmt.Errorf("chat: %w", err)
 	}
 	defer c.CloseNow()
+	// A queued frame carries the policy's emergency numbers with their
+	// names in every language: up to the policy's 48 KiB, past the
+	// library's default 32 KiB limit.
+	c.SetReadLimit(maxFrameBytes)
 	frames := readFrames(ctx, c)
 	fmt.Fprintln(stdout, tx.intro)
 	if info != nil && !info.Open {
@@ -248,6 +256,7 @@ func cmdVolunteer(ctx context.Context, args []string, stdin io.Reader, stdout io
 		return fmt.Errorf("volunteer: console: %w", err)
 	}
 	defer c.CloseNow()
+	c.SetReadLimit(maxFrameBytes)
 	if err := wsjson.Write(ctx, c, map[string]any{"type": "available", "channel": "chat", "on": true}); err != nil {
 		return err
 	}
