@@ -1,9 +1,11 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/cookiejar"
 	"slices"
 	"strings"
 	"testing"
@@ -135,4 +137,106 @@ func TestOverviewPolicyForm(t *testing.T) {
 	if final.ServiceLevelSeconds != 30 || !slices.Contains(final.Topics, "bullying") || final.EmergencyNumbers[0].Names["nb"] != "Medisinsk nødhjelp" {
 		t.Errorf("final policy %+v: want service level 30, their topic and the Norwegian name", final)
 	}
+}
+
+// TestConsoleChangePassword: a volunteer changes their password in the
+// console. A wrong current password is shown at that field, a weak new
+// one shows the rule (and is not sent), one the same as the current shows
+// the server's words at the new one; a good change says the other devices
+// were signed out: the old password no longer logs in, a session opened
+// before elsewhere has ended, and this console is still connected.
+func TestConsoleChangePassword(t *testing.T) {
+	c := startPageFederation(t, 1)[0]
+	const id, oldPassword, newPassword = "v-pw", "correct horse battery", "a brand new passphrase 7"
+	staffEnrol(t, c, consensus.Volunteer{ID: id, Centre: "c1", Alias: "Pia", Languages: []string{"nb"}, Channels: []string{"chat"}, Capacity: 1, Role: "volunteer"}, oldPassword)
+
+	// Another device, logged in before the change.
+	other := newCookieClient(t)
+	if code := other.post(t, c.url+"/v1/volunteer/login", LoginRequest{Volunteer: id, Password: oldPassword}); code != http.StatusNoContent {
+		t.Fatalf("the other device's login: HTTP %d", code)
+	}
+	if code := other.get(t, c.url+"/v1/volunteer/session"); code != http.StatusOK {
+		t.Fatalf("the other device's session: HTTP %d", code)
+	}
+
+	ctx := newBrowser(t)
+	consoleLogin(t, ctx, c, id, oldPassword)
+	browsertest.Eval(t, ctx, `window.__posts = 0; { const f = window.fetch; window.fetch = function (u, o) { if (String(u).includes('/v1/volunteer/password')) window.__posts++; return f.apply(this, arguments); }; } true`, nil)
+	fill := func(what, current, next, repeat string) {
+		t.Helper()
+		browsertest.Eval(t, ctx, `['#pw-current', '#pw-new', '#pw-repeat'].forEach(s => { document.querySelector(s).value = ''; }); true`, nil)
+		browsertest.Run(t, ctx, what,
+			chromedp.SendKeys("#pw-current", current, chromedp.ByQuery), chromedp.SendKeys("#pw-new", next, chromedp.ByQuery), chromedp.SendKeys("#pw-repeat", repeat, chromedp.ByQuery),
+			chromedp.Click("#pw-submit", chromedp.ByQuery))
+	}
+	browsertest.Run(t, ctx, "open the form", chromedp.Click("#pw-change summary", chromedp.ByQuery), chromedp.WaitVisible("#pw-current", chromedp.ByQuery))
+
+	fill("a wrong current password", "not my password", newPassword, newPassword)
+	browsertest.Wait(t, ctx, "wrong at the current field", `document.querySelector('#pw-current-error').getAttribute('data-i18n') === 'console.pw_wrong_current' &&
+		document.querySelector('#pw-current').getAttribute('aria-invalid') === 'true' && document.querySelector('#pw-new-error').textContent === ''`, 15*time.Second)
+
+	fill("a weak new password", oldPassword, "short1", "short1")
+	browsertest.Wait(t, ctx, "the rule at the new field", `/at least 10 characters/.test(document.querySelector('#pw-new-error').textContent) &&
+		document.querySelector('#pw-strength-bar').dataset.level === 'weak' && document.querySelector('#pw-current-error').textContent === ''`, 10*time.Second)
+	var posts int
+	browsertest.Eval(t, ctx, `window.__posts`, &posts)
+	if posts != 1 {
+		t.Errorf("%d password changes posted, want 1 (the weak one is refused in the page)", posts)
+	}
+
+	fill("the same password again", oldPassword, oldPassword, oldPassword)
+	browsertest.Wait(t, ctx, "the server's words at the new field", `document.querySelector('#pw-new-error').textContent.includes('the same as the current one')`, 15*time.Second)
+	screenshot(t, ctx, "console-password-refused")
+
+	fill("a good change", oldPassword, newPassword, newPassword)
+	browsertest.Wait(t, ctx, "changed", `document.querySelector('#pw-done').getAttribute('data-i18n') === 'console.pw_changed' &&
+		/other devices were signed out/.test(document.querySelector('#pw-done').textContent) && document.querySelector('#pw-new').value === ''`, 15*time.Second)
+	screenshot(t, ctx, "console-password-changed")
+
+	if code := other.get(t, c.url+"/v1/volunteer/session"); code != http.StatusUnauthorized {
+		t.Errorf("the other device's session after the change: HTTP %d, want 401", code)
+	}
+	if code := loginStatus(t, c, id, oldPassword); code != http.StatusUnauthorized {
+		t.Errorf("login with the old password: HTTP %d, want 401", code)
+	}
+	// This console still speaks to the centre: going available is a round
+	// trip over its socket.
+	browsertest.Run(t, ctx, "go available", chromedp.Click("#available-chat", chromedp.ByQuery))
+	browsertest.Wait(t, ctx, "available, still at the desk", `document.querySelector('#availability').classList.contains('is-on') && !document.querySelector('#desk').hidden`, 10*time.Second)
+	if code := loginStatus(t, c, id, newPassword); code != http.StatusNoContent {
+		t.Errorf("login with the new password: HTTP %d, want 204", code)
+	}
+}
+
+// cookieClient is another device: an HTTP client with its own cookies.
+type cookieClient struct{ *http.Client }
+
+func newCookieClient(t *testing.T) cookieClient {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cookieClient{&http.Client{Jar: jar, Timeout: 20 * time.Second}}
+}
+
+func (c cookieClient) post(t *testing.T, url string, body any) int {
+	t.Helper()
+	b, _ := json.Marshal(body)
+	resp, err := c.Post(url, "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+func (c cookieClient) get(t *testing.T, url string) int {
+	t.Helper()
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }
