@@ -60,6 +60,11 @@ func TestOverviewPolicyForm(t *testing.T) {
 		chromedp.SendKeys("#token", c.token, chromedp.ByQuery), chromedp.Click("#token-submit", chromedp.ByQuery))
 	browsertest.Wait(t, ctx, "the policy in the form", `document.querySelector('#pf-service-level').value === '60' &&
 		document.querySelectorAll('#pf-emergency .emergency-row').length === 2 && document.querySelectorAll('#pf-topics input').length === 11`, 20*time.Second)
+	var unnamed []string
+	browsertest.Eval(t, ctx, accessibleNameProblems, &unnamed)
+	if len(unnamed) > 0 {
+		t.Errorf("controls without an accessible name: %v", unnamed)
+	}
 	browsertest.Eval(t, ctx, recordPatches, nil)
 	base, _ := getPolicy(t, c.url, c.token)
 
