@@ -20,20 +20,21 @@ import (
 	"github.com/helpmesh/helpmesh/internal/browsertest"
 )
 
-// The enrolment page checks the server's password rules before it posts:
-// its constants must be the server's.
+// The enrolment page and the console check the server's password rules
+// (static/password.js, which both load) before they post: its constants
+// must be the server's.
 func TestEnrolPageKnowsTheServersPasswordRules(t *testing.T) {
-	js, err := web.ReadFile("web/static/enrol.js")
+	js, err := web.ReadFile("web/static/password.js")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]int{"MIN_CHARS": minPasswordRunes, "MAX_BYTES": maxPasswordBytes} {
 		m := regexp.MustCompile(`var ` + name + ` = (\d+);`).FindSubmatch(js)
 		if m == nil {
-			t.Fatalf("enrol.js has no %s", name)
+			t.Fatalf("password.js has no %s", name)
 		}
 		if got, _ := strconv.Atoi(string(m[1])); got != want {
-			t.Errorf("enrol.js %s = %d, the server's is %d", name, got, want)
+			t.Errorf("password.js %s = %d, the server's is %d", name, got, want)
 		}
 	}
 }

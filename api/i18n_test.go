@@ -55,7 +55,7 @@ func TestEmbeddedCataloguesComplete(t *testing.T) {
 	if len(used) < 150 {
 		t.Fatalf("the key scan found only %d keys: it would miss some", len(used))
 	}
-	for _, want := range []string{"console.accept", "overview.policy_saved", "enrol.weak_short", "common.language", "console.sp_no_call"} {
+	for _, want := range []string{"console.accept", "overview.policy_saved", "common.pw_weak_short", "common.language", "console.sp_no_call"} {
 		if !slices.Contains(used, want) {
 			t.Errorf("the key scan missed %s", want)
 		}
@@ -92,7 +92,7 @@ var (
 func staffKeysUsed(t *testing.T) []string {
 	t.Helper()
 	var keys []string
-	for _, f := range []string{"console.html", "overview.html", "enrol.html", "static/console.js", "static/overview.js", "static/enrol.js", "static/i18n.js"} {
+	for _, f := range []string{"console.html", "overview.html", "enrol.html", "static/console.js", "static/overview.js", "static/enrol.js", "static/i18n.js", "static/password.js"} {
 		b, err := web.ReadFile("web/" + f)
 		if err != nil {
 			t.Fatal(err)

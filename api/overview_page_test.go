@@ -54,12 +54,9 @@ func TestOverviewReflectsCentreDownAndBack(t *testing.T) {
 	if v, ok := c1.node.Roster().Volunteers["v-new"]; !ok || v.Centre != "c1" || v.Capacity != 2 || len(v.Languages) != 2 {
 		t.Errorf("roster volunteer %+v", v)
 	}
-	// A bad policy shows the server's error.
-	browsertest.Run(t, ctx, "save a bad policy", chromedp.SetValue("#policy", `{"topics": []}`, chromedp.ByQuery),
-		chromedp.Click("#policy-save", chromedp.ByQuery))
-	browsertest.Wait(t, ctx, "the policy error", `/Not saved/.test(document.querySelector('#policy-error').textContent)`, 15*time.Second)
-	browsertest.Run(t, ctx, "reload the policy", chromedp.Click("#policy-reload", chromedp.ByQuery))
-	browsertest.Wait(t, ctx, "the policy back", `/"topics"/.test(document.querySelector('#policy').value) && /mental-health/.test(document.querySelector('#policy').value)`, 10*time.Second)
+	// The policy form is filled from GET /v1/policy (its editing is
+	// policy_page_test.go's).
+	browsertest.Wait(t, ctx, "the policy form", `document.querySelector('#pf-service-level').value === '60' && document.querySelectorAll('#pf-emergency .emergency-row').length === 2`, 15*time.Second)
 	screenshot(t, ctx, "overview")
 
 	f.Stop("c3")

@@ -88,6 +88,7 @@
     // The next volunteer at this desk gives their own phone.
     $('#phone').value = '';
     say($('#phone-error'));
+    if (P) { pwReset(); $('#pw-change').open = false; }
     clearDesk();
   }
 
@@ -151,6 +152,90 @@
         status('console.logged_out');
         $('#volunteer').focus();
       });
+  });
+
+  // ---- change password ----
+  // POST /v1/volunteer/password (api/password.go). The server ends every
+  // other session of the volunteer and keeps this one, so the console
+  // stays connected. Its refusals name the field they are about: each is
+  // shown under that input.
+  var P = window.HelpmeshPassword; // static/password.js: the rules and the meter
+  var pwFields = { current: '#pw-current', new: '#pw-new', repeat: '#pw-repeat' };
+  I.set($('#pw-rules'), 'common.pw_rules', { min: P.MIN_CHARS, max: P.MAX_BYTES });
+
+  function pwShowStrength() { return P.show($('#pw-new').value, $('#pw-strength-bar'), $('#pw-strength-text')); }
+  $('#pw-new').addEventListener('input', pwShowStrength);
+
+  // pwSay shows key (or nothing) under field (current, new, repeat) or, for
+  // no field, under the button; it marks the input invalid for screen
+  // readers.
+  function pwSay(field, key, vars) {
+    var box = $(field ? '#pw-' + field + '-error' : '#pw-error');
+    say(box, key, vars);
+    if (field) {
+      if (key) { $(pwFields[field]).setAttribute('aria-invalid', 'true'); } else { $(pwFields[field]).removeAttribute('aria-invalid'); }
+    }
+  }
+  function pwClear() {
+    Object.keys(pwFields).forEach(function (f) { pwSay(f); });
+    pwSay('');
+    say($('#pw-done'));
+  }
+  // pwReset empties the form: a password changed, or another volunteer
+  // about to sit at this desk.
+  function pwReset() {
+    Object.keys(pwFields).forEach(function (f) { $(pwFields[f]).value = ''; });
+    pwShowStrength();
+    pwClear();
+  }
+
+  $('#pw-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    pwClear();
+    var cur = $('#pw-current').value;
+    var pw = $('#pw-new').value;
+    var s = pwShowStrength();
+    if (!cur) { pwSay('current', 'console.pw_need_current'); $('#pw-current').focus(); return; }
+    if (!s.ok) { pwSay('new', 'console.pw_not_changed', { why: { t: s.key, vars: s.vars } }); $('#pw-new').focus(); return; }
+    if (pw !== $('#pw-repeat').value) { pwSay('repeat', 'common.pw_not_same'); $('#pw-repeat').focus(); return; }
+    $('#pw-submit').disabled = true;
+    fetch('/v1/volunteer/password', {
+      method: 'POST', credentials: 'same-origin', cache: 'no-store',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ current: cur, new: pw })
+    }).then(function (r) {
+      if (r.status === 204) {
+        pwReset();
+        say($('#pw-done'), 'console.pw_changed');
+        status('console.pw_changed_status');
+        return;
+      }
+      return r.json().catch(function () { return {}; }).then(function (b) {
+        b = b || {};
+        var after = r.headers.get('Retry-After');
+        if (r.status === 403 && b.code === 'wrong_password') {
+          pwSay('current', 'console.pw_wrong_current');
+          $('#pw-current').focus();
+        } else if (b.field === 'new' || b.field === 'current') {
+          // The server's rule, in its words (a password the same as the
+          // current one, one it counts differently).
+          pwSay(b.field, 'console.pw_refused', { error: b.error || t('common.http_status', { status: r.status }) });
+          $(pwFields[b.field]).focus();
+        } else if (r.status === 429) {
+          if (after) { pwSay('', 'common.too_many_seconds', { seconds: after }); } else { pwSay('', 'common.too_many_later'); }
+        } else if (r.status === 503) {
+          pwSay('', 'console.pw_busy', { seconds: after || '1' });
+        } else if (r.status === 401) {
+          pwSay('', 'console.pw_session_ended');
+        } else if (b.error) {
+          pwSay('', 'console.pw_failed_error', { status: r.status, error: b.error });
+        } else {
+          pwSay('', 'console.pw_failed', { status: r.status });
+        }
+      });
+    }).catch(function () {
+      pwSay('', 'common.unreachable');
+    }).then(function () { $('#pw-submit').disabled = false; });
   });
 
   // ---- the console socket ----

@@ -9,11 +9,7 @@
 
   var I = window.I18N;
 
-  // The server's rules (api/volunteers.go: minPasswordRunes,
-  // maxPasswordBytes; a test keeps them equal). The server stays the
-  // authority: these only spare the volunteer a round trip.
-  var MIN_CHARS = 10;
-  var MAX_BYTES = 256;
+  var P = window.HelpmeshPassword; // static/password.js: the rules and the meter
 
   var $ = function (sel) { return document.querySelector(sel); };
   var params = new URLSearchParams(location.hash.replace(/^#/, ''));
@@ -26,7 +22,7 @@
   // until it is used.
   if (location.hash) { history.replaceState(null, '', location.pathname); }
 
-  I.set($('#rules'), 'enrol.rules', { min: MIN_CHARS, max: MAX_BYTES });
+  I.set($('#rules'), 'common.pw_rules', { min: P.MIN_CHARS, max: P.MAX_BYTES });
   $('#volunteer').value = params.get('v') || '';
   if (fromLink) {
     $('#volunteer-shown').textContent = params.get('v');
@@ -38,44 +34,8 @@
     $('#code').value = code;
   }
 
-  // strength rates a password by its length and the variety of its
-  // characters: a rough estimate of the bits an attacker must guess, with
-  // repeated characters counted as little. No dictionary: the meter nudges,
-  // it does not promise.
-  function strength(pw) {
-    var chars = Array.from(pw);
-    var bytes = new TextEncoder().encode(pw).length;
-    if (chars.length < MIN_CHARS) {
-      return { level: 'weak', ok: false, key: 'enrol.weak_short', vars: { n: chars.length, min: MIN_CHARS },
-        refusal: 'enrol.refused_short' };
-    }
-    if (bytes > MAX_BYTES) {
-      return { level: 'weak', ok: false, key: 'enrol.too_long', vars: { max: MAX_BYTES } };
-    }
-    var pool = 0;
-    if (/[a-z]/.test(pw)) { pool += 26; }
-    if (/[A-Z]/.test(pw)) { pool += 26; }
-    if (/[0-9]/.test(pw)) { pool += 10; }
-    if (/[^a-zA-Z0-9]/.test(pw)) { pool += 33; }
-    var unique = new Set(chars).size;
-    var bits = Math.min(chars.length, unique * 2) * Math.log2(Math.max(pool, 2));
-    if (bits < 40) {
-      return { level: 'weak', ok: false, key: 'enrol.weak_guess' };
-    }
-    if (bits < 60) { return { level: 'fair', ok: true, key: 'enrol.fair' }; }
-    if (bits < 80) { return { level: 'good', ok: true, key: 'enrol.good' }; }
-    return { level: 'strong', ok: true, key: 'enrol.strong' };
-  }
-
   function showStrength() {
-    var pw = $('#password').value;
-    var s = strength(pw);
-    var bar = $('#strength-bar');
-    var text = $('#strength-text');
-    bar.setAttribute('data-level', pw ? s.level : '');
-    text.setAttribute('data-level', pw ? s.level : '');
-    say(text, pw ? s.key : '', s.vars);
-    return s;
+    return P.show($('#password').value, $('#strength-bar'), $('#strength-text'));
   }
   $('#password').addEventListener('input', showStrength);
 
@@ -117,7 +77,7 @@
       $('#password').focus();
       return;
     }
-    if (pw !== $('#repeat').value) { error('enrol.not_same'); $('#repeat').focus(); return; }
+    if (pw !== $('#repeat').value) { error('common.pw_not_same'); $('#repeat').focus(); return; }
     error();
     $('#enrol-submit').disabled = true;
     say($('#enrol-status'), 'enrol.setting');

@@ -16,7 +16,6 @@
   var streamGen = 0;
   var retryTimer = 0;
   var rosterTimer = 0;
-  var policyDirty = false;
   var lastRoster = null;
   window.helpmeshOverviewLoadedAt = Date.now();
 
@@ -109,6 +108,7 @@
     $('#view').hidden = false;
     $('#forget-token').hidden = false;
     if (roster) { renderRoster(roster); }
+    loadPolicy();
     connectStream();
     window.clearInterval(rosterTimer);
     rosterTimer = window.setInterval(loadRoster, 10000);
@@ -309,8 +309,10 @@
       tbody.appendChild(row);
     });
     $('#no-volunteers').hidden = vols.length > 0;
-    if (!policyDirty && document.activeElement !== $('#policy')) {
-      $('#policy').value = JSON.stringify(r.policy, null, 2);
+    // Someone changed the policy: show it, unless the form holds edits (or
+    // a conflict) of its own, which a refresh never replaces.
+    if (pol.base && !pol.conflict && !same(norm(r.policy), pol.base) && !policyDirty() && !$('#policy-form').contains(document.activeElement)) {
+      loadPolicy();
     }
   }
 
@@ -400,30 +402,437 @@
     }).then(function () { $('#nv-submit').disabled = false; });
   });
 
-  $('#policy').addEventListener('input', function () { policyDirty = true; });
-  $('#policy-reload').addEventListener('click', function () {
-    policyDirty = false;
-    say($('#policy-error'));
-    loadRoster().then(function () { say($('#policy-status'), 'overview.policy_reloaded'); });
-  });
-  $('#policy-save').addEventListener('click', function () {
-    var text = $('#policy').value;
-    say($('#policy-error'));
-    say($('#policy-status'));
-    try { JSON.parse(text); } catch (e) {
-      say($('#policy-error'), 'overview.policy_bad_json', { error: e.message });
-      $('#policy').focus();
-      return;
+  // ---- the national policy, as a form ----
+  // Loaded with GET /v1/policy through the leader, keeping its ETag; saved
+  // with PATCH /v1/policy (a JSON merge patch) of only the fields that
+  // differ from what was loaded, with If-Match: a change someone else made
+  // meanwhile is a 412 and nothing is overwritten (api/policy.go). The
+  // server's refusals name the field (and a JSON pointer to the value): the
+  // message goes under that field, the input it points at is marked.
+  var POLICY_FIELDS = ['languages', 'topics', 'overflow_after_seconds', 'service_level_seconds', 'emergency_numbers', 'open_hours', 'time_zone'];
+  // Each field's name on the page, for the list of what someone else changed.
+  var FIELD_KEYS = {
+    languages: 'overview.pf_languages', topics: 'overview.pf_topics', overflow_after_seconds: 'overview.pf_overflow',
+    service_level_seconds: 'overview.pf_service_level', emergency_numbers: 'overview.pf_emergency',
+    open_hours: 'overview.pf_open_hours', time_zone: 'overview.pf_time_zone'
+  };
+  var CHANNELS = ['chat', 'phone'];
+  var pol = { base: null, etag: '', conflict: false, theirs: null, gen: 0 };
+
+  // canonical is JSON with sorted keys, to compare two values.
+  function canonical(v) {
+    if (Array.isArray(v)) { return '[' + v.map(canonical).join(',') + ']'; }
+    if (v && typeof v === 'object') {
+      return '{' + Object.keys(v).sort().map(function (k) { return JSON.stringify(k) + ':' + canonical(v[k]); }).join(',') + '}';
     }
-    $('#policy-save').disabled = true;
-    api('PUT', '/v1/policy', text).then(function (p) {
-      policyDirty = false;
-      $('#policy').value = JSON.stringify(p, null, 2);
-      say($('#policy-status'), 'overview.policy_saved');
+    return JSON.stringify(v === undefined ? null : v);
+  }
+  function same(a, b) { return canonical(a) === canonical(b); }
+
+  // norm is a policy as the form holds it: every field present, absent
+  // optional ones empty, so that a loaded policy and the form compare.
+  function norm(p) {
+    p = p || {};
+    var ov = {};
+    Object.keys(p.overflow_after_seconds || {}).forEach(function (k) {
+      if (p.overflow_after_seconds[k] !== null && p.overflow_after_seconds[k] !== undefined) { ov[k] = p.overflow_after_seconds[k]; }
+    });
+    return {
+      languages: (p.languages || []).slice(),
+      topics: (p.topics || []).slice(),
+      overflow_after_seconds: ov,
+      service_level_seconds: p.service_level_seconds === undefined ? null : p.service_level_seconds,
+      emergency_numbers: (p.emergency_numbers || []).map(function (e) {
+        var names = {};
+        Object.keys(e.names || {}).forEach(function (l) { if (e.names[l]) { names[l] = e.names[l]; } });
+        return { name: e.name || '', number: e.number || '', names: names };
+      }),
+      open_hours: (p.open_hours || []).map(function (o) { return { weekday: o.weekday, from: o.from, to: o.to }; }),
+      time_zone: p.time_zone || ''
+    };
+  }
+
+  function splitCodes(s) { return s.split(/[\s,;]+/).map(function (x) { return x.trim().toLowerCase(); }).filter(Boolean); }
+  // num is a number input's value: a number, the text when it is not one
+  // (the server names what is wrong), null when empty.
+  function num(input) {
+    var v = input.value.trim();
+    if (v === '') { return null; }
+    var n = Number(v);
+    return isNaN(n) ? v : n;
+  }
+
+  function weekdayName(d) {
+    try {
+      return new Intl.DateTimeFormat(I.lang() || 'en', { weekday: 'long', timeZone: 'UTC' }).format(new Date(Date.UTC(2024, 0, 7 + d)));
+    } catch (e) { return String(d); }
+  }
+
+  function removeButton(labelKey, vars, row) {
+    var b = I.set(el('button', { type: 'button', class: 'remove' }), 'overview.pf_remove');
+    I.setAttr(b, 'aria-label', labelKey, vars);
+    b.addEventListener('click', function () {
+      var list = row.parentNode;
+      row.remove();
+      renumber(list);
+      policyEdited();
+    });
+    return b;
+  }
+
+  // renumber keeps each row's accessible names in step with its place.
+  function renumber(list) {
+    Array.prototype.forEach.call(list.children, function (row, i) {
+      Array.prototype.forEach.call(row.querySelectorAll('[data-i18n-vars]'), function (e) {
+        var v = JSON.parse(e.getAttribute('data-i18n-vars') || '{}');
+        if (v && v.n !== undefined) {
+          v.n = i + 1;
+          e.setAttribute('data-i18n-vars', JSON.stringify(v));
+          I.apply(e);
+        }
+      });
+    });
+  }
+
+  function addTopicRow(id) {
+    var list = $('#pf-topics');
+    var n = list.children.length + 1;
+    var row = el('li', { class: 'row topic-row' });
+    var input = el('input', { class: 'topic-id', spellcheck: 'false', autocapitalize: 'off', maxlength: '32' });
+    input.value = id || '';
+    I.setAttr(input, 'aria-label', 'overview.pf_topic_n', { n: n });
+    var shown = el('span', { class: 'quiet topic-label' });
+    var showLabel = function () { if (input.value.trim()) { I.setLabel(shown, 'topic', input.value.trim()); } else { shown.removeAttribute('data-i18n-label'); shown.textContent = ''; } };
+    input.addEventListener('input', showLabel);
+    showLabel();
+    row.appendChild(input);
+    row.appendChild(shown);
+    row.appendChild(removeButton('overview.pf_remove_topic', { n: n }, row));
+    list.appendChild(row);
+    return input;
+  }
+
+  // nameLanguages are the languages a number's names are asked in: the
+  // policy's (as the form has them now), then any other it has a name in.
+  function nameLanguages(have) {
+    var langs = splitCodes($('#pf-languages').value);
+    Object.keys(have).sort().forEach(function (l) { if (have[l] && langs.indexOf(l) < 0) { langs.push(l); } });
+    return langs;
+  }
+
+  function fillNames(row, names) {
+    var box = row.querySelector('.names');
+    box.textContent = '';
+    nameLanguages(names).forEach(function (l) {
+      var id = 'pf-en-' + row.getAttribute('data-row') + '-' + l;
+      var lab = I.set(el('label', { for: id }), 'overview.pf_name_in', { lang: l });
+      var input = el('input', { id: id, class: 'name-in', 'data-lang': l, lang: l, maxlength: '60' });
+      input.value = names[l] || '';
+      box.appendChild(lab);
+      box.appendChild(input);
+    });
+  }
+
+  function rowNames(row) {
+    var names = {};
+    Array.prototype.forEach.call(row.querySelectorAll('.name-in'), function (i) {
+      if (i.value.trim()) { names[i.getAttribute('data-lang')] = i.value.trim(); }
+    });
+    return names;
+  }
+
+  var rowSeq = 0;
+  function addEmergencyRow(e) {
+    e = e || { name: '', number: '', names: {} };
+    var list = $('#pf-emergency');
+    var n = list.children.length + 1;
+    var key = String(++rowSeq);
+    var row = el('div', { class: 'emergency-row', 'data-row': key });
+    var head = el('div', { class: 'pair' });
+    var numLab = I.set(el('label', { for: 'pf-en-' + key + '-number' }), 'overview.pf_number');
+    var number = el('input', { id: 'pf-en-' + key + '-number', class: 'number', inputmode: 'tel', maxlength: '20' });
+    number.value = e.number;
+    var nameLab = I.set(el('label', { for: 'pf-en-' + key + '-name' }), 'overview.pf_default_name');
+    var name = el('input', { id: 'pf-en-' + key + '-name', class: 'name', maxlength: '60' });
+    name.value = e.name;
+    [numLab, number, nameLab, name].forEach(function (x) { head.appendChild(x); });
+    row.appendChild(head);
+    row.appendChild(el('div', { class: 'pair names' }));
+    row.appendChild(removeButton('overview.pf_remove_emergency', { n: n }, row));
+    list.appendChild(row);
+    fillNames(row, e.names || {});
+    return number;
+  }
+
+  function addHoursRow(o) {
+    o = o || { weekday: 1, from: '', to: '' };
+    var list = $('#pf-hours');
+    var n = list.children.length + 1;
+    var row = el('li', { class: 'row hours-row' });
+    var day = el('select', { class: 'weekday' });
+    I.setAttr(day, 'aria-label', 'overview.pf_weekday_n', { n: n });
+    for (var d = 0; d < 7; d++) { day.appendChild(el('option', { value: String(d) }, weekdayName(d))); }
+    day.value = String(o.weekday);
+    var from = el('input', { type: 'time', class: 'from' });
+    I.setAttr(from, 'aria-label', 'overview.pf_from_n', { n: n });
+    from.value = o.from || '';
+    var to = el('input', { type: 'time', class: 'to' });
+    I.setAttr(to, 'aria-label', 'overview.pf_to_n', { n: n });
+    to.value = o.to || '';
+    row.appendChild(day);
+    row.appendChild(from);
+    row.appendChild(el('span', { 'aria-hidden': 'true' }, '–'));
+    row.appendChild(to);
+    row.appendChild(removeButton('overview.pf_remove_hours', { n: n }, row));
+    list.appendChild(row);
+    return day;
+  }
+
+  I.onChange(function () {
+    Array.prototype.forEach.call(document.querySelectorAll('#pf-hours select.weekday option'), function (o) { o.textContent = weekdayName(Number(o.value)); });
+  });
+
+  // fillForm shows a normalised policy in the form.
+  function fillForm(p) {
+    $('#pf-languages').value = p.languages.join(', ');
+    $('#pf-topics').textContent = '';
+    p.topics.forEach(function (x) { addTopicRow(x); });
+    CHANNELS.forEach(function (ch) {
+      var v = p.overflow_after_seconds[ch];
+      $('#pf-overflow-' + ch).value = v === undefined || v === null ? '' : String(v);
+    });
+    $('#pf-service-level').value = p.service_level_seconds === null ? '' : String(p.service_level_seconds);
+    $('#pf-emergency').textContent = '';
+    p.emergency_numbers.forEach(function (e) { addEmergencyRow(e); });
+    $('#pf-hours').textContent = '';
+    p.open_hours.forEach(function (o) { addHoursRow(o); });
+    $('#pf-time-zone').value = p.time_zone;
+  }
+
+  // readForm is the form as a normalised policy (value) and as the patch
+  // values of its fields (patch). It gives each input the JSON pointer of
+  // the value it holds in the patch, so that a refusal finds its input.
+  function readForm() {
+    var v = {}, patch = {};
+    var langs = splitCodes($('#pf-languages').value);
+    v.languages = langs;
+    patch.languages = langs;
+    var topics = [];
+    Array.prototype.forEach.call(document.querySelectorAll('#pf-topics input.topic-id'), function (i) {
+      i.removeAttribute('data-pointer');
+      var x = i.value.trim();
+      if (x) { i.setAttribute('data-pointer', '/topics/' + topics.length); topics.push(x); }
+    });
+    v.topics = topics;
+    patch.topics = topics;
+    v.overflow_after_seconds = {};
+    patch.overflow_after_seconds = {};
+    CHANNELS.forEach(function (ch) {
+      var n = num($('#pf-overflow-' + ch));
+      patch.overflow_after_seconds[ch] = n;
+      if (n !== null) { v.overflow_after_seconds[ch] = n; }
+    });
+    v.service_level_seconds = num($('#pf-service-level'));
+    patch.service_level_seconds = v.service_level_seconds;
+    var ems = [];
+    Array.prototype.forEach.call(document.querySelectorAll('#pf-emergency .emergency-row'), function (row) {
+      var e = { name: row.querySelector('input.name').value.trim(), number: row.querySelector('input.number').value.trim(), names: rowNames(row) };
+      row.querySelectorAll('input').forEach(function (i) { i.removeAttribute('data-pointer'); });
+      if (!e.name && !e.number && !Object.keys(e.names).length) { return; }
+      var at = '/emergency_numbers/' + ems.length;
+      row.querySelector('input.number').setAttribute('data-pointer', at + '/number');
+      row.querySelector('input.name').setAttribute('data-pointer', at + '/name');
+      row.querySelectorAll('input.name-in').forEach(function (i) { i.setAttribute('data-pointer', at + '/names/' + i.getAttribute('data-lang')); });
+      ems.push(e);
+    });
+    v.emergency_numbers = ems;
+    patch.emergency_numbers = ems.length ? ems.map(function (e) {
+      var out = { name: e.name, number: e.number };
+      if (Object.keys(e.names).length) { out.names = e.names; }
+      return out;
+    }) : null;
+    var hours = [];
+    Array.prototype.forEach.call(document.querySelectorAll('#pf-hours .hours-row'), function (row) {
+      var o = { weekday: Number(row.querySelector('select').value), from: row.querySelector('input.from').value, to: row.querySelector('input.to').value };
+      row.querySelector('select').setAttribute('data-pointer', '/open_hours/' + hours.length);
+      hours.push(o);
+    });
+    v.open_hours = hours;
+    patch.open_hours = hours.length ? hours : null;
+    v.time_zone = $('#pf-time-zone').value.trim();
+    patch.time_zone = v.time_zone || null;
+    return { value: v, patch: patch };
+  }
+
+  function changedFields(v) {
+    if (!pol.base) { return []; }
+    return POLICY_FIELDS.filter(function (k) { return !same(v[k], pol.base[k]); });
+  }
+  function policyDirty() { return !!pol.base && changedFields(readForm().value).length > 0; }
+
+  function clearPolicyErrors() {
+    POLICY_FIELDS.forEach(function (f) { say($('#pf-err-' + f)); });
+    say($('#policy-error'));
+    Array.prototype.forEach.call(document.querySelectorAll('#policy-form [aria-invalid]'), function (i) { i.removeAttribute('aria-invalid'); });
+  }
+  function policyEdited() {
+    say($('#policy-status'));
+    if (pol.base && !pol.conflict) {
+      if (changedFields(readForm().value).length) { say($('#policy-status'), 'overview.pf_unsaved'); }
+    }
+  }
+  $('#policy-form').addEventListener('input', policyEdited);
+  $('#policy-form').addEventListener('change', policyEdited);
+
+  // The names asked for follow the languages field.
+  $('#pf-languages').addEventListener('change', function () {
+    Array.prototype.forEach.call(document.querySelectorAll('#pf-emergency .emergency-row'), function (row) { fillNames(row, rowNames(row)); });
+  });
+  $('#pf-add-topic').addEventListener('click', function () { addTopicRow('').focus(); });
+  $('#pf-add-emergency').addEventListener('click', function () { addEmergencyRow().focus(); });
+  $('#pf-add-hours').addEventListener('click', function () { addHoursRow().focus(); });
+
+  // fetchPolicy reads the policy through the leader: what a PATCH is
+  // checked against, so a lagging local copy cannot make the save a 412.
+  function fetchPolicy() {
+    return fetch('/v1/policy?consistency=linearizable', { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' }).then(function (r) {
+      return r.json().catch(function () { return null; }).then(function (b) {
+        if (!r.ok) {
+          var err = new Error((b && b.error) || t('common.http_status', { status: r.status }));
+          err.status = r.status;
+          throw err;
+        }
+        return { policy: b, etag: r.headers.get('ETag') || '' };
+      });
+    });
+  }
+
+  function showPolicy(res) {
+    pol.base = norm(res.policy);
+    pol.etag = res.etag;
+    fillForm(pol.base);
+  }
+
+  function hideConflict() {
+    pol.conflict = false;
+    pol.theirs = null;
+    $('#policy-conflict').hidden = true;
+    $('#policy-theirs').textContent = '';
+    $('#policy-theirs-intro').hidden = true;
+  }
+
+  function loadPolicy(doneKey) {
+    var gen = ++pol.gen;
+    return fetchPolicy().then(function (res) {
+      if (gen !== pol.gen) { return; }
+      hideConflict();
+      clearPolicyErrors();
+      showPolicy(res);
+      say($('#policy-status'), doneKey || null);
     }).catch(function (err) {
       if (err.status === 401) { unauthorized(err); return; }
-      failed($('#policy-error'), 'overview.not_saved', err);
+      failed($('#policy-error'), 'overview.pf_not_loaded', err);
+    });
+  }
+
+  // showConflict keeps the form as the coordinator left it and says what
+  // the other change was, read fresh.
+  function showConflict() {
+    pol.conflict = true;
+    say($('#policy-status'));
+    $('#policy-conflict').hidden = false;
+    $('#policy-theirs').textContent = '';
+    $('#policy-theirs-intro').hidden = true;
+    var gen = ++pol.gen;
+    fetchPolicy().then(function (res) {
+      if (gen !== pol.gen) { return; }
+      pol.theirs = res;
+      var now = norm(res.policy);
+      var theirs = POLICY_FIELDS.filter(function (k) { return !same(now[k], pol.base[k]); });
+      theirs.forEach(function (k) { $('#policy-theirs').appendChild(I.set(el('li', { 'data-field': k }), FIELD_KEYS[k])); });
+      $('#policy-theirs-intro').hidden = theirs.length === 0;
+    }).catch(function (err) {
+      if (err.status === 401) { unauthorized(err); return; }
+      failed($('#policy-error'), 'overview.pf_not_loaded', err);
+    });
+    $('#policy-conflict').scrollIntoView({ block: 'nearest' });
+  }
+
+  // showFieldError puts a refusal under the field it names and marks the
+  // input its pointer (or the nearest part of it) is about.
+  function showFieldError(b) {
+    var box = b.field && $('#pf-err-' + b.field);
+    if (!box) { say($('#policy-error'), 'overview.not_saved', { error: b.error }); return; }
+    say(box, 'common.server_error', { error: b.error });
+    var input = null;
+    var ptr = b.pointer || '/' + b.field;
+    while (!input && ptr) {
+      input = $('#policy-form [data-pointer="' + CSS.escape(ptr) + '"]');
+      ptr = ptr.slice(0, Math.max(ptr.lastIndexOf('/'), 0));
+    }
+    if (!input) { input = $('#policy-form fieldset[data-field="' + CSS.escape(b.field) + '"] input, #policy-form fieldset[data-field="' + CSS.escape(b.field) + '"] select'); }
+    if (input) {
+      input.setAttribute('aria-invalid', 'true');
+      input.focus();
+    }
+  }
+
+  $('#policy-form').addEventListener('submit', function (ev) {
+    ev.preventDefault();
+    if (!pol.base) { loadPolicy(); return; }
+    if (pol.conflict) { $('#policy-conflict').scrollIntoView({ block: 'nearest' }); return; }
+    clearPolicyErrors();
+    say($('#policy-status'));
+    var f = readForm();
+    var changed = changedFields(f.value);
+    if (!changed.length) { say($('#policy-status'), 'overview.pf_nothing_changed'); return; }
+    var patch = {};
+    changed.forEach(function (k) { patch[k] = f.patch[k]; });
+    $('#policy-save').disabled = true;
+    fetch('/v1/policy', {
+      method: 'PATCH', cache: 'no-store',
+      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/merge-patch+json', 'If-Match': pol.etag },
+      body: JSON.stringify(patch)
+    }).then(function (r) {
+      return r.json().catch(function () { return null; }).then(function (b) {
+        if (r.ok) {
+          showPolicy({ policy: b, etag: r.headers.get('ETag') || '' });
+          say($('#policy-status'), 'overview.policy_saved');
+          loadRoster();
+          return;
+        }
+        b = b || {};
+        if (r.status === 401) { unauthorized(new Error(b.error || '')); return; }
+        if (r.status === 412) { showConflict(); return; }
+        if (b.field) { showFieldError(b); return; }
+        say($('#policy-error'), 'overview.not_saved', { error: b.error || t('common.http_status', { status: r.status }) });
+      });
+    }).catch(function () {
+      say($('#policy-error'), 'common.unreachable');
     }).then(function () { $('#policy-save').disabled = false; });
+  });
+
+  // Keep my edits: the current policy with the fields I changed (from
+  // what I had loaded) set as I left them; the coordinator checks and
+  // saves again.
+  $('#policy-rebase').addEventListener('click', function () {
+    if (!pol.theirs) { return; }
+    var mine = readForm().value;
+    var changed = changedFields(mine);
+    var now = norm(pol.theirs.policy);
+    var merged = norm(pol.theirs.policy);
+    changed.forEach(function (k) { merged[k] = mine[k]; });
+    pol.base = now;
+    pol.etag = pol.theirs.etag;
+    hideConflict();
+    clearPolicyErrors();
+    fillForm(merged);
+    say($('#policy-status'), 'overview.pf_rebased');
+  });
+  $('#policy-discard').addEventListener('click', function () { loadPolicy('overview.policy_reloaded'); });
+  $('#policy-reload').addEventListener('click', function () {
+    if (policyDirty() && !window.confirm(t('overview.pf_reload_confirm'))) { return; }
+    loadPolicy('overview.policy_reloaded');
   });
 
   // ---- start ----
