@@ -278,3 +278,17 @@ func TestSetPolicyWithNamesNeedsLevel4(t *testing.T) {
 		t.Fatalf("ReadRoster's policy %s, want the named one", got)
 	}
 }
+
+// The roster starts from DefaultPolicy before the first log entry, and the
+// policy's version is a hash of its content. A release that changed either
+// (a new default, a Policy field without omitempty, another encoding)
+// would give centres replaying the same log different policies or
+// versions, and a conditional set_policy would then apply at some centres
+// and not at others. This pins both; a deliberate change needs a roster
+// level and a migration, not a new constant here.
+func TestDefaultPolicyVersionIsPinned(t *testing.T) {
+	const want = "dfc7d3119a7af1b092e01ea813f4f7eff7e466ebb87a479c620f9c282a7a28bd"
+	if got := DefaultPolicy().Version(); got != want {
+		t.Fatalf("DefaultPolicy().Version() = %s, want %s: the roster's starting state or the version's encoding changed between releases", got, want)
+	}
+}
