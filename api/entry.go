@@ -107,8 +107,9 @@ func connectSources(r consensus.Roster) string {
 
 // entryPoints are the public URLs of the other centres a visitor could
 // start a chat at now: gossip alive, its availability heard and not
-// draining, and with a chat volunteer of lang enrolled ("": of any
-// language). Those with someone free in lang come first, then by id;
+// draining, and serving lang ("": any language): a chat volunteer of lang
+// enrolled there (roster), or one signed in for chat (gossip, free or
+// busy). Those with someone free in lang come first, then by id;
 // at most maxEntryPoints. Nothing but what the roster already publishes.
 func entryPoints(own string, r consensus.Roster, fv node.FederationView, lang string) []string {
 	serves := map[string]bool{}
@@ -125,14 +126,23 @@ func entryPoints(own string, r consensus.Roster, fv node.FederationView, lang st
 	var cs []cand
 	for _, c := range fv.Centres {
 		rc := r.Centres[c.ID]
-		if c.ID == own || rc.PublicURL == "" || !serves[c.ID] || c.Gossip != "alive" || c.Availability == nil || c.Availability.Draining {
+		if c.ID == own || rc.PublicURL == "" || c.Gossip != "alive" || c.Availability == nil || c.Availability.Draining {
 			continue
 		}
-		free := false
-		for l, n := range c.Availability.Channels[channels.Chat].Free {
+		ch := c.Availability.Channels[channels.Chat]
+		free, onDuty := false, false
+		for l, n := range ch.Free {
 			if n > 0 && (lang == "" || l == lang) {
-				free = true
+				free, onDuty = true, true
 			}
+		}
+		for l, n := range ch.Busy {
+			if n > 0 && (lang == "" || l == lang) {
+				onDuty = true
+			}
+		}
+		if !serves[c.ID] && !onDuty {
+			continue
 		}
 		cs = append(cs, cand{url: consensus.PublicOrigin(rc.PublicURL), id: c.ID, free: free})
 	}
