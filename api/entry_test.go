@@ -226,8 +226,15 @@ func testEntryFailover(t *testing.T, refuse func(*pageFederation, *pageCentre)) 
 	contact := vol.accept(t, con)
 	vpWaitPhase(t, ctx, "connected")
 	vol.awaitMessage(t, "hello from the queue")
-	if contact == "" || c2.node.Switchboard().Stats().Total().InProgress != 1 {
-		t.Errorf("c2 has %d conversations in progress, want the visitor's", c2.node.Switchboard().Stats().Total().InProgress)
+	// The chat entered at c2 and was answered there, not at c1 and
+	// overflowed (c1 has no volunteer, so that would also reach Bea).
+	if st := c2.node.Switchboard().Stats().Total(); contact == "" || st.Offered != 1 || st.InProgress != 1 {
+		t.Errorf("c2's tally %+v, want the visitor's chat entered and in progress here", st)
+	}
+	if pc, ok := fed.Running("c1"); ok {
+		if st := pc.node.Switchboard().Stats().Total(); st.Offered != 0 {
+			t.Errorf("the draining c1 took %d chats", st.Offered)
+		}
 	}
 	var saw bool
 	vpEval(t, ctx, `window.__sawNotice || !document.getElementById('notice').hidden`, &saw)
