@@ -51,7 +51,7 @@ func (s *Server) routes(on face) []route {
 		// every page needs (the console's page loads /static/, /i18n/ and
 		// /v1/info as well).
 		{"GET /{$}", visitors | staff, s.home(on)},
-		{"GET /chat", visitors, s.page("chat.html", true)},
+		{"GET /chat", visitors, h(s.chatPage)},
 		{"GET /widget.js", visitors, s.page("static/widget.js", true)},
 		{"GET /v1/chat", visitors, h(s.visitorChat)},
 		{"GET /v1/info", visitors | staff, h(s.info)},

@@ -22,6 +22,12 @@ var web embed.FS
 // widget; staff pages (console, overview, enrolment) are never framed, so no partner
 // site can overlay them (clickjacking).
 func (s *Server) pageCSP(embeddable bool) string {
+	return s.pageCSPConnect(embeddable, "'self'")
+}
+
+// pageCSPConnect is pageCSP with connect as the connect-src sources: the
+// chat page's include the federation's chat origins (connectSources).
+func (s *Server) pageCSPConnect(embeddable bool, connect string) string {
 	ancestors := "'none'"
 	if embeddable {
 		ancestors = "'self'"
@@ -32,7 +38,7 @@ func (s *Server) pageCSP(embeddable bool) string {
 		}
 	}
 	return "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
-		"connect-src 'self'; media-src 'self' data:; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; " +
+		"connect-src " + connect + "; media-src 'self' data:; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; " +
 		"frame-ancestors " + ancestors
 }
 
@@ -52,6 +58,15 @@ func (s *Server) page(name string, embeddable bool) http.Handler {
 		s.pageHeaders(w, embeddable)
 		http.ServeFileFS(w, r, s.web, name)
 	})
+}
+
+// chatPage is the visitor's chat page. Its connect-src names the
+// federation's chat origins, read from the roster per request, so that the
+// page can start the chat at another centre when this one refuses.
+func (s *Server) chatPage(w http.ResponseWriter, r *http.Request) {
+	s.pageHeaders(w, true)
+	w.Header().Set("Content-Security-Policy", s.pageCSPConnect(true, connectSources(s.cfg.Centre.Roster())))
+	http.ServeFileFS(w, r, s.web, "chat.html")
 }
 
 // webFile serves /static/ and /i18n/: files only, so a directory (or
@@ -115,12 +130,23 @@ type Info struct {
 	AgeGroups        []string                    `json:"age_groups"`
 	// QuickExitURL is where the page's quick exit goes (Config.QuickExitURL).
 	QuickExitURL string `json:"quick_exit_url"`
+	// EntryPoints are the public URLs (origins) of other centres where a
+	// chat in the asked language (?lang=, else any) could start now, for
+	// the page to try when this centre refuses or cannot be reached
+	// (entryPoints).
+	EntryPoints []string `json:"entry_points"`
 }
 
 // info answers GET /v1/info: public, cacheable for a few seconds, no
 // identities. volunteers_free says whether anyone in the federation is free
 // for chat now, so the page can say "no one is free right now" honestly.
-func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
+func (s *Server) info(w http.ResponseWriter, req *http.Request) {
+	s.allowInfoOrigin(w, req)
+	lang := req.URL.Query().Get("lang")
+	if lang != "" && !consensus.KnownLanguage(lang) {
+		writeError(w, http.StatusBadRequest, "bad_request", "lang must be an ISO 639-1 language code, e.g. lang=nb, or left out")
+		return
+	}
 	r := s.cfg.Centre.Roster()
 	p := r.Policy
 	in := Info{
@@ -129,7 +155,9 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 		QuickExitURL: s.cfg.QuickExitURL,
 	}
 	in.EmergencyNumbers = append(in.EmergencyNumbers, p.EmergencyNumbers...)
-	for _, c := range s.cfg.Centre.Federation().Centres {
+	fv := s.cfg.Centre.Federation()
+	in.EntryPoints = entryPoints(s.cfg.Centre.Centre(), r, fv, lang)
+	for _, c := range fv.Centres {
 		if c.Gossip != "alive" || c.Availability == nil {
 			continue
 		}

@@ -63,7 +63,10 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	}
 	// Checked before anything is counted: a page on a foreign site, or a
 	// broken client, must not spend a visitor's allowance.
-	if status, msg := handshakeError(r, s.cfg.AllowedOrigins); status != 0 {
+	// The federation's own chat pages may open it too: a page from another
+	// centre starts the chat here when its own centre refuses.
+	origins := s.chatOriginPatterns()
+	if status, msg := handshakeError(r, origins); status != 0 {
 		s.refusals.count(whoVisitor, refusedHandshake)
 		writeError(w, status, "bad_handshake", msg)
 		return
@@ -84,7 +87,7 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 			fmt.Sprintf("too many chats started from this address; try again in %d seconds", retryAfterSeconds(wait)))
 		return
 	}
-	ws, ok := s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: s.cfg.AllowedOrigins})
+	ws, ok := s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: origins})
 	if !ok {
 		return
 	}

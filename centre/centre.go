@@ -71,7 +71,8 @@ func ConfigFromDir(dir, join string, log *slog.Logger) (Config, error) {
 		Node: node.Config{
 			Centre: fc.Centre, Name: fc.Name, DataDir: dir, PhoneDomain: fc.Phone.Domain,
 			P2PAddr: fc.P2PAddr, GossipAddr: fc.GossipAddr, HTTPAddr: fc.HTTPAddr, SIPAddr: fc.SIPAddr,
-			Join: join, Timing: timing.National, Logger: log, MaxQueue: fc.Web.MaxQueue,
+			PublicURL: fc.Web.PublicURL,
+			Join:      join, Timing: timing.National, Logger: log, MaxQueue: fc.Web.MaxQueue,
 		},
 		API: api.Config{
 			Addr: fc.HTTPAddr, AdminToken: token, Logger: log,

@@ -35,6 +35,8 @@ const (
 	OpSetPolicy       Op = "set_policy"
 	OpRotateGossipKey Op = "rotate_gossip_key"
 	OpSetCentreSIP    Op = "set_centre_sip"
+	// OpSetCentrePublicURL sets a centre's public chat URL (roster level 5).
+	OpSetCentrePublicURL Op = "set_centre_public_url"
 )
 
 // Command is one versioned roster change, as proposed and as stored in the
@@ -51,6 +53,8 @@ type Command struct {
 	GossipKey *GossipKey `json:"gossip_key,omitempty"`
 	// CentreSIP is a set_centre_sip's centre and address.
 	CentreSIP *CentreSIP `json:"centre_sip,omitempty"`
+	// CentreURL is a set_centre_public_url's centre and URL.
+	CentreURL *CentreURL `json:"centre_url,omitempty"`
 	// ExpectedPolicyVersion makes a set_policy conditional: it is applied
 	// only while the roster's policy still has this Version, else refused
 	// with ErrPolicyChanged, checked at apply so that of two writes made
@@ -65,6 +69,14 @@ type Command struct {
 type CentreSIP struct {
 	Centre  string `json:"centre"`
 	SIPAddr string `json:"sip_addr"`
+}
+
+// CentreURL sets (or, with an empty URL, clears) a centre's public chat
+// URL. Like CentreSIP it is an operation of its own, so that admit and update
+// stay level 1 (see DESIGN.md, Releases).
+type CentreURL struct {
+	Centre    string `json:"centre"`
+	PublicURL string `json:"public_url"`
 }
 
 var (
@@ -140,6 +152,7 @@ func (c Command) Validate() error {
 	only := func(centre, volunteer, policy, id bool) error {
 		if (c.Centre != nil) != centre || (c.Volunteer != nil) != volunteer || (c.Policy != nil) != policy || (c.ID != "") != id ||
 			(c.GossipKey != nil) != (c.Op == OpRotateGossipKey) || (c.CentreSIP != nil) != (c.Op == OpSetCentreSIP) ||
+			(c.CentreURL != nil) != (c.Op == OpSetCentrePublicURL) ||
 			c.ExpectedPolicyVersion != "" && c.Op != OpSetPolicy {
 			return bad("wrong fields for this operation")
 		}
@@ -188,6 +201,17 @@ func (c Command) Validate() error {
 			return nil
 		}
 		return checkSIPAddr(c.CentreSIP.SIPAddr, bad)
+	case OpSetCentrePublicURL:
+		if err := only(false, false, false, false); err != nil {
+			return err
+		}
+		if !idPattern.MatchString(c.CentreURL.Centre) {
+			return bad("centre id %q must be 1-32 of a-z, 0-9 and -", clip(c.CentreURL.Centre))
+		}
+		if c.CentreURL.PublicURL == "" {
+			return nil
+		}
+		return checkPublicURL(c.CentreURL.PublicURL, bad)
 	default:
 		return fmt.Errorf("unknown operation %q: %w", clip(string(c.Op)), ErrBadCommand)
 	}
@@ -223,6 +247,9 @@ func (ce *Centre) validate(bad badFunc) error {
 	// level-1 release, which decodes strictly: the field has its own op.
 	if ce.SIPAddr != "" {
 		return bad("sip_addr is set with set_centre_sip, not with admit or update")
+	}
+	if ce.PublicURL != "" {
+		return bad("public_url is set with set_centre_public_url, not with admit or update")
 	}
 	return nil
 }

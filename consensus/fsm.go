@@ -65,6 +65,13 @@ func apply(r *Roster, cmd Command) error {
 		}
 		c.SIPAddr = cmd.CentreSIP.SIPAddr
 		r.Centres[c.ID] = c
+	case OpSetCentrePublicURL:
+		c, ok := r.Centres[cmd.CentreURL.Centre]
+		if !ok {
+			return fmt.Errorf("set centre public url %q: %w", cmd.CentreURL.Centre, ErrUnknownCentre)
+		}
+		c.PublicURL = cmd.CentreURL.PublicURL
+		r.Centres[c.ID] = c
 	}
 	return nil
 }
@@ -86,9 +93,11 @@ func putCentre(r *Roster, update bool, c Centre) error {
 	if other, ok := r.CentreByPeer(c.PeerID); ok && other.ID != c.ID {
 		return fmt.Errorf("%s centre %q: peer id already belongs to centre %q: %w", op, c.ID, other.ID, ErrDuplicate)
 	}
-	// The SIP address is set_centre_sip's alone: an update (a centre
-	// refreshing its own addresses) keeps it.
+	// The SIP address is set_centre_sip's alone, the public URL
+	// set_centre_public_url's: an update (a centre refreshing its own
+	// addresses) keeps them.
 	c.SIPAddr = r.Centres[c.ID].SIPAddr
+	c.PublicURL = r.Centres[c.ID].PublicURL
 	r.Centres[c.ID] = c
 	return nil
 }

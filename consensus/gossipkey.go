@@ -129,6 +129,8 @@ func (c Command) LogValue() slog.Value {
 		attrs = append(attrs, slog.String("volunteer", c.Volunteer.ID))
 	case c.GossipKey != nil:
 		attrs = append(attrs, slog.Uint64("generation", c.GossipKey.Generation))
+	case c.CentreURL != nil:
+		attrs = append(attrs, slog.String("centre", c.CentreURL.Centre))
 	}
 	return slog.GroupValue(attrs...)
 }

@@ -3,6 +3,7 @@ package consensus
 import (
 	"fmt"
 	"time"
+
 	// The zone database travels in the binary: a FROM-scratch image has none.
 	_ "time/tzdata"
 )

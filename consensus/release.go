@@ -22,9 +22,9 @@ import (
 // release's operations (put and remove centre and volunteer, set_policy), 2
 // adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
 // set_policy: emergency numbers' names per language and the expected
-// policy version. A release that adds an operation, or a field an older
-// release would refuse, raises it.
-const RosterLevel = 4
+// policy version, 5 adds set_centre_public_url. A release that adds an
+// operation, or a field an older release would refuse, raises it.
+const RosterLevel = 5
 
 // levelCheckTimeout bounds the leader's question about the other centres'
 // levels: a centre that does not answer in time counts with the level last
@@ -41,6 +41,8 @@ func OpLevel(op Op) int {
 		return 2
 	case OpSetCentreSIP:
 		return 3
+	case OpSetCentrePublicURL:
+		return 5
 	default:
 		return RosterLevel + 1
 	}

@@ -13,13 +13,13 @@ import (
 
 // Every operation has its level: the first release's are 1, rotation is 2,
 // set_centre_sip is 3 (level 4 added fields to set_policy, see
-// TestCommandLevel), none is above what this build speaks, and an unknown
+// TestCommandLevel), set_centre_public_url is 5, none is above what this build speaks, and an unknown
 // one is above all.
 func TestOpLevel(t *testing.T) {
 	for op, want := range map[Op]int{
 		OpAdmitCentre: 1, OpUpdateCentre: 1, OpRemoveCentre: 1,
 		OpPutVolunteer: 1, OpRemoveVolunteer: 1, OpSetPolicy: 1,
-		OpRotateGossipKey: 2, OpSetCentreSIP: 3,
+		OpRotateGossipKey: 2, OpSetCentreSIP: 3, OpSetCentrePublicURL: 5,
 	} {
 		if got := OpLevel(op); got != want {
 			t.Errorf("OpLevel(%s) = %d, want %d", op, got, want)
@@ -28,8 +28,8 @@ func TestOpLevel(t *testing.T) {
 			t.Errorf("%s is above RosterLevel %d", op, RosterLevel)
 		}
 	}
-	if RosterLevel != 4 {
-		t.Errorf("RosterLevel = %d, want 4", RosterLevel)
+	if RosterLevel != 5 {
+		t.Errorf("RosterLevel = %d, want 5", RosterLevel)
 	}
 	if got := OpLevel("merge_centres"); got <= RosterLevel {
 		t.Errorf("an unknown operation has level %d, within what this build speaks", got)

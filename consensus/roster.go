@@ -40,6 +40,12 @@ type Centre struct {
 	// set_centre_sip (roster level 3) sets it: admit and update leave it as
 	// it is, so their commands stay readable by a level-1 release.
 	SIPAddr string `json:"sip_addr,omitempty"`
+	// PublicURL is the origin visitors open the centre's chat at
+	// ("https://chat.bergen.example"); empty when it publishes none. Every
+	// centre's chat page may start a chat there when its own centre
+	// refuses (entry failover), and every centre lets pages from it open
+	// its chat socket. Only set_centre_public_url (roster level 5) sets it.
+	PublicURL string `json:"public_url,omitempty"`
 }
 
 // Volunteer is the roster's view of a volunteer: an opaque id, the home centre

@@ -137,6 +137,12 @@ type WebConfig struct {
 	MaxQueue int `json:"max_queue,omitempty"`
 	// QuickExitURL is where the quick exit sends a visitor: a neutral site.
 	QuickExitURL string `json:"quick_exit_url,omitempty"`
+	// PublicURL is the origin visitors open this centre's chat at, e.g.
+	// "https://chat.bergen.example" (https; http for a loopback host only;
+	// no path). It is published in the roster: the other centres' chat
+	// pages start chats here when their own centre is draining, full or
+	// down, and let pages from here open their chat sockets.
+	PublicURL string `json:"public_url,omitempty"`
 	// StaffAddr, host:port, if set, serves the console, enrolment, overview
 	// and admin API (and /metrics without MetricsAddr); http_addr then
 	// serves the visitors' paths only (docs/operations.md, "Going live over
@@ -193,6 +199,11 @@ func Init(dir string, cfg FileConfig) (InitResult, error) {
 	}
 	if _, err := cfg.Phone.Prefixes(); err != nil {
 		return InitResult{}, err
+	}
+	if cfg.Web.PublicURL != "" {
+		if err := consensus.CheckPublicURL(cfg.Web.PublicURL); err != nil {
+			return InitResult{}, fmt.Errorf("init centre: web.public_url: %v: %w", err, ErrBadConfig)
+		}
 	}
 	if (cfg.Web.TLSCert == "") != (cfg.Web.TLSKey == "") {
 		return InitResult{}, fmt.Errorf("init centre: web.tls_cert and web.tls_key go together (the certificate's PEM file and its key's): %w", ErrBadConfig)
@@ -256,6 +267,11 @@ func LoadFileConfig(dir string) (FileConfig, error) {
 	}
 	if _, err := c.Phone.Prefixes(); err != nil {
 		return c, err
+	}
+	if c.Web.PublicURL != "" {
+		if err := consensus.CheckPublicURL(c.Web.PublicURL); err != nil {
+			return c, fmt.Errorf("load centre config: web.public_url: %v: %w", err, ErrBadConfig)
+		}
 	}
 	return c, nil
 }

@@ -48,6 +48,13 @@ type Config struct {
 	// centre's tokens to the node's SIP ingress (package sip, started by
 	// package centre).
 	SIPAddr string
+	// PublicURL is the origin visitors open this centre's chat at
+	// ("https://chat.bergen.example"), published in the roster
+	// (set_centre_public_url, roster level 5) so that the other centres'
+	// chat pages can start a chat here when their own centre refuses, and
+	// let pages from here open their chat sockets. Empty: none, and a URL
+	// the roster still lists is cleared.
+	PublicURL string
 	// CallTokens issues the tokens of phone calls held here (the SIP
 	// ingress's store); nil: the centre takes no calls from a PBX.
 	CallTokens switchboard.CallTokens
@@ -141,6 +148,11 @@ func Start(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.SIPAddr != "" {
 		if err := consensus.CheckSIPAddr(cfg.SIPAddr); err != nil {
 			return nil, fmt.Errorf("start node: sip address: %v: %w", err, ErrBadConfig)
+		}
+	}
+	if cfg.PublicURL != "" {
+		if err := consensus.CheckPublicURL(cfg.PublicURL); err != nil {
+			return nil, fmt.Errorf("start node: public url: %v: %w", err, ErrBadConfig)
 		}
 	}
 	if cfg.P2PAddr == "" {
@@ -329,6 +341,7 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.gossipRejoinLoop)
 	n.stop.Go(n.refreshSelfLoop)
 	n.stop.Go(n.publishSIPLoop)
+	n.stop.Go(n.publishURLLoop)
 	n.stop.Go(n.publishLoop)
 	n.stop.Go(n.gossipKeyLoop)
 	n.stop.Go(n.releaseLoop)

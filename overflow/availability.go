@@ -122,6 +122,10 @@ type Availability struct {
 	Version uint64 `json:"version"`
 	// Accepting says whether the centre takes overflow from others at all.
 	Accepting bool `json:"accepting"`
+	// Draining says the centre takes no new visitor (a rolling restart):
+	// other centres' chat pages then start chats elsewhere. A release
+	// before it existed never says so.
+	Draining bool `json:"draining,omitempty"`
 	// Channels is keyed by channel name, e.g. "chat", "phone".
 	Channels map[string]ChannelState `json:"channels"`
 	// UpdatedUnixMilli is the publisher's wall clock when it called SetLocal.
@@ -248,6 +252,9 @@ type wireAvailability struct {
 	A  bool                   `json:"a,omitempty"`
 	Ch map[string]wireChannel `json:"ch,omitempty"`
 	U  int64                  `json:"u,omitempty"`
+	// D is Draining, added without a version bump: older nodes ignore it
+	// (decodeBody accepts unknown fields).
+	D bool `json:"d,omitempty"`
 }
 
 type wireChannel struct {
@@ -278,7 +285,7 @@ func encodeBody(a Availability) ([]byte, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	w := wireAvailability{C: a.Centre, V: a.Version, A: a.Accepting, U: a.UpdatedUnixMilli}
+	w := wireAvailability{C: a.Centre, V: a.Version, A: a.Accepting, U: a.UpdatedUnixMilli, D: a.Draining}
 	if len(a.Channels) > 0 {
 		w.Ch = make(map[string]wireChannel, len(a.Channels))
 		for name, ch := range a.Channels {
@@ -338,7 +345,7 @@ func decodeBody(body []byte) (Availability, error) {
 	if err := json.Unmarshal(body, &w); err != nil {
 		return Availability{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	a := Availability{Centre: w.C, Version: w.V, Accepting: w.A, UpdatedUnixMilli: w.U}
+	a := Availability{Centre: w.C, Version: w.V, Accepting: w.A, UpdatedUnixMilli: w.U, Draining: w.D}
 	if len(w.Ch) > 0 {
 		a.Channels = make(map[string]ChannelState, len(w.Ch))
 		for name, ch := range w.Ch {

@@ -34,6 +34,13 @@
   var pollTimer = 0;
   var firstPoll = 0;
   var lastEscape = 0;
+  // Entry failover (docs/api.md, "Entry points"): other centres' public
+  // URLs from /v1/info, kept in memory only and refreshed while idle. When
+  // this centre refuses a chat (draining, not ready, queue full) or cannot
+  // be reached, the chat starts at the next of them; the visitor only waits.
+  var entryPoints = [];
+  var attempts = [];      // where this chat start may still go
+  var lastRefusal = '';   // the last refusal's code, for the final notice
 
   // setPhase records where the chat is; data-phase on <body> lets styles and
   // tests follow it.
@@ -172,7 +179,8 @@
   function renderNotice() {
     var box = $('notice');
     if (!notice || !info) { box.hidden = true; return; }
-    $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : notice === 'full' ? t('notice_full') : t('notice_busy');
+    $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : notice === 'full' ? t('notice_full') :
+      notice === 'unavailable' ? t('notice_unavailable') : t('notice_busy');
     var ul = $('emergency');
     ul.replaceChildren();
     (info.emergency_numbers || []).forEach(function (e) {
@@ -186,11 +194,22 @@
     box.hidden = false;
   }
 
+  // chatLanguage is the language a chat starts in: the visitor's choice,
+  // even before its catalogue has arrived, if the helpline serves it.
+  function chatLanguage() {
+    var l = LANGS.indexOf($('lang').value) >= 0 ? $('lang').value : lang;
+    if (info && info.languages && info.languages.length && info.languages.indexOf(lang) < 0) l = info.languages[0];
+    return l;
+  }
+
   function loadInfo() {
-    return fetch('/v1/info', { credentials: 'omit', cache: 'no-store' })
+    return fetch('/v1/info?lang=' + encodeURIComponent(chatLanguage()), { credentials: 'omit', cache: 'no-store' })
       .then(function (r) { return r.json(); })
       .then(function (i) {
         info = i;
+        if (Array.isArray(i.entry_points)) {
+          entryPoints = i.entry_points.filter(function (u) { return typeof u === 'string' && /^https?:\/\/[^\/?#]+$/.test(u); });
+        }
         if (typeof i.quick_exit_url === 'string' && /^(https?:\/\/|about:blank$)/.test(i.quick_exit_url)) {
           exitURL = i.quick_exit_url;
         }
@@ -301,12 +320,18 @@
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
 
+  function shuffled(list) {
+    var a = list.slice();
+    for (var i = a.length - 1; i > 0; i--) {
+      var j = Math.floor(Math.random() * (i + 1));
+      var x = a[i]; a[i] = a[j]; a[j] = x;
+    }
+    return a;
+  }
+
   function start() {
     if (ws) return;
-    // The language switch is the visitor's choice, even before its
-    // catalogue has arrived.
-    var chatLang = LANGS.indexOf($('lang').value) >= 0 ? $('lang').value : lang;
-    if (info && info.languages && info.languages.length && info.languages.indexOf(lang) < 0) chatLang = info.languages[0];
+    var chatLang = chatLanguage();
     setPhase('connecting');
     $('prechat').hidden = true;
     $('chat').hidden = false;
@@ -315,22 +340,73 @@
     $('message').disabled = false;
     $('send').disabled = false;
     setStatus('status_connecting');
-    var proto = location.protocol === 'https:' ? 'wss:' : 'ws:';
-    ws = new WebSocket(proto + '//' + location.host + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
-    ws.onmessage = function (ev) {
+    setNotice(info && !info.open ? 'closed' : null);
+    var own = location.protocol + '//' + location.host;
+    attempts = [own].concat(shuffled(entryPoints.filter(function (u) { return u !== own; })));
+    lastRefusal = '';
+    connect(chatLang);
+    $('message').focus();
+  }
+
+  // connect opens the chat socket at the next centre in attempts. Until
+  // the centre has queued the chat, a refusal it may not share (draining,
+  // not_ready, queue_full), a failed upgrade (a 503 shows as a close) or a
+  // lost connection moves on to the next centre: the visitor keeps seeing
+  // "connecting", and what they wrote meanwhile stays pending. Only when
+  // every centre failed does the page say so, with the emergency numbers.
+  function connect(chatLang) {
+    var base = attempts.shift();
+    if (!base) {
+      giveUp();
+      return;
+    }
+    var queued = false;
+    var moveOn = false;
+    var sock = new WebSocket(base.replace(/^http/, 'ws') + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
+    ws = sock;
+    sock.onmessage = function (ev) {
+      if (ws !== sock) return;
       var f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
+      if (!queued && f.type === 'error' && (f.code === 'draining' || f.code === 'not_ready' || f.code === 'queue_full')) {
+        lastRefusal = f.code;
+        if (f.code === 'queue_full' && f.emergency_numbers && f.emergency_numbers.length) {
+          if (!info) info = { open: true, languages: [], emergency_numbers: [] };
+          info.emergency_numbers = f.emergency_numbers;
+        }
+        moveOn = true;
+        try { sock.close(1000); } catch (e) { /* closing anyway */ }
+        return;
+      }
+      if (f.type === 'queued' || f.type === 'connected') queued = true;
       onFrame(f);
     };
-    ws.onclose = function () {
+    sock.onclose = function () {
+      if (ws !== sock) return;
       ws = null;
+      if (phase === 'connecting' && (moveOn || !queued)) {
+        connect(chatLang);
+        return;
+      }
       stopPolling();
       if (phase !== 'ended') {
         finish();
         if (!status || (status.key !== 'status_closed' && status.key !== 'status_not_open')) setStatus('status_lost');
       }
     };
-    $('message').focus();
+  }
+
+  // giveUp: no centre could start the chat.
+  function giveUp() {
+    finish();
+    if (!info) info = { open: true, languages: [], emergency_numbers: [] };
+    if (lastRefusal === 'queue_full') {
+      setNotice('full');
+      setStatus('status_queue_full');
+    } else {
+      setNotice('unavailable');
+      setStatus('status_not_open');
+    }
   }
 
   function onFrame(f) {
@@ -497,7 +573,7 @@
 
   function init() {
     $('quick-exit').addEventListener('click', quickExit);
-    $('lang').addEventListener('change', function () { loadLanguage(this.value); });
+    $('lang').addEventListener('change', function () { loadLanguage(this.value); if (phase === 'pre') loadInfo(); });
     $('prechat').addEventListener('submit', function (e) { e.preventDefault(); start(); });
     $('composer').addEventListener('submit', function (e) { e.preventDefault(); submitMessage(); });
     $('message').addEventListener('keydown', function (e) {
@@ -527,6 +603,9 @@
       return loadLanguage(browserLanguage()).catch(function () { return loadLanguage('nb'); });
     });
     loadInfo().then(fillAgeGroups);
+    // Entry points go stale as centres drain and come back: refresh them
+    // while nobody is chatting, so a failover tries centres live now.
+    setInterval(function () { if (phase === 'pre' || phase === 'ended') loadInfo(); }, 30000);
     window.addEventListener('pagehide', function () { if (ws) { try { ws.close(1000); } catch (e) { /* leaving */ } } });
   }
 

@@ -1,0 +1,245 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/coder/websocket"
+
+	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/localfed"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+)
+
+// newEntryFederation is newPageFederation with every centre's API on a
+// port chosen beforehand and published as its public URL
+// (http://127.0.0.1:PORT), as web.public_url would be.
+func newEntryFederation(t testing.TB, n int) *pageFederation {
+	t.Helper()
+	root := t.TempDir()
+	return fedtest.Start(t, localfed.Driver[pageConfig, *pageCentre]{
+		Prepare: func(id string, _ int) (pageConfig, *consensus.Centre, error) {
+			cfg, admit, err := preparePageCentre(t, filepath.Join(root, id), id)
+			cfg.api = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
+			cfg.node.PublicURL = "http://" + cfg.api
+			return cfg, admit, err
+		},
+		Start:  startPageCentre,
+		Member: func(pc *pageCentre) localfed.Member { return pc.node },
+		Stop: func(pc *pageCentre) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(pc.srv.Stop(ctx), pc.node.Stop())
+		},
+	}, n)
+}
+
+// awaitURLs waits until every live centre's roster lists every live
+// centre's public URL.
+func awaitURLs(t *testing.T, fed *pageFederation) {
+	t.Helper()
+	live := fed.Live()
+	for _, pc := range live {
+		fedtest.Eventually(t, 30*time.Second, pc.node.Centre()+" listing every public URL", func() bool {
+			r := pc.node.Roster()
+			for _, o := range live {
+				if r.Centres[o.node.Centre()].PublicURL != o.url {
+					return false
+				}
+			}
+			return true
+		})
+	}
+}
+
+// entryPointsOf reads base's /v1/info?lang=lang.
+func entryPointsOf(t *testing.T, base, lang string) []string {
+	t.Helper()
+	res, err := http.Get(base + "/v1/info?lang=" + lang)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var in Info
+	if err := json.NewDecoder(res.Body).Decode(&in); err != nil || res.StatusCode != http.StatusOK {
+		t.Fatalf("/v1/info: %d %v", res.StatusCode, err)
+	}
+	if in.EntryPoints == nil {
+		t.Fatal("/v1/info has entry_points null, want a list")
+	}
+	return in.EntryPoints
+}
+
+// /v1/info's entry_points list the other centres where a chat in the
+// language could start now, never the asked centre itself; a centre drops
+// out once it drains, another once it is stopped; nobody serves a
+// language nobody speaks; a bad lang is a 400.
+func TestInfoEntryPointsFollowTheFederation(t *testing.T) {
+	fed := newEntryFederation(t, 3)
+	awaitURLs(t, fed)
+	c1, c2, c3 := fed.Member("c1"), fed.Member("c2"), fed.Member("c3")
+	vpSignIn(t, c2, "Bea")
+	vpSignIn(t, c3, "Cai")
+	fedtest.Eventually(t, 30*time.Second, "c1 listing c2 and c3", func() bool {
+		got := entryPointsOf(t, c1.url, "nb")
+		return slices.Equal(got, []string{c2.url, c3.url})
+	})
+	// c1 has nobody on duty and enrolled, and c2 is itself.
+	fedtest.Eventually(t, 30*time.Second, "c2 listing c3 only", func() bool {
+		return slices.Equal(entryPointsOf(t, c2.url, "nb"), []string{c3.url})
+	})
+	if got := entryPointsOf(t, c1.url, "ja"); len(got) != 0 {
+		t.Errorf("entry points for ja, which nobody speaks: %v", got)
+	}
+	if res, err := http.Get(c1.url + "/v1/info?lang=klingon"); err != nil || res.StatusCode != http.StatusBadRequest {
+		t.Errorf("lang=klingon: %v %v, want 400", res.StatusCode, err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := c2.node.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	fedtest.Eventually(t, 30*time.Second, "c1 dropping the draining c2", func() bool {
+		return slices.Equal(entryPointsOf(t, c1.url, "nb"), []string{c3.url})
+	})
+	fed.Kill("c3")
+	fedtest.Eventually(t, 60*time.Second, "c1 dropping the stopped c3", func() bool {
+		return len(entryPointsOf(t, c1.url, "nb")) == 0
+	})
+}
+
+// Every centre's chat socket and /v1/info let in the federation's own chat
+// pages (the roster's public URLs) and nobody else; the chat page's
+// connect-src names them, as http and ws.
+func TestFederationOriginsMayOpenTheChat(t *testing.T) {
+	fed := newEntryFederation(t, 2)
+	awaitURLs(t, fed)
+	c1, c2 := fed.Member("c1"), fed.Member("c2")
+	vpSignIn(t, c1, "Ann")
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws := "ws" + strings.TrimPrefix(c1.url, "http") + "/v1/chat?channel=chat&lang=nb"
+
+	conn, _, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {c2.url}}})
+	if err != nil {
+		t.Fatalf("a page from c2 (%s) opening c1's chat: %v", c2.url, err)
+	}
+	_, b, err := conn.Read(ctx)
+	if err != nil || !strings.Contains(string(b), `"type":"queued"`) && !strings.Contains(string(b), `"type":"connected"`) {
+		t.Fatalf("first frame for c2's page: %s %v", b, err)
+	}
+	_ = conn.Close(websocket.StatusNormalClosure, "")
+
+	for _, stranger := range []string{"https://stranger.example", "http://127.0.0.1:1", c2.url + ".evil.example"} {
+		_, res, err := websocket.Dial(ctx, ws, &websocket.DialOptions{HTTPHeader: http.Header{"Origin": {stranger}}})
+		if err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+			t.Errorf("origin %s: %v (%v), want 403", stranger, err, res)
+		}
+	}
+
+	for origin, want := range map[string]string{c2.url: c2.url, "https://stranger.example": ""} {
+		req, _ := http.NewRequest(http.MethodGet, c1.url+"/v1/info", nil)
+		req.Header.Set("Origin", origin)
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = res.Body.Close()
+		if got := res.Header.Get("Access-Control-Allow-Origin"); got != want {
+			t.Errorf("/v1/info for %s: Access-Control-Allow-Origin %q, want %q", origin, got, want)
+		}
+	}
+
+	res, err := http.Get(c1.url + "/chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = res.Body.Close()
+	csp := res.Header.Get("Content-Security-Policy")
+	wsOf := func(u string) string { return "ws" + strings.TrimPrefix(u, "http") }
+	for _, want := range []string{"connect-src 'self' ", " " + c2.url + " ", " " + wsOf(c2.url), "frame-ancestors 'self'"} {
+		if !strings.Contains(csp, want) {
+			t.Errorf("chat page CSP %q lacks %q", csp, want)
+		}
+	}
+	if strings.Contains(csp, "stranger") {
+		t.Errorf("chat page CSP names a stranger: %q", csp)
+	}
+}
+
+// The visitor's page was loaded at c1; then c1 starts draining for a
+// restart. Start connects to c2, whose volunteer gets the offer; what the
+// visitor wrote while connecting reaches them; the page never shows the
+// failure notice.
+func TestChatPageStartsElsewhereWhenEntryDrains(t *testing.T) {
+	testEntryFailover(t, func(fed *pageFederation, c1 *pageCentre) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := c1.node.Drain(ctx); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// The same with c1 stopped entirely (its listener closed) after the page
+// loaded.
+func TestChatPageStartsElsewhereWhenEntryIsDown(t *testing.T) {
+	testEntryFailover(t, func(fed *pageFederation, c1 *pageCentre) {
+		fed.Kill("c1")
+		if _, err := http.Get(c1.url + "/readyz"); err == nil {
+			t.Fatal("c1 still answers after it was stopped")
+		}
+	})
+}
+
+func testEntryFailover(t *testing.T, refuse func(*pageFederation, *pageCentre)) {
+	browser := newBrowser(t)
+	fed := newEntryFederation(t, 3)
+	awaitURLs(t, fed)
+	c1, c2 := fed.Member("c1"), fed.Member("c2")
+	con, vol := vpSignIn(t, c2, "Bea")
+	fedtest.Eventually(t, 30*time.Second, "c1 listing c2 as an entry point", func() bool {
+		return slices.Contains(entryPointsOf(t, c1.url, "nb"), c2.url)
+	})
+	ctx := vpOpenChat(t, browser, c1.url)
+	vpRun(t, ctx, "choose nb", chromedp.SetValue("#lang", "nb", chromedp.ByID))
+	// Watch for the failure notice over the whole attempt, not at one moment.
+	vpEval(t, ctx, `window.__sawNotice = false; new MutationObserver(function () {
+		if (!document.getElementById('notice').hidden && document.body.getAttribute('data-phase') !== 'pre') window.__sawNotice = true;
+	}).observe(document.body, { attributes: true, childList: true, subtree: true }); true`, nil)
+
+	refuse(fed, c1)
+
+	vpRun(t, ctx, "start", chromedp.Click("#start", chromedp.ByID))
+	vpRun(t, ctx, "write while connecting", chromedp.SendKeys("#message", "hello from the queue", chromedp.ByID),
+		chromedp.Click("#send", chromedp.ByID))
+	contact := vol.accept(t, con)
+	vpWaitPhase(t, ctx, "connected")
+	vol.awaitMessage(t, "hello from the queue")
+	// The chat entered at c2 and was answered there, not at c1 and
+	// overflowed (c1 has no volunteer, so that would also reach Bea).
+	if st := c2.node.Switchboard().Stats().Total(); contact == "" || st.Offered != 1 || st.InProgress != 1 {
+		t.Errorf("c2's tally %+v, want the visitor's chat entered and in progress here", st)
+	}
+	if pc, ok := fed.Running("c1"); ok {
+		if st := pc.node.Switchboard().Stats().Total(); st.Offered != 0 {
+			t.Errorf("the draining c1 took %d chats", st.Offered)
+		}
+	}
+	var saw bool
+	vpEval(t, ctx, `window.__sawNotice || !document.getElementById('notice').hidden`, &saw)
+	if saw {
+		screenshot(t, ctx, "entry-failover-notice")
+		t.Error("the page showed the failure notice during the failover")
+	}
+}
