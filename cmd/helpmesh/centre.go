@@ -131,7 +131,7 @@ type newCentreFlags struct {
 	mediaHost, rtpPorts, icePorts, iceServers *string
 	// Going live (docs/operations.md, "Going live over HTTPS"): staff and
 	// metrics apart from the public listener, and TLS files.
-	staff, metrics, tlsCert, tlsKey *string
+	staff, metrics, tlsCert, tlsKey, publicURL *string
 }
 
 // addNewCentreFlags adds them to fs; httpAddr is the HTTP listen address's
@@ -156,6 +156,8 @@ func addNewCentreFlags(fs *flag.FlagSet, httpAddr string) newCentreFlags {
 		staff: fs.String("staff", "", "listen address of the staff side (console, enrolment, overview, admin API, and /metrics without --metrics); "+
 			"the --http address then serves visitors only (optional)"),
 		metrics: fs.String("metrics", "", "listen address for /metrics alone, plain HTTP (optional)"),
+		publicURL: fs.String("public-url", "", "the origin visitors open this centre's chat at, e.g. https://chat.bergen.example; "+
+			"published in the roster so that other centres' chat pages can start a chat here when theirs cannot (optional)"),
 		tlsCert: fs.String("tls-cert", "", "PEM certificate (with its chain) for HTTPS on --http and --staff, read again when it changes; "+
 			"relative to the data directory (optional, with --tls-key)"),
 		tlsKey: fs.String("tls-key", "", "PEM key of --tls-cert"),
@@ -176,7 +178,7 @@ func (f newCentreFlags) fileConfig() node.FileConfig {
 	}
 	fc := node.FileConfig{Centre: *f.id, Name: name, HTTPAddr: *f.http, P2PAddr: *f.p2p, GossipAddr: *f.gossip, SIPAddr: *f.sip,
 		Phone: node.PhoneConfig{Listen: *f.sipListen, PBX: pbx, Domain: *f.phoneDomain},
-		Web:   node.WebConfig{StaffAddr: *f.staff, MetricsAddr: *f.metrics, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey}}
+		Web:   node.WebConfig{StaffAddr: *f.staff, MetricsAddr: *f.metrics, TLSCert: *f.tlsCert, TLSKey: *f.tlsKey, PublicURL: *f.publicURL}}
 	if *f.mediaHost != "" {
 		b := &node.BrowserPhone{MediaHost: *f.mediaHost, RTPPorts: *f.rtpPorts, ICEPorts: *f.icePorts}
 		for _, u := range strings.Split(*f.iceServers, ",") {

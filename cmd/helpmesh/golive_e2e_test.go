@@ -3,7 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,8 +15,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/testcert"
+	"github.com/helpmesh/helpmesh/node"
 )
 
 // goLiveSection is the heading of docs/operations.md's go-live page, whose
@@ -158,4 +163,22 @@ func TestGoLivePageRunsAsWritten(t *testing.T) {
 	if code := chat.exited(t, 5*time.Second, "the end of the conversation"); code != 0 {
 		t.Fatalf("chat exited %d after the conversation ended, want 0", code)
 	}
+
+	// Step 4's --public-url reaches the roster, for other centres' pages.
+	token, err := node.LoadAdminToken(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.Pool()}}}
+	waitFor(t, 20*time.Second, "bergen's public_url in the roster", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, vars["STAFF_URL"]+"/v1/roster", nil)
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := hc.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var r consensus.Roster
+		return json.NewDecoder(resp.Body).Decode(&r) == nil && r.Centres["bergen"].PublicURL == vars["PUBLIC_URL"]
+	})
 }
