@@ -60,14 +60,20 @@ type sides struct {
 // left over.
 func render(t *testing.T, s sides, cert, key string) string {
 	t.Helper()
-	tmpl, err := os.ReadFile("helpmesh.conf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	vars := map[string]string{
+	return renderFile(t, "helpmesh.conf", map[string]string{
 		"PUBLIC_LISTEN": s.public, "PUBLIC_NAME": "127.0.0.1",
 		"STAFF_LISTEN": s.staff, "STAFF_NAME": "127.0.0.1", "STAFF_ALLOW": "127.0.0.1",
 		"CERT": cert, "KEY": key, "NODE_PUBLIC": s.nodePublic, "NODE_STAFF": s.nodeStaff,
+	})
+}
+
+// renderFile fills in the placeholders of a sample in this directory, and
+// fails if a directive keeps one.
+func renderFile(t *testing.T, name string, vars map[string]string) string {
+	t.Helper()
+	tmpl, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
 	}
 	out := string(tmpl)
 	for k, v := range vars {
@@ -77,16 +83,16 @@ func render(t *testing.T, s sides, cert, key string) string {
 	for _, line := range strings.Split(out, "\n") {
 		if l := strings.TrimSpace(line); !strings.HasPrefix(l, "#") {
 			if m := regexp.MustCompile(`\$\{[A-Z_]+\}`).FindString(l); m != "" {
-				t.Fatalf("helpmesh.conf: placeholder %s is not documented for rendering: %q", m, l)
+				t.Fatalf("%s: placeholder %s is not documented for rendering: %q", name, m, l)
 			}
 		}
 	}
 	return out
 }
 
-// startNginx runs nginx as this user in dir with the rendered servers, in
-// the foreground, and returns once every listen address answers TLS.
-func startNginx(t *testing.T, bin, dir string, servers []string, listen []string, ca *testcert.CA) {
+// checkNginx writes nginx.conf in dir around the rendered servers, has
+// nginx -t check it, and returns the arguments that run it.
+func checkNginx(t *testing.T, bin, dir string, servers []string) []string {
 	t.Helper()
 	var conf strings.Builder
 	if os.Geteuid() == 0 {
@@ -115,6 +121,15 @@ func startNginx(t *testing.T, bin, dir string, servers []string, listen []string
 	if out, err := exec.Command(bin, append([]string{"-t"}, args...)...).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
+	return args
+}
+
+// startNginx runs nginx as this user in dir with the rendered servers, in
+// the foreground, and returns once every listen address answers TLS.
+func startNginx(t *testing.T, bin, dir string, servers []string, listen []string, ca *testcert.CA) {
+	t.Helper()
+	args := checkNginx(t, bin, dir, servers)
+	errorLog := filepath.Join(dir, "error.log")
 	cmd := exec.Command(bin, args...)
 	var stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stderr, &stderr
