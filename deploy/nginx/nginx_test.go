@@ -1,9 +1,11 @@
-// Package nginx_test runs Debian's nginx, configured from the sample in
-// this directory (helpmesh.conf), in front of two real centres, and drives
-// visitors, a volunteer and the admin API through it over HTTPS.
+// Package nginx_test runs Debian's nginx, configured from the samples in
+// this directory, and drives real centres through it over HTTPS:
+// helpmesh.conf in front of two centres (visitors, a volunteer and the
+// admin API), and national.conf, one address in front of three centres of
+// which one drains and one stops (national_test.go).
 //
-// Without nginx the test skips with a message; in CI (CI=true) it fails
-// instead (.ci/run installs the nginx package).
+// Without nginx (or jq, for the national address) a test skips with a
+// message; in CI (CI=true) it fails instead (.ci/run installs both).
 package nginx_test
 
 import (
