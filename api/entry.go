@@ -25,6 +25,14 @@ import (
 // page does not walk the whole federation.
 const maxEntryPoints = 8
 
+// maxConnectOrigins bounds the federation origins in the chat page's
+// connect-src. Each is listed twice (http(s) and ws(s)), and a response
+// header past a proxy's buffer (nginx's proxy_buffer_size, 4 KiB by
+// default; the samples set 16 KiB) breaks the page: about 100 centres did.
+// Live centres come first; a page that is handed an entry point outside
+// its CSP sees the attempt fail at once and moves on (chat.js).
+const maxConnectOrigins = 40
+
 // federationOrigins are the browser origins of every centre's public URL
 // in r (this centre's included), sorted, without duplicates.
 func federationOrigins(r consensus.Roster) []string {
@@ -97,9 +105,18 @@ func (s *Server) allowInfoOrigin(w http.ResponseWriter, r *http.Request) {
 // connectSources are the CSP connect-src sources of the chat page: its own
 // origin and every federation chat origin, each as http(s) and ws(s), so
 // the page can read /v1/info and open the chat socket at another centre.
-func connectSources(r consensus.Roster) string {
-	src := "'self'"
+func connectSources(r consensus.Roster, live []string) string {
+	var origins []string
+	for _, u := range live {
+		origins = append(origins, consensus.PublicOrigin(u))
+	}
 	for _, o := range federationOrigins(r) {
+		if !slices.Contains(origins, o) {
+			origins = append(origins, o)
+		}
+	}
+	src := "'self'"
+	for _, o := range origins[:min(len(origins), maxConnectOrigins)] {
 		src += " " + o + " " + "ws" + strings.TrimPrefix(o, "http")
 	}
 	return src
@@ -110,8 +127,8 @@ func connectSources(r consensus.Roster) string {
 // draining, and serving lang ("": any language): a chat volunteer of lang
 // enrolled there (roster), or one signed in for chat (gossip, free or
 // busy). Those with someone free in lang come first, then by id;
-// at most maxEntryPoints. Nothing but what the roster already publishes.
-func entryPoints(own string, r consensus.Roster, fv node.FederationView, lang string) []string {
+// at most limit. Nothing but what the roster already publishes.
+func entryPoints(own string, r consensus.Roster, fv node.FederationView, lang string, limit int) []string {
 	serves := map[string]bool{}
 	for _, v := range r.Volunteers {
 		if slices.Contains(v.Channels, channels.Chat) && (lang == "" || slices.Contains(v.Languages, lang)) {
@@ -156,7 +173,7 @@ func entryPoints(own string, r consensus.Roster, fv node.FederationView, lang st
 		return cmp.Compare(a.id, b.id)
 	})
 	out := []string{}
-	for _, c := range cs[:min(len(cs), maxEntryPoints)] {
+	for _, c := range cs[:min(len(cs), limit)] {
 		out = append(out, c.url)
 	}
 	return out

@@ -243,3 +243,28 @@ func testEntryFailover(t *testing.T, refuse func(*pageFederation, *pageCentre)) 
 		t.Error("the page showed the failure notice during the failover")
 	}
 }
+
+// A federation of 150 centres (988 has about 200) keeps the chat page's
+// CSP under a proxy's header buffer, and the live centres the page may be
+// handed are in it even when they sort last.
+func TestConnectSourcesStayBounded(t *testing.T) {
+	r := consensus.Roster{Centres: map[string]consensus.Centre{}}
+	for i := range 150 {
+		id := fmt.Sprintf("centre-%03d", i)
+		r.Centres[id] = consensus.Centre{ID: id, PublicURL: fmt.Sprintf("https://chat.%s.helpline-example.org", id)}
+	}
+	live := []string{"https://chat.centre-149.helpline-example.org", "https://chat.centre-148.helpline-example.org"}
+	src := connectSources(r, live)
+	if len(src) > 8<<10 {
+		t.Errorf("connect-src is %d bytes for 150 centres; want under 8 KiB", len(src))
+	}
+	for _, u := range live {
+		if !strings.Contains(src, u+" ") || !strings.Contains(src, "wss://"+strings.TrimPrefix(u, "https://")) {
+			t.Errorf("live entry point %s is not in connect-src", u)
+		}
+	}
+	if n := strings.Count(src, "wss://"); n != maxConnectOrigins {
+		t.Errorf("connect-src lists %d origins, want the cap %d", n, maxConnectOrigins)
+	}
+	t.Logf("connect-src for 150 centres: %d bytes", len(src))
+}

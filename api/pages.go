@@ -65,7 +65,9 @@ func (s *Server) page(name string, embeddable bool) http.Handler {
 // page can start the chat at another centre when this one refuses.
 func (s *Server) chatPage(w http.ResponseWriter, r *http.Request) {
 	s.pageHeaders(w, true)
-	w.Header().Set("Content-Security-Policy", s.pageCSPConnect(true, connectSources(s.cfg.Centre.Roster())))
+	roster := s.cfg.Centre.Roster()
+	live := entryPoints(s.cfg.Centre.Centre(), roster, s.cfg.Centre.Federation(), "", maxConnectOrigins)
+	w.Header().Set("Content-Security-Policy", s.pageCSPConnect(true, connectSources(roster, live)))
 	http.ServeFileFS(w, r, s.web, "chat.html")
 }
 
@@ -156,7 +158,7 @@ func (s *Server) info(w http.ResponseWriter, req *http.Request) {
 	}
 	in.EmergencyNumbers = append(in.EmergencyNumbers, p.EmergencyNumbers...)
 	fv := s.cfg.Centre.Federation()
-	in.EntryPoints = entryPoints(s.cfg.Centre.Centre(), r, fv, lang)
+	in.EntryPoints = entryPoints(s.cfg.Centre.Centre(), r, fv, lang, maxEntryPoints)
 	for _, c := range fv.Centres {
 		if c.Gossip != "alive" || c.Availability == nil {
 			continue

@@ -10,7 +10,7 @@
 # next centre if it still fails.
 .centres | to_entries | sort_by(.key)[]
 | .value.public_url // empty
-| capture("^(?<scheme>https?)://(?<host>[^/]+)$")
+| capture("^(?<scheme>https?)://(?<host>[^/]+)/?$")
 | if (.host | test(":[0-9]+$")) then .host
   elif .scheme == "https" then .host + ":443"
   else .host + ":80" end

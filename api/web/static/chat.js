@@ -354,6 +354,9 @@
   // lost connection moves on to the next centre: the visitor keeps seeing
   // "connecting", and what they wrote meanwhile stays pending. Only when
   // every centre failed does the page say so, with the emergency numbers.
+  // attemptMillis bounds one centre's attempt, to its first frame.
+  var attemptMillis = 8000;
+
   function connect(chatLang) {
     var base = attempts.shift();
     if (!base) {
@@ -362,10 +365,36 @@
     }
     var queued = false;
     var moveOn = false;
-    var sock = new WebSocket(base.replace(/^http/, 'ws') + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
+    var sock;
+    try {
+      sock = new WebSocket(base.replace(/^http/, 'ws') + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
+    } catch (e) {
+      connect(chatLang); // a URL the browser refuses outright: the next one
+      return;
+    }
     ws = sock;
+    // One attempt ends once, by whichever comes first: a close, an error
+    // (a socket the page's CSP blocks fires error and never close), or no
+    // first frame within attemptMillis (a centre that accepts and hangs).
+    var over = false;
+    var attemptOver = function () {
+      if (over) return;
+      over = true;
+      clearTimeout(firstFrame);
+      sock.onclose();
+    };
+    var firstFrame = setTimeout(function () {
+      if (queued) return;
+      moveOn = true;
+      try { sock.close(1000); } catch (e) { /* closing anyway */ }
+      attemptOver();
+    }, attemptMillis);
+    sock.onerror = function () {
+      if (!queued) attemptOver();
+    };
     sock.onmessage = function (ev) {
       if (ws !== sock) return;
+      clearTimeout(firstFrame);
       var f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
       if (!queued && f.type === 'error' && (f.code === 'draining' || f.code === 'not_ready' || f.code === 'queue_full')) {
@@ -382,6 +411,8 @@
       onFrame(f);
     };
     sock.onclose = function () {
+      over = true;
+      clearTimeout(firstFrame);
       if (ws !== sock) return;
       ws = null;
       if (phase === 'connecting' && (moveOn || !queued)) {
