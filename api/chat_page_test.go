@@ -759,7 +759,10 @@ func TestChatWidgetEmbedsTheChat(t *testing.T) {
 	})
 	centre = "http://" + srv.Addr()
 
-	ctx, cancel := context.WithTimeout(newTab(t, browser), time.Minute)
+	// Two minutes: under CI's load (the race detector, two cores, the
+	// deploy suite beside it) the steps before the screenshot once took a
+	// minute.
+	ctx, cancel := context.WithTimeout(newTab(t, browser), 2*time.Minute)
 	defer cancel()
 	vpRun(t, ctx, "open the centre's site", chromedp.Navigate(site.URL+"/"), chromedp.WaitVisible("body > button", chromedp.ByQuery))
 	var label string
