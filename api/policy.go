@@ -127,6 +127,17 @@ func preconditionFailed(w http.ResponseWriter, detail string) {
 		"the policy changed since you read it ("+detail+"); nothing was written: GET /v1/policy again, redo your change on what it says now, and send it with its ETag")
 }
 
+// readPolicyWrite reads what PUT and PATCH share: the If-Match header and
+// the bounded body.
+func readPolicyWrite(w http.ResponseWriter, r *http.Request) (ifMatch, []byte, *requestError) {
+	match, rerr := readIfMatch(r)
+	if rerr != nil {
+		return ifMatch{}, nil, rerr
+	}
+	b, rerr := readPolicyBody(w, r)
+	return match, b, rerr
+}
+
 // readPolicyBody reads a policy request's bounded body.
 func readPolicyBody(w http.ResponseWriter, r *http.Request) ([]byte, *requestError) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -326,12 +337,7 @@ func (s *Server) readRosterLinearizable(w http.ResponseWriter, r *http.Request) 
 // Without If-Match the last writer wins; with it the write lands only on
 // that version.
 func (s *Server) putPolicy(w http.ResponseWriter, r *http.Request) {
-	match, rerr := readIfMatch(r)
-	if rerr != nil {
-		rerr.write(w)
-		return
-	}
-	b, rerr := readPolicyBody(w, r)
+	match, b, rerr := readPolicyWrite(w, r)
 	if rerr != nil {
 		rerr.write(w)
 		return
@@ -396,12 +402,7 @@ func (s *Server) patchPolicy(w http.ResponseWriter, r *http.Request) {
 			"send the patch as Content-Type: application/merge-patch+json (or application/json)")
 		return
 	}
-	match, rerr := readIfMatch(r)
-	if rerr != nil {
-		rerr.write(w)
-		return
-	}
-	b, rerr := readPolicyBody(w, r)
+	match, b, rerr := readPolicyWrite(w, r)
 	if rerr != nil {
 		rerr.write(w)
 		return
