@@ -64,12 +64,20 @@ func screenshotDir(t testing.TB) string {
 }
 
 // screenshot saves the tab's full page as name.png (quality 100 makes
-// chromedp capture PNG rather than JPEG).
+// chromedp capture PNG rather than JPEG). A screenshot is an artifact for
+// people, not an assertion: one that does not come within 20 s is logged
+// and the test goes on. (In two clean-clone CI runs of 2026-11-29 the
+// capture of the widget's page, a cross-origin iframe, never returned,
+// while it takes a second when the test runs alone; the cause is not
+// known.)
 func screenshot(t testing.TB, ctx context.Context, name string) {
 	t.Helper()
 	var png []byte
-	if err := chromedp.Run(ctx, chromedp.FullScreenshot(&png, 100)); err != nil {
-		t.Fatalf("screenshot %s: %v", name, err)
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Run(sctx, chromedp.FullScreenshot(&png, 100)); err != nil {
+		t.Logf("screenshot %s not taken: %v", name, err)
+		return
 	}
 	path := filepath.Join(screenshotDir(t), name+".png")
 	if err := os.WriteFile(path, png, 0o644); err != nil {
