@@ -243,3 +243,40 @@ func TestResumeRefusals(t *testing.T) {
 		t.Errorf("the refusals were not counted as reason=\"resume\"")
 	}
 }
+
+// The resume request is decoded strictly: a frame it accepts is a resume
+// frame with a secret of the one shape and a bounded count; everything
+// else is a coded refusal, never a panic. Resume itself refuses any hash
+// of what passes, unless it is a conversation's.
+func FuzzResumeFrame(f *testing.F) {
+	for _, s := range []string{
+		`{"type":"resume","secret":"` + strings.Repeat("A", resumeSecretChars) + `","received":0}`,
+		`{"type":"resume","secret":"` + strings.Repeat("_", resumeSecretChars) + `","received":3}`,
+		`{"type":"resume","secret":"abc","received":0}`, `{"type":"resume","received":-1}`,
+		`{"type":"resume","secret":"` + strings.Repeat("A", resumeSecretChars) + `","received":1e9}`,
+		`{"type":"message","id":"x","text":"y"}`, `null`, `[]`, `{"type":"resume","extra":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	sb := switchboard.New(switchboard.Config{Centre: "fuzz"})
+	defer sb.Close()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fr, err := decodeResumeFrame(b)
+		if err != nil {
+			var fe *frameError
+			if !errors.As(err, &fe) || fe.code == "" {
+				t.Fatalf("error %v is not a coded frame error", err)
+			}
+			if fr != (resumeFrame{}) {
+				t.Fatalf("refused frame decoded as %+v", fr)
+			}
+			return
+		}
+		if fr.Type != "resume" || len(fr.Secret) != resumeSecretChars || fr.Received < 0 || fr.Received > maxResumeReceived || len(b) > maxFrameBytes {
+			t.Fatalf("accepted %+v from %q", fr, b)
+		}
+		if _, err := sb.Resume(switchboard.ResumeHash(fr.Secret), fr.Received, nil); !errors.Is(err, switchboard.ErrResumeRefused) {
+			t.Fatalf("an empty desk resumed %q: %v", fr.Secret, err)
+		}
+	})
+}
