@@ -353,7 +353,8 @@
   // watch calls onDead once a socket that has sent a beat (the centre sends
   // one every second to a page that asked with resume=1) stays silent for
   // BEAT_DEAD_MS: a centre that died or was cut off without closing. A
-  // centre that never beats (an older release) is left to close and error.
+  // centre that shows no sign of beating (an older release) is left to
+  // close and error.
   function watch(onDead) {
     var w = { last: Date.now(), armed: false };
     var timer = setInterval(function () {
@@ -364,7 +365,8 @@
     }, 250);
     w.frame = function (f) {
       w.last = Date.now();
-      if (f && f.type === 'beat') w.armed = true;
+      // A centre that hands out a resume or a ticket beats too.
+      if (f && (f.type === 'beat' || f.type === 'resumed' || (f.type === 'connected' && (f.resume || f.ticket)))) w.armed = true;
     };
     w.stop = function () { clearInterval(timer); };
     return w;
@@ -535,7 +537,9 @@
     var failed = false;
     var timer = 0;
     var beats = null;
-    var fail = function () {
+    // fail: refused (the centre is there, and may start a new chat) or
+    // unreachable (it is not tried again in this chat).
+    var fail = function (refused) {
       if (failed) return;
       failed = true;
       clearTimeout(timer);
@@ -543,7 +547,7 @@
       if (ws === sock) ws = null;
       try { if (sock) sock.close(1000); } catch (e) { /* gone already */ }
       if (phase !== 'reconnecting') return; // the visitor ended it meanwhile
-      down.push(r.url);
+      if (refused !== true) down.push(r.url);
       restartElsewhere(lostBase, ticket ? 'status_centre_offline_first' : 'status_centre_offline');
     };
     try {
@@ -573,7 +577,7 @@
       beats.frame(f);
       if (!resumed) {
         if (f.type === 'beat') return;
-        if (f.type !== 'resumed') { fail(); return; } // resume_refused, or anything else
+        if (f.type !== 'resumed') { fail(f.type === 'error'); return; } // resume_refused, or anything else
         resumed = true;
         clearTimeout(timer);
         onResumed(f);
