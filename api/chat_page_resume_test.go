@@ -303,3 +303,30 @@ func TestChatPageStartsAnewWithItsTicket(t *testing.T) {
 		})
 	}
 }
+
+// Told to move, with a resume the volunteer's centre refuses: the page
+// stays at its centre (a stay frame on the socket it kept), which requeues
+// it at the front, and no new chat starts.
+func TestChatPageStaysWhenMoveCannotResume(t *testing.T) {
+	a, b := newFakeCentre(t), newFakeCentre(t)
+	a.others = []string{b.url}
+	ctx, s := fakeChatStarted(t, a, map[string]any{"resume": map[string]any{"url": b.url, "secret": strings.Repeat("x", 43)}})
+	s.send(map[string]any{"type": "move"})
+	r := awaitSock(t, b.resumes, "the resume socket after move")
+	r.await("resume")
+	r.send(map[string]any{"type": "error", "code": "resume_refused", "error": "This conversation cannot be continued here."})
+	_ = r.conn.Close(websocket.StatusPolicyViolation, "")
+	s.await("stay")
+	s.send(map[string]any{"type": "requeued"})
+	vpWaitPhase(t, ctx, "queued")
+	select {
+	case n := <-b.chats:
+		t.Errorf("a new chat started at the other centre (%v)", n.query)
+	case <-a.chats:
+		t.Error("a new chat started at the page's centre")
+	default:
+	}
+	s.send(map[string]any{"type": "connected", "alias": "Cy"})
+	s.send(map[string]any{"type": "message", "id": "v1", "text": "Cy here."})
+	pageShows(t, ctx, "#messages .msg.volunteer", "Cy here.")
+}

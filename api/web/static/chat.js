@@ -356,10 +356,11 @@
   // centre that shows no sign of beating (an older release) is left to
   // close and error.
   function watch(onDead) {
-    var w = { last: Date.now(), armed: false };
+    var w = { last: Date.now(), armed: false, dead: false };
     var timer = setInterval(function () {
       if (w.armed && Date.now() - w.last > BEAT_DEAD_MS) {
         clearInterval(timer);
+        w.dead = true;
         onDead();
       }
     }, 250);
@@ -470,13 +471,12 @@
       try { f = JSON.parse(ev.data); } catch (e) { return; }
       beats.frame(f);
       if (f.type === 'move') {
-        // This centre drains for a restart: go on at the volunteer's.
+        // This centre drains for a restart or lost the volunteer's: go on
+        // at the volunteer's. This socket waits meanwhile: should the
+        // resume fail, the page stays here, at the front of the queue.
         if (resume && phase === 'connected') {
-          over = true;
-          beats.stop();
           ws = null;
-          try { sock.close(1000); } catch (e) { /* leaving anyway */ }
-          resumeAt(base);
+          resumeAt(base, { sock: sock, beats: beats });
         }
         return;
       }
@@ -527,7 +527,7 @@
   // resumeAt continues the conversation at the volunteer's centre with the
   // one-time secret: the same transcript, the volunteer's messages this
   // page has not seen, and the visitor's that were never delivered.
-  function resumeAt(lostBase) {
+  function resumeAt(lostBase, parked) {
     var r = resume;
     resume = null; // one use, whatever happens
     setPhase('reconnecting');
@@ -546,8 +546,20 @@
       if (beats) beats.stop();
       if (ws === sock) ws = null;
       try { if (sock) sock.close(1000); } catch (e) { /* gone already */ }
-      if (phase !== 'reconnecting') return; // the visitor ended it meanwhile
+      if (phase !== 'reconnecting') { leave(parked); return; } // the visitor ended it meanwhile
       if (refused !== true) down.push(r.url);
+      if (parked && parked.sock.readyState === WebSocket.OPEN && !parked.beats.dead) {
+        // Told to move, and the centre that told us is still here.
+        ws = parked.sock;
+        send({ type: 'stay' });
+        setPhase('queued');
+        setStatus('status_requeued');
+        unconfirmed.splice(0).forEach(function (m) { markPending(m.div, true, 'not_delivered'); });
+        outq.splice(0).forEach(function (m) { markPending(m.div, true); pending.push(m); });
+        startPolling();
+        return;
+      }
+      leave(parked);
       restartElsewhere(lostBase, ticket ? 'status_centre_offline_first' : 'status_centre_offline');
     };
     try {
@@ -580,6 +592,7 @@
         if (f.type !== 'resumed') { fail(f.type === 'error'); return; } // resume_refused, or anything else
         resumed = true;
         clearTimeout(timer);
+        leave(parked);
         onResumed(f);
         return;
       }
@@ -593,6 +606,13 @@
       ws = null;
       if (phase !== 'ended') centreLost(r.url);
     };
+  }
+
+  // leave closes the socket of a centre the page was told to move from.
+  function leave(parked) {
+    if (!parked) return;
+    parked.beats.stop();
+    try { parked.sock.close(1000); } catch (e) { /* gone already */ }
   }
 
   // onResumed: the conversation goes on. Own messages never delivered go
