@@ -382,6 +382,10 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 			by = switchboard.ByVisitor
 		}
 		c.ws.send(endedFrame{Type: "ended", Contact: contact, By: by})
+	case switchboard.EventReconnecting, switchboard.EventResumed:
+		// The visitor's centre was lost and the conversation is held for
+		// them, or they are back (switchboard/resume.go).
+		c.ws.send(contactFrame{Type: string(e.Kind), Contact: contact})
 	}
 }
 

@@ -130,6 +130,11 @@ func dialGoVisitor(t *testing.T, pc *pageCentre, lang string) *goVisitor {
 	if err != nil {
 		t.Fatalf("visitor dial: %v", err)
 	}
+	return watchGoVisitor(t, conn)
+}
+
+// watchGoVisitor keeps every frame that comes on conn.
+func watchGoVisitor(t *testing.T, conn *websocket.Conn) *goVisitor {
 	v := &goVisitor{t: t, conn: conn, more: make(chan struct{}, 1)}
 	t.Cleanup(func() { _ = conn.CloseNow() })
 	go func() {

@@ -18,6 +18,7 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/node"
 )
 
 // newEntryFederation is newPageFederation with every centre's API on a
@@ -40,6 +41,7 @@ func newEntryFederation(t testing.TB, n int) *pageFederation {
 			defer cancel()
 			return errors.Join(pc.srv.Stop(ctx), pc.node.Stop())
 		},
+		Cut: func(a, b *pageCentre, cut bool) { node.CutLink(a.node, b.node, cut) },
 	}, n)
 }
 

@@ -54,6 +54,7 @@ func (s *Server) routes(on face) []route {
 		{"GET /chat", visitors, h(s.chatPage)},
 		{"GET /widget.js", visitors, s.page("static/widget.js", true)},
 		{"GET /v1/chat", visitors, h(s.visitorChat)},
+		{"GET /v1/chat/resume", visitors, h(s.resumeChat)},
 		{"GET /v1/info", visitors | staff, h(s.info)},
 		{"GET /static/", visitors | staff, h(s.webFile)},
 		{"GET /i18n/", visitors | staff, h(s.serveCatalogue)},

@@ -67,14 +67,14 @@ func decodeVisitorFrame(b []byte) (visitorFrame, error) {
 		if f.ID == "" || f.Text == "" {
 			return visitorFrame{}, badFrame("bad_frame", "a message needs an id and a text")
 		}
-	case "typing", "end":
+	case "typing", "end", "stay":
 		if f.ID != "" || f.Text != "" {
 			return visitorFrame{}, badFrame("bad_frame", "%s takes no id or text", f.Type)
 		}
 	case "":
 		return visitorFrame{}, badFrame("bad_frame", "the frame has no type")
 	default:
-		return visitorFrame{}, badFrame("unknown_type", "unknown type %q (want message, typing or end)", clipText(f.Type))
+		return visitorFrame{}, badFrame("unknown_type", "unknown type %q (want message, typing, end or stay)", clipText(f.Type))
 	}
 	return f, nil
 }
@@ -96,6 +96,10 @@ type (
 	aliasFrame struct {
 		Type  string `json:"type"`
 		Alias string `json:"alias"`
+		// Resume comes with a conversation answered at another centre,
+		// for a page that asked (resume.go); Ticket with one answered here.
+		Resume *resumeInfo `json:"resume,omitempty"`
+		Ticket string      `json:"ticket,omitempty"`
 	}
 	contactFrame struct {
 		Type    string `json:"type"`
@@ -192,6 +196,7 @@ func errorCode(err error) string {
 		{switchboard.ErrFlooding, "flooding"},
 		{switchboard.ErrSlowDown, "slow_down"},
 		{switchboard.ErrQueueFull, "queue_full"},
+		{switchboard.ErrResumeRefused, "resume_refused"},
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {

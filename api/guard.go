@@ -47,6 +47,7 @@ const (
 	refusedFrames      = "frames"        // a socket closed for sending too many frames
 	refusedHandshake   = "bad_handshake" // origin or upgrade refused before anything was spent
 	refusedSlowReader  = "slow_reader"   // a socket closed because it did not read
+	refusedResume      = "resume"        // a resume secret that opens nothing here
 	whoVisitor         = "visitor"
 	whoVolunteer       = "volunteer"
 	refusalsMetricName = "helpmesh_refusals_total"
@@ -74,7 +75,7 @@ func newRefusals(centre string, reg *prometheus.Registry) *refusals {
 		}
 	}
 	// Every series exists from the start, so rate() sees the first one.
-	for _, r := range []string{refusedChatStarts, refusedChatsOpen, refusedQueueFull, refusedSlowDown, refusedFlooding, refusedFrames, refusedHandshake, refusedSlowReader} {
+	for _, r := range []string{refusedChatStarts, refusedChatsOpen, refusedQueueFull, refusedSlowDown, refusedFlooding, refusedFrames, refusedHandshake, refusedSlowReader, refusedResume} {
 		vec.WithLabelValues(whoVisitor, r)
 	}
 	for _, r := range []string{refusedSlowDown, refusedFrames, refusedSlowReader} {

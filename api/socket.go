@@ -68,6 +68,9 @@ type wsock struct {
 	code    websocket.StatusCode
 	reason  string
 	idle    *time.Timer
+	// beat, when set before run, sends the page a beat frame that often:
+	// a page that can resume takes silence for a dead centre (resume.go).
+	beat time.Duration
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -263,17 +266,25 @@ func (ws *wsock) writer() {
 
 func (ws *wsock) pinger() {
 	defer close(ws.pingerDone)
-	if ws.timing.ping <= 0 {
-		<-ws.stop
-		return
+	var beats <-chan time.Time
+	if ws.beat > 0 {
+		b := time.NewTicker(ws.beat)
+		defer b.Stop()
+		beats = b.C
 	}
-	t := time.NewTicker(ws.timing.ping)
-	defer t.Stop()
+	var pings <-chan time.Time
+	if ws.timing.ping > 0 {
+		t := time.NewTicker(ws.timing.ping)
+		defer t.Stop()
+		pings = t.C
+	}
 	for {
 		select {
 		case <-ws.stop:
 			return
-		case <-t.C:
+		case <-beats:
+			ws.sendLossy(beatFrame)
+		case <-pings:
 			ctx, cancel := context.WithTimeout(ws.ctx, ws.timing.pingTimeout)
 			err := ws.conn.Ping(ctx)
 			cancel()

@@ -30,10 +30,14 @@ type visitorConn struct {
 	// emergency returns the policy's emergency numbers now, for a queued
 	// frame that says nobody is free.
 	emergency func() []consensus.EmergencyNumber
-	h         *switchboard.VisitorHandle
+	h         contactGrip
 	connected atomic.Bool // a volunteer is connected
-	over      atomic.Bool // the volunteer ended it or the centre closed it
-	endOnce   sync.Once
+	// resumed: this socket resumed a conversation at its volunteer's
+	// centre (resume.go); its first Connected is the resumed frame.
+	resumed bool
+	resume  *pageResume // nil unless the page asked to be able to resume
+	over    atomic.Bool // the volunteer ended it or the centre closed it
+	endOnce sync.Once
 }
 
 func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
@@ -93,7 +97,13 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.finish()
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
-	h, err := sb.StartContact(channel, lang, v)
+	var sink switchboard.VisitorSink = v
+	if q.Get("resume") == "1" {
+		v.resume = &pageResume{publicURL: s.publicURLOf}
+		sink = resumableConn{v}
+		ws.beat = resumeBeat
+	}
+	h, err := sb.StartContact(channel, lang, sink)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
 		ws.refuse(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
@@ -116,10 +126,19 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	v.end()
 }
 
+// contactGrip is what a visitor's socket holds of their conversation: a
+// contact here (switchboard.VisitorHandle) or, resumed, a conversation
+// held at its volunteer's centre (switchboard.ResumedVisitor).
+type contactGrip interface {
+	Send(id, text string) error
+	Typing() error
+	End()
+}
+
 // end ends the contact once, unless the other side already did.
 func (v *visitorConn) end() {
 	v.endOnce.Do(func() {
-		if !v.over.Load() {
+		if !v.over.Load() && v.h != nil {
 			v.h.End()
 		}
 	})
@@ -161,6 +180,12 @@ func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
 		if !v.over.Load() && v.connected.Load() {
 			_ = v.h.Typing() // a race with the end is harmless
 		}
+	case "stay":
+		// After a move, the page could not resume at its volunteer's
+		// centre: it waits here again, at the front.
+		if h, ok := v.h.(*switchboard.VisitorHandle); ok {
+			h.Stay()
+		}
 	case "end":
 		v.end()
 		v.ws.sendThenClose(endedFrame{Type: "ended", By: switchboard.ByVisitor}, websocket.StatusNormalClosure, "conversation ended")
@@ -180,7 +205,16 @@ func (v *visitorConn) Queued(position int, wait switchboard.Estimate) {
 
 func (v *visitorConn) Connected(alias string) {
 	v.connected.Store(true)
-	v.ws.send(aliasFrame{Type: "connected", Alias: alias})
+	if v.resumed {
+		v.resumed = false // once: a later Connected is a new volunteer
+		v.ws.send(aliasFrame{Type: "resumed", Alias: alias})
+		return
+	}
+	f := aliasFrame{Type: "connected", Alias: alias}
+	if v.resume != nil {
+		f.Resume = v.resume.info()
+	}
+	v.ws.send(f)
 }
 
 func (v *visitorConn) Event(e switchboard.Event) {
@@ -199,6 +233,8 @@ func (v *visitorConn) Event(e switchboard.Event) {
 			by = switchboard.ByVolunteer
 		}
 		v.ws.sendThenClose(endedFrame{Type: "ended", By: by}, websocket.StatusNormalClosure, "conversation ended")
+	case switchboard.EventMove:
+		v.ws.send(contactFrame{Type: "move"})
 	}
 }
 

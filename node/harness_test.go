@@ -186,14 +186,7 @@ func (f *federation) partition(id string) { f.Partition(id) }
 func (f *federation) heal(id string) { f.Heal(id) }
 
 // cutNodes cuts (or heals) the libp2p link between a and b, both ways.
-func cutNodes(a, b *Node, cut bool) {
-	a.gater.setCut(b.host.ID(), cut)
-	b.gater.setCut(a.host.ID(), cut)
-	if cut {
-		_ = a.host.Network().ClosePeer(b.host.ID())
-		_ = b.host.Network().ClosePeer(a.host.ID())
-	}
-}
+func cutNodes(a, b *Node, cut bool) { CutLink(a, b, cut) }
 
 // leader waits until the live centres agree on one leader and returns it.
 func (f *federation) leader() *Node {

@@ -354,8 +354,24 @@ func (n *Node) Stop() error {
 	return n.stopErr
 }
 
-// crash stops the node the way a power cut would look to the others: gossip
-// is shut without a goodbye. Used by tests.
+// Crash stops the node the way a power cut would look to the others:
+// streams reset, gossip shut without a goodbye. For tests and fault drills
+// in other packages (a real crash needs no method).
+func (n *Node) Crash() { n.crash() }
+
+// CutLink cuts (cut true) or heals the libp2p link between two running
+// centres in one process, both ways: what a network cut looks like to
+// offers, relays and Raft. For tests and fault drills in other packages.
+func CutLink(a, b *Node, cut bool) {
+	a.gater.setCut(b.host.ID(), cut)
+	b.gater.setCut(a.host.ID(), cut)
+	if cut {
+		_ = a.host.Network().ClosePeer(b.host.ID())
+		_ = b.host.Network().ClosePeer(a.host.ID())
+	}
+}
+
+// crash is Crash.
 func (n *Node) crash() {
 	n.stopOnce.Do(func() { _ = n.teardown(true) })
 }

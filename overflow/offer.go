@@ -68,17 +68,20 @@ const (
 
 // frame is every message on the offer stream.
 type frame struct {
-	Type       frameType          `json:"t"`
-	Contact    string             `json:"contact,omitempty"`
-	Channel    string             `json:"channel,omitempty"`
-	Language   string             `json:"language,omitempty"`
-	RingMillis int64              `json:"ring_ms,omitempty"`
-	Alias      string             `json:"alias,omitempty"`
-	Token      string             `json:"token,omitempty"`
-	Reason     string             `json:"reason,omitempty"`
-	Seq        uint64             `json:"s,omitempty"`
-	Ack        uint64             `json:"a,omitempty"`
-	Event      *switchboard.Event `json:"e,omitempty"`
+	Type       frameType `json:"t"`
+	Contact    string    `json:"contact,omitempty"`
+	Channel    string    `json:"channel,omitempty"`
+	Language   string    `json:"language,omitempty"`
+	RingMillis int64     `json:"ring_ms,omitempty"`
+	Alias      string    `json:"alias,omitempty"`
+	Token      string    `json:"token,omitempty"`
+	// Resume: the visitor page's ResumeHash, on an offer (older releases
+	// ignore it and the page cannot resume there).
+	Resume string             `json:"resume,omitempty"`
+	Reason string             `json:"reason,omitempty"`
+	Seq    uint64             `json:"s,omitempty"`
+	Ack    uint64             `json:"a,omitempty"`
+	Event  *switchboard.Event `json:"e,omitempty"`
 }
 
 // Offer asks centre to take a contact and waits for its answer.
@@ -123,7 +126,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 		return nil, fmt.Errorf("offer to %s: %w", centre, ErrRouterClosed)
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds()}, maxFrame); err != nil {
+	if err := wire.Write(s, frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume}, maxFrame); err != nil {
 		close(answered)
 		_ = s.Reset()
 		return nil, fmt.Errorf("offer to %s: %w", centre, err)

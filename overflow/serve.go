@@ -39,7 +39,7 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 	r.mu.Lock()
 	desk := r.desk
 	r.mu.Unlock()
-	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring})
+	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring, Resume: f.Resume})
 	if err != nil {
 		r.decline(s, err.Error())
 		return

@@ -29,6 +29,12 @@ func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
 // fromVolunteerLocked routes what our volunteer said.
 func (s *Switchboard) fromVolunteerLocked(cv *conv, e Event) {
 	v := cv.vol
+	if r := cv.resume; r != nil && e.Kind == EventMessage {
+		r.keepSent(e)
+		if cv.peer == nil {
+			r.held++ // held: sent when the page resumes
+		}
+	}
 	if cv.peer != nil {
 		if err := cv.peer.Send(e); err != nil {
 			s.log.Debug("relay send failed", "err", err)
@@ -56,6 +62,10 @@ func (s *Switchboard) endLocked(cv *conv) {
 		}
 	}
 	if c := cv.visitor; c != nil && c.state == StateConnected {
+		if c.moving != nil {
+			c.moving.Stop()
+			c.moving = nil
+		}
 		s.moveLocked(c, StateEnded)
 		s.forgetContactLocked(c)
 	}
@@ -120,8 +130,13 @@ func (h *ownerPeerHandler) handleLocked(e Event) {
 
 func (h *ownerPeerHandler) OnLost(undelivered int) {
 	h.locked(func() { h.lost, h.undelivered = true, undelivered }, func() {
-		if h.c.conv == h.cv {
-			h.s.requeueLocked(h.c, undelivered, h.cv.other)
+		if h.c.conv != h.cv || h.cv.peer == nil {
+			return
 		}
+		if rv, ok := h.c.visitor.(ResumableVisitor); ok && h.c.state == StateConnected && rv.CanResume() {
+			h.s.moveVisitorLocked(h.c, rv, undelivered)
+			return
+		}
+		h.s.requeueLocked(h.c, undelivered, h.cv.other)
 	})
 }

@@ -190,6 +190,11 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 		s.moveLocked(c, StateOffered)
 	}
 	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
+	if rv, ok := c.visitor.(ResumableVisitor); ok && c.channel == ChannelChat {
+		// A fresh secret for each centre: one that answered and was lost
+		// cannot be resumed at once the contact moves on.
+		req.Resume = rv.NewResume()
+	}
 	s.stop.Go(func(context.Context) {
 		defer cancel()
 		s.runRemoteOffer(ctx, c, ro, req)
@@ -288,6 +293,10 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 		h := s.stats.SpeedToAnswer[c.channel]
 		h.observe(s.cfg.AnswerBuckets, now.Sub(c.created).Seconds())
 		s.stats.SpeedToAnswer[c.channel] = h
+	}
+	if rv, ok := c.visitor.(ResumableVisitor); ok {
+		at := cv.other
+		c.out.post(func() { rv.AnsweredAt(at) })
 	}
 	c.out.post(func() { c.visitor.Connected(alias) })
 	if cv.vol != nil {

@@ -17,6 +17,13 @@ func (s *Switchboard) Drain() <-chan struct{} {
 		s.drained = make(chan struct{})
 		s.log.Info("draining: no new contacts or offers; finishing conversations",
 			"contacts", len(s.contacts), "received", len(s.received))
+		// Pages that can resume go on at the answering centre now
+		// (resume.go); the conversation ends here once they have.
+		for _, c := range s.contacts {
+			if rv, ok := c.visitor.(ResumableVisitor); ok && c.state == StateConnected && c.conv != nil && c.conv.peer != nil {
+				c.out.post(func() { rv.Event(Event{Kind: EventMove}) })
+			}
+		}
 		s.dispatchLocked()
 		s.checkDrainedLocked()
 	}

@@ -16,6 +16,8 @@ type IncomingOffer struct {
 	Channel  string
 	Language string
 	Ring     time.Duration
+	// Resume is the owner's ResumeHash for the visitor's page ("" if none).
+	Resume string
 }
 
 // Reservation holds one of our volunteers for another centre's offer.
@@ -67,6 +69,9 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	}
 	ring := min(max(o.Ring, time.Second), s.cfg.RingTimeout)
 	rc := &received{id: o.Contact, from: o.From, channel: o.Channel, language: o.Language, vol: best, decided: make(chan error, 1)}
+	if o.Channel == ChannelChat && resumeHashPattern.MatchString(o.Resume) {
+		rc.resumeHash = o.Resume
+	}
 	r := &ringing{vol: best, received: rc}
 	rc.ring = r
 	best.ring = r
@@ -118,6 +123,12 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	}
 	v.ring = nil
 	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
+	if r := s.newResumable(rc.resumeHash); r != nil {
+		if _, taken := s.resumables[r.hash]; !taken {
+			rc.conv.resume = r
+			s.resumables[r.hash] = rc
+		}
+	}
 	v.active[rc.id] = rc.conv
 	s.settleReceivedLocked(rc, OfferAccepted)
 	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
@@ -156,6 +167,7 @@ func (res *Reservation) Release(reason string) {
 
 func (s *Switchboard) finishReceivedLocked(rc *received) {
 	if rc != nil {
+		s.forgetResumableLocked(rc)
 		s.forgetReceivedLocked(rc)
 	}
 }
@@ -174,6 +186,9 @@ func (h *receivedPeerHandler) locked(f func(s *Switchboard, cv *conv)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cv := h.rc.conv; cv != nil {
+		if cv.resume != nil && cv.resume.resumed {
+			return // the page is here now; the relay is over
+		}
 		if _, live := cv.vol.active[cv.id]; live {
 			f(s, cv)
 		}
@@ -181,10 +196,21 @@ func (h *receivedPeerHandler) locked(f func(s *Switchboard, cv *conv)) {
 }
 
 func (h *receivedPeerHandler) OnEvent(e Event) {
-	h.locked(func(s *Switchboard, cv *conv) { h.eventLocked(s, cv, e) })
+	h.locked(func(s *Switchboard, cv *conv) {
+		if cv.peer != nil { // not while held
+			s.visitorEventLocked(cv, e)
+		}
+	})
 }
 
-func (h *receivedPeerHandler) eventLocked(s *Switchboard, cv *conv, e Event) {
+// visitorEventLocked passes on what the visitor of a received conversation
+// said, through the relay or, resumed, from their page.
+func (s *Switchboard) visitorEventLocked(cv *conv, e Event) {
+	if e.Kind == EventMessage && cv.resume != nil && !cv.resume.firstTime(e.ID) {
+		// Sent again by a page that resumed without seeing it delivered.
+		_ = cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
+		return
+	}
 	if cv.inPace == nil {
 		cv.inPace = newReceivedPacer(s.cfg.Pace)
 	}
@@ -217,13 +243,13 @@ func (h *receivedPeerHandler) eventLocked(s *Switchboard, cv *conv, e Event) {
 
 func (h *receivedPeerHandler) OnLost(undelivered int) {
 	h.locked(func(s *Switchboard, cv *conv) {
-		v := cv.vol
-		delete(v.active, cv.id)
-		v.idleSince = time.Now()
-		s.finishReceivedLocked(h.rc)
-		id := cv.id
-		v.out.post(func() { v.sink.Lost(id, undelivered) })
-		s.postAvailabilityLocked(v)
-		s.dispatchLocked()
+		if cv.peer == nil {
+			return // already held
+		}
+		if cv.resume != nil {
+			s.holdLocked(cv, undelivered)
+			return
+		}
+		s.loseReceivedLocked(cv, undelivered)
 	})
 }

@@ -29,6 +29,9 @@ type OutgoingOffer struct {
 	Channel  string
 	Language string
 	Ring     time.Duration
+	// Resume is the ResumeHash of the visitor's page's secret, "" when
+	// the page cannot resume (resume.go).
+	Resume string
 }
 
 // Answer is another centre's yes to an offer: its volunteer accepted and is
@@ -102,7 +105,12 @@ type Config struct {
 	// BrowserPhones: the node is the centre's phone, and a volunteer may
 	// answer calls in the console (phone BrowserPhone; trunk.go).
 	BrowserPhones bool
-	Logger        *slog.Logger
+	// ResumeGrace is how long a received chat whose visitor's centre was
+	// lost is held for the page to resume here (0: DefaultResumeGrace).
+	ResumeGrace time.Duration
+	// MoveWait: see DefaultMoveWait (0: the default).
+	MoveWait time.Duration
+	Logger   *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -230,6 +238,8 @@ type Switchboard struct {
 	queue      []*contact
 	volunteers map[string]*volunteer
 	received   map[string]*received
+	// resumables are the received chats a page may resume, by ResumeHash.
+	resumables map[string]*received
 	stats      Stats
 	// answers are when contacts of ours were connected, per channel and
 	// language, within AnswerWindow: the answer rate of the visitors' wait
@@ -274,9 +284,16 @@ func New(cfg Config) *Switchboard {
 	if cfg.CallLease <= 0 {
 		cfg.CallLease = DefaultCallLease
 	}
+	if cfg.ResumeGrace <= 0 {
+		cfg.ResumeGrace = DefaultResumeGrace
+	}
+	if cfg.MoveWait <= 0 {
+		cfg.MoveWait = DefaultMoveWait
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
+		resumables: map[string]*received{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
@@ -315,6 +332,10 @@ type contact struct {
 	// or closed (trunk.go).
 	trunk bool
 	pace  *pacer
+	// moving runs while the page was told to resume at the answering
+	// centre (resume.go).
+	moving            *time.Timer
+	movingUndelivered int
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
@@ -344,6 +365,8 @@ type received struct {
 	result                      string // the offer's result, once settled
 	// A phone call held for a call (calls.go).
 	call *heldCall
+	// resumeHash is the owner's ResumeHash for the visitor's page, if any.
+	resumeHash string
 }
 
 // conv is one conversation in progress, seen from this centre. Exactly two
@@ -358,6 +381,8 @@ type conv struct {
 	// volPace paces our volunteer; inPace guards what another centre
 	// relays to our volunteer (see receivedPaceFactor). Made on first use.
 	volPace, inPace *pacer
+	// resume: a received chat the visitor's page may resume here.
+	resume *resumable
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.
@@ -427,6 +452,9 @@ func (s *Switchboard) Close() {
 		if c.resendTimer != nil {
 			c.resendTimer.Stop()
 		}
+		if c.moving != nil {
+			c.moving.Stop()
+		}
 		if c.remote != nil {
 			c.remote.cancel()
 		}
@@ -457,7 +485,10 @@ func (s *Switchboard) Close() {
 		if rc.call != nil {
 			s.callOverLocked(rc, ByUnanswered)
 		} else if rc.conv != nil {
-			rc.conv.peer.Close("centre shutting down")
+			if rc.conv.peer != nil { // nil while held for a resume
+				rc.conv.peer.Close("centre shutting down")
+			}
+			s.forgetResumableLocked(rc)
 		}
 		select {
 		case rc.decided <- ErrClosed:

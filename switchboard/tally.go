@@ -19,7 +19,7 @@ func tallyIn(m map[Key]Tally, c *contact, f func(t *Tally)) {
 // answered it.
 func (s *Switchboard) countAnsweredLocked(c *contact) {
 	s.tallyLocked(c, func(t *Tally) {
-		if c.conv != nil && c.conv.peer != nil || c.callAt != "" {
+		if c.conv != nil && (c.conv.peer != nil || c.conv.other != "") || c.callAt != "" {
 			t.AnsweredOverflow++
 		} else {
 			t.AnsweredLocal++

@@ -49,6 +49,10 @@ var (
 	// Config.MaxQueue: the visitor is told so honestly (with the policy's
 	// emergency numbers) instead of being put at a place nobody reaches.
 	ErrQueueFull = errors.New("queue full")
+	// ErrResumeRefused means a page's resume secret opens no conversation
+	// here: forged, used, expired, or the conversation has ended. The
+	// reasons are not told apart, so a guess learns nothing.
+	ErrResumeRefused = errors.New("the conversation cannot be continued here")
 )
 
 // Limits on what a visitor or volunteer may send.
@@ -72,6 +76,9 @@ const (
 	// ByUnanswered: a reserved phone did not pick up (refused, rang out, or
 	// the call never arrived): the call went back to its PBX's queue.
 	ByUnanswered = "unanswered"
+	// ByResumed: the visitor's page went on with the conversation at the
+	// answering centre directly; the owner's side ends as answered.
+	ByResumed = "resumed"
 )
 
 // AgeGroups a volunteer may record at the end of a contact.
@@ -112,6 +119,14 @@ const (
 	// EventAnswered says a reserved phone volunteer picked up a call
 	// (phone only, from the answering centre to the call's owner).
 	EventAnswered EventKind = "answered"
+	// EventReconnecting and EventResumed tell a volunteer's console that
+	// the visitor's centre was lost and the conversation is held, and
+	// that the visitor is back (resume.go). EventMove tells a visitor's
+	// page to resume at the answering centre now: ours is draining. The
+	// three stay within a centre; they never travel on a relay.
+	EventReconnecting EventKind = "reconnecting"
+	EventResumed      EventKind = "resumed"
+	EventMove         EventKind = "move"
 )
 
 // Event is one thing one end of a conversation tells the other.

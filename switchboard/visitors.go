@@ -73,6 +73,9 @@ func (h *VisitorHandle) event(e Event) error {
 	if s.closed {
 		return ErrClosed
 	}
+	if h.c.moving != nil {
+		return fmt.Errorf("resuming at the volunteer's centre: %w", ErrEnded)
+	}
 	if h.c.conv == nil || h.c.state != StateConnected {
 		// Nothing is passed on before a volunteer answers, so nothing is
 		// paced: the page keeps what was refused and sends it on
