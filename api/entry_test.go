@@ -5,10 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,6 +22,7 @@ import (
 	"github.com/helpmesh/helpmesh/internal/localfed"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // newEntryFederation is newPageFederation with every centre's API on a
@@ -269,4 +273,190 @@ func TestConnectSourcesStayBounded(t *testing.T) {
 		t.Errorf("connect-src lists %d origins, want the cap %d", n, maxConnectOrigins)
 	}
 	t.Logf("connect-src for 150 centres: %d bytes", len(src))
+}
+
+// frontProxy is a TCP relay in front of a centre's API, published as its
+// public URL: kill drops the page's side of every connection at once,
+// without a frame, and forwards nothing more, while the centre's side stays
+// open (the centre learns nothing until it crashes itself), as the page sees
+// a centre whose machine died.
+type frontProxy struct {
+	ln     net.Listener
+	mu     sync.Mutex
+	conns  []net.Conn
+	killed bool
+}
+
+func newFrontProxy(t *testing.T, addr string) *frontProxy {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &frontProxy{ln: ln}
+	t.Cleanup(func() {
+		p.kill()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			_ = c.Close()
+		}
+	})
+	return p
+}
+
+// to forwards to the centre at upstream.
+func (p *frontProxy) to(upstream string) {
+	for {
+		down, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		up, err := net.Dial("tcp", upstream)
+		if err != nil {
+			_ = down.Close()
+			continue
+		}
+		p.mu.Lock()
+		if p.killed {
+			p.mu.Unlock()
+			_ = down.Close()
+			_ = up.Close()
+			return
+		}
+		p.conns = append(p.conns, down, up)
+		p.mu.Unlock()
+		go func() { _, _ = io.Copy(up, down) }()
+		go func() { _, _ = io.Copy(down, up) }()
+	}
+}
+
+func (p *frontProxy) kill() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.killed {
+		return
+	}
+	p.killed = true
+	_ = p.ln.Close()
+	for i, c := range p.conns {
+		if i%2 == 0 { // the page's side; the centre's stays open, unread
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetLinger(0) // a reset, as from a dead machine's peer
+			}
+			_ = c.Close()
+		}
+	}
+}
+
+// The real chat page, loaded from c1 (through a relay that dies with it) where nobody is signed in, talks with
+// Bea at c2 (overflowed); c1 crashes mid-conversation. Without a reload the
+// page resumes at c2: it shows what Bea writes next below the earlier
+// transcript, and what the visitor writes then reaches Bea once.
+func TestChatPageSurvivesItsCentresDeathMidConversation(t *testing.T) {
+	browser := newBrowser(t)
+	root := t.TempDir()
+	var front *frontProxy
+	fed := fedtest.Start(t, localfed.Driver[pageConfig, *pageCentre]{
+		Prepare: func(id string, _ int) (pageConfig, *consensus.Centre, error) {
+			cfg, admit, err := preparePageCentre(t, filepath.Join(root, id), id)
+			cfg.api = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
+			cfg.node.PublicURL = "http://" + cfg.api
+			if id == "c1" { // c1's public face is the proxy
+				front = newFrontProxy(t, fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t)))
+				go front.to(cfg.api)
+				cfg.node.PublicURL = "http://" + front.ln.Addr().String()
+			}
+			return cfg, admit, err
+		},
+		Start:  startPageCentre,
+		Member: func(pc *pageCentre) localfed.Member { return pc.node },
+		Stop: func(pc *pageCentre) error {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(pc.srv.Stop(ctx), pc.node.Stop())
+		},
+	}, 2)
+	c1, c2 := fed.Member("c1"), fed.Member("c2")
+	c1url := "http://" + front.ln.Addr().String()
+	for _, pc := range fed.Live() {
+		fedtest.Eventually(t, 30*time.Second, pc.node.Centre()+" listing both public URLs", func() bool {
+			r := pc.node.Roster()
+			return r.Centres["c1"].PublicURL == c1url && r.Centres["c2"].PublicURL == c2.url
+		})
+	}
+	con, vol := vpSignIn(t, c2, "Bea")
+	waitFreeAt(t, c1, "c2", "nb")
+	ctx := vpOpenChat(t, browser, c1url)
+	vpRun(t, ctx, "choose nb", chromedp.SetValue("#lang", "nb", chromedp.ByID))
+	vpRun(t, ctx, "start", chromedp.Click("#start", chromedp.ByID))
+	contact := vol.accept(t, con)
+	vpWaitPhase(t, ctx, "connected")
+	if st := c1.node.Switchboard().Stats().Total(); st.Offered != 1 {
+		t.Fatalf("c1's tally %+v: the chat did not enter at c1", st)
+	}
+
+	// One message each way.
+	visitorWrites(t, ctx, "hello before")
+	vol.awaitMessage(t, "hello before")
+	if err := con.Send(contact, "w1", "Bea before"); err != nil {
+		t.Fatal(err)
+	}
+	pageShows(t, ctx, "#messages .msg.volunteer", "Bea before")
+	vpEval(t, ctx, `window.__samePage = 'yes'; window.__phases = []; new MutationObserver(function () {
+		window.__phases.push(document.body.getAttribute('data-phase'));
+	}).observe(document.body, { attributes: true }); true`, nil)
+
+	front.kill()
+	c1.node.Crash() // the federation's cleanup stops what is left
+	lostAt := time.Now()
+	// Bea writes once the page is back (what she writes in the gap is
+	// TestOverflowedConversationResumesWhenEntryCentreCrashes's part).
+	var st string
+	if err := chromedp.Run(ctx, chromedp.Poll(`window.__phases.indexOf('reconnecting') >= 0 && document.body.getAttribute('data-phase') === 'connected'`, nil,
+		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		vpEval(t, ctx, `document.body.getAttribute('data-phase') + ' | ' + document.getElementById('status').textContent + ' | ' + JSON.stringify(window.__phases)`, &st)
+		t.Fatalf("the page did not resume: %s", st)
+	}
+	t.Logf("the page resumed %v after the crash", time.Since(lostAt).Round(time.Millisecond))
+	if err := con.Send(contact, "w2", "Bea after the crash"); err != nil {
+		t.Fatal(err)
+	}
+	pageShows(t, ctx, "#messages .msg.volunteer", "Bea after the crash")
+	t.Logf("the page showed Bea's next message %v after the crash", time.Since(lostAt).Round(time.Millisecond))
+	vpWaitPhase(t, ctx, "connected")
+	visitorWrites(t, ctx, "still here")
+	visitorWrites(t, ctx, "marker")
+	// Bea's messages from the visitor, in order, up to the marker: each once.
+	var got []string
+	deadline := time.After(20 * time.Second)
+	for len(got) == 0 || got[len(got)-1] != "marker" {
+		select {
+		case e := <-vol.events:
+			if e.Kind == switchboard.EventMessage {
+				got = append(got, e.Text)
+			}
+		case <-deadline:
+			t.Fatalf("Bea got %q and never the marker", got)
+		}
+	}
+	if strings.Join(got, "|") != "still here|marker" {
+		t.Errorf("after the crash Bea got %q, want \"still here\" then the marker, once each", got)
+	}
+
+	var page struct {
+		Same   string
+		Texts  []string
+		Phases []string
+	}
+	vpEval(t, ctx, `({Same: window.__samePage, Texts: [...document.querySelectorAll('#messages .msg .text')].map(e => e.textContent), Phases: window.__phases})`, &page)
+	if page.Same != "yes" {
+		t.Error("the page was reloaded")
+	}
+	want := []string{"hello before", "Bea before", "Bea after the crash", "still here", "marker"}
+	if strings.Join(page.Texts, "|") != strings.Join(want, "|") {
+		t.Errorf("the transcript is %q, want %q", page.Texts, want)
+	}
+	if !slices.Contains(page.Phases, "reconnecting") || slices.Contains(page.Phases, "ended") {
+		t.Errorf("the page went through %v, want reconnecting and never ended", page.Phases)
+	}
 }

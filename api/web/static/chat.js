@@ -41,9 +41,19 @@
   var entryPoints = [];
   var attempts = [];      // where this chat start may still go
   var lastRefusal = '';   // the last refusal's code, for the final notice
+  // Resumed conversations (docs/api.md, "Resuming a conversation"). All in
+  // memory only: never stored, never logged.
+  var resume = null;      // {url, secret} from connected: the volunteer's centre, one use
+  var ticket = '';        // from connected (a local conversation): front of the queue elsewhere
+  var received = 0;       // volunteer messages shown since the last connected frame
+  var unconfirmed = [];   // own messages sent but not yet delivered, in order
+  var down = [];          // centres this chat lost: a new start goes elsewhere
+  var BEAT_DEAD_MS = 3000; // a socket with beats and then none for this long is dead
+  var RESUME_MS = 5000;   // the volunteer's centre has this long to say resumed
 
-  // setPhase records where the chat is; data-phase on <body> lets styles and
-  // tests follow it.
+  // setPhase records where the chat is (pre, connecting, queued, connected,
+  // reconnecting: resuming at the volunteer's centre, ended); data-phase on
+  // <body> lets styles and tests follow it.
   function setPhase(p) {
     phase = p;
     document.body.setAttribute('data-phase', p);
@@ -254,6 +264,18 @@
     return div;
   }
 
+  // addNote puts a line from the page itself (why the chat moved) in the
+  // transcript.
+  function addNote(key) {
+    var div = document.createElement('div');
+    div.className = 'msg system';
+    var body = document.createElement('p');
+    body.className = 'text';
+    div.appendChild(i18nEl(body, key));
+    $('messages').appendChild(div);
+    div.scrollIntoView({ block: 'end' });
+  }
+
   function markPending(div, on, key) {
     var old = div.querySelector('.note');
     if (old) old.remove();
@@ -295,6 +317,7 @@
       var m = outq.shift();
       tokens -= 1;
       markPending(m.div, false);
+      unconfirmed.push(m);
       send({ type: 'message', id: m.id, text: m.text });
     }
     if (outq.length) {
@@ -309,9 +332,16 @@
   function slowedDown(id, seconds) {
     var div = document.querySelector('#messages [data-id="' + CSS.escape(String(id)) + '"]');
     if (!div) return;
+    confirm(id);
     tokens = 0;
     tokensAt = Date.now() + Math.max(0, (Number(seconds) || 2) * 1000 - PACE_EVERY_MS);
     queueSend({ id: id, text: div.querySelector('.text').textContent, div: div });
+  }
+
+  // confirm forgets an own message as unconfirmed: delivered, or refused
+  // and queued again.
+  function confirm(id) {
+    unconfirmed = unconfirmed.filter(function (m) { return m.id !== id; });
   }
 
   // ---- the socket ----
@@ -319,6 +349,35 @@
   function send(obj) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
+
+  // watch calls onDead once a socket that has sent a beat (the centre sends
+  // one every second to a page that asked with resume=1) stays silent for
+  // BEAT_DEAD_MS: a centre that died or was cut off without closing. A
+  // centre that shows no sign of beating (an older release) is left to
+  // close and error.
+  function watch(onDead) {
+    var w = { last: Date.now(), armed: false, dead: false };
+    var timer = setInterval(function () {
+      if (w.armed && Date.now() - w.last > BEAT_DEAD_MS) {
+        clearInterval(timer);
+        w.dead = true;
+        onDead();
+      }
+    }, 250);
+    w.frame = function (f) {
+      w.last = Date.now();
+      // A centre that hands out a resume or a ticket beats too.
+      if (f && (f.type === 'beat' || f.type === 'resumed' || (f.type === 'connected' && (f.resume || f.ticket)))) w.armed = true;
+    };
+    w.stop = function () { clearInterval(timer); };
+    return w;
+  }
+
+  function wsURL(base, path) {
+    return base.replace(/^http/, 'ws') + path;
+  }
+
+  function ownOrigin() { return location.protocol + '//' + location.host; }
 
   function shuffled(list) {
     var a = list.slice();
@@ -341,10 +400,15 @@
     $('send').disabled = false;
     setStatus('status_connecting');
     setNotice(info && !info.open ? 'closed' : null);
-    var own = location.protocol + '//' + location.host;
+    var own = ownOrigin();
     attempts = [own].concat(shuffled(entryPoints.filter(function (u) { return u !== own; })));
     lastRefusal = '';
-    connect(chatLang);
+    resume = null;
+    ticket = '';
+    received = 0;
+    unconfirmed = [];
+    down = [];
+    connect(chatLang, '');
     $('message').focus();
   }
 
@@ -357,7 +421,7 @@
   // attemptMillis bounds one centre's attempt, to its first frame.
   var attemptMillis = 8000;
 
-  function connect(chatLang) {
+  function connect(chatLang, tk) {
     var base = attempts.shift();
     if (!base) {
       giveUp();
@@ -367,12 +431,20 @@
     var moveOn = false;
     var sock;
     try {
-      sock = new WebSocket(base.replace(/^http/, 'ws') + '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang));
+      sock = new WebSocket(wsURL(base, '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang) + '&resume=1' +
+        (tk ? '&ticket=' + encodeURIComponent(tk) : '')));
     } catch (e) {
-      connect(chatLang); // a URL the browser refuses outright: the next one
+      connect(chatLang, tk); // a URL the browser refuses outright: the next one
       return;
     }
     ws = sock;
+    // A centre that stops beating is dead: end this socket as a close would.
+    var beats = watch(function () {
+      if (ws !== sock) return;
+      moveOn = true;
+      attemptOver();
+      try { sock.close(1000); } catch (e) { /* dead anyway */ }
+    });
     // One attempt ends once, by whichever comes first: a close, an error
     // (a socket the page's CSP blocks fires error and never close), or no
     // first frame within attemptMillis (a centre that accepts and hangs).
@@ -397,6 +469,17 @@
       clearTimeout(firstFrame);
       var f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
+      beats.frame(f);
+      if (f.type === 'move') {
+        // This centre drains for a restart or lost the volunteer's: go on
+        // at the volunteer's. This socket waits meanwhile: should the
+        // resume fail, the page stays here, at the front of the queue.
+        if (resume && phase === 'connected') {
+          ws = null;
+          resumeAt(base, { sock: sock, beats: beats });
+        }
+        return;
+      }
       if (!queued && f.type === 'error' && (f.code === 'draining' || f.code === 'not_ready' || f.code === 'queue_full')) {
         lastRefusal = f.code;
         if (f.code === 'queue_full' && f.emergency_numbers && f.emergency_numbers.length) {
@@ -413,18 +496,159 @@
     sock.onclose = function () {
       over = true;
       clearTimeout(firstFrame);
+      beats.stop();
       if (ws !== sock) return;
       ws = null;
       if (phase === 'connecting' && (moveOn || !queued)) {
-        connect(chatLang);
+        connect(chatLang, tk);
         return;
       }
       stopPolling();
-      if (phase !== 'ended') {
-        finish();
-        if (!status || (status.key !== 'status_closed' && status.key !== 'status_not_open')) setStatus('status_lost');
-      }
+      // Closed without ended or closed: the centre died, was cut off or
+      // went away.
+      if (phase !== 'ended') centreLost(base);
     };
+  }
+
+  // centreLost: the centre the chat went through is gone. A conversation
+  // with a volunteer at another centre goes on there (resumeAt); any other
+  // starts anew at another centre, with the ticket if there is one.
+  function centreLost(base) {
+    stopPolling();
+    hideTyping();
+    if (phase === 'connected' && resume) {
+      resumeAt(base);
+      return;
+    }
+    if (phase === 'connected') restartElsewhere(base, ticket ? 'status_centre_offline_first' : 'status_centre_offline');
+    else restartElsewhere(base, 'status_reconnecting_queue');
+  }
+
+  // resumeAt continues the conversation at the volunteer's centre with the
+  // one-time secret: the same transcript, the volunteer's messages this
+  // page has not seen, and the visitor's that were never delivered.
+  function resumeAt(lostBase, parked) {
+    var r = resume;
+    resume = null; // one use, whatever happens
+    setPhase('reconnecting');
+    setStatus('status_reconnecting');
+    var sock;
+    var resumed = false;
+    var failed = false;
+    var timer = 0;
+    var beats = null;
+    // fail: refused (the centre is there, and may start a new chat) or
+    // unreachable (it is not tried again in this chat).
+    var fail = function (refused) {
+      if (failed) return;
+      failed = true;
+      clearTimeout(timer);
+      if (beats) beats.stop();
+      if (ws === sock) ws = null;
+      try { if (sock) sock.close(1000); } catch (e) { /* gone already */ }
+      if (phase !== 'reconnecting') { leave(parked); return; } // the visitor ended it meanwhile
+      if (refused !== true) down.push(r.url);
+      if (parked && parked.sock.readyState === WebSocket.OPEN && !parked.beats.dead) {
+        // Told to move, and the centre that told us is still here.
+        ws = parked.sock;
+        send({ type: 'stay' });
+        setPhase('queued');
+        setStatus('status_requeued');
+        unconfirmed.splice(0).forEach(function (m) { markPending(m.div, true, 'not_delivered'); });
+        outq.splice(0).forEach(function (m) { markPending(m.div, true); pending.push(m); });
+        startPolling();
+        return;
+      }
+      leave(parked);
+      restartElsewhere(lostBase, ticket ? 'status_centre_offline_first' : 'status_centre_offline');
+    };
+    try {
+      sock = new WebSocket(wsURL(r.url, '/v1/chat/resume'));
+    } catch (e) {
+      fail();
+      return;
+    }
+    ws = sock;
+    timer = setTimeout(fail, RESUME_MS);
+    beats = watch(function () {
+      if (!resumed) { fail(); return; }
+      if (ws !== sock) return;
+      ws = null;
+      try { sock.close(1000); } catch (e) { /* dead anyway */ }
+      if (phase !== 'ended') centreLost(r.url);
+    });
+    sock.onopen = function () {
+      if (ws !== sock) return;
+      sock.send(JSON.stringify({ type: 'resume', secret: r.secret, received: received }));
+    };
+    sock.onerror = function () { if (!resumed) fail(); };
+    sock.onmessage = function (ev) {
+      if (ws !== sock) return;
+      var f;
+      try { f = JSON.parse(ev.data); } catch (e) { return; }
+      beats.frame(f);
+      if (!resumed) {
+        if (f.type === 'beat') return;
+        if (f.type !== 'resumed') { fail(f.type === 'error'); return; } // resume_refused, or anything else
+        resumed = true;
+        clearTimeout(timer);
+        leave(parked);
+        onResumed(f);
+        return;
+      }
+      if (f.type === 'move') return; // no second resume: its close starts anew
+      onFrame(f);
+    };
+    sock.onclose = function () {
+      if (!resumed) { fail(); return; }
+      beats.stop();
+      if (ws !== sock) return;
+      ws = null;
+      if (phase !== 'ended') centreLost(r.url);
+    };
+  }
+
+  // leave closes the socket of a centre the page was told to move from.
+  function leave(parked) {
+    if (!parked) return;
+    parked.beats.stop();
+    try { parked.sock.close(1000); } catch (e) { /* gone already */ }
+  }
+
+  // onResumed: the conversation goes on. Own messages never delivered go
+  // again with the same ids (the centre passes each on once), then what
+  // was written meanwhile, in order.
+  function onResumed(f) {
+    setPhase('connected');
+    if (f.alias) alias = String(f.alias);
+    setStatus('status_connected', { alias: alias });
+    unconfirmed.splice(0).concat(pending.splice(0)).forEach(queueSend);
+    pump();
+  }
+
+  // restartElsewhere starts a new chat at another centre, keeping the
+  // transcript: what was sent and never confirmed is marked so, what was
+  // never sent waits for the next volunteer. The visitor is told why.
+  function restartElsewhere(lostBase, key) {
+    if (lostBase) down.push(lostBase);
+    var tk = ticket;
+    resume = null;
+    ticket = '';
+    received = 0;
+    unconfirmed.splice(0).forEach(function (m) { markPending(m.div, true, 'not_delivered'); });
+    outq.splice(0).forEach(function (m) { markPending(m.div, true); pending.push(m); });
+    clearTimeout(pumpTimer);
+    pumpTimer = 0;
+    hideTyping();
+    stopPolling();
+    setPhase('connecting');
+    setStatus(key);
+    addNote(key);
+    var own = ownOrigin();
+    var all = [own].concat(shuffled(entryPoints.filter(function (u) { return u !== own; })));
+    attempts = all.filter(function (u) { return down.indexOf(u) < 0; });
+    lastRefusal = '';
+    connect(chatLanguage(), tk);
   }
 
   // giveUp: no centre could start the chat.
@@ -457,6 +681,13 @@
       case 'connected':
         setPhase('connected');
         alias = String(f.alias || '');
+        received = 0;
+        resume = null;
+        if (f.resume && typeof f.resume.url === 'string' && /^https?:\/\/[^\/?#]+$/.test(f.resume.url) &&
+            typeof f.resume.secret === 'string' && f.resume.secret) {
+          resume = { url: f.resume.url, secret: f.resume.secret };
+        }
+        ticket = typeof f.ticket === 'string' ? f.ticket : '';
         stopPolling();
         setNotice(info && !info.open ? 'closed' : null);
         setStatus('status_connected', { alias: alias });
@@ -465,14 +696,16 @@
         break;
       case 'message':
         hideTyping();
+        received++;
         addMessage('volunteer', String(f.text || ''));
         break;
       case 'typing':
         showTyping();
         break;
       case 'delivered':
+        confirm(String(f.id));
         var d = document.querySelector('#messages [data-id="' + CSS.escape(String(f.id)) + '"]');
-        if (d) d.classList.add('delivered');
+        if (d) { d.classList.add('delivered'); markPending(d, false); }
         break;
       case 'ended':
         finish();
@@ -480,6 +713,7 @@
         else setStatus('status_ended_volunteer');
         break;
       case 'requeued':
+        resume = null; // the volunteer's centre is gone
         setPhase('queued');
         waitKind = '';
         hideTyping();
@@ -501,6 +735,7 @@
         } else if (f.code === 'not_connected' && f.id) {
           var div = document.querySelector('#messages [data-id="' + CSS.escape(String(f.id)) + '"]');
           if (div) {
+            confirm(String(f.id));
             markPending(div, true);
             pending.push({ id: f.id, text: div.querySelector('.text').textContent, div: div });
           }
@@ -519,6 +754,9 @@
 
   function finish() {
     setPhase('ended');
+    resume = null;
+    ticket = '';
+    unconfirmed = [];
     hideTyping();
     stopPolling();
     pending = [];
@@ -570,7 +808,7 @@
     if (phase === 'connected') {
       queueSend({ id: id, text: text, div: div });
     } else {
-      markPending(div, true);
+      markPending(div, true, phase === 'reconnecting' ? 'sending_soon' : 'pending');
       pending.push({ id: id, text: text, div: div });
     }
   }
@@ -578,6 +816,9 @@
   // ---- quick exit ----
 
   function quickExit() {
+    resume = null;
+    ticket = '';
+    unconfirmed = [];
     try { send({ type: 'end' }); } catch (e) { /* leaving anyway */ }
     try { if (ws) ws.close(1000); } catch (e) { /* leaving anyway */ }
     ws = null;
@@ -615,7 +856,7 @@
       if (phase === 'connected' && now - lastTyping > 3000) { lastTyping = now; send({ type: 'typing' }); }
     });
     $('end').addEventListener('click', function () {
-      if (ws && ws.readyState === WebSocket.OPEN) send({ type: 'end' });
+      if (phase !== 'reconnecting' && ws && ws.readyState === WebSocket.OPEN) send({ type: 'end' });
       else { finish(); setStatus('status_ended_visitor'); }
     });
     $('again').addEventListener('click', function () {

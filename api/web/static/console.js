@@ -345,7 +345,9 @@
       case 'typing': onTyping(f); break;
       case 'delivered': onDelivered(f); break;
       case 'ended': onEnded(f); break;
-      case 'lost': onLost(f); break;
+      case 'lost': onResumed(f, true); onLost(f); break;
+      case 'reconnecting': onReconnecting(f); break;
+      case 'resumed': onResumed(f, false); break;
       case 'categorised': onCategorised(f); break;
       case 'closed':
         // A centre that shuts down may be restarting: the socket's close
@@ -764,6 +766,24 @@
     b.addEventListener('click', function () { removeChat(f.contact); });
     box.appendChild(b);
     c.el.appendChild(box);
+  }
+
+  // Resumed conversations: the visitor's centre was lost and their page is
+  // reconnecting to this one; the volunteer may keep writing meanwhile.
+  function onReconnecting(f) {
+    var c = chats[f.contact];
+    if (!c || c.reconnecting) { return; }
+    c.reconnecting = I.set(el('p', { class: 'reconnecting', role: 'status' }), 'console.reconnecting');
+    c.el.insertBefore(c.reconnecting, c.log);
+  }
+
+  // onResumed clears the notice: the visitor is back, or (gone) lost.
+  function onResumed(f, gone) {
+    var c = chats[f.contact];
+    if (!c || !c.reconnecting) { return; }
+    c.reconnecting.remove();
+    c.reconnecting = null;
+    if (!gone) { note(c, 'console.note_resumed'); }
   }
 
   function removeChat(contact) {
