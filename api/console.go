@@ -161,9 +161,8 @@ type consoleConn struct {
 }
 
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
-	sess, ok := s.sessionFrom(r)
+	sess, ok := s.signedIn(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
 		return
 	}
 	vol, ok := s.localVolunteer(sess.volunteer)

@@ -133,10 +133,23 @@ func openCredStore(dir string, params argonParams) (*credStore, error) {
 		}
 		_ = os.Chmod(cs.path, 0o600)
 	}
+	cs.dummy = credential{Hash: make([]byte, params.KeyLen), Salt: newSalt(), Params: params}
+	return cs, nil
+}
+
+// newSalt is a fresh random salt for one password.
+func newSalt() []byte {
 	salt := make([]byte, 16)
 	_, _ = rand.Read(salt)
-	cs.dummy = credential{Hash: make([]byte, params.KeyLen), Salt: salt, Params: params}
-	return cs, nil
+	return salt
+}
+
+// hashNew hashes password, about to be stored, with a fresh salt and the
+// store's parameters (hash says what known means).
+func (cs *credStore) hashNew(password string, known bool) (hash, salt []byte, err error) {
+	salt = newSalt()
+	hash, err = cs.hash([]byte(password), salt, cs.params, known)
+	return hash, salt, err
 }
 
 // saveLocked writes the store atomically: temp file, fsync, rename, fsync
@@ -244,9 +257,7 @@ func (cs *credStore) enrol(id, code, password string) error {
 	if !ok {
 		return errBadEnrolment
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	hash, err := cs.hash([]byte(password), salt, cs.params, true)
+	hash, salt, err := cs.hashNew(password, true)
 	if err != nil {
 		return err
 	}
@@ -287,9 +298,7 @@ func (cs *credStore) change(id, current, password string, exists, known bool) er
 	if !ok {
 		return errWrongPassword
 	}
-	salt := make([]byte, 16)
-	_, _ = rand.Read(salt)
-	hash, err := cs.hash([]byte(password), salt, cs.params, known)
+	hash, salt, err := cs.hashNew(password, known)
 	if err != nil {
 		return err
 	}

@@ -34,9 +34,8 @@ var errWrongPassword = errors.New("the current password is wrong")
 
 func (s *Server) changePassword(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	sess, ok := s.sessionFrom(r)
+	sess, ok := s.signedIn(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
 		return
 	}
 	var req PasswordChange

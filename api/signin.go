@@ -32,6 +32,15 @@ func (s *Server) sessionFrom(r *http.Request) (*session, bool) {
 	return s.sessions.lookup(c.Value)
 }
 
+// signedIn is the request's session; without one it answers 401 and false.
+func (s *Server) signedIn(w http.ResponseWriter, r *http.Request) (*session, bool) {
+	sess, ok := s.sessionFrom(r)
+	if !ok {
+		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
+	}
+	return sess, ok
+}
+
 // endSessions ends every session of volunteer and closes their console.
 // The sessions are gone from memory even if the file could not be written;
 // the error is logged and returned, since they would come back after a
@@ -87,9 +96,8 @@ func (s *Server) logout(w http.ResponseWriter, r *http.Request) {
 // a restart; the console itself does.
 func (s *Server) sessionInfo(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
-	sess, ok := s.sessionFrom(r)
+	sess, ok := s.signedIn(w, r)
 	if !ok {
-		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
 		return
 	}
 	writeJSON(w, http.StatusOK, SessionInfo{Volunteer: sess.volunteer, Expires: sess.expires.UTC().Truncate(time.Second)})

@@ -59,20 +59,22 @@ func apply(r *Roster, cmd Command) error {
 	case OpRotateGossipKey:
 		return rotateGossipKey(r, *cmd.GossipKey)
 	case OpSetCentreSIP:
-		c, ok := r.Centres[cmd.CentreSIP.Centre]
-		if !ok {
-			return fmt.Errorf("set centre sip %q: %w", cmd.CentreSIP.Centre, ErrUnknownCentre)
-		}
-		c.SIPAddr = cmd.CentreSIP.SIPAddr
-		r.Centres[c.ID] = c
+		return setCentre(r, "sip", cmd.CentreSIP.Centre, func(c *Centre) { c.SIPAddr = cmd.CentreSIP.SIPAddr })
 	case OpSetCentrePublicURL:
-		c, ok := r.Centres[cmd.CentreURL.Centre]
-		if !ok {
-			return fmt.Errorf("set centre public url %q: %w", cmd.CentreURL.Centre, ErrUnknownCentre)
-		}
-		c.PublicURL = cmd.CentreURL.PublicURL
-		r.Centres[c.ID] = c
+		return setCentre(r, "public url", cmd.CentreURL.Centre, func(c *Centre) { c.PublicURL = cmd.CentreURL.PublicURL })
 	}
+	return nil
+}
+
+// setCentre changes one value of a known centre's entry (set_centre_sip,
+// set_centre_public_url); what names it in the error.
+func setCentre(r *Roster, what, id string, set func(*Centre)) error {
+	c, ok := r.Centres[id]
+	if !ok {
+		return fmt.Errorf("set centre %s %q: %w", what, id, ErrUnknownCentre)
+	}
+	set(&c)
+	r.Centres[c.ID] = c
 	return nil
 }
 

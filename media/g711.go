@@ -12,23 +12,26 @@ const (
 
 // encode writes pcm into dst in c's law, one byte a sample.
 func (c Codec) encode(dst []byte, pcm []int16) {
-	enc := ulawEncode
-	if c == PCMA {
-		enc = alawEncode
-	}
-	for i, s := range pcm {
-		dst[i] = enc(s)
-	}
+	convert(dst, pcm, lawOf(c, ulawEncode, alawEncode))
 }
 
 // decode is encode's inverse (up to G.711's quantisation).
 func (c Codec) decode(dst []int16, b []byte) {
-	dec := ulawDecode
+	convert(dst, b, lawOf(c, ulawDecode, alawDecode))
+}
+
+// lawOf is c's function of the two: a for PCMA, else u.
+func lawOf[F any](c Codec, u, a F) F {
 	if c == PCMA {
-		dec = alawDecode
+		return a
 	}
-	for i, v := range b {
-		dst[i] = dec(v)
+	return u
+}
+
+// convert sets dst[i] to f(src[i]) for every sample of src.
+func convert[S, D any](dst []D, src []S, f func(S) D) {
+	for i, v := range src {
+		dst[i] = f(v)
 	}
 }
 

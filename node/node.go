@@ -340,8 +340,9 @@ func (n *Node) start(ctx context.Context) error {
 	n.stop.Go(n.rosterWatch)
 	n.stop.Go(n.gossipRejoinLoop)
 	n.stop.Go(n.refreshSelfLoop)
-	n.stop.Go(n.publishSIPLoop)
-	n.stop.Go(n.publishURLLoop)
+	for _, v := range n.ownValues() {
+		n.stop.Go(func(ctx context.Context) { n.publishOwnLoop(ctx, v) })
+	}
 	n.stop.Go(n.publishLoop)
 	n.stop.Go(n.gossipKeyLoop)
 	n.stop.Go(n.releaseLoop)

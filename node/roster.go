@@ -32,7 +32,7 @@ func (n *Node) selfEntry() consensus.Centre {
 }
 
 // sameCentre leaves SIPAddr out: update_centre keeps it, and
-// publishSIPLoop alone keeps it true.
+// publishOwnLoop (ownValues) alone keeps it true.
 func sameCentre(a, b consensus.Centre) bool {
 	return a.ID == b.ID && a.Name == b.Name && a.PeerID == b.PeerID && slices.Equal(a.Addrs, b.Addrs) &&
 		a.GossipAddr == b.GossipAddr && a.HTTPAddr == b.HTTPAddr

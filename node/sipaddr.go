@@ -14,41 +14,32 @@ import (
 // every roster change.
 const publishOwnEvery = 5 * time.Second
 
-// publishSIPLoop keeps this centre's SIP address in the roster true to its
-// configuration (set_centre_sip, roster level 3).
-func (n *Node) publishSIPLoop(ctx context.Context) {
-	n.publishOwnLoop(ctx, ownValue{
-		what: "SIP address", attr: "sip_addr", level: consensus.OpLevel(consensus.OpSetCentreSIP), want: n.cfg.SIPAddr,
-		have: func(c consensus.Centre) string { return c.SIPAddr },
-		cmd: func() consensus.Command {
-			return consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetCentreSIP,
-				CentreSIP: &consensus.CentreSIP{Centre: n.cfg.Centre, SIPAddr: n.cfg.SIPAddr}}
-		},
-	})
-}
-
-// publishURLLoop keeps this centre's public chat URL in the roster true to
-// its configuration (set_centre_public_url, roster level 5), for the other
-// centres' chat pages to start chats here when their own centre refuses.
-func (n *Node) publishURLLoop(ctx context.Context) {
-	n.publishOwnLoop(ctx, ownValue{
-		what: "public URL", attr: "public_url", level: consensus.OpLevel(consensus.OpSetCentrePublicURL), want: n.cfg.PublicURL,
-		have: func(c consensus.Centre) string { return c.PublicURL },
-		cmd: func() consensus.Command {
-			return consensus.Command{Version: consensus.CommandVersion, Op: consensus.OpSetCentrePublicURL,
-				CentreURL: &consensus.CentreURL{Centre: n.cfg.Centre, PublicURL: n.cfg.PublicURL}}
-		},
-	})
+// ownValues are the values of this centre's own roster entry that an
+// operation of its own sets, each kept true to the configuration by a
+// publishOwnLoop: the SIP address (set_centre_sip, roster level 3; update_centre
+// leaves it alone) and the public chat URL (set_centre_public_url, level 5),
+// for the other centres' chat pages to start chats here when their own centre
+// refuses.
+func (n *Node) ownValues() []ownValue {
+	id := n.cfg.Centre
+	return []ownValue{
+		{what: "SIP address", attr: "sip_addr", op: consensus.OpSetCentreSIP, want: n.cfg.SIPAddr,
+			have: func(c consensus.Centre) string { return c.SIPAddr },
+			set:  func(c *consensus.Command) { c.CentreSIP = &consensus.CentreSIP{Centre: id, SIPAddr: n.cfg.SIPAddr} }},
+		{what: "public URL", attr: "public_url", op: consensus.OpSetCentrePublicURL, want: n.cfg.PublicURL,
+			have: func(c consensus.Centre) string { return c.PublicURL },
+			set:  func(c *consensus.Command) { c.CentreURL = &consensus.CentreURL{Centre: id, PublicURL: n.cfg.PublicURL} }},
+	}
 }
 
 // ownValue is one value of the centre's own roster entry that an operation
 // of its own sets.
 type ownValue struct {
-	what, attr string // for the log: "SIP address", "sip_addr"
-	level      int    // the operation's roster level
-	want       string // the configuration's value ("" clears it)
+	what, attr string       // for the log: "SIP address", "sip_addr"
+	op         consensus.Op // the operation that sets it
+	want       string       // the configuration's value ("" clears it)
 	have       func(consensus.Centre) string
-	cmd        func() consensus.Command
+	set        func(*consensus.Command) // fills in the operation's payload
 }
 
 // publishOwnLoop keeps v in the roster true to the configuration, like
@@ -61,7 +52,7 @@ type ownValue struct {
 // most one try per publishOwnEvery.
 func (n *Node) publishOwnLoop(ctx context.Context, v ownValue) {
 	warned := false
-	waits := fmt.Sprintf("own %s waits until every centre speaks roster level %d", v.what, v.level)
+	waits := fmt.Sprintf("own %s waits until every centre speaks roster level %d", v.what, consensus.OpLevel(v.op))
 	_ = n.consensus.Watch(ctx, consensus.Wake{Every: publishOwnEvery, Settle: publishOwnEvery}, func(r consensus.Roster) bool {
 		have, ok := r.Centres[n.cfg.Centre]
 		if !ok {
@@ -71,7 +62,9 @@ func (n *Node) publishOwnLoop(ctx context.Context, v ownValue) {
 			return true
 		}
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err := n.consensus.Propose(pctx, v.cmd())
+		cmd := consensus.Command{Version: consensus.CommandVersion, Op: v.op}
+		v.set(&cmd)
+		err := n.consensus.Propose(pctx, cmd)
 		cancel()
 		switch {
 		case err == nil:

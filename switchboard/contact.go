@@ -17,8 +17,8 @@ package switchboard
 // centre closed, or the page resumed at the answering centre. queued|offered -> abandoned: the visitor
 // left, or the centre closed. offered -> returned: a phone call's reserved
 // volunteer did not pick up, the call never arrived, or the answering centre
-// was lost first (calls.go). ended, abandoned and returned are final. A move to the state a contact is already in changes nothing and is
-// not counted.
+// was lost first (calls.go). ended, abandoned and returned are final. A move
+// to the state a contact is already in changes nothing and is not counted.
 
 import "log/slog"
 

@@ -65,9 +65,9 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 	// library's default 32 KiB limit.
 	c.SetReadLimit(maxFrameBytes)
 	frames := readFrames(ctx, c)
-	fmt.Fprintln(stdout, tx.intro)
+	fmt.Fprintln(stdout, tx.Intro)
 	if info != nil && !info.Open {
-		printNotice(stdout, tx, tx.noticeClose, info.EmergencyNumbers)
+		printNotice(stdout, tx, tx.NoticeClose, info.EmergencyNumbers)
 	}
 	// Until a volunteer has joined, the server refuses messages
 	// (not_connected): lines wait here and go when one joins.
@@ -89,12 +89,12 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 		case line, ok := <-lines:
 			if !ok || line == "/end" {
 				leaveChat(ctx, c)
-				fmt.Fprintln(stdout, tx.ended)
+				fmt.Fprintln(stdout, tx.Ended)
 				return nil
 			}
 			if !connected {
 				pending = append(pending, line)
-				fmt.Fprintln(stdout, tx.pending)
+				fmt.Fprintln(stdout, tx.Pending)
 				continue
 			}
 			if err := send(line); err != nil {
@@ -102,7 +102,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 			}
 		case m, ok := <-frames:
 			if !ok {
-				fmt.Fprintln(stdout, tx.lost)
+				fmt.Fprintln(stdout, tx.Lost)
 				return fmt.Errorf("chat: the connection to the centre was lost")
 			}
 			switch m["type"] {
@@ -110,7 +110,7 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 				fmt.Fprintln(stdout, waitLine(tx, m))
 			case "connected":
 				connected = true
-				fmt.Fprintf(stdout, tx.connected+"\n", m["alias"])
+				fmt.Fprintf(stdout, tx.Connected+"\n", m["alias"])
 				for _, text := range pending {
 					if err := send(text); err != nil {
 						return fmt.Errorf("chat: %w", err)
@@ -118,21 +118,21 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 				}
 				pending = nil
 			case "message":
-				fmt.Fprintf(stdout, "%s: %v\n", tx.volunteer, m["text"])
+				fmt.Fprintf(stdout, "%s: %v\n", tx.Volunteer, m["text"])
 			case "typing":
-				fmt.Fprintln(stdout, tx.typing)
+				fmt.Fprintln(stdout, tx.Typing)
 			case "delivered":
 				id, _ := m["id"].(string)
 				delete(unsent, id)
 			case "requeued":
 				connected = false
-				fmt.Fprintf(stdout, tx.requeued+"\n", m["undelivered"])
+				fmt.Fprintf(stdout, tx.Requeued+"\n", m["undelivered"])
 			case "ended":
-				fmt.Fprintln(stdout, tx.ended)
+				fmt.Fprintln(stdout, tx.Ended)
 				closeWithin(c, time.Second)
 				return nil
 			case "closed":
-				fmt.Fprintln(stdout, tx.closed)
+				fmt.Fprintln(stdout, tx.Closed)
 				return nil
 			case "error":
 				id, _ := m["id"].(string)
@@ -143,18 +143,18 @@ func cmdChat(ctx context.Context, args []string, stdin io.Reader, stdout io.Writ
 					if text, ok := unsent[id]; ok {
 						delete(unsent, id)
 						pending = append(pending, text)
-						fmt.Fprintln(stdout, tx.pending)
+						fmt.Fprintln(stdout, tx.Pending)
 					}
 				case "queue_full":
-					fmt.Fprintln(stdout, tx.queueFull)
-					printNotice(stdout, tx, tx.noticeFull, emergencyNumbers(m["emergency_numbers"]))
+					fmt.Fprintln(stdout, tx.QueueFull)
+					printNotice(stdout, tx, tx.NoticeFull, emergencyNumbers(m["emergency_numbers"]))
 					return nil
 				case "ended":
-					fmt.Fprintln(stdout, tx.ended)
+					fmt.Fprintln(stdout, tx.Ended)
 					return nil
 				default:
 					delete(unsent, id)
-					fmt.Fprintf(stdout, tx.notSent+"\n", m["error"])
+					fmt.Fprintf(stdout, tx.NotSent+"\n", m["error"])
 				}
 			}
 		}

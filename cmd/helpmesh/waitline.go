@@ -13,29 +13,29 @@ func waitLine(tx chatText, m map[string]any) string {
 	var wait string
 	switch m["wait"] {
 	case "free_now":
-		wait = tx.waitFree
+		wait = tx.WaitFree
 	case "minutes":
-		wait = fmt.Sprintf(tx.waitMinutes, int(minutes))
+		wait = fmt.Sprintf(tx.WaitMinutes, int(minutes))
 		if minutes == 1 {
-			wait = tx.waitMinute
+			wait = tx.WaitMinute
 		}
 	case "long":
-		wait = fmt.Sprintf(tx.waitLong, int(minutes))
+		wait = fmt.Sprintf(tx.WaitLong, int(minutes))
 	case "no_one_on_duty":
 	default: // "several", and any kind this client does not know
-		wait = tx.waitSeveral
+		wait = tx.WaitSeveral
 	}
-	line := fmt.Sprintf(tx.queued, m["position"])
+	line := fmt.Sprintf(tx.Queued, m["position"])
 	if wait != "" {
-		line += tx.estimated + wait
+		line += tx.Estimated + wait
 	}
 	if m["wait"] == "free_now" {
 		return line + "]"
 	}
 	// noticeBusy is two sentences: nobody is free, and whom to call.
-	head, call := tx.noticeBusy, ""
-	if i := strings.LastIndex(tx.noticeBusy, ". "); i >= 0 {
-		head, call = tx.noticeBusy[:i], tx.noticeBusy[i:]
+	head, call := tx.NoticeBusy, ""
+	if i := strings.LastIndex(tx.NoticeBusy, ". "); i >= 0 {
+		head, call = tx.NoticeBusy[:i], tx.NoticeBusy[i:]
 	}
 	line += ". " + head
 	var numbers []string

@@ -18,28 +18,10 @@
   // channel is a channel's name in the page's language, as a var.
   function channel(ch) { return ch === 'chat' || ch === 'phone' ? { t: 'common.channel_' + ch } : String(ch); }
 
-  function el(tag, attrs, text) {
-    var e = document.createElement(tag);
-    if (attrs) {
-      Object.keys(attrs).forEach(function (k) {
-        if (k === 'class') { e.className = attrs[k]; } else { e.setAttribute(k, attrs[k]); }
-      });
-    }
-    if (text !== undefined && text !== null) { e.textContent = text; }
-    return e;
-  }
-
+  var el = I.el;
   // say shows t(key, vars) in el and keeps it there through a language
   // switch; no key clears el.
-  function say(el, key, vars) {
-    if (!key) {
-      el.removeAttribute('data-i18n');
-      el.removeAttribute('data-i18n-vars');
-      el.textContent = '';
-      return;
-    }
-    I.set(el, key, vars);
-  }
+  var say = I.say;
   function status(key, vars) { say($('#status'), key, vars); }
   function announce(key, vars) {
     var a = $('#announce');
@@ -431,17 +413,34 @@
   });
 
   // ---- offers ----
+  // offerBox is an offer's card (an article with attrs) with its title
+  // (titleKey) and, for a contact from another centre, that centre's badge.
+  function offerBox(f, attrs, titleKey, what) {
+    attrs['data-contact'] = f.contact;
+    attrs['aria-labelledby'] = 'offer-t-' + f.contact;
+    var box = el('article', attrs);
+    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), titleKey, what));
+    if (f.from_centre) {
+      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
+    }
+    return box;
+  }
+
+  // cardButton is a card's button: its class, its text (key) and its
+  // aria-label (labelKey with what).
+  function cardButton(cls, key, labelKey, what) {
+    var b = I.set(el('button', { type: 'button', class: cls }), key);
+    I.setAttr(b, 'aria-label', labelKey, what);
+    return b;
+  }
+
   function onOffer(f) {
     if (offers[f.contact]) { removeOffer(f.contact); }
     if (f.channel === 'phone' && lastAvailability && lastAvailability.phone === 'browser') { onBrowserOffer(f); return; }
     if (f.channel === 'phone') { onPhoneOffer(f); return; }
     var ring = Math.max(0, f.ring_seconds | 0);
-    var box = el('article', { class: 'offer', 'data-contact': f.contact, 'aria-labelledby': 'offer-t-' + f.contact });
     var what = { channel: channel(f.channel), language: f.language, centre: f.from_centre || '' };
-    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), 'console.offer_title', what));
-    if (f.from_centre) {
-      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
-    }
+    var box = offerBox(f, { class: 'offer' }, 'console.offer_title', what);
     var cd = el('p', { class: 'countdown-line' });
     cd.appendChild(I.set(el('span'), 'console.rings_for'));
     cd.appendChild(document.createTextNode(' '));
@@ -451,10 +450,8 @@
     cd.appendChild(I.set(el('span'), 'console.seconds_short'));
     box.appendChild(cd);
     var actions = el('div', { class: 'actions' });
-    var acc = I.set(el('button', { type: 'button', class: 'accept' }), 'console.accept');
-    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
-    I.setAttr(acc, 'aria-label', f.from_centre ? 'console.accept_label_from' : 'console.accept_label', what);
-    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_label_from' : 'console.decline_label', what);
+    var acc = cardButton('accept', 'console.accept', f.from_centre ? 'console.accept_label_from' : 'console.accept_label', what);
+    var dec = cardButton('decline', 'console.decline', f.from_centre ? 'console.decline_label_from' : 'console.decline_label', what);
     acc.addEventListener('click', function () {
       acc.disabled = true; dec.disabled = true;
       send({ type: 'accept', contact: f.contact });
@@ -483,19 +480,15 @@
   // so. There is nothing to accept (the phone is answered on the phone);
   // Decline works until the call reaches the phone.
   function onPhoneOffer(f) {
-    var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'aria-labelledby': 'offer-t-' + f.contact });
     var what = { language: f.language, centre: f.from_centre || '' };
-    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), f.from_centre ? 'console.phone_offer_title_from' : 'console.phone_offer_title', what));
-    if (f.from_centre) {
-      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
-    }
+    var box = offerBox(f, { class: 'offer offer-phone', 'data-channel': 'phone' },
+      f.from_centre ? 'console.phone_offer_title_from' : 'console.phone_offer_title', what);
     var line = I.set(el('p', { class: 'phone-note' }), 'console.phone_rings_soon');
     box.appendChild(line);
     var problem = el('p', { class: 'phone-problem', role: 'status' });
     box.appendChild(problem);
     var actions = el('div', { class: 'actions' });
-    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
-    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
+    var dec = cardButton('decline', 'console.decline', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
     dec.addEventListener('click', function () {
       dec.disabled = true;
       if (!send({ type: 'decline', contact: f.contact })) { dec.disabled = false; }
@@ -1037,21 +1030,15 @@
 
   // A call ringing in this browser: Answer or Decline.
   function onBrowserOffer(f) {
-    var box = el('article', { class: 'offer offer-phone', 'data-contact': f.contact, 'data-channel': 'phone', 'data-browser': 'true',
-      'aria-labelledby': 'offer-t-' + f.contact });
     var what = { language: f.language, centre: f.from_centre || '' };
-    box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), f.from_centre ? 'console.browser_offer_title_from' : 'console.browser_offer_title', what));
-    if (f.from_centre) {
-      box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
-    }
+    var box = offerBox(f, { class: 'offer offer-phone', 'data-channel': 'phone', 'data-browser': 'true' },
+      f.from_centre ? 'console.browser_offer_title_from' : 'console.browser_offer_title', what);
     box.appendChild(I.set(el('p', { class: 'phone-note' }), 'console.answer_here'));
     var problem = el('p', { class: 'phone-problem', role: 'status' });
     box.appendChild(problem);
     var actions = el('div', { class: 'actions' });
-    var acc = I.set(el('button', { type: 'button', class: 'accept answer-call' }), 'console.answer');
-    var dec = I.set(el('button', { type: 'button', class: 'decline' }), 'console.decline');
-    I.setAttr(acc, 'aria-label', f.from_centre ? 'console.answer_call_label_from' : 'console.answer_call_label', what);
-    I.setAttr(dec, 'aria-label', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
+    var acc = cardButton('accept answer-call', 'console.answer', f.from_centre ? 'console.answer_call_label_from' : 'console.answer_call_label', what);
+    var dec = cardButton('decline', 'console.decline', f.from_centre ? 'console.decline_call_label_from' : 'console.decline_call_label', what);
     acc.addEventListener('click', function () {
       acc.disabled = true; dec.disabled = true;
       stopRing();

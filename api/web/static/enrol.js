@@ -40,15 +40,7 @@
   $('#password').addEventListener('input', showStrength);
 
   // say shows t(key, vars) in el, through language switches; no key clears el.
-  function say(el, key, vars) {
-    if (!key) {
-      el.removeAttribute('data-i18n');
-      el.removeAttribute('data-i18n-vars');
-      el.textContent = '';
-      return;
-    }
-    I.set(el, key, vars);
-  }
+  var say = I.say;
 
   function error(key, vars) {
     say($('#enrol-error'), key, vars);

@@ -31,6 +31,11 @@
 //                              el. Use it for every text the page builds, so a
 //                              language switch re-renders it
 //   I18N.setAttr(el, attr, key, vars)  the same for one attribute
+//   I18N.say(el, key, vars)    el shows t(key, vars) through language switches;
+//                              no key clears el (text and data-i18n)
+//   I18N.el(tag, attrs, text)  a new element with attrs ('class' sets
+//                              className) and text (none when null or
+//                              undefined): the staff pages' one DOM builder
 //   I18N.label(kind, id)       'topic' or 'age': the catalogue's topic.<id> /
 //                              age.<id>, else a readable form of id (never
 //                              recorded as missing: topics come from the policy)
@@ -145,6 +150,27 @@
     return el;
   }
 
+  function say(el, key, vars) {
+    if (!key) {
+      el.removeAttribute('data-i18n');
+      el.removeAttribute('data-i18n-vars');
+      el.textContent = '';
+      return;
+    }
+    set(el, key, vars);
+  }
+
+  function el(tag, attrs, text) {
+    var e = document.createElement(tag);
+    if (attrs) {
+      Object.keys(attrs).forEach(function (k) {
+        if (k === 'class') { e.className = attrs[k]; } else { e.setAttribute(k, attrs[k]); }
+      });
+    }
+    if (text !== undefined && text !== null) { e.textContent = text; }
+    return e;
+  }
+
   function setAttr(el, attr, key, vars) {
     var pairs = (el.getAttribute('data-i18n-attr') || '').split(';').filter(function (p) {
       return p && p.slice(0, p.indexOf(':')).trim() !== attr;
@@ -238,6 +264,8 @@
     t: t,
     set: set,
     setAttr: setAttr,
+    say: say,
+    el: el,
     apply: apply,
     label: label,
     setLabel: setLabel,

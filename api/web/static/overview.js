@@ -19,22 +19,9 @@
   var lastRoster = null;
   window.helpmeshOverviewLoadedAt = Date.now();
 
-  function el(tag, attrs, text) {
-    var e = document.createElement(tag);
-    if (attrs) { Object.keys(attrs).forEach(function (k) { if (k === 'class') { e.className = attrs[k]; } else { e.setAttribute(k, attrs[k]); } }); }
-    if (text !== undefined && text !== null) { e.textContent = text; }
-    return e;
-  }
+  var el = I.el;
   // say shows t(key, vars) in el, through language switches; no key clears el.
-  function say(el, key, vars) {
-    if (!key) {
-      el.removeAttribute('data-i18n');
-      el.removeAttribute('data-i18n-vars');
-      el.textContent = '';
-      return;
-    }
-    I.set(el, key, vars);
-  }
+  var say = I.say;
   function status(key, vars) { say($('#status'), key, vars); }
   // failed shows err (from api) in el with key, the server's words as {error}.
   function failed(el, key, err, vars) {
