@@ -14,8 +14,8 @@ package switchboard
 // connected -> queued: the answering centre or volunteer was lost (requeued,
 // at the front; with a resumable page only once it stays, resume.go).
 // connected -> ended: either side ended it, a flooder was cut off, the
-// centre closed, or the page resumed at the answering centre. queued|offered -> abandoned: the visitor
-// left, or the centre closed. offered -> returned: a phone call's reserved
+// centre closed, or the page resumed at the answering centre.
+// queued|offered -> abandoned: the visitor left, or the centre closed. offered -> returned: a phone call's reserved
 // volunteer did not pick up, the call never arrived, or the answering centre
 // was lost first (calls.go). ended, abandoned and returned are final. A move
 // to the state a contact is already in changes nothing and is not counted.
