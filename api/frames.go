@@ -101,6 +101,10 @@ type (
 		Resume *resumeInfo `json:"resume,omitempty"`
 		Ticket string      `json:"ticket,omitempty"`
 	}
+	ticketFrame struct {
+		Type   string `json:"type"`
+		Ticket string `json:"ticket"`
+	}
 	contactFrame struct {
 		Type    string `json:"type"`
 		Contact string `json:"contact,omitempty"`

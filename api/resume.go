@@ -53,10 +53,24 @@ type resumeInfo struct {
 // outbox), so it is guarded.
 type pageResume struct {
 	publicURL func(centre string) string
+	ticket    func() string // a new front-of-queue ticket (ticket.go)
 
 	mu     sync.Mutex
 	secret string
 	url    string
+	local  bool // answered here: the page gets tickets instead
+}
+
+// localTicket is a new ticket while the conversation is answered here,
+// else "".
+func (p *pageResume) localTicket() string {
+	p.mu.Lock()
+	local := p.local
+	p.mu.Unlock()
+	if !local {
+		return ""
+	}
+	return p.ticket()
 }
 
 // info is what the connected frame tells the page, nil when the
@@ -92,7 +106,7 @@ func (r resumableConn) AnsweredAt(centre string) {
 	}
 	p := r.resume
 	p.mu.Lock()
-	p.url = url
+	p.url, p.local = url, centre == ""
 	p.mu.Unlock()
 }
 

@@ -2,16 +2,22 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+	libp2pcrypto "github.com/libp2p/go-libp2p/core/crypto"
+	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -30,6 +36,20 @@ func dialGoVisitorPath(t *testing.T, base, path string) *goVisitor {
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+path, nil)
 	if err != nil {
 		t.Fatalf("visitor dial %s: %v", path, err)
+	}
+	return watchGoVisitor(t, conn)
+}
+
+// dialGoVisitorFrom is dialGoVisitorPath from local address ip.
+func dialGoVisitorFrom(t *testing.T, ip, base, path string) *goVisitor {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+path, &websocket.DialOptions{HTTPClient: client})
+	if err != nil {
+		t.Fatalf("visitor dial %s from %s: %v", path, ip, err)
 	}
 	return watchGoVisitor(t, conn)
 }
@@ -277,6 +297,79 @@ func FuzzResumeFrame(f *testing.F) {
 		}
 		if _, err := sb.Resume(switchboard.ResumeHash(fr.Secret), fr.Received, nil); !errors.Is(err, switchboard.ErrResumeRefused) {
 			t.Fatalf("an empty desk resumed %q: %v", fr.Secret, err)
+		}
+	})
+}
+
+// A conversation answered at its own centre cannot resume when that
+// centre dies: the page starts anew at another centre with the ticket its
+// centre gave it, and waits there first, ahead of those already waiting.
+// A ticket is honoured once per centre; a tampered one, never.
+func TestTicketPutsTheVisitorFirstAtAnotherCentre(t *testing.T) {
+	fed := newEntryFederation(t, 2)
+	awaitURLs(t, fed)
+	c1, c2 := fed.Member("c1"), fed.Member("c2")
+	con, vol := vpSignIn(t, c1, "Ola")
+	v := dialResumable(t, c1, "nb")
+	vol.accept(t, con)
+	f := v.await("connected", frameIs("connected"))
+	ticket, _ := f["ticket"].(string)
+	if ticket == "" || f["resume"] != nil {
+		t.Fatalf("connected frame of a conversation answered here: %v, want a ticket and no resume", f)
+	}
+	// Two visitors wait at c2, where nobody is signed in (from other
+	// loopback addresses: one address may hold 3 chats open).
+	for i := 1; i <= 2; i++ {
+		w := dialGoVisitorFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), c2.url, "/v1/chat?channel=chat&lang=nb&resume=1")
+		w.await(fmt.Sprintf("waiting visitor %d queued", i), func(f map[string]any) bool { return f["type"] == "queued" && f["position"] == float64(i) })
+	}
+	c1.node.Crash()
+	queuedAt := func(v *goVisitor) float64 {
+		f := v.await("queued", frameIs("queued"))
+		return f["position"].(float64)
+	}
+	again := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+ticket)
+	if p := queuedAt(again); p != 1 {
+		t.Errorf("with its ticket the visitor waits at place %v, want 1", p)
+	}
+	reused := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+ticket)
+	if p := queuedAt(reused); p != 4 {
+		t.Errorf("a reused ticket put the visitor at place %v, want 4 (the back)", p)
+	}
+	body, sig, _ := strings.Cut(ticket, ".")
+	tampered := body[:len(body)-2] + "AA." + sig
+	forged := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+tampered)
+	if p := queuedAt(forged); p != 5 {
+		t.Errorf("a tampered ticket put the visitor at place %v, want 5 (the back)", p)
+	}
+}
+
+// A ticket is read from a stranger's query: whatever comes, checkTicket
+// does not panic, and it accepts only a body the centre signed.
+func FuzzTicket(f *testing.F) {
+	key, _, err := libp2pcrypto.GenerateEd25519Key(nil)
+	if err != nil {
+		f.Fatal(err)
+	}
+	pid, _ := peer.IDFromPrivateKey(key)
+	dc := &deskCentre{id: "c1", roster: consensus.Roster{Centres: map[string]consensus.Centre{"c9": {ID: "c9", PeerID: pid.String()}}}}
+	s := &Server{cfg: Config{Centre: dc}, tickets: newUsedTickets()}
+	now := time.Now()
+	body, _ := json.Marshal(ticketBody{Centre: "c9", Expires: now.Add(time.Minute).Unix(), Nonce: strings.Repeat("ab", 16)})
+	sig, _ := key.Sign(body)
+	good := base64.RawURLEncoding.EncodeToString(body) + "." + base64.RawURLEncoding.EncodeToString(sig)
+	if _, ok := s.checkTicket(good, now); !ok {
+		f.Fatal("the signed ticket is not accepted")
+	}
+	f.Add(good)
+	f.Add("")
+	f.Add(".")
+	f.Add(strings.Repeat("A", maxTicketChars+1))
+	f.Add(base64.RawURLEncoding.EncodeToString(body) + ".")
+	f.Fuzz(func(t *testing.T, tk string) {
+		got, ok := s.checkTicket(tk, now)
+		if ok && (got.Centre != "c9" || got.Nonce != strings.Repeat("ab", 16)) {
+			t.Fatalf("accepted a body nobody signed: %+v", got)
 		}
 	})
 }

@@ -45,6 +45,9 @@ type Centre interface {
 	// DataDir is the centre's data directory; the API keeps its volunteers'
 	// credentials there (credentials.json), never in the roster.
 	DataDir() string
+	// Sign signs with the centre's identity key, checkable against its
+	// roster peer id (a visitor's front-of-queue ticket, ticket.go).
+	Sign(b []byte) ([]byte, error)
 }
 
 // Config configures a centre's HTTP server.
@@ -130,6 +133,7 @@ type Server struct {
 	logins     *attemptGuard
 	enrols     *attemptGuard
 	chatStarts *addrLimiter
+	tickets    *usedTickets
 	openChats  *openChats
 	refusals   *refusals
 	timing     socketTiming
@@ -226,7 +230,7 @@ func newServer(cfg Config) (*Server, error) {
 	cfg.TrustedProxies = proxies
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "api"), web: webFS(),
-		openChats: newOpenChats(cfg.MaxChatsPerAddress), refusals: newRefusals(cfg.Centre.Centre(), cfg.Centre.Registry()),
+		openChats: newOpenChats(cfg.MaxChatsPerAddress), tickets: newUsedTickets(), refusals: newRefusals(cfg.Centre.Centre(), cfg.Centre.Registry()),
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return nil, errors.New("start api: a TLS certificate needs its key, and a key its certificate (web.tls_cert and web.tls_key)")

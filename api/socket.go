@@ -71,6 +71,9 @@ type wsock struct {
 	// beat, when set before run, sends the page a beat frame that often:
 	// a page that can resume takes silence for a dead centre (resume.go).
 	beat time.Duration
+	// renew, when set before run, is called every renewEvery.
+	renew      func()
+	renewEvery time.Duration
 
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -272,6 +275,12 @@ func (ws *wsock) pinger() {
 		defer b.Stop()
 		beats = b.C
 	}
+	var renewals <-chan time.Time
+	if ws.renew != nil && ws.renewEvery > 0 {
+		r := time.NewTicker(ws.renewEvery)
+		defer r.Stop()
+		renewals = r.C
+	}
 	var pings <-chan time.Time
 	if ws.timing.ping > 0 {
 		t := time.NewTicker(ws.timing.ping)
@@ -284,6 +293,8 @@ func (ws *wsock) pinger() {
 			return
 		case <-beats:
 			ws.sendLossy(beatFrame)
+		case <-renewals:
+			ws.renew()
 		case <-pings:
 			ctx, cancel := context.WithTimeout(ws.ctx, ws.timing.pingTimeout)
 			err := ws.conn.Ping(ctx)

@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/coder/websocket"
 
@@ -98,12 +99,18 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	defer ws.finish()
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
 	var sink switchboard.VisitorSink = v
+	start := sb.StartContact
 	if q.Get("resume") == "1" {
-		v.resume = &pageResume{publicURL: s.publicURLOf}
+		v.resume = &pageResume{publicURL: s.publicURLOf, ticket: s.issueTicket}
 		sink = resumableConn{v}
 		ws.beat = resumeBeat
+		ws.renewEvery, ws.renew = ticketRenew, v.renewTicket
+		if t := q.Get("ticket"); t != "" && s.honourTicket(t, time.Now()) {
+			// Their centre died mid-conversation: they wait first here.
+			start = sb.StartContactAhead
+		}
 	}
-	h, err := sb.StartContact(channel, lang, sink)
+	h, err := start(channel, lang, sink)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
 		ws.refuse(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
@@ -213,8 +220,19 @@ func (v *visitorConn) Connected(alias string) {
 	f := aliasFrame{Type: "connected", Alias: alias}
 	if v.resume != nil {
 		f.Resume = v.resume.info()
+		f.Ticket = v.resume.localTicket()
 	}
 	v.ws.send(f)
+}
+
+// renewTicket sends a page in a conversation answered here a fresh ticket
+// before the last one expires.
+func (v *visitorConn) renewTicket() {
+	if v.connected.Load() && !v.over.Load() {
+		if t := v.resume.localTicket(); t != "" {
+			v.ws.send(ticketFrame{Type: "ticket", Ticket: t})
+		}
+	}
 }
 
 func (v *visitorConn) Event(e switchboard.Event) {

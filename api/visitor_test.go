@@ -47,6 +47,7 @@ func (c *deskCentre) Federation() node.FederationView       { return node.Federa
 func (c *deskCentre) Switchboard() *switchboard.Switchboard { return c.sb }
 func (c *deskCentre) DataDir() string                       { return c.dir }
 func (c *deskCentre) Registry() *prometheus.Registry        { return prometheus.NewRegistry() }
+func (c *deskCentre) Sign([]byte) ([]byte, error)           { return nil, errors.New("no identity key") }
 
 func (c *deskCentre) Roster() consensus.Roster {
 	c.mu.Lock()

@@ -431,6 +431,20 @@ func (n *Node) Centre() string { return n.cfg.Centre }
 // PeerID returns the centre's libp2p peer id.
 func (n *Node) PeerID() string { return n.host.ID().String() }
 
+// Sign signs b with the centre's libp2p identity key: anyone holding the
+// roster can check it against the centre's peer id (api's tickets).
+func (n *Node) Sign(b []byte) ([]byte, error) {
+	k := n.host.Peerstore().PrivKey(n.host.ID())
+	if k == nil {
+		return nil, fmt.Errorf("sign: no identity key")
+	}
+	sig, err := k.Sign(b)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return sig, nil
+}
+
 // P2PAddrs returns the full multiaddrs (with /p2p/) others reach us on.
 func (n *Node) P2PAddrs() []string {
 	var out []string

@@ -336,6 +336,8 @@ type contact struct {
 	// centre (resume.go).
 	moving            *time.Timer
 	movingUndelivered int
+	// ahead: started ahead of the queue (StartContactAhead).
+	ahead bool
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }

@@ -22,6 +22,17 @@ func (h *VisitorHandle) ID() string { return h.c.id }
 
 // StartContact queues a new contact.
 func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink) (*VisitorHandle, error) {
+	return s.startContact(channel, language, visitor, false)
+}
+
+// StartContactAhead queues a new contact ahead of every contact waiting
+// that did not come ahead too: a visitor whose centre died mid-conversation
+// (api's ticket), who already waited and talked once.
+func (s *Switchboard) StartContactAhead(channel, language string, visitor VisitorSink) (*VisitorHandle, error) {
+	return s.startContact(channel, language, visitor, true)
+}
+
+func (s *Switchboard) startContact(channel, language string, visitor VisitorSink, ahead bool) (*VisitorHandle, error) {
 	if !channels.Known(channel) {
 		return nil, fmt.Errorf("start contact: channel %q: %w", clip(channel), ErrBadRequest)
 	}
@@ -45,7 +56,16 @@ func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink
 		pace: newVisitorPacer(s.cfg.Pace),
 	}
 	s.contacts[c.id] = c
-	s.queue = append(s.queue, c)
+	if ahead {
+		c.ahead = true
+		i := 0
+		for i < len(s.queue) && s.queue[i].ahead {
+			i++
+		}
+		s.queue = slices.Insert(s.queue, i, c)
+	} else {
+		s.queue = append(s.queue, c)
+	}
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
 	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
