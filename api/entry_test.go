@@ -460,3 +460,63 @@ func TestChatPageSurvivesItsCentresDeathMidConversation(t *testing.T) {
 		t.Errorf("the page went through %v, want reconnecting and never ended", page.Phases)
 	}
 }
+
+// The real chat page, entered at c1 and answered by Bea at c2, when c1
+// drains for a rolling restart mid-conversation: c1 tells the page to
+// move, the page goes on at c2 without a reload or an error, and c1's
+// drain then finishes, having counted the contact once, answered by
+// overflow.
+func TestChatPageMovesWhenItsCentreDrainsMidConversation(t *testing.T) {
+	browser := newBrowser(t)
+	fed := newEntryFederation(t, 2)
+	awaitURLs(t, fed)
+	c1, c2 := fed.Member("c1"), fed.Member("c2")
+	con, vol := vpSignIn(t, c2, "Bea")
+	waitFreeAt(t, c1, "c2", "nb")
+	ctx := vpOpenChat(t, browser, c1.url)
+	vpRun(t, ctx, "choose nb", chromedp.SetValue("#lang", "nb", chromedp.ByID))
+	vpRun(t, ctx, "start", chromedp.Click("#start", chromedp.ByID))
+	contact := vol.accept(t, con)
+	vpWaitPhase(t, ctx, "connected")
+	visitorWrites(t, ctx, "hello before")
+	vol.awaitMessage(t, "hello before")
+	vpEval(t, ctx, `window.__samePage = 'yes'; window.__phases = []; new MutationObserver(function () {
+		window.__phases.push(document.body.getAttribute('data-phase'));
+	}).observe(document.body, { attributes: true }); true`, nil)
+
+	drained := make(chan error, 1)
+	drainAt := time.Now()
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		drained <- c1.node.Drain(ctx)
+	}()
+	select {
+	case err := <-drained:
+		if err != nil {
+			t.Fatalf("c1's drain: %v", err)
+		}
+		t.Logf("c1 drained %v after the drain began", time.Since(drainAt).Round(time.Millisecond))
+	case <-time.After(30 * time.Second):
+		t.Fatal("c1's drain did not finish: the conversation stayed at c1")
+	}
+	if err := con.Send(contact, "w1", "Bea after the move"); err != nil {
+		t.Fatal(err)
+	}
+	pageShows(t, ctx, "#messages .msg.volunteer", "Bea after the move")
+	visitorWrites(t, ctx, "still here")
+	vol.awaitMessage(t, "still here")
+	var page struct {
+		Same   string
+		Phases []string
+		Notice bool
+	}
+	vpEval(t, ctx, `({Same: window.__samePage, Phases: window.__phases, Notice: !document.getElementById('notice').hidden})`, &page)
+	if page.Same != "yes" || page.Notice || slices.Contains(page.Phases, "ended") {
+		t.Errorf("page after the move: %+v, want the same page, no notice, never ended", page)
+	}
+	st := c1.node.Switchboard().Stats().Total()
+	if st.Offered != 1 || st.AnsweredOverflow != 1 || st.Abandoned != 0 || st.InProgress != 0 || st.Waiting != 0 {
+		t.Errorf("c1's tally %+v, want the one contact answered by overflow", st)
+	}
+}
