@@ -100,7 +100,8 @@ type pageConfig struct {
 	token string
 	// api is the API's listen address; "" picks a port. A restart that
 	// must keep the browser's origin sets the old one.
-	api string
+	api string // log, if set, is the API server's logger (the node's is node.Logger).
+	log *slog.Logger
 }
 
 // pageFederation is an in-process federation of real centres (real Raft,
@@ -158,7 +159,7 @@ func startPageCentre(ctx context.Context, cfg pageConfig, join string) (*pageCen
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
-	srv, err := Start(Config{Addr: addr, Centre: nd, AdminToken: cfg.token})
+	srv, err := Start(Config{Addr: addr, Centre: nd, AdminToken: cfg.token, Logger: cfg.log})
 	if err != nil {
 		_ = nd.Stop()
 		return nil, err

@@ -30,12 +30,22 @@ import (
 // (http://127.0.0.1:PORT), as web.public_url would be.
 func newEntryFederation(t testing.TB, n int) *pageFederation {
 	t.Helper()
+	return newEntryFederationWith(t, n, nil)
+}
+
+// newEntryFederationWith is newEntryFederation with adjust applied to
+// every centre's configuration (nil: none).
+func newEntryFederationWith(t testing.TB, n int, adjust func(id string, cfg *pageConfig)) *pageFederation {
+	t.Helper()
 	root := t.TempDir()
 	return fedtest.Start(t, localfed.Driver[pageConfig, *pageCentre]{
 		Prepare: func(id string, _ int) (pageConfig, *consensus.Centre, error) {
 			cfg, admit, err := preparePageCentre(t, filepath.Join(root, id), id)
 			cfg.api = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
 			cfg.node.PublicURL = "http://" + cfg.api
+			if adjust != nil {
+				adjust(id, &cfg)
+			}
 			return cfg, admit, err
 		},
 		Start:  startPageCentre,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
+	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -89,7 +91,18 @@ type resumedRig struct {
 }
 
 func newResumedRig(t *testing.T) *resumedRig {
-	fed := newEntryFederation(t, 2)
+	return newResumedRigLogged(t, nil)
+}
+
+// newResumedRigLogged is newResumedRig whose centres (nodes and APIs) log
+// at debug level to logs, if not nil.
+func newResumedRigLogged(t *testing.T, logs io.Writer) *resumedRig {
+	var adjust func(string, *pageConfig)
+	if logs != nil {
+		l := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		adjust = func(_ string, cfg *pageConfig) { cfg.node.Logger, cfg.log = l, l }
+	}
+	fed := newEntryFederationWith(t, 2, adjust)
 	awaitURLs(t, fed)
 	r := &resumedRig{fed: fed, c1: fed.Member("c1"), c2: fed.Member("c2")}
 	r.con, r.vol = vpSignIn(t, r.c2, "Bea")
@@ -372,4 +385,22 @@ func FuzzTicket(f *testing.F) {
 			t.Fatalf("accepted a body nobody signed: %+v", got)
 		}
 	})
+}
+
+// Privacy: no resume secret, ticket or message text reaches a log line at
+// either centre (debug level), through a crash, a resume and a refusal.
+func TestResumeLogsNoSecretOrText(t *testing.T) {
+	logs := &logsink.Buffer{}
+	r := newResumedRigLogged(t, logs)
+	r.c1.node.Crash()
+	r.afterLoss(t, time.Now())
+	out := logs.String()
+	if !strings.Contains(out, "relay lost") {
+		t.Fatalf("the capture holds none of the centres' lines (%d bytes): the check would prove nothing", len(out))
+	}
+	for _, canary := range []string{r.secret, switchboard.ResumeHash(r.secret), "before 1", "bea in the gap", "after resume", "bea after"} {
+		if strings.Contains(out, canary) {
+			t.Errorf("a log line carries %q", canary)
+		}
+	}
 }
