@@ -40,7 +40,10 @@ func rollingRestart(t *testing.T, f *fed) {
 	// The visitors' pages take resumed conversations: when centre-a (no
 	// volunteer: every conversation of its visitors is overflowed) drains,
 	// it tells them to move, and they go on at the volunteer's centre.
+	// The bots think 2 s before their second message, so that some
+	// conversations are open when a centre stops.
 	tr.resume = true
+	tr.think = 2 * time.Second
 	for _, id := range []string{"roll-b1", "roll-b2"} {
 		tr.volunteerBot(t, f.c["centre-b"], id)
 	}
@@ -72,6 +75,14 @@ func rollingRestart(t *testing.T, f *fed) {
 	stopTallies := map[string]kpis{}
 	for _, c := range all {
 		id := f.container(c)
+		if c.svc == "centre-a" {
+			// Stop centre-a mid-conversation: it must move them.
+			f.waitFor(60*time.Second, "conversations of centre-a's visitors open", func() bool {
+				tr.mu.Lock()
+				defer tr.mu.Unlock()
+				return tr.talking["centre-a"] >= 2
+			})
+		}
 		before := answeredAt()
 		start := time.Now()
 		// docker stop waits for the drain (up to stop_grace_period).

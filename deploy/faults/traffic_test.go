@@ -40,7 +40,10 @@ type traffic struct {
 	// resume: the visitor bots' pages take resumed conversations
 	// (resume=1, chatSession): an overflowed conversation goes on at the
 	// volunteer's centre when the entry centre says move or is lost.
-	resume   bool
+	resume bool
+	// think is how long a visitor bot waits before its second message:
+	// longer conversations, so that some are open when a centre stops.
+	think    time.Duration
 	pace     *rate.Limiter // every dial waits for it
 	addrs    *addrPool
 	ctx      context.Context // visitors start no new contact once it ends
@@ -61,6 +64,8 @@ type traffic struct {
 	// resumed: conversations of visitors of that entry centre resumed at
 	// the volunteer's centre (resume traffic only)
 	resumed map[string]int
+	// talking: conversations of visitors of that entry centre open now
+	talking map[string]int
 	// per entry centre, as the volunteers saw it: conversations they
 	// connected, by whether the contact came from their own centre
 	volLocal, volOverflow map[string]int
@@ -113,7 +118,7 @@ func newTraffic(f *fed, name string, bots int, perSecond float64) *traffic {
 	f.mu.Unlock()
 	return &traffic{f: f, name: name, bots: bots, perSec: perSecond, pace: newPace(perSecond), addrs: newAddrPool(prefix, bots, perSecond),
 		ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
-		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(), resumed: m(),
+		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(), resumed: m(), talking: m(),
 		volLocal: m(), volOverflow: m()}
 }
 
@@ -517,8 +522,20 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 		}
 		return lost("no ended after end")
 	}
+	tr.count(tr.talking, c.svc)
+	defer func() {
+		tr.mu.Lock()
+		tr.talking[c.svc]--
+		tr.mu.Unlock()
+	}()
 	// Two exchanges, then the visitor says goodbye.
 	for i := range 2 {
+		if i > 0 && tr.think > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(tr.think):
+			}
+		}
 		text := fmt.Sprintf("bot %d says %d", bot, i)
 		if err := write(map[string]any{"type": "message", "id": "m" + strconv.Itoa(i), "text": text}); err != nil {
 			return lost(fmt.Sprintf("send: %v", err))
