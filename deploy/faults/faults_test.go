@@ -467,6 +467,10 @@ func TestFaults(t *testing.T) {
 	defer hist.stop()
 	a, b, c := f.c["centre-a"], f.c["centre-b"], f.c["centre-c"]
 
+	// Resumed conversations across the loss of their entry centre, first:
+	// a volunteer at B alone on duty.
+	resumeScenarios(ctx, t, f)
+
 	// Volunteers at B and C; none at A, so A's visitors overflow.
 	volB := f.enrol(ctx, t, b, "b-kari")
 	volC := f.enrol(ctx, t, c, "c-ola")

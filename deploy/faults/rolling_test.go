@@ -14,7 +14,9 @@ import (
 // start), while visitor bots chat at every centre and volunteer bots at B
 // and C answer (A has no volunteer, so its visitors always overflow). No
 // contact may be lost, and each centre's KPIs must match the bots' own
-// tally exactly and obey the conservation law.
+// tally exactly and obey the conservation law. The visitors' pages take
+// resumed conversations: those that a draining centre-a tells to move go
+// on at their volunteer's centre, and count as centre-a's, once.
 func rollingRestart(t *testing.T, f *fed) {
 	all := f.all()
 	// Nothing of earlier scenarios may be waiting or in a conversation:
@@ -35,6 +37,13 @@ func rollingRestart(t *testing.T, f *fed) {
 	// contacts over the restarts on any machine that keeps up (the volunteer
 	// bots, two at B and two at C, take 2 chats at once each).
 	tr := newTraffic(f, "rolling restart", 6, 4)
+	// The visitors' pages take resumed conversations: when centre-a (no
+	// volunteer: every conversation of its visitors is overflowed) drains,
+	// it tells them to move, and they go on at the volunteer's centre.
+	// The bots think 2 s before their second message, so that some
+	// conversations are open when a centre stops.
+	tr.resume = true
+	tr.think = 2 * time.Second
 	for _, id := range []string{"roll-b1", "roll-b2"} {
 		tr.volunteerBot(t, f.c["centre-b"], id)
 	}
@@ -66,6 +75,14 @@ func rollingRestart(t *testing.T, f *fed) {
 	stopTallies := map[string]kpis{}
 	for _, c := range all {
 		id := f.container(c)
+		if c.svc == "centre-a" {
+			// Stop centre-a mid-conversation: it must move them.
+			f.waitFor(60*time.Second, "conversations of centre-a's visitors open", func() bool {
+				tr.mu.Lock()
+				defer tr.mu.Unlock()
+				return tr.talking["centre-a"] >= 2
+			})
+		}
 		before := answeredAt()
 		start := time.Now()
 		// docker stop waits for the drain (up to stop_grace_period).
@@ -116,7 +133,7 @@ func rollingRestart(t *testing.T, f *fed) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	var totals []string
-	sum, lost, requeued := 0, 0, 0
+	sum, lost, requeued, resumed := 0, 0, 0, 0
 	for _, c := range all {
 		var final kpis
 		f.waitFor(30*time.Second, c.svc+" quiet after the traffic", func() bool {
@@ -142,9 +159,13 @@ func rollingRestart(t *testing.T, f *fed) {
 		sum += got.offered
 		lost += tr.lost[s]
 		requeued += tr.requeued[s]
-		totals = append(totals, fmt.Sprintf("%s %d offered (%d answered here, %d overflowed, %d abandoned; %d refused while restarting)",
-			s, got.offered, got.local, got.overflow, got.abandoned, tr.refused[s]))
+		resumed += tr.resumed[s]
+		totals = append(totals, fmt.Sprintf("%s %d offered (%d answered here, %d overflowed, %d abandoned; %d refused while restarting; %d resumed elsewhere)",
+			s, got.offered, got.local, got.overflow, got.abandoned, tr.refused[s], tr.resumed[s]))
 	}
-	f.figure(t, "rolling restart: %d contacts, %d lost, %d requeued; KPIs against the bots' tally: %s; per centre: %s",
-		sum, lost, requeued, map[bool]string{true: "equal, and conserved exactly at every centre", false: "MISMATCH (see errors)"}[!t.Failed()], strings.Join(totals, "; "))
+	if tr.resumed["centre-a"] == 0 {
+		t.Errorf("no conversation of centre-a's visitors was resumed at the volunteer's centre across centre-a's restart: the move was not exercised")
+	}
+	f.figure(t, "rolling restart: %d contacts, %d lost, %d requeued, %d resumed at the volunteer's centre; KPIs against the bots' tally: %s; per centre: %s",
+		sum, lost, requeued, resumed, map[bool]string{true: "equal, and conserved exactly at every centre", false: "MISMATCH (see errors)"}[!t.Failed()], strings.Join(totals, "; "))
 }

@@ -33,10 +33,17 @@ import (
 // hold the centres' KPIs to the bots' own tally exactly. Every bot keeps
 // within a real visitor's or volunteer's limits (pace_test.go).
 type traffic struct {
-	f        *fed
-	name     string
-	bots     int
-	perSec   float64       // chat starts (dials) a second, all bots together
+	f      *fed
+	name   string
+	bots   int
+	perSec float64 // chat starts (dials) a second, all bots together
+	// resume: the visitor bots' pages take resumed conversations
+	// (resume=1, chatSession): an overflowed conversation goes on at the
+	// volunteer's centre when the entry centre says move or is lost.
+	resume bool
+	// think is how long a visitor bot waits before its second message:
+	// longer conversations, so that some are open when a centre stops.
+	think    time.Duration
 	pace     *rate.Limiter // every dial waits for it
 	addrs    *addrPool
 	ctx      context.Context // visitors start no new contact once it ends
@@ -54,6 +61,11 @@ type traffic struct {
 	mu sync.Mutex
 	// per entry centre, as the visitors saw it
 	started, answered, abandoned, requeued, lost, refused map[string]int
+	// resumed: conversations of visitors of that entry centre resumed at
+	// the volunteer's centre (resume traffic only)
+	resumed map[string]int
+	// talking: conversations of visitors of that entry centre open now
+	talking map[string]int
 	// per entry centre, as the volunteers saw it: conversations they
 	// connected, by whether the contact came from their own centre
 	volLocal, volOverflow map[string]int
@@ -106,7 +118,7 @@ func newTraffic(f *fed, name string, bots int, perSecond float64) *traffic {
 	f.mu.Unlock()
 	return &traffic{f: f, name: name, bots: bots, perSec: perSecond, pace: newPace(perSecond), addrs: newAddrPool(prefix, bots, perSecond),
 		ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
-		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(),
+		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(), resumed: m(), talking: m(),
 		volLocal: m(), volOverflow: m()}
 }
 
@@ -397,7 +409,11 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 	// centre trusts its reverse proxy),
 	// so the per-address limits see visitors, not one host.
 	dctx, dcancel := context.WithTimeout(ctx, callTimeout)
-	conn, resp, err := websocket.Dial(dctx, "ws://"+c.http+"/v1/chat?channel=chat&lang=nb", &websocket.DialOptions{
+	query := "channel=chat&lang=nb"
+	if tr.resume {
+		query += "&resume=1"
+	}
+	conn, resp, err := websocket.Dial(dctx, "ws://"+c.http+"/v1/chat?"+query, &websocket.DialOptions{
 		HTTPHeader: http.Header{"Origin": {"http://" + c.http}, "X-Forwarded-For": {addr}},
 	})
 	dcancel()
@@ -415,7 +431,28 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 		return false
 	}
 	defer conn.CloseNow()
-	frames, closed := readFrames(ctx, conn)
+	var (
+		frames <-chan map[string]any
+		closed func() error
+		write  = func(m map[string]any) error { return wsjson.Write(ctx, conn, m) }
+	)
+	if tr.resume {
+		s := newChatSession(ctx, fmt.Sprintf("visitor %d", bot), conn, "http://"+c.http, addr)
+		frames, closed, write = s.frames, s.closed, func(m map[string]any) error { return s.send(ctx, m) }
+		defer func() {
+			s.closeNow()
+			if n := s.resumeCount(); n > 0 {
+				tr.mu.Lock()
+				tr.resumed[c.svc] += n
+				tr.mu.Unlock()
+			}
+			if d := s.duplicates(); len(d) > 0 {
+				tr.problem("visitor %d at %s: the volunteer's messages %v came more than once (after %d resumes)", bot, c.svc, d, s.resumeCount())
+			}
+		}()
+	} else {
+		frames, closed = readFrames(ctx, conn)
+	}
 	lost := func(what string) bool {
 		tr.count(tr.lost, c.svc)
 		if websocket.CloseStatus(closed()) == websocket.StatusPolicyViolation {
@@ -452,7 +489,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 		case <-giveUp:
 			giveUp = nil
 			left = true
-			_ = wsjson.Write(ctx, conn, map[string]any{"type": "end"})
+			_ = write(map[string]any{"type": "end"})
 		case m, ok := <-frames:
 			if !ok {
 				return lost("socket closed while waiting")
@@ -485,10 +522,22 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 		}
 		return lost("no ended after end")
 	}
+	tr.count(tr.talking, c.svc)
+	defer func() {
+		tr.mu.Lock()
+		tr.talking[c.svc]--
+		tr.mu.Unlock()
+	}()
 	// Two exchanges, then the visitor says goodbye.
 	for i := range 2 {
+		if i > 0 && tr.think > 0 {
+			select {
+			case <-ctx.Done():
+			case <-time.After(tr.think):
+			}
+		}
 		text := fmt.Sprintf("bot %d says %d", bot, i)
-		if err := wsjson.Write(ctx, conn, map[string]any{"type": "message", "id": "m" + strconv.Itoa(i), "text": text}); err != nil {
+		if err := write(map[string]any{"type": "message", "id": "m" + strconv.Itoa(i), "text": text}); err != nil {
 			return lost(fmt.Sprintf("send: %v", err))
 		}
 		for replied := false; !replied; {
@@ -512,7 +561,7 @@ func (tr *traffic) visit(c *centre, r *rand.Rand, bot int, addr string) bool {
 			}
 		}
 	}
-	_ = wsjson.Write(ctx, conn, map[string]any{"type": "end"})
+	_ = write(map[string]any{"type": "end"})
 	for m := range frames {
 		if m["type"] == "ended" {
 			tr.countAnswered(c)
