@@ -317,18 +317,25 @@ func FuzzResumeFrame(f *testing.F) {
 // A conversation answered at its own centre cannot resume when that
 // centre dies: the page starts anew at another centre with the ticket its
 // centre gave it, and waits there first, ahead of those already waiting.
-// A ticket is honoured once per centre; a tampered one, never.
+// While the ticket's centre is still seen alive, the ticket earns nothing
+// yet (a visitor in a live conversation could jump queues with a second
+// tab); once it is seen down, the contact moves ahead. A ticket is honoured
+// once per centre; a tampered one, never.
 func TestTicketPutsTheVisitorFirstAtAnotherCentre(t *testing.T) {
 	fed := newEntryFederation(t, 2)
 	awaitURLs(t, fed)
 	c1, c2 := fed.Member("c1"), fed.Member("c2")
-	con, vol := vpSignIn(t, c1, "Ola")
-	v := dialResumable(t, c1, "nb")
-	vol.accept(t, con)
-	f := v.await("connected", frameIs("connected"))
-	ticket, _ := f["ticket"].(string)
-	if ticket == "" || f["resume"] != nil {
-		t.Fatalf("connected frame of a conversation answered here: %v, want a ticket and no resume", f)
+	var tickets []string
+	for i, name := range []string{"Ola", "Per"} {
+		con, vol := vpSignIn(t, c1, name)
+		v := dialGoVisitorFrom(t, fmt.Sprintf("127.0.0.%d", 30+i), c1.url, "/v1/chat?channel=chat&lang=nb&resume=1")
+		vol.accept(t, con)
+		f := v.await("connected", frameIs("connected"))
+		tk, _ := f["ticket"].(string)
+		if tk == "" || f["resume"] != nil {
+			t.Fatalf("connected frame of a conversation answered here: %v, want a ticket and no resume", f)
+		}
+		tickets = append(tickets, tk)
 	}
 	// Two visitors wait at c2, where nobody is signed in (from other
 	// loopback addresses: one address may hold 3 chats open).
@@ -336,23 +343,33 @@ func TestTicketPutsTheVisitorFirstAtAnotherCentre(t *testing.T) {
 		w := dialGoVisitorFrom(t, fmt.Sprintf("127.0.0.%d", 10+i), c2.url, "/v1/chat?channel=chat&lang=nb&resume=1")
 		w.await(fmt.Sprintf("waiting visitor %d queued", i), func(f map[string]any) bool { return f["type"] == "queued" && f["position"] == float64(i) })
 	}
-	c1.node.Crash()
 	queuedAt := func(v *goVisitor) float64 {
 		f := v.await("queued", frameIs("queued"))
 		return f["position"].(float64)
 	}
-	again := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+ticket)
-	if p := queuedAt(again); p != 1 {
-		t.Errorf("with its ticket the visitor waits at place %v, want 1", p)
+	withTicket := func(ip, tk string) *goVisitor {
+		return dialGoVisitorFrom(t, ip, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+tk)
 	}
-	reused := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+ticket)
-	if p := queuedAt(reused); p != 4 {
-		t.Errorf("a reused ticket put the visitor at place %v, want 4 (the back)", p)
+	early := withTicket("127.0.0.20", tickets[0])
+	if p := queuedAt(early); p != 3 {
+		t.Errorf("a ticket of a centre still alive put the visitor at place %v, want 3 (the back)", p)
 	}
-	body, sig, _ := strings.Cut(ticket, ".")
-	tampered := body[:len(body)-2] + "AA." + sig
-	forged := dialGoVisitorPath(t, c2.url, "/v1/chat?channel=chat&lang=nb&resume=1&ticket="+tampered)
-	if p := queuedAt(forged); p != 5 {
+	c1.node.Crash()
+	early.await("moved to the front once c1 is seen down", func(f map[string]any) bool {
+		return f["type"] == "queued" && f["position"] == float64(1)
+	})
+	_ = early.conn.Close(websocket.StatusNormalClosure, "")
+	fedtest.Eventually(t, 10*time.Second, "the early visitor gone from c2's queue", func() bool {
+		return c2.node.Switchboard().Stats().Total().Waiting == 2
+	})
+	if p := queuedAt(withTicket("127.0.0.21", tickets[0])); p != 3 {
+		t.Errorf("a spent ticket put the visitor at place %v, want 3 (the back)", p)
+	}
+	if p := queuedAt(withTicket("127.0.0.22", tickets[1])); p != 1 {
+		t.Errorf("a ticket of a centre seen down put the visitor at place %v, want 1", p)
+	}
+	body, sig, _ := strings.Cut(tickets[1], ".")
+	if p := queuedAt(withTicket("127.0.0.23", body[:len(body)-2]+"AA."+sig)); p != 5 {
 		t.Errorf("a tampered ticket put the visitor at place %v, want 5 (the back)", p)
 	}
 }

@@ -13,6 +13,7 @@ package api
 // stops working; a centre takes each ticket once.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
@@ -71,12 +72,72 @@ func (u *usedTickets) take(nonce string, expires, now time.Time) bool {
 	return u.seen.add(nonce, expires, func(exp time.Time) bool { return !exp.After(now) })
 }
 
-// honourTicket reports whether t is a ticket an admitted centre signed,
-// unexpired and not honoured here before; it takes it. Anything else is
-// simply not honoured: the visitor queues as anyone does.
-func (s *Server) honourTicket(t string, now time.Time) bool {
+// ticketPromotionWait bounds how long a contact whose ticket names a centre
+// still alive by gossip waits to be seen down: gossip takes seconds to
+// declare a dead centre (about 6 s in the National profile).
+const ticketPromotionWait = 20 * time.Second
+
+// ticketVerdict says what a start's ticket earns: ahead now, ahead once its
+// centre is seen down (later), or nothing.
+type ticketVerdict int
+
+const (
+	ticketIgnored ticketVerdict = iota
+	ticketAhead
+	ticketLater
+)
+
+// judgeTicket decides on a chat start's ticket. A ticket is honoured only
+// for a centre that is gone: one of this centre's own, or of a centre
+// gossip still shows alive, would let a visitor in a conversation jump
+// other queues with a second tab; the latter is honoured once gossip sees
+// that centre down (promoteWhenDown), as it soon does when it really died.
+func (s *Server) judgeTicket(t string, now time.Time) (ticketVerdict, ticketBody) {
 	body, ok := s.checkTicket(t, now)
-	return ok && s.tickets.take(body.Nonce, time.Unix(body.Expires, 0), now)
+	if !ok || body.Centre == s.cfg.Centre.Centre() {
+		return ticketIgnored, body
+	}
+	if s.centreAlive(body.Centre) {
+		return ticketLater, body
+	}
+	if !s.tickets.take(body.Nonce, time.Unix(body.Expires, 0), now) {
+		return ticketIgnored, body
+	}
+	return ticketAhead, body
+}
+
+// centreAlive says whether gossip shows centre alive (or suspect) here.
+func (s *Server) centreAlive(centre string) bool {
+	for _, c := range s.cfg.Centre.Federation().Centres {
+		if c.ID == centre {
+			return c.Gossip == "alive" || c.Gossip == "suspect"
+		}
+	}
+	return false
+}
+
+// promoteWhenDown moves a waiting contact ahead once the ticket's centre
+// is seen down, within ticketPromotionWait; it ends with ctx (the socket).
+func (s *Server) promoteWhenDown(ctx context.Context, body ticketBody, moveAhead func() bool) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	deadline := time.After(ticketPromotionWait)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline:
+			return
+		case now := <-t.C:
+			if s.centreAlive(body.Centre) {
+				continue
+			}
+			if s.tickets.take(body.Nonce, time.Unix(body.Expires, 0), now) {
+				moveAhead()
+			}
+			return
+		}
+	}
 }
 
 // checkTicket checks t's shape, time and signature.

@@ -9,6 +9,7 @@ package api
 // ever logged or stored (DESIGN.md invariants 1 and 2).
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -100,12 +101,16 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
 	var sink switchboard.VisitorSink = v
 	start := sb.StartContact
+	verdict, ticket := ticketIgnored, ticketBody{}
 	if q.Get("resume") == "1" {
 		v.resume = &pageResume{publicURL: s.publicURLOf, ticket: s.issueTicket}
 		sink = resumableConn{v}
 		ws.beat = resumeBeat
 		ws.renewEvery, ws.renew = ticketRenew, v.renewTicket
-		if t := q.Get("ticket"); t != "" && s.honourTicket(t, time.Now()) {
+		if t := q.Get("ticket"); t != "" {
+			verdict, ticket = s.judgeTicket(t, time.Now())
+		}
+		if verdict == ticketAhead {
 			// Their centre died mid-conversation: they wait first here.
 			start = sb.StartContactAhead
 		}
@@ -129,7 +134,23 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	v.h = h
+	var promotion sync.WaitGroup
+	promoting, stopPromoting := context.WithCancel(ws.ctx)
+	if verdict == ticketLater {
+		promotion.Go(func() { s.promoteWhenDown(promoting, ticket, h.MoveAhead) })
+	}
 	ws.run(v.handle)
+	stopPromoting()
+	promotion.Wait()
+	if v.resume != nil {
+		// The socket dropped: a page that can resume elsewhere may be on
+		// its way there (switchboard's Leave).
+		v.endOnce.Do(func() {
+			if !v.over.Load() {
+				h.Leave()
+			}
+		})
+	}
 	v.end()
 }
 
@@ -251,8 +272,8 @@ func (v *visitorConn) Event(e switchboard.Event) {
 			by = switchboard.ByVolunteer
 		}
 		v.ws.sendThenClose(endedFrame{Type: "ended", By: by}, websocket.StatusNormalClosure, "conversation ended")
-	case switchboard.EventMove:
-		v.ws.send(contactFrame{Type: "move"})
+	case switchboard.EventMove, switchboard.EventStayed:
+		v.ws.send(contactFrame{Type: string(e.Kind)})
 	}
 }
 

@@ -34,6 +34,7 @@ type callReservation struct{ d *callDesk }
 
 func (r *callReservation) Wait(context.Context) (string, error) { return "Kari", nil }
 func (r *callReservation) Token() string                        { return "K7QJ2M4XWZ3ABCDEFGHIJKLMNO" }
+func (r *callReservation) Resumable() bool                      { return false }
 func (r *callReservation) Release(reason string) {
 	r.d.mu.Lock()
 	r.d.released = reason

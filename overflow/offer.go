@@ -77,11 +77,13 @@ type frame struct {
 	Token      string    `json:"token,omitempty"`
 	// Resume: the visitor page's ResumeHash, on an offer (older releases
 	// ignore it and the page cannot resume there).
-	Resume string             `json:"resume,omitempty"`
-	Reason string             `json:"reason,omitempty"`
-	Seq    uint64             `json:"s,omitempty"`
-	Ack    uint64             `json:"a,omitempty"`
-	Event  *switchboard.Event `json:"e,omitempty"`
+	Resume string `json:"resume,omitempty"`
+	// Resumable, on an acceptance: the answering centre took Resume.
+	Resumable bool               `json:"resumable,omitempty"`
+	Reason    string             `json:"reason,omitempty"`
+	Seq       uint64             `json:"s,omitempty"`
+	Ack       uint64             `json:"a,omitempty"`
+	Event     *switchboard.Event `json:"e,omitempty"`
 }
 
 // Offer asks centre to take a contact and waits for its answer.
@@ -153,7 +155,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	switch f.Type {
 	case frameAccepted:
-		return &answer{s: s, alias: clipAlias(f.Alias), token: clipAlias(f.Token), log: r.log, spawn: r.spawn}, nil
+		return &answer{s: s, alias: clipAlias(f.Alias), token: clipAlias(f.Token), resumable: f.Resumable, log: r.log, spawn: r.spawn}, nil
 	case frameDeclined:
 		_ = s.Close()
 		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), switchboard.ErrDeclined)
@@ -174,13 +176,17 @@ type answer struct {
 	s     network.Stream
 	alias string
 	token string // a phone call's, "" for a chat
-	log   *slog.Logger
-	spawn func(func(context.Context)) bool // the router's, for the relay
+	// resumable: the other centre took the page's resume hash.
+	resumable bool
+	log       *slog.Logger
+	spawn     func(func(context.Context)) bool // the router's, for the relay
 }
 
 func (a *answer) Alias() string { return a.alias }
 
 func (a *answer) Token() string { return a.token }
+
+func (a *answer) Resumable() bool { return a.resumable }
 
 func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 	_ = a.s.SetWriteDeadline(time.Now().Add(5 * time.Second))

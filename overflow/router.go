@@ -27,6 +27,10 @@ type Reservation interface {
 	Release(reason string)
 	// Token is a held phone call's one-time token ("" for a chat).
 	Token() string
+	// Resumable says the visitor's page may resume the conversation here
+	// (switchboard/resume.go): the owner gives the page its secret only
+	// then.
+	Resumable() bool
 }
 
 // Desk is the part of a centre's switchboard that answers offers.

@@ -44,6 +44,8 @@ func (acceptingReservation) Release(string) {}
 
 func (acceptingReservation) Token() string { return "" }
 
+func (acceptingReservation) Resumable() bool { return false }
+
 // lossProbe is a conversation's end that records the relay's loss.
 type lossProbe struct{ lost chan int }
 

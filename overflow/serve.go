@@ -73,7 +73,7 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 		return
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias, Token: res.Token()}, maxFrame); err != nil {
+	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias, Token: res.Token(), Resumable: res.Resumable()}, maxFrame); err != nil {
 		res.Release("the visitor's centre went away")
 		_ = s.Reset()
 		return

@@ -225,5 +225,7 @@ func (s *Switchboard) loseVolunteerLocked(cv *conv) {
 	case cv.peer != nil:
 		cv.peer.Close("the volunteer's console closed")
 		s.finishReceivedLocked(cv.received)
+	default: // held for a resume (resume.go): nobody to tell
+		s.finishReceivedLocked(cv.received)
 	}
 }

@@ -116,7 +116,9 @@ func (h *ownerPeerHandler) locked(early, set func()) {
 
 func (h *ownerPeerHandler) handleLocked(e Event) {
 	c := h.c
-	if c.conv != h.cv || c.state != StateConnected {
+	if c.conv != h.cv || c.state != StateConnected || h.cv.peer == nil {
+		// Not ours any more, or the relay is already lost (the page was
+		// told to move): an event its reader read before is dropped.
 		return
 	}
 	c.out.post(func() { c.visitor.Event(e) })

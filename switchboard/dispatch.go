@@ -269,7 +269,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 		s.dispatchLocked()
 		return
 	}
-	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre}
+	cv := &conv{id: c.id, visitor: c, peer: peer, other: ro.centre, resumable: ans.Resumable()}
 	h.cv = cv
 	s.connectLocked(c, cv, ans.Alias())
 	s.offerSentLocked(ro.centre, c.channel, OfferAccepted)
@@ -296,6 +296,9 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	}
 	if rv, ok := c.visitor.(ResumableVisitor); ok {
 		at := cv.other
+		if !cv.resumable {
+			at = "" // an older release there: the page gets a ticket instead
+		}
 		c.out.post(func() { rv.AnsweredAt(at) })
 	}
 	c.out.post(func() { c.visitor.Connected(alias) })

@@ -918,6 +918,8 @@ func (a *memAnswer) Alias() string { return a.alias }
 
 func (a *memAnswer) Token() string { return "" }
 
+func (a *memAnswer) Resumable() bool { return false }
+
 func (a *memAnswer) Confirm(h PeerHandler) (Peer, error) {
 	l := &memLink{}
 	l.h[0] = h

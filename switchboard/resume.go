@@ -79,6 +79,30 @@ func (s *Switchboard) moveVisitorLocked(c *contact, rv ResumableVisitor, undeliv
 	c.movingUndelivered = undelivered
 }
 
+// Leave ends the contact because the page's socket dropped without the
+// visitor ending it. A conversation the page may resume at the answering
+// centre is not ended there: the relay closes, so that centre holds it for
+// the page (a phone changing networks, a proxy closing, a centre's port
+// going away look just like this). Anything else ends as End would.
+func (h *VisitorHandle) Leave() {
+	s := h.s
+	s.mu.Lock()
+	c := h.c
+	rv, ok := c.visitor.(ResumableVisitor)
+	if s.closed || !ok || c.state != StateConnected || c.conv == nil || c.conv.other == "" || !rv.CanResume() {
+		s.mu.Unlock()
+		h.End()
+		return
+	}
+	defer s.mu.Unlock()
+	// Ended here, answered by overflow; the relay's bye tells the
+	// answering centre to hold its side, not that the visitor ended it.
+	s.endLocked(c.conv)
+}
+
+// Resumable says the reservation took the page's resume hash.
+func (res *Reservation) Resumable() bool { return res.r.resumeHash != "" }
+
 // Stay says the page could not resume at the answering centre: the contact
 // waits here again, at the front.
 func (h *VisitorHandle) Stay() {
@@ -86,7 +110,14 @@ func (h *VisitorHandle) Stay() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := h.c
-	if s.closed || c.moving == nil {
+	if s.closed {
+		return
+	}
+	if c.moving == nil {
+		// A drain's move: the relay still carries the conversation.
+		if rv, ok := c.visitor.(ResumableVisitor); ok && c.state == StateConnected && c.conv != nil && c.conv.peer != nil {
+			c.out.post(func() { rv.Event(Event{Kind: EventStayed}) })
+		}
 		return
 	}
 	c.moving.Stop()
@@ -148,6 +179,7 @@ func (s *Switchboard) holdLocked(cv *conv, undelivered int) {
 			return
 		}
 		if _, live := v.active[id]; !live {
+			s.finishReceivedLocked(cv.received) // ended meanwhile
 			return
 		}
 		s.loseReceivedLocked(cv, cv.resume.held)
@@ -227,8 +259,8 @@ func (s *Switchboard) Resume(hash string, received int, sink VisitorSink) (*Resu
 	}
 	v.out.post(func() { v.sink.Event(id, Event{Kind: EventResumed}) })
 	if lost > 0 {
+		// Rare (over resumeKeep messages unseen). Counted, never the text.
 		s.log.Info("resumed conversation: some of the volunteer's earlier messages were no longer kept", "missed", lost)
-		v.out.post(func() { v.sink.Lost(id, lost) })
 	}
 	return &ResumedVisitor{s: s, cv: cv}, nil
 }
@@ -259,8 +291,12 @@ func (h *ResumedVisitor) event(e Event) error {
 	if _, live := cv.vol.active[cv.id]; !live {
 		return ErrEnded
 	}
-	if dp, ok := cv.peer.(*directPeer); !ok || dp.cv != cv {
+	dp, ok := cv.peer.(*directPeer)
+	if !ok || dp.cv != cv || dp.closed {
 		return ErrEnded
+	}
+	if e.Kind == EventEnded {
+		dp.closed = true // the page said it: it hears ended, not closed
 	}
 	s.visitorEventLocked(cv, e)
 	return nil

@@ -133,3 +133,120 @@ func TestStartContactAheadQueuesFirst(t *testing.T) {
 		}
 	})
 }
+
+// resumableSink is a page that can resume (api's resumableConn).
+type resumableSink struct {
+	visitorSink
+	hashes int
+	at     string
+}
+
+func (r *resumableSink) NewResume() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.hashes++
+	return ResumeHash(fmt.Sprintf("secret-%d", r.hashes))
+}
+func (r *resumableSink) AnsweredAt(centre string) {
+	r.mu.Lock()
+	r.at = centre
+	r.mu.Unlock()
+}
+func (r *resumableSink) CanResume() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at != ""
+}
+
+// overflowedResumable starts a resumable contact here and has centre B's
+// volunteer answer it; it returns the relay's handler and peer.
+func overflowedResumable(t *testing.T, sb *Switchboard, fo *fakeOverflow, resumable bool) (*VisitorHandle, *resumableSink, *fakeAnswer) {
+	t.Helper()
+	page := &resumableSink{}
+	h, err := sb.StartContact(ChannelChat, "nb", page)
+	if err != nil {
+		t.Fatal(err)
+	}
+	synctest.Wait()
+	offers := fo.all()
+	if len(offers) != 1 || offers[0].req.Resume == "" {
+		t.Fatalf("offers %+v: want one, with the page's resume hash", offers)
+	}
+	ans := &fakeAnswer{alias: "Bea", peer: &fakePeer{}, resumable: resumable}
+	offers[0].reply <- offerReply{ans: ans}
+	synctest.Wait()
+	if !page.has("connected Bea") {
+		t.Fatalf("page: %v", page.lines())
+	}
+	return h, page, ans
+}
+
+// The owner's side: the relay dies, the page is told to move; an event the
+// relay's reader had already read arrives after the loss and is dropped
+// (it once reached a nil peer); the page leaving ends the contact, counted
+// once, answered by overflow. A page whose answering centre did not take
+// the hash is never told to resume there.
+func TestOwnerMovesPageAndCountsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fo := &fakeOverflow{}
+		fo.setCandidates(Candidate{Centre: "B", Version: 1})
+		sb := newTestBoard(withOverflow(fo, 0))
+		defer sb.Close()
+		h, page, ans := overflowedResumable(t, sb, fo, true)
+		if !page.CanResume() || page.at != "B" {
+			t.Fatalf("the page was not told it may resume at B: %+v", page.at)
+		}
+		ans.h.OnLost(0)
+		ans.h.OnEvent(Event{Kind: EventMessage, ID: "w9", Text: "read before the loss"})
+		synctest.Wait()
+		if !page.has("event move") || page.has("event message w9 read before the loss") {
+			t.Fatalf("page: %v, want move and not the late message", page.lines())
+		}
+		if err := h.Send("v1", "while moving"); !errors.Is(err, ErrEnded) {
+			t.Fatalf("a message while moving: %v, want ErrEnded", err)
+		}
+		h.Leave()
+		synctest.Wait()
+		st := sb.Stats()
+		if tot := st.Total(); tot.Offered != 1 || tot.AnsweredOverflow != 1 || tot.InProgress != 0 || st.Moved(StateConnected, StateQueued) != 0 {
+			t.Fatalf("tally %+v requeued %d: want one contact answered by overflow, never requeued", tot, st.Moved(StateConnected, StateQueued))
+		}
+	})
+	synctest.Test(t, func(t *testing.T) {
+		fo := &fakeOverflow{}
+		fo.setCandidates(Candidate{Centre: "B", Version: 1})
+		sb := newTestBoard(withOverflow(fo, 0))
+		defer sb.Close()
+		_, page, ans := overflowedResumable(t, sb, fo, false)
+		if page.CanResume() {
+			t.Fatal("told to resume at a centre that did not take the hash")
+		}
+		ans.h.OnLost(0)
+		synctest.Wait()
+		if !page.has("requeued 0") {
+			t.Fatalf("page: %v, want requeued at once, as before resuming existed", page.lines())
+		}
+	})
+}
+
+// A volunteer who signs out while a conversation is held for a resume
+// leaves nothing behind: the desk drains.
+func TestSignOutWhileHeldLetsTheDeskDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sb := newTestBoard(nil)
+		defer sb.Close()
+		con, _, h, _ := heldConversation(t, sb, "secret-three")
+		h.OnLost(0)
+		drained := sb.Drain()
+		con.SignOut()
+		synctest.Wait()
+		select {
+		case <-drained:
+		default:
+			t.Fatal("the desk still waits for a conversation nobody holds")
+		}
+		if _, err := sb.Resume(ResumeHash("secret-three"), 0, &visitorSink{}); !errors.Is(err, ErrResumeRefused) && !errors.Is(err, ErrClosed) {
+			t.Fatalf("resume after the volunteer left: %v", err)
+		}
+	})
+}

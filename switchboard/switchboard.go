@@ -41,6 +41,9 @@ type Answer interface {
 	// Token is the one-time token of a phone call held for us ("" for a
 	// chat): our PBX sends the call to the other centre with it.
 	Token() string
+	// Resumable says the other centre took the page's resume hash: only
+	// then is the page told it may resume there.
+	Resumable() bool
 	// Confirm turns the offer into the conversation's relay.
 	Confirm(h PeerHandler) (Peer, error)
 	Cancel(reason string)
@@ -385,6 +388,8 @@ type conv struct {
 	volPace, inPace *pacer
 	// resume: a received chat the visitor's page may resume here.
 	resume *resumable
+	// resumable: our contact's page may resume at the other centre.
+	resumable bool
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.

@@ -405,6 +405,7 @@ func (p *fakePeer) state() ([]Event, string) {
 type fakeAnswer struct {
 	alias     string
 	token     string
+	resumable bool
 	peer      *fakePeer
 	onConfirm func(h PeerHandler)
 
@@ -417,6 +418,8 @@ type fakeAnswer struct {
 func (a *fakeAnswer) Alias() string { return a.alias }
 
 func (a *fakeAnswer) Token() string { return a.token }
+
+func (a *fakeAnswer) Resumable() bool { return a.resumable }
 
 func (a *fakeAnswer) Confirm(h PeerHandler) (Peer, error) {
 	a.mu.Lock()

@@ -127,6 +127,9 @@ const (
 	EventReconnecting EventKind = "reconnecting"
 	EventResumed      EventKind = "resumed"
 	EventMove         EventKind = "move"
+	// EventStayed answers a page's stay when the conversation is still
+	// relayed (a drain's move): it goes on here.
+	EventStayed EventKind = "stayed"
 )
 
 // Event is one thing one end of a conversation tells the other.

@@ -32,6 +32,33 @@ func (s *Switchboard) StartContactAhead(channel, language string, visitor Visito
 	return s.startContact(channel, language, visitor, true)
 }
 
+// MoveAhead puts a waiting contact ahead of every contact that did not come
+// ahead (a ticket honoured once its centre is seen down). It reports
+// whether the contact was still waiting.
+func (h *VisitorHandle) MoveAhead() bool {
+	s := h.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := h.c
+	if s.closed || !c.waiting() || c.ahead {
+		return false
+	}
+	s.removeFromQueueLocked(c)
+	s.queueAheadLocked(c)
+	s.dispatchLocked()
+	return true
+}
+
+// queueAheadLocked inserts c behind the contacts already ahead.
+func (s *Switchboard) queueAheadLocked(c *contact) {
+	c.ahead = true
+	i := 0
+	for i < len(s.queue) && s.queue[i].ahead {
+		i++
+	}
+	s.queue = slices.Insert(s.queue, i, c)
+}
+
 func (s *Switchboard) startContact(channel, language string, visitor VisitorSink, ahead bool) (*VisitorHandle, error) {
 	if !channels.Known(channel) {
 		return nil, fmt.Errorf("start contact: channel %q: %w", clip(channel), ErrBadRequest)
@@ -57,12 +84,7 @@ func (s *Switchboard) startContact(channel, language string, visitor VisitorSink
 	}
 	s.contacts[c.id] = c
 	if ahead {
-		c.ahead = true
-		i := 0
-		for i < len(s.queue) && s.queue[i].ahead {
-			i++
-		}
-		s.queue = slices.Insert(s.queue, i, c)
+		s.queueAheadLocked(c)
 	} else {
 		s.queue = append(s.queue, c)
 	}

@@ -465,11 +465,13 @@
       if (!queued) attemptOver();
     };
     sock.onmessage = function (ev) {
-      if (ws !== sock) return;
-      clearTimeout(firstFrame);
       var f;
       try { f = JSON.parse(ev.data); } catch (e) { return; }
+      // Beats count even while this socket is parked after a move: it is
+      // where the page stays should the resume fail.
       beats.frame(f);
+      if (ws !== sock) return;
+      clearTimeout(firstFrame);
       if (f.type === 'move') {
         // This centre drains for a restart or lost the volunteer's: go on
         // at the volunteer's. This socket waits meanwhile: should the
@@ -711,6 +713,15 @@
         finish();
         if (f.by === 'visitor') setStatus('status_ended_visitor');
         else setStatus('status_ended_volunteer');
+        break;
+      case 'stayed':
+        // The resume after a drain's move failed and this centre still
+        // relays the conversation: it goes on here, with the same volunteer.
+        setPhase('connected');
+        stopPolling();
+        setStatus('status_connected', { alias: alias });
+        pending.splice(0).forEach(queueSend);
+        pump();
         break;
       case 'requeued':
         resume = null; // the volunteer's centre is gone
