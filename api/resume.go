@@ -14,7 +14,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"net/http"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -158,30 +157,11 @@ func (s *Server) resumeChat(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	origins := s.chatOriginPatterns()
-	if status, msg := handshakeError(r, origins); status != 0 {
-		s.refusals.count(whoVisitor, refusedHandshake)
-		writeError(w, status, "bad_handshake", msg)
-		return
-	}
-	addrKey := s.chatStarts.key(r)
-	if !s.openChats.acquire(addrKey) {
-		s.refusals.count(whoVisitor, refusedChatsOpen)
-		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusTooManyRequests, "too_many_chats", "too many chats are already open from this address; end one first")
-		return
-	}
-	defer s.openChats.release(addrKey)
-	if ok, wait := s.chatStarts.allow(r); !ok {
-		s.refusals.count(whoVisitor, refusedChatStarts)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-		writeError(w, http.StatusTooManyRequests, "too_many_requests", "too many chats started from this address; try again later")
-		return
-	}
-	ws, ok := s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: origins})
+	ws, release, ok := s.acceptChatSocket(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	defer ws.finish()
 	ws.beat = resumeBeat
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}

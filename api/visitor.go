@@ -67,36 +67,11 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "draining", drainMessage)
 		return
 	}
-	// Checked before anything is counted: a page on a foreign site, or a
-	// broken client, must not spend a visitor's allowance.
-	// The federation's own chat pages may open it too: a page from another
-	// centre starts the chat here when its own centre refuses.
-	origins := s.chatOriginPatterns()
-	if status, msg := handshakeError(r, origins); status != 0 {
-		s.refusals.count(whoVisitor, refusedHandshake)
-		writeError(w, status, "bad_handshake", msg)
-		return
-	}
-	addrKey := s.chatStarts.key(r)
-	if !s.openChats.acquire(addrKey) {
-		s.refusals.count(whoVisitor, refusedChatsOpen)
-		w.Header().Set("Retry-After", "60")
-		writeError(w, http.StatusTooManyRequests, "too_many_chats",
-			fmt.Sprintf("%d chats are already open from this address; end one first", s.openChats.limit))
-		return
-	}
-	defer s.openChats.release(addrKey)
-	if ok, wait := s.chatStarts.allow(r); !ok {
-		s.refusals.count(whoVisitor, refusedChatStarts)
-		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
-		writeError(w, http.StatusTooManyRequests, "too_many_requests",
-			fmt.Sprintf("too many chats started from this address; try again in %d seconds", retryAfterSeconds(wait)))
-		return
-	}
-	ws, ok := s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: origins})
+	ws, release, ok := s.acceptChatSocket(w, r)
 	if !ok {
 		return
 	}
+	defer release()
 	defer ws.finish()
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
 	var sink switchboard.VisitorSink = v
@@ -152,6 +127,46 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 		})
 	}
 	v.end()
+}
+
+// acceptChatSocket admits a visitor's chat socket, a new chat's or a
+// resume's: the origin, the chats open from the address and the starts
+// allowed it are checked, in that order, before the upgrade. On failure
+// the response is written. release gives back the open-chat place.
+func (s *Server) acceptChatSocket(w http.ResponseWriter, r *http.Request) (ws *wsock, release func(), ok bool) {
+	// Checked before anything is counted: a page on a foreign site, or a
+	// broken client, must not spend a visitor's allowance.
+	// The federation's own chat pages may open it too: a page from another
+	// centre starts the chat here when its own centre refuses.
+	origins := s.chatOriginPatterns()
+	if status, msg := handshakeError(r, origins); status != 0 {
+		s.refusals.count(whoVisitor, refusedHandshake)
+		writeError(w, status, "bad_handshake", msg)
+		return nil, nil, false
+	}
+	addrKey := s.chatStarts.key(r)
+	if !s.openChats.acquire(addrKey) {
+		s.refusals.count(whoVisitor, refusedChatsOpen)
+		w.Header().Set("Retry-After", "60")
+		writeError(w, http.StatusTooManyRequests, "too_many_chats",
+			fmt.Sprintf("%d chats are already open from this address; end one first", s.openChats.limit))
+		return nil, nil, false
+	}
+	release = func() { s.openChats.release(addrKey) }
+	if ok, wait := s.chatStarts.allow(r); !ok {
+		release()
+		s.refusals.count(whoVisitor, refusedChatStarts)
+		w.Header().Set("Retry-After", strconv.Itoa(retryAfterSeconds(wait)))
+		writeError(w, http.StatusTooManyRequests, "too_many_requests",
+			fmt.Sprintf("too many chats started from this address; try again in %d seconds", retryAfterSeconds(wait)))
+		return nil, nil, false
+	}
+	ws, ok = s.acceptSocket(w, r, whoVisitor, &websocket.AcceptOptions{OriginPatterns: origins})
+	if !ok {
+		release()
+		return nil, nil, false
+	}
+	return ws, release, true
 }
 
 // contactGrip is what a visitor's socket holds of their conversation: a
