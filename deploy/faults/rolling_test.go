@@ -163,6 +163,9 @@ func rollingRestart(t *testing.T, f *fed) {
 		totals = append(totals, fmt.Sprintf("%s %d offered (%d answered here, %d overflowed, %d abandoned; %d refused while restarting; %d resumed elsewhere)",
 			s, got.offered, got.local, got.overflow, got.abandoned, tr.refused[s], tr.resumed[s]))
 	}
+	if n := tr.errorPages["all"]; n != 0 {
+		t.Errorf("%d visitors were refused by every centre during the rolling restart (an error page)", n)
+	}
 	if tr.resumed["centre-a"] == 0 {
 		t.Errorf("no conversation of centre-a's visitors was resumed at the volunteer's centre across centre-a's restart: the move was not exercised")
 	}

@@ -61,6 +61,9 @@ type traffic struct {
 	mu sync.Mutex
 	// per entry centre, as the visitors saw it
 	started, answered, abandoned, requeued, lost, refused map[string]int
+	// errorPages counts visitors every centre refused: what a page shows
+	// as "nobody can take your chat" (entry failover found no centre).
+	errorPages map[string]int
 	// resumed: conversations of visitors of that entry centre resumed at
 	// the volunteer's centre (resume traffic only)
 	resumed map[string]int
@@ -118,7 +121,7 @@ func newTraffic(f *fed, name string, bots int, perSecond float64) *traffic {
 	f.mu.Unlock()
 	return &traffic{f: f, name: name, bots: bots, perSec: perSecond, pace: newPace(perSecond), addrs: newAddrPool(prefix, bots, perSecond),
 		ctx: ctx, cancel: cancel, volCtx: volCtx, volCancel: volCancel,
-		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(), resumed: m(), talking: m(),
+		started: m(), answered: m(), abandoned: m(), requeued: m(), lost: m(), refused: m(), errorPages: m(), resumed: m(), talking: m(),
 		volLocal: m(), volOverflow: m()}
 }
 
@@ -153,8 +156,8 @@ func (tr *traffic) report(t *testing.T) {
 	tr.addrs.mu.Lock()
 	dials, waited, size := tr.addrs.starts, tr.addrs.waited, tr.addrs.size
 	tr.addrs.mu.Unlock()
-	tr.f.figure(t, "%s traffic: %d contacts started by %d visitor bots in %v (%d dials, %d refused while a centre was down or draining; pace %.0f starts/s in total, %.1f/s made) from %d addresses (none reused within %v: %d waits); %d limit refusals; %d other console errors",
-		tr.name, started, tr.bots, tr.ran.Round(time.Second), dials, refused, tr.perSec, float64(dials)/max(tr.ran.Seconds(), 1), size, addrReuseAfter, waited, len(tr.limits), tr.volErrors)
+	tr.f.figure(t, "%s traffic: %d contacts started by %d visitor bots in %v (%d dials, %d refused while a centre was down or draining, each tried at the next centre; %d error pages; pace %.0f starts/s in total, %.1f/s made) from %d addresses (none reused within %v: %d waits); %d limit refusals; %d other console errors",
+		tr.name, started, tr.bots, tr.ran.Round(time.Second), dials, refused, tr.errorPages["all"], tr.perSec, float64(dials)/max(tr.ran.Seconds(), 1), size, addrReuseAfter, waited, len(tr.limits), tr.volErrors)
 }
 
 func (tr *traffic) count(m map[string]int, centre string) {
@@ -370,13 +373,20 @@ func (tr *traffic) visitorBots(centres []*centre) {
 				if tr.pace.Wait(tr.ctx) != nil {
 					return
 				}
-				c := centres[r.IntN(len(centres))]
-				addr := tr.addrs.take()
-				took := tr.visit(c, r, i, addr.addr)
-				tr.addrs.give(addr)
-				if !took {
-					// Refused (restarting or draining): a real page or
-					// proxy tries again, here or elsewhere.
+				// As the chat page does (entry failover): the centre the
+				// visitor came to first, then, if it refuses or is down,
+				// every other centre before the visitor sees an error.
+				took := false
+				for _, k := range r.Perm(len(centres)) {
+					addr := tr.addrs.take()
+					took = tr.visit(centres[k], r, i, addr.addr)
+					tr.addrs.give(addr)
+					if took || tr.ctx.Err() != nil {
+						break
+					}
+				}
+				if !took && tr.ctx.Err() == nil {
+					tr.count(tr.errorPages, "all")
 					select {
 					case <-tr.ctx.Done():
 					case <-time.After(300 * time.Millisecond):
