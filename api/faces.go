@@ -19,7 +19,7 @@ const (
 	// visitors: anyone on the internet, the chat and what its page needs.
 	visitors face = 1 << iota
 	// staff: volunteers' console and enrolment, the overview, and the
-	// admin API (bearer token). Reach it from the centre's own network or
+	// staff API (admin token, or a supervisor's or coordinator's session). Reach it from the centre's own network or
 	// a VPN only.
 	staff
 	// scrape: Prometheus's /metrics.
@@ -69,22 +69,24 @@ func (s *Server) routes(on face) []route {
 		{"POST /v1/volunteer/password", staff, h(s.changePassword)},
 		{"GET /v1/console", staff, h(s.console)},
 
-		// Centre staff and coordinators: the overview page and the admin
-		// API (every one behind the admin token).
+		// Centre staff and coordinators: the overview page and the staff
+		// API, each route behind s.staff with the right it needs (staff.go:
+		// the admin token, or a supervisor's or coordinator's session).
 		{"GET /overview", staff, s.page("overview.html", false)},
-		{"GET /v1/federation", staff, s.admin(s.federation)},
-		{"GET /v1/roster", staff, s.admin(s.roster)},
-		{"GET /v1/federation/events", staff, s.admin(s.federationEvents)},
-		{"POST /v1/centres", staff, s.admin(s.admitCentre)},
-		{"DELETE /v1/centres/{id}", staff, s.admin(s.removeCentre)},
-		{"GET /v1/policy", staff, s.admin(s.getPolicy)},
-		{"PUT /v1/policy", staff, s.admin(s.putPolicy)},
-		{"PATCH /v1/policy", staff, s.admin(s.patchPolicy)},
-		{"POST /v1/federation/gossip-key", staff, s.admin(s.rotateGossipKey)},
-		{"POST /v1/volunteers", staff, s.admin(s.putVolunteer)},
-		{"DELETE /v1/volunteers/{id}", staff, s.admin(s.removeVolunteer)},
-		{"POST /v1/volunteers/{id}/enrolment", staff, s.admin(s.newEnrolment)},
-		{"DELETE /v1/volunteers/{id}/sessions", staff, s.admin(s.adminEndSessions)},
+		{"GET /v1/federation", staff, s.staff(staffAction{name: "federation.read", need: rightRead}, s.federation)},
+		{"GET /v1/roster", staff, s.staff(staffAction{name: "roster.read", need: rightRead}, s.roster)},
+		{"GET /v1/federation/events", staff, s.staff(staffAction{name: "federation.events", need: rightRead}, s.federationEvents)},
+		{"GET /v1/audit", staff, s.staff(staffAction{name: "audit.read", need: rightRead}, s.auditRead)},
+		{"POST /v1/centres", staff, s.staff(staffAction{name: "centre.admit", need: rightManageCentres, bodyTarget: true}, s.admitCentre)},
+		{"DELETE /v1/centres/{id}", staff, s.staff(staffAction{name: "centre.remove", need: rightManageCentres}, s.removeCentre)},
+		{"GET /v1/policy", staff, s.staff(staffAction{name: "policy.read", need: rightRead}, s.getPolicy)},
+		{"PUT /v1/policy", staff, s.staff(staffAction{name: "policy.put", need: rightSetPolicy}, s.putPolicy)},
+		{"PATCH /v1/policy", staff, s.staff(staffAction{name: "policy.patch", need: rightSetPolicy}, s.patchPolicy)},
+		{"POST /v1/federation/gossip-key", staff, s.staff(staffAction{name: "gossip_key.rotate", need: rightRotateGossipKey}, s.rotateGossipKey)},
+		{"POST /v1/volunteers", staff, s.staff(staffAction{name: "volunteer.put", need: rightManageVolunteers, bodyTarget: true}, s.putVolunteer)},
+		{"DELETE /v1/volunteers/{id}", staff, s.staff(staffAction{name: "volunteer.remove", need: rightManageVolunteers}, s.removeVolunteer)},
+		{"POST /v1/volunteers/{id}/enrolment", staff, s.staff(staffAction{name: "volunteer.enrolment", need: rightManageVolunteers}, s.newEnrolment)},
+		{"DELETE /v1/volunteers/{id}/sessions", staff, s.staff(staffAction{name: "volunteer.end_sessions", need: rightManageVolunteers}, s.adminEndSessions)},
 
 		// Counts only, per centre and channel: never a visitor, contact or
 		// volunteer id, never text. Unauthenticated, hence never public.

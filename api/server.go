@@ -4,7 +4,6 @@ package api
 
 import (
 	"context"
-	"crypto/subtle"
 	"crypto/tls"
 	"encoding/json"
 	"errors"
@@ -16,7 +15,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -130,6 +128,7 @@ type Server struct {
 	creds      *credStore
 	catalogues *Catalogues
 	sessions   *sessionStore
+	audit      *auditLog
 	logins     *attemptGuard
 	enrols     *attemptGuard
 	chatStarts *addrLimiter
@@ -285,6 +284,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 	}
 	err = errors.Join(err, s.waitSockets(ctx))
+	if cerr := s.audit.close(); cerr != nil {
+		err = errors.Join(err, fmt.Errorf("close audit log: %w", cerr))
+	}
 	if err != nil {
 		return fmt.Errorf("stop api: %w", err)
 	}
@@ -294,25 +296,6 @@ func (s *Server) Stop(ctx context.Context) error {
 // Handler returns every route, as the single listener serves them when
 // Config sets neither StaffAddr nor MetricsAddr.
 func (s *Server) Handler() http.Handler { return s.handlerFor(everyone) }
-
-// admin refuses requests without the centre's admin token.
-func (s *Server) admin(h http.HandlerFunc) http.Handler {
-	want := []byte(s.cfg.AdminToken)
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		if !ok || got == "" {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="helpmesh"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "an admin token is required (Authorization: Bearer <token>)")
-			return
-		}
-		if subtle.ConstantTimeCompare([]byte(got), want) != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="helpmesh", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, "unauthorized", "the admin token is wrong")
-			return
-		}
-		h(w, r)
-	})
-}
 
 func (s *Server) healthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "centre": s.cfg.Centre.Centre()})

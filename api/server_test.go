@@ -214,6 +214,7 @@ func TestAdminEndpointsRefuseMissingOrWrongToken(t *testing.T) {
 	}{
 		{http.MethodGet, "/v1/federation", nil},
 		{http.MethodGet, "/v1/roster", nil},
+		{http.MethodGet, "/v1/audit", nil},
 		{http.MethodPost, "/v1/centres", mustJSON(t, validCentre(t, "bergen"))},
 		{http.MethodDelete, "/v1/centres/oslo", nil},
 		{http.MethodDelete, "/v1/centres/x", nil},

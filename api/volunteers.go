@@ -63,6 +63,9 @@ func (s *Server) initVolunteerDesk() error {
 		return err
 	}
 	s.sessions = sessions
+	if s.audit, err = openAuditLog(s.cfg.Centre.DataDir()); err != nil {
+		return err
+	}
 	addrs := newAddrHasher(s.cfg.TrustedProxies)
 	s.logins = newAttemptGuard(addrs)
 	s.enrols = newAttemptGuard(addrs)

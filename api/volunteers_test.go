@@ -101,8 +101,19 @@ func TestEnrolmentCodeSingleUse(t *testing.T) {
 	}
 	entries, _ := os.ReadDir(rig.centre.dir)
 	for _, e := range entries {
-		if e.Name() != CredentialsFile && e.Name() != SessionsFile {
-			t.Fatalf("data directory holds %v, want only %s and %s", entries, CredentialsFile, SessionsFile)
+		if e.Name() != CredentialsFile && e.Name() != SessionsFile && e.Name() != AuditFile {
+			t.Fatalf("data directory holds %v, want only %s, %s and %s", entries, CredentialsFile, SessionsFile, AuditFile)
+		}
+	}
+	// The audit log names the volunteers acted on, never a code or a
+	// password.
+	ab, err := os.ReadFile(filepath.Join(rig.centre.dir, AuditFile))
+	if err != nil || !bytes.Contains(ab, []byte(`"target":"v1"`)) {
+		t.Fatalf("%s does not record the enrolment of v1 (%v): %s", AuditFile, err, ab)
+	}
+	for _, secret := range []string{w.EnrolmentCode, w3.EnrolmentCode, w4.EnrolmentCode, normaliseCode(w4.EnrolmentCode), "a new password", "correct horse"} {
+		if bytes.Contains(ab, []byte(secret)) {
+			t.Fatalf("%s holds %q", AuditFile, secret)
 		}
 	}
 	roster := rig.call("GET", "/v1/roster", nil, rig.adminHeader())

@@ -279,7 +279,7 @@ func (v *Volunteer) validate(bad badFunc) error {
 		return bad("capacity %d must be 1-%d", v.Capacity, maxCap)
 	}
 	if !slices.Contains(roles, v.Role) {
-		return bad("unknown role %q (want volunteer or supervisor)", clip(v.Role))
+		return bad("unknown role %q (want volunteer, supervisor or coordinator)", clip(v.Role))
 	}
 	return nil
 }

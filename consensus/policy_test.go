@@ -43,6 +43,8 @@ func TestCommandLevel(t *testing.T) {
 		{"rotation", rotate(1, GossipKeyBytes), 2},
 		{"set_centre_sip", setSIP("oslo", ""), 3},
 		{"put_volunteer", volunteer("v1", "oslo", "nb"), 1},
+		{"put_volunteer supervisor", withRole(volunteer("v1", "oslo", "nb"), RoleSupervisor), 1},
+		{"put_volunteer coordinator", withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator), 6},
 	} {
 		if got := CommandLevel(tc.cmd); got != tc.want {
 			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)
@@ -50,6 +52,9 @@ func TestCommandLevel(t *testing.T) {
 		if CommandLevel(tc.cmd) > RosterLevel {
 			t.Errorf("%s: above RosterLevel", tc.name)
 		}
+	}
+	if got := describe(withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator)); got != "put_volunteer with the coordinator role" {
+		t.Errorf("a coordinator's put_volunteer is described as %q", got)
 	}
 	// The gate is only needed because an older release refuses the
 	// fields: a level-1 command must encode exactly as it did, with no
@@ -291,4 +296,12 @@ func TestDefaultPolicyVersionIsPinned(t *testing.T) {
 	if got := DefaultPolicy().Version(); got != want {
 		t.Fatalf("DefaultPolicy().Version() = %s, want %s: the roster's starting state or the version's encoding changed between releases", got, want)
 	}
+}
+
+// withRole sets cmd's volunteer's role.
+func withRole(cmd Command, role string) Command {
+	v := *cmd.Volunteer
+	v.Role = role
+	cmd.Volunteer = &v
+	return cmd
 }

@@ -22,9 +22,10 @@ import (
 // release's operations (put and remove centre and volunteer, set_policy), 2
 // adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
 // set_policy: emergency numbers' names per language and the expected
-// policy version, 5 adds set_centre_public_url. A release that adds an
+// policy version, 5 adds set_centre_public_url, 6 adds the coordinator
+// role to put_volunteer. A release that adds an
 // operation, or a field an older release would refuse, raises it.
-const RosterLevel = 5
+const RosterLevel = 6
 
 // levelCheckTimeout bounds the leader's question about the other centres'
 // levels: a centre that does not answer in time counts with the level last
@@ -55,11 +56,16 @@ func OpLevel(op Op) int {
 // release decodes commands strictly and would refuse either field at
 // apply, but takes a set_policy without them as it always did, so a
 // federation still mid-upgrade can set its policy (see DESIGN.md,
-// Releases).
+// Releases). A put_volunteer is level 1 unless its role is coordinator
+// (level 6): a level-5 release validates roles and would refuse it at
+// apply.
 func CommandLevel(cmd Command) int {
 	level := OpLevel(cmd.Op)
 	if cmd.Op == OpSetPolicy && (cmd.ExpectedPolicyVersion != "" || cmd.Policy != nil && cmd.Policy.hasNames()) {
 		level = max(level, 4)
+	}
+	if cmd.Op == OpPutVolunteer && cmd.Volunteer != nil && cmd.Volunteer.Role == RoleCoordinator {
+		level = max(level, 6)
 	}
 	return level
 }
@@ -77,6 +83,9 @@ func (p *Policy) hasNames() bool {
 // describe names what in cmd needs its level, for the refusal.
 func describe(cmd Command) string {
 	if CommandLevel(cmd) > OpLevel(cmd.Op) {
+		if cmd.Op == OpPutVolunteer {
+			return fmt.Sprintf("%s with the %s role", cmd.Op, RoleCoordinator)
+		}
 		var what []string
 		if cmd.Policy != nil && cmd.Policy.hasNames() {
 			what = append(what, "emergency numbers' names per language")

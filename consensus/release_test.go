@@ -13,7 +13,8 @@ import (
 
 // Every operation has its level: the first release's are 1, rotation is 2,
 // set_centre_sip is 3 (level 4 added fields to set_policy, see
-// TestCommandLevel), set_centre_public_url is 5, none is above what this build speaks, and an unknown
+// TestCommandLevel), set_centre_public_url is 5 (level 6 added the
+// coordinator role to put_volunteer, see TestCommandLevel), none is above what this build speaks, and an unknown
 // one is above all.
 func TestOpLevel(t *testing.T) {
 	for op, want := range map[Op]int{
@@ -28,8 +29,8 @@ func TestOpLevel(t *testing.T) {
 			t.Errorf("%s is above RosterLevel %d", op, RosterLevel)
 		}
 	}
-	if RosterLevel != 5 {
-		t.Errorf("RosterLevel = %d, want 5", RosterLevel)
+	if RosterLevel != 6 {
+		t.Errorf("RosterLevel = %d, want 6", RosterLevel)
 	}
 	if got := OpLevel("merge_centres"); got <= RosterLevel {
 		t.Errorf("an unknown operation has level %d, within what this build speaks", got)

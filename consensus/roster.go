@@ -108,8 +108,18 @@ type OpenPeriod struct {
 	To      string `json:"to"`
 }
 
+// The roles a roster entry can hold. A supervisor manages their own
+// centre's volunteers; a coordinator also admits centres, sets the national
+// policy and rotates the gossip key (the API's rights table, docs/api.md).
+// RoleCoordinator is of roster level 6: a level-5 release refuses it.
+const (
+	RoleVolunteer   = "volunteer"
+	RoleSupervisor  = "supervisor"
+	RoleCoordinator = "coordinator"
+)
+
 // Roles a volunteer can hold.
-var roles = []string{"volunteer", "supervisor"}
+var roles = []string{RoleVolunteer, RoleSupervisor, RoleCoordinator}
 
 // DefaultPolicy is what a new federation starts with. The topics follow the
 // main categories Child Helpline International compares helplines by.

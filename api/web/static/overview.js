@@ -1,6 +1,9 @@
 // helpmesh federation overview for centre staff and coordinators. Plain
 // JavaScript, no inline script (CSP). The admin token lives only in this
-// tab's sessionStorage and is sent as Authorization: Bearer. Every text goes
+// tab's sessionStorage and is sent as Authorization: Bearer; without one,
+// the page works with a supervisor's or coordinator's session cookie (the
+// console's login), and the server decides per request what the role may
+// do. Every text goes
 // through the staff pages' catalogue helper (static/i18n.js, window.I18N):
 // keys overview.* and common.*.
 (function () {
@@ -30,8 +33,11 @@
     say(el, key, v);
   }
 
+  // authHeaders is the admin token's header, or none for a session.
+  function authHeaders() { return token ? { Authorization: 'Bearer ' + token } : {}; }
+
   function api(method, path, body) {
-    var opts = { method: method, headers: { Authorization: 'Bearer ' + token }, credentials: 'same-origin' };
+    var opts = { method: method, headers: authHeaders(), credentials: 'same-origin' };
     if (body !== undefined) { opts.headers['Content-Type'] = 'application/json'; opts.body = typeof body === 'string' ? body : JSON.stringify(body); }
     return fetch(path, opts).then(function (r) {
       return r.text().then(function (t) {
@@ -93,8 +99,8 @@
   function start(roster) {
     $('#token-form').hidden = true;
     $('#view').hidden = false;
-    $('#forget-token').hidden = false;
-    if (roster) { renderRoster(roster); }
+    $('#forget-token').hidden = !token;
+    if (roster) { renderRoster(roster); loadAudit(); }
     loadPolicy();
     connectStream();
     window.clearInterval(rosterTimer);
@@ -125,7 +131,9 @@
       retryTimer = window.setTimeout(connectStream, 2000);
     }
     kick();
-    fetch('/v1/federation/events', { headers: { Authorization: 'Bearer ' + token, Accept: 'text/event-stream' }, signal: ctl.signal, cache: 'no-store' })
+    var eh = authHeaders();
+    eh.Accept = 'text/event-stream';
+    fetch('/v1/federation/events', { headers: eh, credentials: 'same-origin', signal: ctl.signal, cache: 'no-store' })
       .then(function (r) {
         if (r.status === 401) { window.clearTimeout(watchdog); unauthorized(null); return; }
         if (!r.ok || !r.body) { retry(t('common.http_status', { status: r.status })); return; }
@@ -243,8 +251,32 @@
 
   // ---- roster: volunteers and policy ----
   function loadRoster() {
-    return api('GET', '/v1/roster').then(renderRoster).catch(function (err) {
-      if (err.status === 401) { unauthorized(err); }
+    return api('GET', '/v1/roster').then(function (r) { renderRoster(r); loadAudit(); }).catch(function (err) {
+      if (err.status === 401 || err.status === 403) { unauthorized(err); }
+    });
+  }
+
+  // ---- audit log ----
+  function loadAudit() {
+    return api('GET', '/v1/audit?limit=50').then(renderAudit).catch(function (err) {
+      failed($('#audit-error'), 'common.server_error', err);
+    });
+  }
+
+  function renderAudit(a) {
+    say($('#audit-error'));
+    var tbody = $('#audit tbody');
+    tbody.textContent = '';
+    var entries = (a && a.entries) || [];
+    $('#no-audit').hidden = entries.length > 0;
+    entries.forEach(function (e) {
+      var row = el('tr', { 'data-action': e.action, 'data-actor': e.actor });
+      row.appendChild(el('td', null, new Date(e.time).toLocaleString()));
+      row.appendChild(el('td', null, e.actor + (e.role && e.role !== e.actor ? ' (' + e.role + ')' : '')));
+      row.appendChild(el('td', null, e.action));
+      row.appendChild(el('td', null, e.target || ''));
+      row.appendChild(el('td', { class: e.status >= 400 ? 'error' : '' }, String(e.status)));
+      tbody.appendChild(row);
     });
   }
 
@@ -270,7 +302,7 @@
       row.appendChild(chans);
       row.appendChild(el('td', null, String(v.capacity)));
       var role = v.role || 'volunteer';
-      row.appendChild(role === 'volunteer' || role === 'supervisor' ? I.set(el('td'), 'common.role_' + role) : el('td', null, role));
+      row.appendChild(role === 'volunteer' || role === 'supervisor' || role === 'coordinator' ? I.set(el('td'), 'common.role_' + role) : el('td', null, role));
       var td = el('td', { class: 'row-actions' });
       var who = { id: v.id, alias: v.alias };
       var nc = I.set(el('button', { type: 'button', class: 'new-code' }), 'overview.new_code', who);
@@ -682,7 +714,7 @@
   // fetchPolicy reads the policy through the leader: what a PATCH is
   // checked against, so a lagging local copy cannot make the save a 412.
   function fetchPolicy() {
-    return fetch('/v1/policy?consistency=linearizable', { headers: { Authorization: 'Bearer ' + token }, cache: 'no-store' }).then(function (r) {
+    return fetch('/v1/policy?consistency=linearizable', { headers: authHeaders(), credentials: 'same-origin', cache: 'no-store' }).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (b) {
         if (!r.ok) {
           var err = new Error((b && b.error) || t('common.http_status', { status: r.status }));
@@ -778,7 +810,7 @@
     $('#policy-save').disabled = true;
     fetch('/v1/policy', {
       method: 'PATCH', cache: 'no-store',
-      headers: { Authorization: 'Bearer ' + token, 'Content-Type': 'application/merge-patch+json', 'If-Match': pol.etag },
+      headers: Object.assign(authHeaders(), { 'Content-Type': 'application/merge-patch+json', 'If-Match': pol.etag }),
       body: JSON.stringify(patch)
     }).then(function (r) {
       return r.json().catch(function () { return null; }).then(function (b) {
@@ -833,6 +865,11 @@
     loadRoster();
     start(null);
   } else {
-    $('#token').focus();
+    // A supervisor's or coordinator's session, if the console's login
+    // left one; else the token form.
+    api('GET', '/v1/roster').then(start).catch(function (err) {
+      if (err.status === 403) { showTokenForm('common.server_error', { error: err.message }); }
+      $('#token').focus();
+    });
   }
 })();
