@@ -48,6 +48,8 @@ const (
 	refusedHandshake   = "bad_handshake" // origin or upgrade refused before anything was spent
 	refusedSlowReader  = "slow_reader"   // a socket closed because it did not read
 	refusedResume      = "resume"        // a resume secret that opens nothing here
+	refusedForbidden   = "forbidden"     // a staff route refused for a missing right or a foreign page
+	whoStaff           = "staff"
 	whoVisitor         = "visitor"
 	whoVolunteer       = "volunteer"
 	refusalsMetricName = "helpmesh_refusals_total"
@@ -81,6 +83,7 @@ func newRefusals(centre string, reg *prometheus.Registry) *refusals {
 	for _, r := range []string{refusedSlowDown, refusedFrames, refusedSlowReader} {
 		vec.WithLabelValues(whoVolunteer, r)
 	}
+	vec.WithLabelValues(whoStaff, refusedForbidden)
 	return &refusals{vec: vec}
 }
 

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strings"
 
 	"github.com/helpmesh/helpmesh/consensus"
@@ -107,26 +108,33 @@ func (s *Server) staff(act staffAction, h http.HandlerFunc) http.Handler {
 			body = peekBody(r)
 			target = body.ID
 		}
-		audited := r.Method != http.MethodGet
+		// Reads change nothing (and HEAD is a read): only actions are
+		// audited. A refusal is answered before the audit, and counted, not
+		// written: anyone with a session could otherwise fill the log with
+		// refusals and push the real actions out (or, from a sibling site,
+		// have them written under a supervisor's name).
+		if msg := s.refusal(who, act, target, body); msg != "" {
+			s.refusals.count(whoStaff, refusedForbidden)
+			writeError(w, http.StatusForbidden, "forbidden", msg)
+			return
+		}
+		audited := act.need != rightRead
+		if who.id != adminActor && audited && !sameOriginRequest(r) {
+			s.refusals.count(whoStaff, refusedForbidden)
+			writeError(w, http.StatusForbidden, "forbidden", "a staff change made with a session must come from this centre's own pages")
+			return
+		}
 		aw := &auditWriter{ResponseWriter: w}
 		if audited {
 			aw.before = func(status int) {
-				t := target
+				t := auditTarget(target)
 				if act.need == rightSetPolicy {
 					// The policy's target is the version written.
-					t = strings.Trim(w.Header().Get("ETag"), `"`)
+					t = auditTarget(strings.Trim(w.Header().Get("ETag"), `"`))
 				}
 				s.audit.record(s.log, auditEntry{Actor: who.id, Role: who.role, Action: act.name, Target: t, Status: status})
 			}
 			w = aw
-		}
-		if msg := s.refusal(who, act, target, body); msg != "" {
-			writeError(w, http.StatusForbidden, "forbidden", msg)
-			return
-		}
-		if who.id != adminActor && r.Method != http.MethodGet && !sameOriginRequest(r) {
-			writeError(w, http.StatusForbidden, "forbidden", "a staff change made with a session must come from this centre's own pages")
-			return
 		}
 		h(w, r)
 		if audited && !aw.wrote {
@@ -180,18 +188,32 @@ func (s *Server) refusal(who actor, act staffAction, target string, body *consen
 	if body != nil && body.Centre != "" && body.Centre != own {
 		return fmt.Sprintf("a supervisor manages only %s's volunteers, not %s's", own, clipText(body.Centre))
 	}
-	if body != nil && body.Role == consensus.RoleCoordinator {
-		return "coordinator role needed to give the coordinator role"
+	if body != nil && body.Role != "" && body.Role != consensus.RoleVolunteer {
+		return fmt.Sprintf("coordinator role needed to give the %s role", clipText(body.Role))
 	}
 	if v, ok := s.cfg.Centre.Roster().Volunteers[target]; ok {
 		if v.Centre != own {
 			return fmt.Sprintf("a supervisor manages only %s's volunteers; %s belongs to %s", own, v.ID, v.Centre)
 		}
-		if v.Role == consensus.RoleCoordinator {
-			return "coordinator role needed to manage a coordinator's account"
+		if v.Role != consensus.RoleVolunteer {
+			// An enrolment code for another supervisor would let one
+			// supervisor act in another's name.
+			return fmt.Sprintf("coordinator role needed to manage a %s's account", v.Role)
 		}
 	}
 	return ""
+}
+
+// auditTargetPattern is the shape of a volunteer, centre or policy id.
+var auditTargetPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,80}$`)
+
+// auditTarget is what the audit keeps of a target: an id of the roster's
+// shape, or a mark that it was not one (never an attacker's free text).
+func auditTarget(t string) string {
+	if t == "" || auditTargetPattern.MatchString(t) {
+		return t
+	}
+	return "(not an id)"
 }
 
 // peekBody reads r's JSON body's id, centre and role (loosely: the handler
