@@ -99,7 +99,7 @@ func (n *Node) publishLoop(ctx context.Context) {
 }
 
 func (n *Node) publishAvailability() {
-	a := overflow.Availability{Centre: n.cfg.Centre, Channels: map[string]overflow.ChannelState{}, Draining: n.sb.Draining()}
+	a := overflow.Availability{Centre: n.cfg.Centre, Channels: map[string]overflow.ChannelState{}, Draining: n.sb.Draining(), SupervisorsOnDuty: n.sb.SupervisorsOnDuty()}
 	for ch, v := range n.sb.Availability() {
 		free := 0
 		for _, f := range v.Free {

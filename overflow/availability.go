@@ -126,6 +126,10 @@ type Availability struct {
 	// other centres' chat pages then start chats elsewhere. A release
 	// before it existed never says so.
 	Draining bool `json:"draining,omitempty"`
+	// SupervisorsOnDuty counts the centre's supervisors (and coordinators)
+	// on duty in a supervisor console now: whether a centre has one, never
+	// who. A release before it existed never says so (0).
+	SupervisorsOnDuty int `json:"supervisors_on_duty,omitempty"`
 	// Channels is keyed by channel name, e.g. "chat", "phone".
 	Channels map[string]ChannelState `json:"channels"`
 	// UpdatedUnixMilli is the publisher's wall clock when it called SetLocal.
@@ -174,6 +178,9 @@ func (a Availability) Validate() error {
 	}
 	if a.UpdatedUnixMilli < 0 {
 		return fmt.Errorf("%w: negative update time", ErrInvalidAvailability)
+	}
+	if a.SupervisorsOnDuty < 0 || a.SupervisorsOnDuty > MaxCount {
+		return fmt.Errorf("%w: supervisors on duty %d", ErrInvalidAvailability, a.SupervisorsOnDuty)
 	}
 	if len(a.Channels) > MaxChannels {
 		return fmt.Errorf("%w: %d channels, at most %d", ErrInvalidAvailability, len(a.Channels), MaxChannels)
@@ -255,6 +262,8 @@ type wireAvailability struct {
 	// D is Draining, added without a version bump: older nodes ignore it
 	// (decodeBody accepts unknown fields).
 	D bool `json:"d,omitempty"`
+	// S is SupervisorsOnDuty, added without a version bump likewise.
+	S int `json:"s,omitempty"`
 }
 
 type wireChannel struct {
@@ -285,7 +294,7 @@ func encodeBody(a Availability) ([]byte, error) {
 	if err := a.Validate(); err != nil {
 		return nil, err
 	}
-	w := wireAvailability{C: a.Centre, V: a.Version, A: a.Accepting, U: a.UpdatedUnixMilli, D: a.Draining}
+	w := wireAvailability{C: a.Centre, V: a.Version, A: a.Accepting, U: a.UpdatedUnixMilli, D: a.Draining, S: a.SupervisorsOnDuty}
 	if len(a.Channels) > 0 {
 		w.Ch = make(map[string]wireChannel, len(a.Channels))
 		for name, ch := range a.Channels {
@@ -345,7 +354,7 @@ func decodeBody(body []byte) (Availability, error) {
 	if err := json.Unmarshal(body, &w); err != nil {
 		return Availability{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	a := Availability{Centre: w.C, Version: w.V, Accepting: w.A, UpdatedUnixMilli: w.U, Draining: w.D}
+	a := Availability{Centre: w.C, Version: w.V, Accepting: w.A, UpdatedUnixMilli: w.U, Draining: w.D, SupervisorsOnDuty: w.S}
 	if len(w.Ch) > 0 {
 		a.Channels = make(map[string]ChannelState, len(w.Ch))
 		for name, ch := range w.Ch {

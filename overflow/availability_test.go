@@ -19,7 +19,8 @@ func sampleAvailability() Availability {
 			"chat":  {Free: map[string]int{"en": 2, "cy": 1}, Busy: map[string]int{"en": 5}, QueueLength: 3, OldestWaitMillis: 12000},
 			"phone": {Busy: map[string]int{"en": 4}},
 		},
-		UpdatedUnixMilli: 1_700_000_000_000,
+		UpdatedUnixMilli:  1_700_000_000_000,
+		SupervisorsOnDuty: 2,
 	}
 }
 
@@ -93,6 +94,8 @@ func TestDecodeRejectsBadInput(t *testing.T) {
 		{"negative wait", withBody(`{"c":"x","v":1,"ch":{"chat":{"w":-3}}}`), ErrInvalidAvailability},
 		{"empty channel name", withBody(`{"c":"x","v":1,"ch":{"":{}}}`), ErrInvalidAvailability},
 		{"bad language code", withBody(`{"c":"x","v":1,"ch":{"chat":{"f":{"e n":1}}}}`), ErrInvalidAvailability},
+		{"negative supervisors", withBody(`{"c":"x","v":1,"s":-1}`), ErrInvalidAvailability},
+		{"huge supervisors", withBody(`{"c":"x","v":1,"s":2000000}`), ErrInvalidAvailability},
 		{"too many channels", withBody(manyChannels(MaxChannels + 1)), ErrInvalidAvailability},
 	}
 	for _, tt := range tests {
@@ -272,6 +275,7 @@ func FuzzDecodeAvailability(f *testing.F) {
 	f.Add([]byte{WireVersion, kindState})
 	f.Add([]byte{2, kindState, '{', '}'})
 	f.Add(append([]byte{WireVersion, kindState}, `{"c":"x","v":1,"ch":{"chat":{"f":{"en":-1}}}}`...))
+	f.Add(append([]byte{WireVersion, kindState}, `{"c":"x","v":1,"s":3}`...))
 	f.Add(encodeMeta("leeds-1"))
 	f.Add(encodeLeave("leeds-1", 99))
 

@@ -312,7 +312,7 @@ func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except 
 	offer := Offer{Contact: id, Channel: ChannelPhone, Language: language, From: from, Until: time.Now().Add(lease)}
 	best.out.post(func() { best.sink.Offer(offer) })
 	s.postAvailabilityLocked(best)
-	s.cfg.OnChange()
+	s.changedLocked()
 	return rc, nil
 }
 
@@ -464,7 +464,7 @@ func (c *Call) PickedUp() {
 	if v.ring == rc.ring {
 		v.ring = nil
 	}
-	rc.conv = &conv{id: rc.id, vol: v, other: rc.from, received: rc}
+	rc.conv = &conv{id: rc.id, vol: v, other: rc.from, received: rc, started: time.Now()}
 	if s.volunteers[v.ID] == v {
 		v.active[rc.id] = rc.conv
 		id, from := rc.id, rc.from

@@ -28,10 +28,11 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 	}
 	vol := &volunteer{
 		Volunteer: v, sink: sink, out: s.newOutbox(), available: map[string]bool{},
-		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{},
+		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{}, signedIn: time.Now(),
 	}
 	s.volunteers[v.ID] = vol
 	s.postAvailabilityLocked(vol)
+	s.changedLocked()
 	return &Console{s: s, v: vol}, nil
 }
 
@@ -81,7 +82,7 @@ func (c *Console) Accept(contactID string) error {
 			ct.remote.cancel()
 			ct.remote = nil
 		}
-		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct}, c.v.Alias)
+		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct, started: time.Now()}, c.v.Alias)
 		s.dispatchLocked()
 		return nil
 	case r.received != nil && r.received.id == contactID && !r.received.accepted:

@@ -40,7 +40,7 @@ func (s *Switchboard) dispatchLocked() {
 		}
 	}
 	s.positionsLocked()
-	s.cfg.OnChange()
+	s.changedLocked()
 }
 
 // longerIdle orders volunteers for an offer: those in fewer conversations

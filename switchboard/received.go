@@ -80,7 +80,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring)}
 	best.out.post(func() { best.sink.Offer(offer) })
 	s.postAvailabilityLocked(best)
-	s.cfg.OnChange()
+	s.changedLocked()
 	return &Reservation{s: s, r: rc}, nil
 }
 
@@ -122,7 +122,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 		return h
 	}
 	v.ring = nil
-	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc}
+	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc, started: time.Now()}
 	if r := s.newResumable(rc.resumeHash); r != nil {
 		if _, taken := s.resumables[r.hash]; !taken {
 			rc.conv.resume = r

@@ -255,6 +255,10 @@ type Switchboard struct {
 	// drained is non-nil once Drain was called, and closed when no
 	// contact of ours and no conversation for another centre is left.
 	drained chan struct{}
+	// supervisors are those on duty, by roster id (supervisors.go);
+	// watchers are poked when the desk may have changed.
+	supervisors map[string]*supervisor
+	watchers    map[chan struct{}]struct{}
 }
 
 // New returns a switchboard for one centre.
@@ -390,6 +394,8 @@ type conv struct {
 	resume *resumable
 	// resumable: our contact's page may resume at the other centre.
 	resumable bool
+	// started is when our volunteer took it (the supervisors' desk view).
+	started time.Time
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.
@@ -403,6 +409,7 @@ type volunteer struct {
 	idleSince time.Time
 	ended     map[string]time.Time // contacts awaiting categorisation
 	phone     string               // where calls ring: a SIP URI (Console.SetPhone)
+	signedIn  time.Time            // when this console opened
 }
 
 func (v *volunteer) load() int {
