@@ -225,11 +225,12 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	console.SignOut()
 }
 
-// closeConsole closes volunteer's console, if sessionKey is empty or the
-// console was opened with that session.
+// closeConsole closes volunteer's console (and supervisor consoles), if
+// sessionKey is empty or the console was opened with that session.
 func (s *Server) closeConsole(volunteer, sessionKey, reason string) {
 	s.sockMu.Lock()
 	defer s.sockMu.Unlock()
+	s.closeSupervisorConsolesLocked(volunteer, sessionKey, reason)
 	c := s.consoles[volunteer]
 	if c == nil || sessionKey != "" && c.sessionKey != sessionKey {
 		return

@@ -69,6 +69,12 @@ func (s *Server) routes(on face) []route {
 		{"POST /v1/volunteer/password", staff, h(s.changePassword)},
 		{"GET /v1/console", staff, h(s.console)},
 
+		// Supervisors and coordinators on duty: the supervisor console's
+		// page and socket (supervisor.go; a session with the role, checked
+		// in the roster like s.staff does, never the admin token).
+		{"GET /supervisor", staff, s.page("supervisor.html", false)},
+		{"GET /v1/supervisor", staff, h(s.supervisorConsole)},
+
 		// Centre staff and coordinators: the overview page and the staff
 		// API, each route behind s.staff with the right it needs (staff.go:
 		// the admin token, or a supervisor's or coordinator's session).

@@ -108,7 +108,8 @@ func TestListenersServeOnlyTheirFaces(t *testing.T) {
 	for _, p := range []string{"GET /metrics", "POST /v1/volunteers", "PUT /v1/policy", "GET /v1/roster", "GET /overview",
 		"GET /console", "GET /enrol", "POST /v1/volunteer/login", "GET /v1/console", "POST /v1/centres",
 		"POST /v1/volunteer/password", "PATCH /v1/policy", "GET /v1/policy", "POST /v1/volunteer/enrol",
-		"DELETE /v1/volunteers/x/sessions", "POST /v1/federation/gossip-key", "GET /v1/federation", "GET /v1/audit"} {
+		"DELETE /v1/volunteers/x/sessions", "POST /v1/federation/gossip-key", "GET /v1/federation", "GET /v1/audit",
+		"GET /supervisor", "GET /v1/supervisor"} {
 		method, path := sample(p)
 		if got, status := served(t, srv.Addr(), method, path); got || status != http.StatusNotFound {
 			t.Errorf("%s on the public listener: HTTP %d, want 404", p, status)

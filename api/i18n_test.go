@@ -76,7 +76,7 @@ func TestEmbeddedCataloguesComplete(t *testing.T) {
 }
 
 var (
-	staffKeyLiteral = regexp.MustCompile(`['"]((?:console|overview|enrol|common)\.[a-z0-9_]+)['"]`)
+	staffKeyLiteral = regexp.MustCompile(`['"]((?:console|overview|enrol|common|supervisor)\.[a-z0-9_]+)['"]`)
 	// Keys built at run time: a prefix and the ids that complete it.
 	staffKeyPrefixes = map[string][]string{
 		"common.channel_":  {"chat", "phone"},
@@ -92,7 +92,7 @@ var (
 func staffKeysUsed(t *testing.T) []string {
 	t.Helper()
 	var keys []string
-	for _, f := range []string{"console.html", "overview.html", "enrol.html", "static/console.js", "static/overview.js", "static/enrol.js", "static/i18n.js", "static/password.js"} {
+	for _, f := range []string{"console.html", "overview.html", "enrol.html", "static/console.js", "static/overview.js", "static/enrol.js", "static/i18n.js", "static/password.js", "supervisor.html", "static/supervisor.js"} {
 		b, err := web.ReadFile("web/" + f)
 		if err != nil {
 			t.Fatal(err)

@@ -140,8 +140,10 @@ type Server struct {
 	sockMu   sync.Mutex
 	socks    map[*wsock]struct{}
 	consoles map[string]*consoleConn // by volunteer id
-	stopping bool
-	sockWG   sync.WaitGroup
+	// supervisorConns are the open supervisor consoles (supervisor.go).
+	supervisorConns map[*supervisorConn]struct{}
+	stopping        bool
+	sockWG          sync.WaitGroup
 }
 
 // listener is one bound address serving the routes of its faces.

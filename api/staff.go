@@ -40,6 +40,9 @@ const (
 	rightSetPolicy
 	// rightRotateGossipKey: rotate the federation's gossip key.
 	rightRotateGossipKey
+	// rightSupervise: open the supervisor console, go on and off duty
+	// (supervisor.go; with a person's session only, never the token).
+	rightSupervise
 )
 
 // needs is the refusal's text for a caller without r.
@@ -55,18 +58,21 @@ func (r right) needs() string {
 		return "coordinator role needed to change the national policy"
 	case rightRotateGossipKey:
 		return "coordinator role needed to rotate the federation's gossip key"
+	case rightSupervise:
+		return "supervisor or coordinator role needed to open the supervisor console"
 	}
 	return "coordinator role needed"
 }
 
-// roleHas reports whether a roster role holds r. A supervisor reads and
-// manages volunteers; a coordinator holds every right; a volunteer none.
+// roleHas reports whether a roster role holds r. A supervisor reads,
+// manages volunteers and goes on duty; a coordinator holds every right; a
+// volunteer none.
 func roleHas(role string, r right) bool {
 	switch role {
 	case consensus.RoleCoordinator:
 		return true
 	case consensus.RoleSupervisor:
-		return r == rightRead || r == rightManageVolunteers
+		return r == rightRead || r == rightManageVolunteers || r == rightSupervise
 	}
 	return false
 }

@@ -253,9 +253,10 @@ func TestStaffRolesOnTheAPI(t *testing.T) {
 	t.Logf("audit log: %d bytes, %d entries", len(b), bytes.Count(b, []byte("\n")))
 }
 
-// isStaffRoute reports whether pattern is one of the routes behind s.staff.
+// isStaffRoute reports whether pattern is one of the routes behind s.staff
+// (or, the supervisor console, behind the same role check).
 func isStaffRoute(pattern string) bool {
-	for _, p := range []string{"/v1/federation", "/v1/roster", "/v1/audit", "/v1/centres", "/v1/policy", "/v1/volunteers"} {
+	for _, p := range []string{"/v1/federation", "/v1/roster", "/v1/audit", "/v1/centres", "/v1/policy", "/v1/volunteers", "/v1/supervisor"} {
 		_, path, _ := strings.Cut(pattern, " ")
 		if path == p || strings.HasPrefix(path, p+"/") {
 			return true

@@ -1,0 +1,298 @@
+package api
+
+// The supervisor console socket, GET /v1/supervisor: a supervisor or
+// coordinator of this centre, logged in with their own session, goes on
+// and off duty and watches a read-only snapshot of the desk (the contacts
+// waiting, the volunteers signed in) with the federation's count of
+// supervisors on duty per centre. The protocol is in docs/api.md, "The
+// supervisor console". The desk holds no visitor's words or address, and
+// the federation learns only how many are on duty, never who. Asking for
+// support, reading along, whispering and transfer are not built yet.
+
+import (
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+const (
+	// deskEvery is how often a supervisor console gets the desk without a
+	// change (the waiting times grow).
+	deskEvery = 2 * time.Second
+	// deskGap is the least time between two snapshots sent for changes:
+	// a busy desk changes far more often than a person can read.
+	deskGap = 250 * time.Millisecond
+	// roleRecheckEvery: a demotion or removal closes an open supervisor
+	// console within this.
+	roleRecheckEvery = deskEvery
+)
+
+// supervisorFrame is what a supervisor console may send.
+type supervisorFrame struct {
+	Type string `json:"type"`
+	On   *bool  `json:"on,omitempty"`
+}
+
+// decodeSupervisorFrame parses and shape-checks one supervisor frame.
+func decodeSupervisorFrame(b []byte) (supervisorFrame, error) {
+	var f supervisorFrame
+	if err := decodeFrame(b, &f); err != nil {
+		return supervisorFrame{}, err
+	}
+	switch f.Type {
+	case "on_duty":
+		if f.On == nil {
+			return supervisorFrame{}, badFrame("bad_frame", "on_duty needs on (true or false)")
+		}
+	case "":
+		return supervisorFrame{}, badFrame("bad_frame", "the frame has no type")
+	default:
+		return supervisorFrame{}, badFrame("unknown_type", "unknown type %q (want on_duty)", clipText(f.Type))
+	}
+	return f, nil
+}
+
+// The desk frame: what a supervisor sees. Counts, channels, languages,
+// aliases and durations only.
+type (
+	deskFrame struct {
+		Type   string `json:"type"`
+		Centre string `json:"centre"`
+		// OnDuty: this console's supervisor is on duty from this console.
+		OnDuty            bool                  `json:"on_duty"`
+		SupervisorsOnDuty int                   `json:"supervisors_on_duty"`
+		Waiting           []deskWaiting         `json:"waiting"`
+		Volunteers        []deskVolunteer       `json:"volunteers"`
+		Federation        []deskFederationEntry `json:"federation"`
+	}
+	deskWaiting struct {
+		Channel       string `json:"channel"`
+		Language      string `json:"language"`
+		WaitedSeconds int    `json:"waited_seconds"`
+		Ringing       bool   `json:"ringing"`
+	}
+	deskVolunteer struct {
+		Alias           string             `json:"alias"`
+		Available       []string           `json:"available"`
+		Ringing         bool               `json:"ringing"`
+		Capacity        int                `json:"capacity"`
+		SignedInSeconds int                `json:"signed_in_seconds"`
+		Conversations   []deskConversation `json:"conversations"`
+	}
+	deskConversation struct {
+		Channel       string `json:"channel"`
+		FromCentre    string `json:"from_centre,omitempty"`
+		LastedSeconds int    `json:"lasted_seconds"`
+	}
+	deskFederationEntry struct {
+		Centre string `json:"centre"`
+		Name   string `json:"name"`
+		// SupervisorsOnDuty is null when the centre's gossip is not alive
+		// or it has published nothing yet: not known, which is not 0.
+		SupervisorsOnDuty *int `json:"supervisors_on_duty"`
+	}
+)
+
+// supervisorConn is one supervisor console.
+type supervisorConn struct {
+	s          *Server
+	ws         *wsock
+	sb         *switchboard.Switchboard
+	supervisor string // the roster id
+	role       string
+	sessionKey string
+
+	mu   sync.Mutex
+	duty *switchboard.Duty // nil while off duty
+}
+
+func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
+	who, ok := s.staffActor(w, r, []byte(s.cfg.AdminToken))
+	if !ok {
+		return
+	}
+	if who.id == adminActor {
+		s.refusals.count(whoStaff, refusedForbidden)
+		writeError(w, http.StatusForbidden, "forbidden", "a person goes on duty: log in as a supervisor or coordinator (the admin token is no one)")
+		return
+	}
+	if !roleHas(who.role, rightSupervise) {
+		s.refusals.count(whoStaff, refusedForbidden)
+		writeError(w, http.StatusForbidden, "forbidden", rightSupervise.needs())
+		return
+	}
+	sess, ok := s.sessionFrom(r)
+	if !ok { // staffActor found it a moment ago; it may have just ended
+		writeError(w, http.StatusUnauthorized, "unauthorized", "log in first: POST /v1/volunteer/login")
+		return
+	}
+	sb, ok := s.desk(w, "the centre's switchboard is not running yet")
+	if !ok {
+		return
+	}
+	// Same-origin only (no OriginPatterns), like the volunteer console.
+	ws, ok := s.acceptSocket(w, r, whoVolunteer, &websocket.AcceptOptions{})
+	if !ok {
+		return
+	}
+	defer ws.finish()
+	c := &supervisorConn{s: s, ws: ws, sb: sb, supervisor: who.id, role: who.role, sessionKey: sess.key}
+
+	s.sockMu.Lock()
+	if s.supervisorConns == nil {
+		s.supervisorConns = map[*supervisorConn]struct{}{}
+	}
+	s.supervisorConns[c] = struct{}{}
+	s.sockMu.Unlock()
+	defer func() {
+		s.sockMu.Lock()
+		delete(s.supervisorConns, c)
+		s.sockMu.Unlock()
+	}()
+
+	ws.send(c.desk())
+	done := make(chan struct{})
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		c.push(done)
+	}()
+	ws.run(c.handle)
+	close(done)
+	<-pushed
+	c.setDuty(false, "socket_closed")
+}
+
+// push sends the desk every deskEvery and after each change, and closes
+// the console of someone no longer a supervisor here.
+func (c *supervisorConn) push(done <-chan struct{}) {
+	changes, stop := c.sb.Changes()
+	defer stop()
+	tick := time.NewTicker(deskEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+			if !c.stillSupervisor() {
+				c.setDuty(false, "role_lost")
+				c.ws.sendThenClose(closedFrame{Type: "closed", Reason: "no longer a supervisor of this centre"},
+					websocket.StatusPolicyViolation, "no longer a supervisor of this centre")
+				return
+			}
+		case <-changes:
+		}
+		c.ws.sendLossy(c.desk())
+		select {
+		case <-done:
+			return
+		case <-time.After(deskGap):
+		}
+	}
+}
+
+// stillSupervisor reads the role from the roster now.
+func (c *supervisorConn) stillSupervisor() bool {
+	v, ok := c.s.localVolunteer(c.supervisor)
+	return ok && roleHas(v.Role, rightSupervise)
+}
+
+func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
+	f, ok := readFrame(c.ws, typ, b, decodeSupervisorFrame)
+	if !ok {
+		return
+	}
+	if f.Type == "on_duty" {
+		if err := c.setDuty(*f.On, ""); err != nil {
+			c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
+		}
+	}
+}
+
+// setDuty goes on or off duty; why is the audit's target for an end that
+// was not asked for ("" when the supervisor asked). Going on duty when on
+// already changes nothing.
+func (c *supervisorConn) setDuty(on bool, why string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case on && c.duty != nil && c.duty.OnDuty():
+		return nil
+	case on:
+		d, err := c.sb.GoOnDuty(c.supervisor)
+		if err != nil {
+			return err
+		}
+		c.duty = d
+		c.audit("supervisor.on_duty", "")
+	case c.duty != nil:
+		held := c.duty.OnDuty()
+		c.duty.OffDuty()
+		c.duty = nil
+		if held {
+			c.audit("supervisor.off_duty", why)
+		}
+	}
+	return nil
+}
+
+func (c *supervisorConn) audit(action, target string) {
+	_ = c.s.audit.record(c.s.log, auditEntry{Actor: c.supervisor, Role: c.role, Action: action, Target: target, Status: http.StatusOK})
+}
+
+func (c *supervisorConn) onDuty() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.duty != nil && c.duty.OnDuty()
+}
+
+// desk is the snapshot frame now.
+func (c *supervisorConn) desk() deskFrame {
+	v := c.sb.DeskView()
+	own := c.s.cfg.Centre.Centre()
+	f := deskFrame{Type: "desk", Centre: own, OnDuty: c.onDuty(), SupervisorsOnDuty: v.SupervisorsOnDuty,
+		Waiting: make([]deskWaiting, 0, len(v.Waiting)), Volunteers: make([]deskVolunteer, 0, len(v.Volunteers)),
+		Federation: []deskFederationEntry{}}
+	for _, w := range v.Waiting {
+		f.Waiting = append(f.Waiting, deskWaiting{Channel: w.Channel, Language: w.Language, WaitedSeconds: seconds(w.Waited), Ringing: w.Ringing})
+	}
+	for _, vol := range v.Volunteers {
+		dv := deskVolunteer{Alias: vol.Alias, Available: vol.Available, Ringing: vol.Ringing, Capacity: vol.Capacity,
+			SignedInSeconds: seconds(vol.SignedInFor), Conversations: make([]deskConversation, 0, len(vol.Conversations))}
+		for _, cv := range vol.Conversations {
+			dv.Conversations = append(dv.Conversations, deskConversation{Channel: cv.Channel, FromCentre: cv.Centre, LastedSeconds: seconds(cv.Lasted)})
+		}
+		f.Volunteers = append(f.Volunteers, dv)
+	}
+	for _, cv := range c.s.cfg.Centre.Federation().Centres {
+		e := deskFederationEntry{Centre: cv.ID, Name: cv.Name}
+		switch {
+		case cv.ID == own:
+			n := v.SupervisorsOnDuty
+			e.SupervisorsOnDuty = &n
+		case cv.Gossip == "alive" && cv.Availability != nil:
+			n := cv.Availability.SupervisorsOnDuty
+			e.SupervisorsOnDuty = &n
+		}
+		f.Federation = append(f.Federation, e)
+	}
+	return f
+}
+
+func seconds(d time.Duration) int { return int(d / time.Second) }
+
+// closeSupervisorConsoles closes volunteer's supervisor consoles, those
+// opened with sessionKey only if it is not empty (a logout, the end of
+// their sessions). Under s.sockMu.
+func (s *Server) closeSupervisorConsolesLocked(volunteer, sessionKey, reason string) {
+	for c := range s.supervisorConns {
+		if c.supervisor == volunteer && (sessionKey == "" || c.sessionKey == sessionKey) {
+			c.ws.sendThenClose(closedFrame{Type: "closed", Reason: reason}, websocket.StatusPolicyViolation, reason)
+		}
+	}
+}
