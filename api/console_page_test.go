@@ -438,7 +438,7 @@ func TestStaffPagesLoadNothingFromOtherOrigins(t *testing.T) {
 	staffEnrol(t, c, consensus.Volunteer{ID: "v-o1", Centre: "c1", Alias: "Siri", Channels: []string{"chat"},
 		Languages: []string{"nb"}, Capacity: 1, Role: "volunteer"}, "same origin only")
 	for _, path := range []string{"/console", "/overview", "/enrol", "/static/console.js", "/static/overview.js", "/static/enrol.js", "/static/password.js",
-		"/static/console.css", "/static/overview.css", "/static/enrol.css"} {
+		"/static/console.css", "/static/overview.css", "/static/enrol.css", "/supervisor", "/static/supervisor.js", "/static/supervisor.css"} {
 		resp, err := http.Get(c.url + path)
 		if err != nil {
 			t.Fatal(err)
