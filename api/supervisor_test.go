@@ -140,7 +140,8 @@ func deskOf(t *testing.T, f map[string]any) deskFrame {
 // (403, naming the role), as is a request without a session (401). A
 // supervisor of c1 goes on duty: c2's federation view (and its
 // /v1/federation) shows c1 with one supervisor on duty, then none after
-// off duty, one again, and none once the socket closes. Meanwhile the desk
+// off duty, one again, none once the socket closes, and none after a
+// logout closes a second console on duty. Meanwhile the desk
 // snapshot shows a waiting contact's channel, language and wait, and the
 // signed-in volunteer with her conversation, and nothing of either
 // visitor: no message text, no contact id, no address. The audit log at c1
@@ -242,9 +243,26 @@ func TestSupervisorOnDutyAcrossTheFederation(t *testing.T) {
 		t.Fatalf("c1's desk counts %d on duty after the socket closed", n)
 	}
 
+	// Logging out ends the duty and closes the console.
+	sc2, status, body := dialSupervisor(t, c1, sup)
+	if sc2 == nil {
+		t.Fatalf("the supervisor's second console: HTTP %d %s", status, body)
+	}
+	sv2 := watchGoVisitor(t, sc2)
+	sv2.await("the desk", frameIs("desk"))
+	sv2.send(map[string]any{"type": "on_duty", "on": true})
+	awaitOnDutyAt(t, c2, "c1", 1)
+	if status, body := cookieCall(t, c1, http.MethodPost, "/v1/volunteer/logout", sup, nil); status/100 != 2 {
+		t.Fatalf("logout: HTTP %d %s", status, body)
+	}
+	sv2.await("closed on logout", frameIs("closed"))
+	awaitOnDutyAt(t, c2, "c1", 0)
+
 	// Nothing of a visitor in anything the supervisor got.
 	sv.mu.Lock()
-	all, _ := json.Marshal(sv.seen)
+	sv2.mu.Lock()
+	all, _ := json.Marshal(append(sv.seen, sv2.seen...))
+	sv2.mu.Unlock()
 	sv.mu.Unlock()
 	for _, secret := range []string{"canary", contact, "127.0.0.1", "m1"} {
 		if secret != "" && bytes.Contains(all, []byte(secret)) {
