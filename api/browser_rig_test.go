@@ -46,6 +46,11 @@ func newTab(t testing.TB, browser context.Context) context.Context {
 	t.Helper()
 	ctx, cancel := chromedp.NewContext(browser)
 	t.Cleanup(cancel)
+	// A browser call that never returns (a tab that is never painted does
+	// not run requestAnimationFrame or screenshots) fails this test, not
+	// the whole package at go test's time-out.
+	ctx, stop := context.WithTimeout(ctx, 5*time.Minute)
+	t.Cleanup(stop)
 	return ctx
 }
 

@@ -423,7 +423,10 @@ func TestChatPageSurvivesItsCentresDeathMidConversation(t *testing.T) {
 	// TestOverflowedConversationResumesWhenEntryCentreCrashes's part).
 	var st string
 	if err := chromedp.Run(ctx, chromedp.Poll(`window.__phases.indexOf('reconnecting') >= 0 && document.body.getAttribute('data-phase') === 'connected'`, nil,
-		chromedp.WithPollingTimeout(20*time.Second))); err != nil {
+		// An interval, not the default requestAnimationFrame: a tab that is
+		// not painted (headless, behind another) may never run a frame,
+		// and then the poll and its own time-out never end (CI hung here).
+		chromedp.WithPollingTimeout(20*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
 		vpEval(t, ctx, `document.body.getAttribute('data-phase') + ' | ' + document.getElementById('status').textContent + ' | ' + JSON.stringify(window.__phases)`, &st)
 		t.Fatalf("the page did not resume: %s", st)
 	}
