@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -246,6 +247,37 @@ func TestChatPageResumesAtTheVolunteersCentre(t *testing.T) {
 	}
 	if !strings.Contains(got.Status, "Ada") || strings.Join(got.Phases, ",") != "connecting,queued,connected,reconnecting,connected" {
 		t.Errorf("status %q, phases %v", got.Status, got.Phases)
+	}
+}
+
+// A resumed conversation that the volunteer's centre then closes (its
+// volunteer's console went, or it shut down) starts anew at a third
+// centre, keeping the transcript: the visitor is not left with "closed".
+func TestChatPageStartsAnewWhenTheResumedCentreCloses(t *testing.T) {
+	a, b, c := newFakeCentre(t), newFakeCentre(t), newFakeCentre(t)
+	a.others = []string{b.url, c.url}
+	ctx, s := fakeChatStarted(t, a, map[string]any{"resume": map[string]any{"url": b.url, "secret": strings.Repeat("c", 43)}})
+	s.send(map[string]any{"type": "message", "id": "v1", "text": "Hello from Ada."})
+	pageShows(t, ctx, "#messages .msg.volunteer", "Hello from Ada.")
+	_ = s.conn.CloseNow()
+	r := awaitSock(t, b.resumes, "the resume socket")
+	r.await("resume")
+	r.send(map[string]any{"type": "resumed", "alias": "Ada"})
+	vpWaitPhase(t, ctx, "connected")
+	r.send(map[string]any{"type": "closed", "reason": "the volunteer's console closed"})
+	n := awaitSock(t, c.chats, "a new chat at the third centre")
+	if n.query.Get("resume") != "1" {
+		t.Errorf("the new chat's query %v lacks resume=1", n.query)
+	}
+	n.send(map[string]any{"type": "queued", "position": 1, "wait": "free_now"})
+	n.send(map[string]any{"type": "connected", "alias": "Bo"})
+	n.send(map[string]any{"type": "message", "id": "v1", "text": "Hi, I am Bo."})
+	pageShows(t, ctx, "#messages .msg.volunteer", "Hi, I am Bo.")
+	pageShows(t, ctx, "#messages .msg.volunteer", "Hello from Ada.")
+	var phases []string
+	vpEval(t, ctx, `window.__phases`, &phases)
+	if slices.Contains(phases, "ended") {
+		t.Errorf("the page went through %v: it ended instead of starting anew", phases)
 	}
 }
 

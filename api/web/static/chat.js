@@ -519,6 +519,7 @@
     stopPolling();
     hideTyping();
     if (phase === 'connected' && resume) {
+      if (down.indexOf(base) < 0) down.push(base); // not tried again in this chat
       resumeAt(base);
       return;
     }
@@ -599,6 +600,16 @@
         return;
       }
       if (f.type === 'move') return; // no second resume: its close starts anew
+      if (f.type === 'closed') {
+        // The volunteer's centre closed the conversation it held for us
+        // (its volunteer's console went, or it shut down): nobody owns a
+        // place for this visitor any more, so start anew elsewhere, not end.
+        beats.stop();
+        ws = null;
+        try { sock.close(1000); } catch (e) { /* closing anyway */ }
+        restartElsewhere(r.url, 'status_centre_offline');
+        return;
+      }
       onFrame(f);
     };
     sock.onclose = function () {
