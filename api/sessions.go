@@ -230,6 +230,15 @@ func (ss *sessionStore) lookup(token string) (*session, bool) {
 	return s, true
 }
 
+// live says whether the session stored under key is still there and
+// unexpired (a console checks its own now and then).
+func (ss *sessionStore) live(key string) bool {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	s, ok := ss.m[key]
+	return ok && ss.now().Before(s.expires)
+}
+
 // drop ends one session. It is gone from memory even when the file could
 // not be written; the error says it may come back after a restart.
 func (ss *sessionStore) drop(key string) error {

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -106,8 +107,9 @@ type supervisorConn struct {
 	role       string
 	sessionKey string
 
-	mu   sync.Mutex
-	duty *switchboard.Duty // nil while off duty
+	mu      sync.Mutex
+	duty    *switchboard.Duty // nil while off duty
+	changes *rate.Limiter     // the duty changes the supervisor may ask for
 }
 
 func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
@@ -140,7 +142,8 @@ func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer ws.finish()
-	c := &supervisorConn{s: s, ws: ws, sb: sb, supervisor: who.id, role: who.role, sessionKey: sess.key}
+	c := &supervisorConn{s: s, ws: ws, sb: sb, supervisor: who.id, role: who.role, sessionKey: sess.key,
+		changes: rate.NewLimiter(rate.Every(dutyChangeEvery), dutyChangeBurst)}
 
 	s.sockMu.Lock()
 	if s.supervisorConns == nil {
@@ -153,6 +156,12 @@ func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
 		delete(s.supervisorConns, c)
 		s.sockMu.Unlock()
 	}()
+	if !c.stillSupervisor() {
+		// A logout between the check and the registration above closed
+		// the consoles it could see, not this one.
+		ws.refuse(closedFrame{Type: "closed", Reason: "logged out"}, websocket.StatusPolicyViolation, "logged out")
+		return
+	}
 
 	ws.send(c.desk())
 	done := make(chan struct{})
@@ -196,10 +205,12 @@ func (c *supervisorConn) push(done <-chan struct{}) {
 	}
 }
 
-// stillSupervisor reads the role from the roster now.
+// stillSupervisor reads the role from the roster now, and whether the
+// session the console opened with still lives (a session that expired or
+// was pruned closes no console by itself).
 func (c *supervisorConn) stillSupervisor() bool {
 	v, ok := c.s.localVolunteer(c.supervisor)
-	return ok && roleHas(v.Role, rightSupervise)
+	return ok && roleHas(v.Role, rightSupervise) && c.s.sessions.live(c.sessionKey)
 }
 
 func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
@@ -208,11 +219,32 @@ func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
 		return
 	}
 	if f.Type == "on_duty" {
+		if *f.On && !c.stillSupervisor() {
+			c.ws.send(errorFrame{Type: "error", Code: "forbidden", Error: rightSupervise.needs()})
+			return
+		}
+		if r := c.changes.Reserve(); r.Delay() > 0 {
+			// Each change is gossiped and audited: a script flipping it
+			// would flood both (and push real actions out of the log).
+			wait := r.Delay()
+			r.Cancel()
+			c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: "going on and off duty: too many changes; try again shortly", RetryAfterSeconds: retryAfterSeconds(wait)})
+			return
+		}
 		if err := c.setDuty(*f.On, ""); err != nil {
 			c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
 		}
 	}
 }
+
+// Duty changes a console may ask for: a burst of dutyChangeBurst, then one
+// every dutyChangeEvery (a person goes on and off duty a few times a
+// shift; at this pace a script fills the audit log's 80,000 lines in days,
+// not minutes).
+const (
+	dutyChangeBurst = 6
+	dutyChangeEvery = 10 * time.Second
+)
 
 // setDuty goes on or off duty; why is the audit's target for an end that
 // was not asked for ("" when the supervisor asked). Going on duty when on

@@ -252,6 +252,14 @@ func TestSupervisorOnDutyAcrossTheFederation(t *testing.T) {
 	sv2.await("the desk", frameIs("desk"))
 	sv2.send(map[string]any{"type": "on_duty", "on": true})
 	awaitOnDutyAt(t, c2, "c1", 1)
+	// A script flipping duty is slowed down (each change is gossiped and
+	// audited): a fresh console's burst, then slow_down.
+	for i := 0; i < dutyChangeBurst+1; i++ {
+		sv2.send(map[string]any{"type": "on_duty", "on": i%2 == 1})
+	}
+	if f := sv2.await("slow_down for a flip flood", func(f map[string]any) bool { return f["code"] == "slow_down" }); f["retry_after_seconds"] == nil {
+		t.Errorf("slow_down without retry_after_seconds: %v", f)
+	}
 	if status, body := cookieCall(t, c1, http.MethodPost, "/v1/volunteer/logout", sup, nil); status/100 != 2 {
 		t.Fatalf("logout: HTTP %d %s", status, body)
 	}
