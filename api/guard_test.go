@@ -410,3 +410,57 @@ func TestNoDirectoryListings(t *testing.T) {
 		}
 	}
 }
+
+// One address guessing resume secrets (a stranger hammering
+// /v1/chat/resume) gets the same one refusal for each guess until its own
+// start allowance is spent, then 429 before any upgrade; meanwhile a
+// conversation from another address carries every message both ways, and
+// another address can still start a chat.
+func TestResumeGuessFloodCostsOthersNothing(t *testing.T) {
+	rig := newChatRig(t, func(c *Config, _ *Server) {
+		c.TrustedProxies, c.ChatStartsPerMinute, c.ChatStartBurst, c.MaxChatsPerAddress = loopbackProxies, 5, 5, 10
+	})
+	con := availableConsole(t, rig)
+	vis := rig.mustDial("visitor", "/v1/chat?channel=chat&lang=nb", dialOpts{xff: "198.51.100.7"})
+	contact := connect(t, vis, con, "Kari")
+
+	const guesser = "203.0.113.66"
+	refused, limited := 0, 0
+	for i := range 40 {
+		conn, resp, err := rig.dial("/v1/chat/resume", dialOpts{xff: guesser})
+		if err != nil {
+			if resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+				t.Fatalf("guess %d: %v, want a refusal frame or 429", i, err)
+			}
+			limited++
+			continue
+		}
+		g := &sockPeer{t: t, name: fmt.Sprintf("guess %d", i), conn: conn, noise: map[string]bool{"beat": true}}
+		g.send(obj{"type": "resume", "secret": fmt.Sprintf("%043d", i), "received": 0})
+		if f := g.expectError("resume_refused"); f.Error != switchboard.ErrResumeRefused.Error() {
+			t.Fatalf("guess %d: %s, want the one refusal", i, f.raw)
+		}
+		refused++
+		_ = conn.CloseNow()
+		// The conversation goes on between guesses.
+		vis.send(obj{"type": "message", "id": fmt.Sprintf("v%d", i), "text": "still here"})
+		if m := con.expect("message"); m.Text != "still here" {
+			t.Fatalf("console got %s", m.raw)
+		}
+		vis.expect("delivered")
+		if err := con.conn.Write(context.Background(), websocket.MessageText, []byte(fmt.Sprintf(`{"type":"message","contact":%q,"id":"w%d","text":"I hear you"}`, contact, i))); err != nil {
+			t.Fatal(err)
+		}
+		if m := vis.expect("message"); m.Text != "I hear you" {
+			t.Fatalf("visitor got %s", m.raw)
+		}
+		con.expect("delivered")
+	}
+	if refused != 5 || limited != 35 {
+		t.Fatalf("%d guesses refused by frame, %d by 429; want 5 and 35 (the guesser's own start allowance)", refused, limited)
+	}
+	if v := refusalCount(t, rig.srv, whoVisitor, refusedResume); v != 5 {
+		t.Fatalf("resume refusals counted %v, want 5", v)
+	}
+	rig.mustDial("another visitor", "/v1/chat?channel=chat&lang=nb", dialOpts{xff: "198.51.100.8"}).expect("queued")
+}
