@@ -364,28 +364,14 @@ func (p *frontProxy) kill() {
 // transcript, and what the visitor writes then reaches Bea once.
 func TestChatPageSurvivesItsCentresDeathMidConversation(t *testing.T) {
 	browser := newBrowser(t)
-	root := t.TempDir()
 	var front *frontProxy
-	fed := fedtest.Start(t, localfed.Driver[pageConfig, *pageCentre]{
-		Prepare: func(id string, _ int) (pageConfig, *consensus.Centre, error) {
-			cfg, admit, err := preparePageCentre(t, filepath.Join(root, id), id)
-			cfg.api = fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t))
-			cfg.node.PublicURL = "http://" + cfg.api
-			if id == "c1" { // c1's public face is the proxy
-				front = newFrontProxy(t, fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t)))
-				go front.to(cfg.api)
-				cfg.node.PublicURL = "http://" + front.ln.Addr().String()
-			}
-			return cfg, admit, err
-		},
-		Start:  startPageCentre,
-		Member: func(pc *pageCentre) localfed.Member { return pc.node },
-		Stop: func(pc *pageCentre) error {
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer cancel()
-			return errors.Join(pc.srv.Stop(ctx), pc.node.Stop())
-		},
-	}, 2)
+	fed := newEntryFederationWith(t, 2, func(id string, cfg *pageConfig) {
+		if id == "c1" { // c1's public face is the proxy
+			front = newFrontProxy(t, fmt.Sprintf("127.0.0.1:%d", fedtest.FreePort(t)))
+			go front.to(cfg.api)
+			cfg.node.PublicURL = "http://" + front.ln.Addr().String()
+		}
+	})
 	c1, c2 := fed.Member("c1"), fed.Member("c2")
 	c1url := "http://" + front.ln.Addr().String()
 	for _, pc := range fed.Live() {

@@ -44,18 +44,8 @@ func pageLogin(t *testing.T, pc *pageCentre, id, password string) *http.Cookie {
 // pageCall sends a bodiless request with cookie and returns status and body.
 func pageCall(t *testing.T, pc *pageCentre, method, path string, cookie *http.Cookie) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, pc.url+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.AddCookie(cookie)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	status, b := cookieCall(t, pc, method, path, cookie, nil)
+	return status, string(b)
 }
 
 // openConsoleWith dials pc's console with cookie: the socket and its first
