@@ -36,6 +36,8 @@ type consoleFrame struct {
 	Phone *string `json:"phone,omitempty"`
 	// SDP is the browser's WebRTC offer (answer_call).
 	SDP string `json:"sdp,omitempty"`
+	// Reason is why the volunteer asks for support (ask_support).
+	Reason string `json:"reason,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -51,6 +53,9 @@ var consoleFields = map[string]map[string]bool{
 	// The browser phone (softphone.go).
 	"answer_call": {"contact": true, "sdp": true},
 	"hang_up":     {"contact": true},
+	// Asking for a supervisor (switchboard/support.go).
+	"ask_support": {"contact": true, "reason": false},
+	"end_support": {"contact": true},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -70,14 +75,14 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, answer_call or hang_up)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, answer_call, hang_up, ask_support or end_support)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
 		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
-		"sdp": f.SDP != "",
+		"sdp": f.SDP != "", "reason": f.Reason != "",
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "reason"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -94,6 +99,24 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 
 // Console frames beyond the shared ones.
 type (
+	// supportFrame tells the volunteer how their support request goes:
+	// state asked (ringing at centre, "" ours), coming (supervisor took
+	// it and reads along), unavailable, or over (reason says why).
+	supportFrame struct {
+		Type       string `json:"type"`
+		Contact    string `json:"contact"`
+		State      string `json:"state"`
+		Supervisor string `json:"supervisor,omitempty"`
+		Centre     string `json:"centre,omitempty"`
+		Reason     string `json:"reason,omitempty"`
+	}
+	whisperFrame struct {
+		Type       string `json:"type"`
+		Contact    string `json:"contact"`
+		ID         string `json:"id"`
+		Text       string `json:"text"`
+		Supervisor string `json:"supervisor"`
+	}
 	policyFrame struct {
 		Type      string   `json:"type"`
 		Topics    []string `json:"topics"`
@@ -264,6 +287,10 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 		err = c.answerCall(f.Contact, f.SDP)
 	case "hang_up":
 		err = c.hangUp(f.Contact)
+	case "ask_support":
+		err = cs.AskSupport(f.Contact, f.Reason)
+	case "end_support":
+		err = cs.EndSupport(f.Contact)
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -382,6 +409,11 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 			by = switchboard.ByVisitor
 		}
 		c.ws.send(endedFrame{Type: "ended", Contact: contact, By: by})
+	case switchboard.EventSupport:
+		c.ws.send(supportFrame{Type: "support", Contact: contact, State: e.By, Supervisor: e.Alias, Centre: e.Centre, Reason: e.Text})
+	case switchboard.EventWhisper:
+		// Only ever here: a supervisor's note is the volunteer's alone.
+		c.ws.send(whisperFrame{Type: "whisper", Contact: contact, ID: e.ID, Text: e.Text, Supervisor: e.Alias})
 	case switchboard.EventReconnecting, switchboard.EventResumed:
 		// The visitor's centre was lost and the conversation is held for
 		// them, or they are back (switchboard/resume.go).

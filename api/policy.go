@@ -51,6 +51,8 @@ func policyFields(p *consensus.Policy) map[string]any {
 		"emergency_numbers":      &p.EmergencyNumbers,
 		"open_hours":             &p.OpenHours,
 		"time_zone":              &p.TimeZone,
+		"supervision_order":      &p.SupervisionOrder,
+		"read_along_silent":      &p.ReadAlongSilent,
 	}
 }
 

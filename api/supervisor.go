@@ -6,8 +6,11 @@ package api
 // waiting, the volunteers signed in) with the federation's count of
 // supervisors on duty per centre. The protocol is in docs/api.md, "The
 // supervisor console". The desk holds no visitor's words or address, and
-// the federation learns only how many are on duty, never who. Asking for
-// support, reading along, whispering and transfer are not built yet.
+// the federation learns only how many are on duty, never who. On duty,
+// the console rings with volunteers' support requests (here, and from
+// centres without a supervisor of their own); the supervisor who takes one
+// reads the conversation along from then on and may whisper to the
+// volunteer (switchboard/support.go). What they read is never stored.
 
 import (
 	"net/http"
@@ -36,6 +39,10 @@ const (
 type supervisorFrame struct {
 	Type string `json:"type"`
 	On   *bool  `json:"on,omitempty"`
+	// Support is a support request's id (take, whisper, leave).
+	Support string `json:"support,omitempty"`
+	ID      string `json:"id,omitempty"`
+	Text    string `json:"text,omitempty"`
 }
 
 // decodeSupervisorFrame parses and shape-checks one supervisor frame.
@@ -46,13 +53,24 @@ func decodeSupervisorFrame(b []byte) (supervisorFrame, error) {
 	}
 	switch f.Type {
 	case "on_duty":
-		if f.On == nil {
-			return supervisorFrame{}, badFrame("bad_frame", "on_duty needs on (true or false)")
+		if f.On == nil || f.Support != "" || f.ID != "" || f.Text != "" {
+			return supervisorFrame{}, badFrame("bad_frame", "on_duty takes on (true or false) only")
+		}
+	case "take", "leave":
+		if f.Support == "" || f.On != nil || f.ID != "" || f.Text != "" {
+			return supervisorFrame{}, badFrame("bad_frame", "%s takes support (the request's id) only", f.Type)
+		}
+	case "whisper":
+		if f.Support == "" || f.ID == "" || f.Text == "" || f.On != nil {
+			return supervisorFrame{}, badFrame("bad_frame", "whisper needs support, id and text")
 		}
 	case "":
 		return supervisorFrame{}, badFrame("bad_frame", "the frame has no type")
 	default:
-		return supervisorFrame{}, badFrame("unknown_type", "unknown type %q (want on_duty)", clipText(f.Type))
+		return supervisorFrame{}, badFrame("unknown_type", "unknown type %q (want on_duty, take, whisper or leave)", clipText(f.Type))
+	}
+	if len(f.Support) > 64 || len(f.ID) > switchboard.MaxMessageIDBytes || len(f.Text) > switchboard.MaxNoteBytes {
+		return supervisorFrame{}, badFrame("bad_frame", "support id, id or text too long (text: at most %d bytes)", switchboard.MaxNoteBytes)
 	}
 	return f, nil
 }
@@ -110,7 +128,63 @@ type supervisorConn struct {
 	mu      sync.Mutex
 	duty    *switchboard.Duty // nil while off duty
 	changes *rate.Limiter     // the duty changes the supervisor may ask for
+	notes   *rate.Limiter     // the whispers they may send
 }
+
+// Supervisor console frames for support (docs/api.md, "The supervisor
+// console"): what rings, what is read along, and ends.
+type (
+	supportAskedFrame struct {
+		Type      string `json:"type"`
+		Support   string `json:"support"`
+		Reason    string `json:"reason"`
+		Channel   string `json:"channel"`
+		Language  string `json:"language"`
+		Volunteer string `json:"volunteer"`
+		// Centre is the volunteer's centre when it is another.
+		Centre string `json:"centre,omitempty"`
+	}
+	supportEndFrame struct {
+		Type    string `json:"type"`
+		Support string `json:"support"`
+		Reason  string `json:"reason"`
+	}
+	readAlongFrame struct {
+		Type    string `json:"type"`
+		Support string `json:"support"`
+		// Kind: message (By: visitor or volunteer), delivered (a whisper
+		// reached the volunteer), or ended.
+		Kind string `json:"kind"`
+		ID   string `json:"id,omitempty"`
+		Text string `json:"text,omitempty"`
+		By   string `json:"by,omitempty"`
+	}
+)
+
+// The supervisor console is the switchboard's DutySink.
+
+func (c *supervisorConn) SupportAsked(a switchboard.SupportAlert) {
+	c.ws.send(supportAskedFrame{Type: "support_asked", Support: a.ID, Reason: a.Reason, Channel: a.Channel, Language: a.Language, Volunteer: a.Volunteer, Centre: a.Centre})
+}
+
+func (c *supervisorConn) SupportWithdrawn(id, reason string) {
+	c.ws.send(supportEndFrame{Type: "support_withdrawn", Support: id, Reason: reason})
+}
+
+func (c *supervisorConn) ReadAlong(id string, e switchboard.Event) {
+	c.ws.send(readAlongFrame{Type: "read", Support: id, Kind: string(e.Kind), ID: e.ID, Text: e.Text, By: e.By})
+}
+
+func (c *supervisorConn) SupportEnded(id, reason string) {
+	c.ws.send(supportEndFrame{Type: "support_ended", Support: id, Reason: reason})
+}
+
+// Whispers a console may send: far more than a person writes, far fewer
+// than a script would.
+const (
+	whisperBurst = 10
+	whisperEvery = 500 * time.Millisecond
+)
 
 func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
 	who, ok := s.staffActor(w, r, []byte(s.cfg.AdminToken))
@@ -143,7 +217,8 @@ func (s *Server) supervisorConsole(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.finish()
 	c := &supervisorConn{s: s, ws: ws, sb: sb, supervisor: who.id, role: who.role, sessionKey: sess.key,
-		changes: rate.NewLimiter(rate.Every(dutyChangeEvery), dutyChangeBurst)}
+		changes: rate.NewLimiter(rate.Every(dutyChangeEvery), dutyChangeBurst),
+		notes:   rate.NewLimiter(rate.Every(whisperEvery), whisperBurst)}
 
 	s.sockMu.Lock()
 	if s.supervisorConns == nil {
@@ -218,7 +293,11 @@ func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
 	if !ok {
 		return
 	}
-	if f.Type == "on_duty" {
+	if f.Type != "on_duty" {
+		c.support(f)
+		return
+	}
+	{
 		if *f.On && !c.stillSupervisor() {
 			c.ws.send(errorFrame{Type: "error", Code: "forbidden", Error: rightSupervise.needs()})
 			return
@@ -234,6 +313,41 @@ func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
 		if err := c.setDuty(*f.On, ""); err != nil {
 			c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error()})
 		}
+	}
+}
+
+// support takes, whispers in or leaves a support request.
+func (c *supervisorConn) support(f supervisorFrame) {
+	c.mu.Lock()
+	d := c.duty
+	c.mu.Unlock()
+	if d == nil || !d.OnDuty() {
+		c.ws.send(errorFrame{Type: "error", Code: "off_duty", Error: "go on duty first: support requests ring for supervisors on duty"})
+		return
+	}
+	var err error
+	switch f.Type {
+	case "take":
+		if !c.stillSupervisor() {
+			err = badFrame("forbidden", "%s", rightSupervise.needs())
+			break
+		}
+		if err = d.TakeSupport(f.Support); err == nil {
+			c.audit("supervisor.take_support", "")
+		}
+	case "leave":
+		if err = d.LeaveSupport(f.Support); err == nil {
+			c.audit("supervisor.leave_support", "")
+		}
+	case "whisper":
+		if !c.notes.Allow() {
+			c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: "whispers: too many too fast", ID: clipText(f.ID), RetryAfterSeconds: 1})
+			return
+		}
+		err = d.Whisper(f.Support, f.ID, f.Text)
+	}
+	if err != nil {
+		c.ws.send(errorFrame{Type: "error", Code: errorCode(err), Error: err.Error(), ID: clipText(f.ID)})
 	}
 }
 
@@ -256,7 +370,11 @@ func (c *supervisorConn) setDuty(on bool, why string) error {
 	case on && c.duty != nil && c.duty.OnDuty():
 		return nil
 	case on:
-		d, err := c.sb.GoOnDuty(c.supervisor)
+		alias := c.supervisor
+		if v, ok := c.s.localVolunteer(c.supervisor); ok && v.Alias != "" {
+			alias = v.Alias
+		}
+		d, err := c.sb.GoOnDuty(c.supervisor, alias, c)
 		if err != nil {
 			return err
 		}

@@ -20,13 +20,17 @@ import (
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/browsertest"
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 func TestDecodeSupervisorFrame(t *testing.T) {
 	on, off := true, false
 	good := map[string]supervisorFrame{
-		`{"type":"on_duty","on":true}`:  {Type: "on_duty", On: &on},
-		`{"type":"on_duty","on":false}`: {Type: "on_duty", On: &off},
+		`{"type":"on_duty","on":true}`:                             {Type: "on_duty", On: &on},
+		`{"type":"on_duty","on":false}`:                            {Type: "on_duty", On: &off},
+		`{"type":"take","support":"s1"}`:                           {Type: "take", Support: "s1"},
+		`{"type":"leave","support":"s1"}`:                          {Type: "leave", Support: "s1"},
+		`{"type":"whisper","support":"s1","id":"w1","text":"ask"}`: {Type: "whisper", Support: "s1", ID: "w1", Text: "ask"},
 	}
 	for in, want := range good {
 		got, err := decodeSupervisorFrame([]byte(in))
@@ -40,7 +44,12 @@ func TestDecodeSupervisorFrame(t *testing.T) {
 		`{"type":"on_duty","on":"yes"}`:                    "malformed",
 		`{"type":"on_duty","on":true,"who":"me"}`:          "malformed",
 		`{"type":"read_along","contact":"k1"}`:             "malformed",
-		`{"type":"whisper"}`:                               "unknown_type",
+		`{"type":"whisper"}`:                               "bad_frame",
+		`{"type":"take"}`:                                  "bad_frame",
+		`{"type":"take","support":"s1","on":true}`:         "bad_frame",
+		`{"type":"leave","support":"s1","text":"x"}`:       "bad_frame",
+		`{"type":"whisper","support":"s1","id":"w"}`:       "bad_frame",
+		`{"type":"read_along","support":"s1"}`:             "unknown_type",
 		`{"on":true}`:                                      "bad_frame",
 		`{"type":"on_duty","on":true} {}`:                  "malformed",
 		`[{"type":"on_duty","on":true}]`:                   "malformed",
@@ -57,6 +66,7 @@ func FuzzSupervisorFrame(f *testing.F) {
 	for _, s := range []string{
 		`{"type":"on_duty","on":true}`, `{"type":"on_duty","on":false}`, `{"type":"on_duty"}`,
 		`{"type":"on_duty","on":null}`, `{"type":"x"}`, `{}`, `[{}]`, `"x"`, `{"type":"on_duty","on":1}`,
+		`{"type":"take","support":"s1"}`, `{"type":"whisper","support":"s1","id":"w1","text":"ask"}`, `{"type":"leave","support":"s"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -76,8 +86,15 @@ func FuzzSupervisorFrame(f *testing.F) {
 		if len(b) > maxFrameBytes {
 			t.Fatalf("accepted a %d-byte frame", len(b))
 		}
-		if fr.Type != "on_duty" || fr.On == nil {
+		switch {
+		case fr.Type == "on_duty" && fr.On != nil && fr.Support == "" && fr.Text == "":
+		case (fr.Type == "take" || fr.Type == "leave") && fr.Support != "" && fr.On == nil && fr.Text == "":
+		case fr.Type == "whisper" && fr.Support != "" && fr.ID != "" && fr.Text != "" && len(fr.Text) <= switchboard.MaxNoteBytes:
+		default:
 			t.Fatalf("accepted %+v", fr)
+		}
+		if len(fr.Support) > 64 || len(fr.ID) > switchboard.MaxMessageIDBytes {
+			t.Fatalf("accepted oversized ids %+v", fr)
 		}
 	})
 }

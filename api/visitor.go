@@ -287,7 +287,8 @@ func (v *visitorConn) Event(e switchboard.Event) {
 			by = switchboard.ByVolunteer
 		}
 		v.ws.sendThenClose(endedFrame{Type: "ended", By: by}, websocket.StatusNormalClosure, "conversation ended")
-	case switchboard.EventMove, switchboard.EventStayed:
+	case switchboard.EventMove, switchboard.EventStayed, switchboard.EventSupervised:
+		// supervised: a supervisor reads along now (the policy tells).
 		v.ws.send(contactFrame{Type: string(e.Kind)})
 	}
 }

@@ -80,12 +80,15 @@ type CentreURL struct {
 }
 
 var (
-	idPattern    = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
-	peerPattern  = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
-	phonePattern = regexp.MustCompile(`^\+?[0-9][0-9 ()-]{1,19}$`)
-	hashPattern  = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	clockPattern = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
-	zonePattern  = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$`)
+	idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,31}$`)
+	// maxCentresInOrder bounds the policy's supervision_order: more
+	// centres than any national helpline has.
+	maxCentresInOrder = 64
+	peerPattern       = regexp.MustCompile(`^[1-9A-HJ-NP-Za-km-z]{46,64}$`)
+	phonePattern      = regexp.MustCompile(`^\+?[0-9][0-9 ()-]{1,19}$`)
+	hashPattern       = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	clockPattern      = regexp.MustCompile(`^([01][0-9]|2[0-3]):[0-5][0-9]$`)
+	zonePattern       = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_+-]{0,30}(/[A-Za-z0-9_+-]{1,30}){0,2}$`)
 )
 
 const (
@@ -370,6 +373,14 @@ func (p *Policy) validate(bad badFunc) error {
 	// and whether a zone loads depends on the machine's time zone data.
 	if p.TimeZone != "" && !zonePattern.MatchString(p.TimeZone) {
 		return in("/time_zone", bad("time zone %q is not an IANA zone name like Europe/Oslo", clip(p.TimeZone)))
+	}
+	if len(p.SupervisionOrder) > maxCentresInOrder {
+		return in("/supervision_order", bad("at most %d centres in supervision_order", maxCentresInOrder))
+	}
+	for i, c := range p.SupervisionOrder {
+		if !idPattern.MatchString(c) || slices.Contains(p.SupervisionOrder[:i], c) {
+			return in(fmt.Sprintf("/supervision_order/%d", i), bad("supervision_order: %q is not a centre id (1-32 of a-z, 0-9 and -), or is named twice", clip(c)))
+		}
 	}
 	if n := len(p.canonicalJSON()); n > maxPolicyBytes {
 		return in("/emergency_numbers", bad("the policy encodes to %d bytes, at most %d: give fewer or shorter emergency numbers' names", n, maxPolicyBytes))

@@ -25,6 +25,12 @@ func setPolicy(p Policy, expected string) Command {
 	return Command{Version: CommandVersion, Op: OpSetPolicy, Policy: &p, ExpectedPolicyVersion: expected}
 }
 
+func supervised(mod func(*Policy)) Policy {
+	p := DefaultPolicy()
+	mod(&p)
+	return p
+}
+
 // A set_policy is level 1 as before unless it carries names or an expected
 // version; then 4, which this build speaks.
 func TestCommandLevel(t *testing.T) {
@@ -45,6 +51,8 @@ func TestCommandLevel(t *testing.T) {
 		{"put_volunteer", volunteer("v1", "oslo", "nb"), 1},
 		{"put_volunteer supervisor", withRole(volunteer("v1", "oslo", "nb"), RoleSupervisor), 1},
 		{"put_volunteer coordinator", withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator), 6},
+		{"supervision order", setPolicy(supervised(func(p *Policy) { p.SupervisionOrder = []string{"oslo"} }), ""), 7},
+		{"read along silent", setPolicy(supervised(func(p *Policy) { p.ReadAlongSilent = true }), ""), 7},
 	} {
 		if got := CommandLevel(tc.cmd); got != tc.want {
 			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)

@@ -23,9 +23,10 @@ import (
 // adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
 // set_policy: emergency numbers' names per language and the expected
 // policy version, 5 adds set_centre_public_url, 6 adds the coordinator
-// role to put_volunteer. A release that adds an
+// role to put_volunteer, 7 adds two fields to set_policy: the
+// supervision order and read_along_silent. A release that adds an
 // operation, or a field an older release would refuse, raises it.
-const RosterLevel = 6
+const RosterLevel = 7
 
 // levelCheckTimeout bounds the leader's question about the other centres'
 // levels: a centre that does not answer in time counts with the level last
@@ -67,6 +68,9 @@ func CommandLevel(cmd Command) int {
 	if cmd.Op == OpPutVolunteer && cmd.Volunteer != nil && cmd.Volunteer.Role == RoleCoordinator {
 		level = max(level, 6)
 	}
+	if cmd.Op == OpSetPolicy && cmd.Policy != nil && (len(cmd.Policy.SupervisionOrder) > 0 || cmd.Policy.ReadAlongSilent) {
+		level = max(level, 7)
+	}
 	return level
 }
 
@@ -92,6 +96,9 @@ func describe(cmd Command) string {
 		}
 		if cmd.ExpectedPolicyVersion != "" {
 			what = append(what, "a version check (If-Match, or any PATCH)")
+		}
+		if cmd.Policy != nil && (len(cmd.Policy.SupervisionOrder) > 0 || cmd.Policy.ReadAlongSilent) {
+			what = append(what, "supervision_order or read_along_silent")
 		}
 		return fmt.Sprintf("%s with %s", cmd.Op, strings.Join(what, " and "))
 	}

@@ -29,8 +29,8 @@ func TestOpLevel(t *testing.T) {
 			t.Errorf("%s is above RosterLevel %d", op, RosterLevel)
 		}
 	}
-	if RosterLevel != 6 {
-		t.Errorf("RosterLevel = %d, want 6", RosterLevel)
+	if RosterLevel != 7 {
+		t.Errorf("RosterLevel = %d, want 7", RosterLevel)
 	}
 	if got := OpLevel("merge_centres"); got <= RosterLevel {
 		t.Errorf("an unknown operation has level %d, within what this build speaks", got)

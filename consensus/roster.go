@@ -77,6 +77,14 @@ type Policy struct {
 	// OpenHours are when volunteers answer, in TimeZone; none means always.
 	OpenHours []OpenPeriod `json:"open_hours,omitempty"`
 	TimeZone  string       `json:"time_zone,omitempty"`
+	// SupervisionOrder is the order in which a centre without a
+	// supervisor on duty asks the others' supervisors for support (centre
+	// ids; centres it does not name come after, by id). Level 7.
+	SupervisionOrder []string `json:"supervision_order,omitempty"`
+	// ReadAlongSilent: a visitor is not told when a supervisor reads along
+	// (the helpline's own privacy notice says so). Unset, they are told,
+	// the safe default. Level 7.
+	ReadAlongSilent bool `json:"read_along_silent,omitempty"`
 }
 
 // EmergencyNumber is a number to call when the helpline cannot answer.

@@ -46,6 +46,16 @@ func (d desk) Reserve(o switchboard.IncomingOffer) (overflow.Reservation, error)
 
 var _ overflow.Reservation = (*switchboard.Reservation)(nil)
 
+func (d desk) ReceiveSupport(in switchboard.IncomingSupport) (overflow.SupportReservation, error) {
+	res, err := d.sb.ReceiveSupport(in)
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+var _ overflow.SupportDesk = desk{}
+
 func (n *Node) newSwitchboard() *switchboard.Switchboard {
 	ring := 20 * time.Second
 	if n.cfg.RingTimeout > 0 {
@@ -60,7 +70,13 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		Languages: func() []string { return n.consensus.Roster().Policy.Languages },
 		Topics:    func() []string { return n.consensus.Roster().Policy.Topics },
 		Overflow:  n.router,
-		OnChange:  n.pokePublish,
+		// Other centres' supervisors back ours; the visitor is told a
+		// supervisor reads along unless the policy says the helpline's
+		// own notice covers it.
+		Supervision:     n.router,
+		SupportRing:     n.cfg.SupportRing,
+		ReadAlongNotice: func() bool { return !n.consensus.Roster().Policy.ReadAlongSilent },
+		OnChange:        n.pokePublish,
 		// Speed-to-answer buckets: the same as the exported histogram's.
 		AnswerBuckets: speedToAnswerBuckets,
 		MaxQueue:      n.cfg.MaxQueue,

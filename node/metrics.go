@@ -3,6 +3,7 @@ package node
 import (
 	"errors"
 	"math"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -63,6 +64,7 @@ type metricsCollector struct {
 	raftState, raftLastContact, raftApplied                     *prometheus.Desc
 	raftVoters, up                                              *prometheus.Desc
 	transitions                                                 *prometheus.Desc
+	supportAsked, supportResults, timeToSupport                 *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -92,6 +94,9 @@ func newMetricsCollector(centre string) *metricsCollector {
 		raftApplied:          d("helpmesh_raft_applied_index", "The last Raft log index applied to this centre's roster."),
 		raftVoters:           d("helpmesh_raft_voters", "Raft voters in this centre's configuration."),
 		up:                   d("helpmesh_up", "1 while the centre's metrics are served."),
+		supportAsked:         d("helpmesh_support_requests_total", "Support requests this centre's volunteers made, by reason (risk, abuse, unsure, tired, none).", "reason"),
+		supportResults:       d("helpmesh_support_results_total", "How this centre's volunteers' support requests ended: taken (a supervisor here or elsewhere read along), unavailable (nobody took it) or cancelled.", "reason", "result"),
+		timeToSupport:        d("helpmesh_time_to_support_seconds", "Time from a volunteer asking for support to a supervisor taking it."),
 		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
 	}
 }
@@ -119,6 +124,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
 		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
+		mc.supportAsked, mc.supportResults, mc.timeToSupport,
 	} {
 		ch <- d
 	}
@@ -186,6 +192,13 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	for k, v := range st.OffersReceived {
 		counter(mc.offersReceived, v, k.Centre, k.Result, k.Channel)
 	}
+	for _, reason := range append(slices.Clone(switchboard.SupportReasons), switchboard.SupportNoReason) {
+		counter(mc.supportAsked, st.SupportAsked[reason], reason)
+		for _, result := range []string{switchboard.SupportResultTaken, switchboard.SupportResultUnavailable, switchboard.SupportResultCancelled} {
+			counter(mc.supportResults, st.SupportRequests[switchboard.SupportKey{Reason: reason, Result: result}], reason, result)
+		}
+	}
+	ch <- prometheus.MustNewConstHistogram(mc.timeToSupport, st.TimeToSupport.Count, st.TimeToSupport.Sum, st.TimeToSupport.Buckets)
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)
 	}

@@ -79,6 +79,9 @@ type Config struct {
 	Registry *prometheus.Registry
 	// RingTimeout bounds how long an offer rings on a console (0: 20 s).
 	RingTimeout time.Duration
+	// SupportRing is how long a support request rings at one centre (0:
+	// switchboard.DefaultSupportRing).
+	SupportRing time.Duration
 	// MaxQueue bounds the contacts waiting per channel (0:
 	// switchboard.DefaultMaxQueue).
 	MaxQueue int
@@ -290,6 +293,7 @@ func (n *Node) start(ctx context.Context) error {
 	// overflows through it; then gossip, whose changes reach both.
 	n.router = overflow.NewRouter(overflow.RouterConfig{
 		Centre: n.cfg.Centre, Host: n.host, Directory: directory{n}, Logger: n.cfg.Logger,
+		SupportOrder: func() []string { return n.consensus.Roster().Policy.SupervisionOrder },
 	})
 	n.sb = n.newSwitchboard()
 	n.gossip, err = overflow.StartGossip(ctx, overflow.GossipConfig{

@@ -64,6 +64,8 @@ const (
 	frameAck       frameType = "ack"
 	frameHeartbeat frameType = "hb"
 	frameBye       frameType = "bye"
+	// frameSupport asks for a supervisor (support.go).
+	frameSupport frameType = "support"
 )
 
 // frame is every message on the offer stream.
@@ -79,11 +81,13 @@ type frame struct {
 	// ignore it and the page cannot resume there).
 	Resume string `json:"resume,omitempty"`
 	// Resumable, on an acceptance: the answering centre took Resume.
-	Resumable bool               `json:"resumable,omitempty"`
-	Reason    string             `json:"reason,omitempty"`
-	Seq       uint64             `json:"s,omitempty"`
-	Ack       uint64             `json:"a,omitempty"`
-	Event     *switchboard.Event `json:"e,omitempty"`
+	Resumable bool   `json:"resumable,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	// Why is a support request's reason (support.go).
+	Why   string             `json:"why,omitempty"`
+	Seq   uint64             `json:"s,omitempty"`
+	Ack   uint64             `json:"a,omitempty"`
+	Event *switchboard.Event `json:"e,omitempty"`
 }
 
 // Offer asks centre to take a contact and waits for its answer.

@@ -55,6 +55,8 @@ type RouterConfig struct {
 	Host      host.Host
 	Directory Directory
 	Logger    *slog.Logger
+	// SupportOrder ranks the centres asked for a supervisor (support.go).
+	SupportOrder SupportOrder
 }
 
 // Router sends our contacts to other centres and answers theirs. It
@@ -102,6 +104,7 @@ func (r *Router) Serve(desk Desk, members Membership) {
 	r.desk, r.members = desk, members
 	r.cfg.Host.SetStreamHandler(offerProtocol, func(s network.Stream) { r.serveOffer(s, false) })
 	r.cfg.Host.SetStreamHandler(callOfferProtocol, func(s network.Stream) { r.serveOffer(s, true) })
+	r.cfg.Host.SetStreamHandler(supportProtocol, r.serveSupport)
 }
 
 // Close stops answering offers and ends every goroutine the router
@@ -116,6 +119,7 @@ func (r *Router) Close() {
 	if served {
 		r.cfg.Host.RemoveStreamHandler(offerProtocol)
 		r.cfg.Host.RemoveStreamHandler(callOfferProtocol)
+		r.cfg.Host.RemoveStreamHandler(supportProtocol)
 	}
 	r.stop.Stop()
 }

@@ -219,6 +219,7 @@ func (s *Switchboard) loseVolunteerLocked(cv *conv) {
 		s.callOverLocked(rc, ByVolunteer)
 		return
 	}
+	s.endSupportOfConvLocked(cv, "the volunteer's console closed")
 	delete(cv.vol.active, cv.id)
 	switch {
 	case cv.visitor != nil:

@@ -16,6 +16,7 @@ func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
 	} else if v := cv.vol; v != nil {
 		id := cv.id
 		v.out.post(func() { v.sink.Event(id, e) })
+		s.mirrorLocked(cv, e, SaidByVisitor)
 		if e.Kind == EventMessage {
 			c := cv.visitor
 			c.out.post(func() { c.visitor.Event(Event{Kind: EventDelivered, ID: e.ID}) })
@@ -29,6 +30,7 @@ func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
 // fromVolunteerLocked routes what our volunteer said.
 func (s *Switchboard) fromVolunteerLocked(cv *conv, e Event) {
 	v := cv.vol
+	s.mirrorLocked(cv, e, SaidByVolunteer)
 	if r := cv.resume; r != nil && e.Kind == EventMessage {
 		r.keepSent(e)
 		if cv.peer == nil {
@@ -51,8 +53,21 @@ func (s *Switchboard) fromVolunteerLocked(cv *conv, e Event) {
 	}
 }
 
+// toVisitorLocked tells the visitor of cv something that is not a
+// message: over the relay, or to our own visitor's page.
+func (s *Switchboard) toVisitorLocked(cv *conv, e Event) {
+	switch {
+	case cv.peer != nil:
+		_ = cv.peer.Send(e)
+	case cv.visitor != nil:
+		c := cv.visitor
+		c.out.post(func() { c.visitor.Event(e) })
+	}
+}
+
 // endLocked closes a conversation on this centre's side.
 func (s *Switchboard) endLocked(cv *conv) {
+	s.endSupportOfConvLocked(cv, "the conversation ended")
 	if v := cv.vol; v != nil {
 		if _, ok := v.active[cv.id]; ok {
 			delete(v.active, cv.id)

@@ -233,6 +233,7 @@ func (s *Switchboard) visitorEventLocked(cv *conv, e Event) {
 		}
 	}
 	v.out.post(func() { v.sink.Event(id, e) })
+	s.mirrorLocked(cv, e, SaidByVisitor)
 	if e.Kind == EventMessage {
 		_ = cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
 	}

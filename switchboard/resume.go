@@ -191,6 +191,7 @@ func (s *Switchboard) holdLocked(cv *conv, undelivered int) {
 // arrived.
 func (s *Switchboard) loseReceivedLocked(cv *conv, undelivered int) {
 	v, id := cv.vol, cv.id
+	s.endSupportOfConvLocked(cv, "the visitor's centre was lost")
 	delete(v.active, id)
 	v.idleSince = time.Now()
 	s.finishReceivedLocked(cv.received)

@@ -7,8 +7,8 @@ package switchboard
 // console closes. The desk counts who is on duty (SupervisorsOnDuty, which
 // the node gossips: whether a centre has a supervisor, never who) and
 // shows them a snapshot of the desk (DeskView): the contacts waiting and
-// the volunteers signed in, with nothing about any visitor. Asking for
-// support, reading along, whispering and transfer are not built yet.
+// the volunteers signed in, with nothing about any visitor. Support
+// requests, reading along and whispers are in support.go.
 
 import (
 	"cmp"
@@ -18,8 +18,12 @@ import (
 
 // supervisor is one supervisor on duty here.
 type supervisor struct {
-	id    string
-	since time.Time
+	id, alias string
+	since     time.Time
+	sink      DutySink
+	out       *outbox
+	// seats are the conversations they read along, by support id.
+	seats map[string]*seat
 }
 
 // Duty is a supervisor's time on duty, from GoOnDuty to OffDuty.
@@ -28,10 +32,12 @@ type Duty struct {
 	sup *supervisor
 }
 
-// GoOnDuty puts a supervisor (a roster id) on duty. Going on duty again,
-// from another console, replaces the earlier Duty: a person counts once.
-func (s *Switchboard) GoOnDuty(id string) (*Duty, error) {
-	if id == "" {
+// GoOnDuty puts a supervisor (a roster id, and the alias volunteers see)
+// on duty; sink hears the support requests and what they read along.
+// Going on duty again, from another console, replaces the earlier Duty: a
+// person counts once.
+func (s *Switchboard) GoOnDuty(id, alias string, sink DutySink) (*Duty, error) {
+	if id == "" || sink == nil {
 		return nil, ErrBadRequest
 	}
 	s.mu.Lock()
@@ -42,8 +48,18 @@ func (s *Switchboard) GoOnDuty(id string) (*Duty, error) {
 	if s.supervisors == nil {
 		s.supervisors = map[string]*supervisor{}
 	}
-	sup := &supervisor{id: id, since: time.Now()}
+	if old := s.supervisors[id]; old != nil {
+		s.endSeatsOfLocked(old, "on duty from another console")
+	}
+	sup := &supervisor{id: id, alias: alias, since: time.Now(), sink: sink, out: s.newOutbox(), seats: map[string]*seat{}}
 	s.supervisors[id] = sup
+	// What already rings here rings for them too.
+	for _, al := range s.alerts {
+		if al.takenBy == nil {
+			a := al.a
+			sup.out.post(func() { sink.SupportAsked(a) })
+		}
+	}
 	s.changedLocked()
 	return &Duty{s: s, sup: sup}, nil
 }
@@ -54,6 +70,7 @@ func (d *Duty) OffDuty() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.supervisors[d.sup.id] == d.sup {
+		s.endSeatsOfLocked(d.sup, "the supervisor went off duty")
 		delete(s.supervisors, d.sup.id)
 		s.changedLocked()
 	}

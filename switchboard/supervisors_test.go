@@ -32,7 +32,7 @@ func TestSupervisorOnAndOffDuty(t *testing.T) {
 		t.Fatalf("on duty before anyone went: %d", n)
 	}
 	before := changes
-	d1, err := sb.GoOnDuty("sup-1")
+	d1, err := sb.GoOnDuty("sup-1", "sup-1", nopDuty{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,11 +44,11 @@ func TestSupervisorOnAndOffDuty(t *testing.T) {
 	}
 
 	// The same person from a second console: still one, the first duty is over.
-	d1b, err := sb.GoOnDuty("sup-1")
+	d1b, err := sb.GoOnDuty("sup-1", "sup-1", nopDuty{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	d2, err := sb.GoOnDuty("coord-2")
+	d2, err := sb.GoOnDuty("coord-2", "coord-2", nopDuty{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,11 +74,11 @@ func TestSupervisorOnAndOffDuty(t *testing.T) {
 	if n := sb.SupervisorsOnDuty(); n != 0 {
 		t.Fatalf("after everyone off duty: %d", n)
 	}
-	if _, err := sb.GoOnDuty(""); !errors.Is(err, ErrBadRequest) {
+	if _, err := sb.GoOnDuty("", "", nopDuty{}); !errors.Is(err, ErrBadRequest) {
 		t.Fatalf("on duty without an id: %v, want ErrBadRequest", err)
 	}
 	sb.Close()
-	if _, err := sb.GoOnDuty("sup-1"); !errors.Is(err, ErrClosed) {
+	if _, err := sb.GoOnDuty("sup-1", "sup-1", nopDuty{}); !errors.Is(err, ErrClosed) {
 		t.Fatalf("on duty at a closed desk: %v, want ErrClosed", err)
 	}
 }

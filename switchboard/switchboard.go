@@ -113,7 +113,14 @@ type Config struct {
 	ResumeGrace time.Duration
 	// MoveWait: see DefaultMoveWait (0: the default).
 	MoveWait time.Duration
-	Logger   *slog.Logger
+	// Supervision carries support requests to other centres' supervisors
+	// (nil: only ours); SupportRing is how long one rings at a centre (0:
+	// DefaultSupportRing). ReadAlongNotice says whether the visitor is told
+	// that a supervisor reads along (nil: told).
+	Supervision     Supervision
+	SupportRing     time.Duration
+	ReadAlongNotice func() bool
+	Logger          *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -222,6 +229,12 @@ type Stats struct {
 	OffersReceived map[OfferKey]uint64   // other centres' contacts offered to us
 	Volunteers     map[string]VolunteerCount
 	Queues         map[string]QueueView
+	// Support requests our volunteers made (support.go): asked, by reason;
+	// how each ended, by reason; and the time from asking to a supervisor
+	// taking it. Never per person.
+	SupportAsked    map[string]uint64
+	SupportRequests map[SupportKey]uint64
+	TimeToSupport   Histogram
 }
 
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
@@ -259,6 +272,9 @@ type Switchboard struct {
 	// watchers are poked when the desk may have changed.
 	supervisors map[string]*supervisor
 	watchers    map[chan struct{}]struct{}
+	// alerts are the support requests ringing on our supervisors' consoles
+	// (ours and other centres'), by support id (support.go).
+	alerts map[string]*alert
 }
 
 // New returns a switchboard for one centre.
@@ -297,14 +313,18 @@ func New(cfg Config) *Switchboard {
 	if cfg.MoveWait <= 0 {
 		cfg.MoveWait = DefaultMoveWait
 	}
+	if cfg.SupportRing <= 0 {
+		cfg.SupportRing = DefaultSupportRing
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
-		resumables: map[string]*received{},
+		resumables: map[string]*received{}, alerts: map[string]*alert{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
+			SupportAsked: map[string]uint64{}, SupportRequests: map[SupportKey]uint64{},
 		},
 		answers: map[Key][]time.Time{}, started: time.Now(),
 	}
@@ -396,6 +416,8 @@ type conv struct {
 	resumable bool
 	// started is when our volunteer took it (the supervisors' desk view).
 	started time.Time
+	// support is our volunteer's support request in it (support.go).
+	support *supportRequest
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.

@@ -130,6 +130,16 @@ const (
 	// EventStayed answers a page's stay when the conversation is still
 	// relayed (a drain's move): it goes on here.
 	EventStayed EventKind = "stayed"
+	// EventSupport tells a volunteer's console how their support request
+	// goes (By: SupportAsked, SupportComing, SupportUnavailable,
+	// SupportOver); it stays within their centre. EventWhisper is a
+	// supervisor's note to the volunteer: it never reaches a visitor
+	// (support.go). EventSupervised tells the visitor's page, per the
+	// policy, that a supervisor reads along: it travels on the relay from
+	// the volunteer's centre to the visitor's.
+	EventSupport    EventKind = "support"
+	EventWhisper    EventKind = "whisper"
+	EventSupervised EventKind = "supervised"
 )
 
 // Event is one thing one end of a conversation tells the other.
@@ -138,8 +148,13 @@ type Event struct {
 	// ID is the sender's id of a message (echoed in Delivered).
 	ID   string `json:"id,omitempty"`
 	Text string `json:"text,omitempty"`
-	// By says who ended the conversation.
+	// By says who ended the conversation (or, on a supervisor's seat, who
+	// said a message; of an EventSupport, how the request goes).
 	By string `json:"by,omitempty"`
+	// Alias is a supervisor's, on support events and whispers; Centre the
+	// supervisor's centre ("" the volunteer's own).
+	Alias  string `json:"alias,omitempty"`
+	Centre string `json:"centre,omitempty"`
 }
 
 // VisitorSink receives what the switchboard tells a visitor. Calls are made

@@ -97,6 +97,12 @@ func (s *Switchboard) Stats() Stats {
 	}
 	st.OffersSent = maps.Clone(s.stats.OffersSent)
 	st.OffersReceived = maps.Clone(s.stats.OffersReceived)
+	st.SupportAsked = maps.Clone(s.stats.SupportAsked)
+	st.SupportRequests = maps.Clone(s.stats.SupportRequests)
+	st.TimeToSupport.Buckets = make(map[float64]uint64, len(supportBuckets))
+	for _, le := range supportBuckets {
+		st.TimeToSupport.Buckets[le] = s.stats.TimeToSupport.Buckets[le]
+	}
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {

@@ -1,0 +1,247 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/logsink"
+	"github.com/helpmesh/helpmesh/switchboard"
+)
+
+// supportRig is issue 16's scene on real centres: a visitor at c1 (where
+// nobody is signed in) talks with Bea at c2 (no supervisor on duty there);
+// Sol, a supervisor at c3, is on duty. Every centre logs at debug level
+// into logs.
+type supportRig struct {
+	fed        *pageFederation
+	c1, c2, c3 *pageCentre
+	logs       *logsink.Buffer
+	bea, sol   *goVisitor // their consoles' sockets
+	visitor    *goVisitor
+	contact    string
+}
+
+func newSupportRig(t *testing.T) *supportRig {
+	t.Helper()
+	logs := &logsink.Buffer{}
+	l := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	fed := newEntryFederationWith(t, 3, func(_ string, cfg *pageConfig) { cfg.node.Logger, cfg.log = l, l })
+	r := &supportRig{fed: fed, c1: fed.Member("c1"), c2: fed.Member("c2"), c3: fed.Member("c3"), logs: logs}
+	const pw = "correct horse battery"
+	staffEnrol(t, r.c2, consensus.Volunteer{ID: "v-bea", Centre: "c2", Alias: "Bea", Channels: []string{"chat"},
+		Languages: []string{"nb"}, Capacity: 2, Role: consensus.RoleVolunteer}, pw)
+	staffEnrol(t, r.c3, consensus.Volunteer{ID: "s-sol", Centre: "c3", Alias: "Sol", Channels: []string{"chat"},
+		Languages: []string{"nb"}, Capacity: 1, Role: consensus.RoleSupervisor}, pw)
+
+	sc, status, body := dialSupervisor(t, r.c3, pageLogin(t, r.c3, "s-sol", pw))
+	if sc == nil {
+		t.Fatalf("Sol's supervisor console: HTTP %d %s", status, body)
+	}
+	r.sol = watchGoVisitor(t, sc)
+	r.sol.send(map[string]any{"type": "on_duty", "on": true})
+	awaitOnDutyAt(t, r.c2, "c3", 1)
+
+	conn, first, status, body := openConsoleWith(t, r.c2, pageLogin(t, r.c2, "v-bea", pw))
+	if conn == nil || first != "policy" {
+		t.Fatalf("Bea's console: %q, HTTP %d %s", first, status, body)
+	}
+	r.bea = watchGoVisitor(t, conn)
+	r.bea.send(map[string]any{"type": "available", "channel": "chat", "on": true})
+	waitFreeAt(t, r.c1, "c2", "nb")
+	r.visitor = dialGoVisitor(t, r.c1, "nb")
+	offer := r.bea.await("the offer", frameIs("offer"))
+	r.contact, _ = offer["contact"].(string)
+	r.bea.send(map[string]any{"type": "accept", "contact": r.contact})
+	r.visitor.await("connected", frameIs("connected"))
+	return r
+}
+
+// beaSays sends a message from Bea's console and waits for the visitor.
+func (r *supportRig) beaSays(id, text string) {
+	r.bea.send(map[string]any{"type": "message", "contact": r.contact, "id": id, "text": text})
+	r.visitor.await("Bea's "+id, func(f map[string]any) bool { return f["type"] == "message" && f["text"] == text })
+}
+
+// visitorSays sends a visitor's message and waits for Bea's console.
+func (r *supportRig) visitorSays(id, text string) {
+	r.visitor.send(map[string]any{"type": "message", "id": id, "text": text})
+	r.bea.await("the visitor's "+id, func(f map[string]any) bool { return f["type"] == "message" && f["text"] == text })
+}
+
+func readIs(kind, by, text string) func(map[string]any) bool {
+	return func(f map[string]any) bool {
+		return f["type"] == "read" && f["kind"] == kind && (by == "" || f["by"] == by) && (text == "" || f["text"] == text)
+	}
+}
+
+// allFrames is every frame g got, as JSON.
+func (v *goVisitor) allFrames() []byte {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	b, _ := json.Marshal(v.seen)
+	return b
+}
+
+// Issue 16, done-when points 1, 4 and 5 on real centres and sockets. Bea
+// at c2 asks for support (risk) in an overflowed conversation from c1; c2
+// has no supervisor on duty, so Sol at c3 gets the alert (naming Bea, c2
+// and the reason, nothing of the visitor); Bea hears it ring at c3, then
+// that Sol is coming; the visitor is told a supervisor reads along (the
+// default policy). Sol reads what is said from then on, not before, and
+// whispers: Bea gets the note, the visitor's socket never does. Then c3
+// crashes: Bea hears the support is over, and the conversation goes on
+// both ways with no requeue, no end and no lost message. Afterwards no
+// file under any centre's data directory, no log line, no metric and no
+// audit entry holds a word of the conversation or the whisper; c2's KPIs
+// count one request for risk, taken.
+func TestSupportAcrossCentresReadAlongWhisperAndTheSupervisorsCentreDying(t *testing.T) {
+	r := newSupportRig(t)
+	const (
+		before  = "canary-before-support jeg er redd"
+		during  = "canary-during-support jeg har en plan"
+		reply   = "canary-bea-reply takk for at du sier det"
+		whisper = "canary-whisper ask about the plan and the means"
+		after   = "canary-after-loss er du der fortsatt"
+		reply2  = "canary-bea-after ja, jeg er her"
+	)
+	r.visitorSays("m1", before)
+
+	r.bea.send(map[string]any{"type": "ask_support", "contact": r.contact, "reason": "risk"})
+	r.bea.await("the request ringing at c3", func(f map[string]any) bool {
+		return f["type"] == "support" && f["state"] == "asked" && f["centre"] == "c3"
+	})
+	alert := r.sol.await("the alert", frameIs("support_asked"))
+	if alert["reason"] != "risk" || alert["volunteer"] != "Bea" || alert["centre"] != "c2" || alert["channel"] != "chat" || alert["language"] != "nb" {
+		t.Fatalf("alert %v", alert)
+	}
+	if s, _ := alert["support"].(string); s == "" || s == r.contact {
+		t.Fatalf("the alert's id %q: must be its own, never the contact's", s)
+	}
+	r.sol.send(map[string]any{"type": "take", "support": alert["support"]})
+	r.bea.await("Sol coming", func(f map[string]any) bool {
+		return f["type"] == "support" && f["state"] == "coming" && f["supervisor"] == "Sol" && f["centre"] == "c3"
+	})
+	r.visitor.await("told a supervisor reads along", frameIs("supervised"))
+
+	r.visitorSays("m2", during)
+	r.sol.await("the visitor's message read along", readIs("message", "visitor", during))
+	r.beaSays("r1", reply)
+	r.sol.await("Bea's message read along", readIs("message", "volunteer", reply))
+	r.sol.send(map[string]any{"type": "whisper", "support": alert["support"], "id": "w1", "text": whisper})
+	r.bea.await("the whisper", func(f map[string]any) bool {
+		return f["type"] == "whisper" && f["text"] == whisper && f["supervisor"] == "Sol" && f["contact"] == r.contact
+	})
+	r.sol.await("the whisper delivered", func(f map[string]any) bool { return f["type"] == "read" && f["kind"] == "delivered" && f["id"] == "w1" })
+	if bytes.Contains(r.sol.allFrames(), []byte(before)) {
+		t.Error("Sol read what was said before she took the request")
+	}
+	// A volunteer cannot read along: the supervisor console refuses her,
+	// and her console has no such frame.
+	if conn, status, body := dialSupervisor(t, r.c2, pageLogin(t, r.c2, "v-bea", "correct horse battery")); conn != nil || status != http.StatusForbidden {
+		t.Fatalf("Bea's supervisor console: HTTP %d %s", status, body)
+	}
+	r.bea.send(map[string]any{"type": "read_along", "contact": r.contact})
+	r.bea.await("a refused read_along", func(f map[string]any) bool {
+		return f["type"] == "error" && f["code"] == "malformed" || f["code"] == "unknown_type"
+	})
+
+	// Point 5: the supervisor's centre dies.
+	r.c3.node.Crash()
+	over := r.bea.await("the support over", func(f map[string]any) bool { return f["type"] == "support" && f["state"] == "over" })
+	if !strings.Contains(over["reason"].(string), "supervisor's centre was lost") {
+		t.Errorf("support over: %v", over)
+	}
+	r.visitorSays("m3", after)
+	r.beaSays("r2", reply2)
+	vf := r.visitor.allFrames()
+	var frames []map[string]any
+	_ = json.Unmarshal(vf, &frames)
+	connected := 0
+	for _, f := range frames {
+		switch f["type"] {
+		case "requeued", "ended", "closed", "whisper", "move":
+			t.Errorf("the visitor got %v", f)
+		case "connected":
+			connected++
+		}
+	}
+	if connected != 1 {
+		t.Errorf("the visitor was connected %d times, want once", connected)
+	}
+	for _, secret := range []string{whisper, "Sol", "c3"} {
+		if bytes.Contains(vf, []byte(secret)) {
+			t.Errorf("the visitor's socket carried %q", secret)
+		}
+	}
+	if got := r.visitor.messages(); strings.Join(got, "|") != strings.Join([]string{reply, reply2}, "|") {
+		t.Errorf("the visitor's messages %q", got)
+	}
+
+	r.visitor.send(map[string]any{"type": "end"})
+	r.bea.await("the end", frameIs("ended"))
+	r.bea.send(map[string]any{"type": "end", "contact": r.contact, "topics": []string{"other"}, "age_group": "unknown"})
+	r.bea.await("categorised", frameIs("categorised"))
+
+	st := r.c2.node.Switchboard().Stats()
+	if st.SupportAsked["risk"] != 1 || st.SupportRequests[switchboard.SupportKey{Reason: "risk", Result: "taken"}] != 1 || st.TimeToSupport.Count != 1 {
+		t.Errorf("c2's support KPIs: %v %v %+v", st.SupportAsked, st.SupportRequests, st.TimeToSupport)
+	}
+	if tot := r.c1.node.Switchboard().Stats().Total(); tot.Offered != 1 || tot.AnsweredOverflow != 1 {
+		t.Errorf("c1's KPIs: %+v, want 1 offered, 1 answered by overflow", tot)
+	}
+
+	// Point 4: the privacy canary, across all three centres.
+	canaries := []string{before, during, reply, whisper, after, reply2, r.contact}
+	scan := func(what string, b []byte) {
+		for _, c := range canaries {
+			if bytes.Contains(b, []byte(c)) {
+				t.Errorf("%s holds %.30q", what, c)
+			}
+		}
+	}
+	scan("the logs", []byte(r.logs.String()))
+	for _, pc := range []*pageCentre{r.c1, r.c2} {
+		resp, err := http.Get(pc.url + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("helpmesh_support_requests_total")) {
+			t.Fatalf("%s /metrics: HTTP %d without the support counters", pc.node.Centre(), resp.StatusCode)
+		}
+		scan(pc.node.Centre()+"'s metrics", b)
+	}
+	audited := false
+	for _, pc := range []*pageCentre{r.c1, r.c2, r.c3} {
+		err := filepath.WalkDir(pc.node.DataDir(), func(path string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				return nil // a file the crashed store still holds open
+			}
+			scan(path, b)
+			if d.Name() == AuditFile && bytes.Contains(b, []byte(`"actor":"s-sol","role":"supervisor","action":"supervisor.take_support"`)) {
+				audited = true
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !audited {
+		t.Error("c3's audit log has no take_support by s-sol")
+	}
+}
