@@ -167,6 +167,10 @@ func (c *supervisorConn) SupportAsked(a switchboard.SupportAlert) {
 	c.ws.send(supportAskedFrame{Type: "support_asked", Support: a.ID, Reason: a.Reason, Channel: a.Channel, Language: a.Language, Volunteer: a.Volunteer, Centre: a.Centre})
 }
 
+func (c *supervisorConn) SupportTaken(a switchboard.SupportAlert) {
+	c.ws.send(supportAskedFrame{Type: "support_taken", Support: a.ID, Reason: a.Reason, Channel: a.Channel, Language: a.Language, Volunteer: a.Volunteer, Centre: a.Centre})
+}
+
 func (c *supervisorConn) SupportWithdrawn(id, reason string) {
 	c.ws.send(supportEndFrame{Type: "support_withdrawn", Support: id, Reason: reason})
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"io/fs"
@@ -9,10 +10,16 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/consensus"
+	"github.com/helpmesh/helpmesh/internal/browsertest"
 	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -243,5 +250,111 @@ func TestSupportAcrossCentresReadAlongWhisperAndTheSupervisorsCentreDying(t *tes
 	}
 	if !audited {
 		t.Error("c3's audit log has no take_support by s-sol")
+	}
+}
+
+// recordSocketJS keeps every frame a page's sockets receive in
+// window.__frames, so a test can assert on what reached the visitor's
+// socket as well as what the page shows.
+const recordSocketJS = `(function () {
+  var W = window.WebSocket;
+  window.__frames = [];
+  var R = function (u, p) {
+    var s = p === undefined ? new W(u) : new W(u, p);
+    s.addEventListener('message', function (ev) { window.__frames.push(String(ev.data)); });
+    return s;
+  };
+  R.prototype = W.prototype;
+  ['CONNECTING', 'OPEN', 'CLOSING', 'CLOSED'].forEach(function (k) { R[k] = W[k]; });
+  window.WebSocket = R;
+})();`
+
+// Issue 16, done-when point 1, in three browsers: a visitor's chat page at
+// c1, Bea's console at c2 and Sol's supervisor page at c3 (c2 has no
+// supervisor on duty). Bea presses "ask for support" with the reason
+// "risk"; Sol's page rings with it and she takes it; Bea's console shows
+// that Sol reads along; the visitor's page is told a supervisor supports
+// the volunteer. Sol's page shows the messages written from then on, both
+// ways; her note appears on Bea's console, marked delivered on hers, and
+// is neither on the visitor's page nor in any frame the visitor's socket
+// received.
+func TestSupportInThreeBrowsers(t *testing.T) {
+	fed := newEntryFederation(t, 3)
+	c1, c2, c3 := fed.Member("c1"), fed.Member("c2"), fed.Member("c3")
+	const pw = "correct horse battery"
+	staffEnrol(t, c2, consensus.Volunteer{ID: "v-bea", Centre: "c2", Alias: "Bea", Channels: []string{"chat"},
+		Languages: []string{"nb"}, Capacity: 1, Role: consensus.RoleVolunteer}, pw)
+	staffEnrol(t, c3, consensus.Volunteer{ID: "s-sol", Centre: "c3", Alias: "Sol", Channels: []string{"chat"},
+		Languages: []string{"nb"}, Capacity: 1, Role: consensus.RoleSupervisor}, pw)
+
+	sol := newTab(t, newBrowser(t))
+	consoleLogin(t, sol, c3, "s-sol", pw)
+	browsertest.Run(t, sol, "open the supervisor page", chromedp.Navigate(c3.url+"/supervisor"))
+	browsertest.Wait(t, sol, "the desk", `!document.querySelector('#view').hidden && document.documentElement.hasAttribute('data-lang-loaded')`, 15*time.Second)
+	browsertest.Run(t, sol, "go on duty", chromedp.Click("#on-duty", chromedp.ByQuery))
+	browsertest.Wait(t, sol, "on duty", `document.querySelector('#duty-card').classList.contains('is-on')`, 15*time.Second)
+	awaitOnDutyAt(t, c2, "c3", 1)
+
+	bea := newTab(t, newBrowser(t))
+	consoleLogin(t, bea, c2, "v-bea", pw)
+	browsertest.Run(t, bea, "available for chat", chromedp.Click("#available-chat", chromedp.ByQuery))
+	waitFreeAt(t, c1, "c2", "nb")
+
+	visitor := newTab(t, newBrowser(t))
+	vpRun(t, visitor, "record the socket", chromedp.ActionFunc(func(ctx context.Context) error {
+		_, err := page.AddScriptToEvaluateOnNewDocument(recordSocketJS).Do(ctx)
+		return err
+	}))
+	vpRun(t, visitor, "open /chat", chromedp.Navigate(c1.url+"/chat"), chromedp.WaitVisible("#start", chromedp.ByID))
+	vpWait(t, visitor, "the page's texts", `document.documentElement.getAttribute('data-lang-loaded') && document.querySelectorAll('#age-group option').length > 1`)
+	vpRun(t, visitor, "choose nb", chromedp.SetValue("#lang", "nb", chromedp.ByID))
+	vpRun(t, visitor, "start", chromedp.Click("#start", chromedp.ByID))
+	browsertest.Wait(t, bea, "the offer", `document.querySelector('#offers button.accept') !== null`, 20*time.Second)
+	browsertest.Run(t, bea, "accept", chromedp.Click("#offers button.accept", chromedp.ByQuery))
+	vpWaitPhase(t, visitor, "connected")
+	browsertest.Wait(t, bea, "the chat card", `document.querySelector('#chats .chat .ask-support') !== null`, 15*time.Second)
+	var notesBefore int
+	vpEval(t, visitor, `document.querySelectorAll('#messages .msg.system').length`, &notesBefore)
+
+	browsertest.Run(t, bea, "ask for support: risk",
+		chromedp.SetValue("#chats .chat .support-reason", "risk", chromedp.ByQuery),
+		chromedp.Click("#chats .chat .ask-support", chromedp.ByQuery))
+	browsertest.Wait(t, sol, "the alert", `document.querySelector('#alerts li.alert[data-reason="risk"]') !== null && document.querySelector('#alerts li.alert').textContent.includes('Bea')`, 20*time.Second)
+	browsertest.Run(t, sol, "take it", chromedp.Click("#alerts li.alert button.take", chromedp.ByQuery))
+	browsertest.Wait(t, sol, "the seat", `document.querySelector('#seats .seat[data-state="open"] textarea.whisper-text') !== null && document.querySelector('#alerts li') === null`, 15*time.Second)
+	browsertest.Wait(t, bea, "Sol reading along", `document.querySelector('#chats .support[data-state="coming"] .support-state').textContent.includes('Sol')`, 15*time.Second)
+	vpWait(t, visitor, "told of the supervisor", `document.querySelectorAll('#messages .msg.system').length > `+strconv.Itoa(notesBefore))
+
+	const (
+		said    = "canary-3b jeg vet ikke hva jeg skal gjøre"
+		reply   = "canary-3b-reply jeg er her sammen med deg"
+		whisper = "canary-3b-whisper spør om hun er trygg nå"
+	)
+	visitorWrites(t, visitor, said)
+	browsertest.Wait(t, sol, "the visitor's message read along", `[...document.querySelectorAll('#seats .seat .msg.visitor')].some(m => m.textContent.includes(`+jsString(said)+`))`, 15*time.Second)
+	browsertest.Run(t, bea, "reply", chromedp.SendKeys("#chats textarea.reply", reply, chromedp.ByQuery), chromedp.Click("#chats button.send", chromedp.ByQuery))
+	pageShows(t, visitor, "#messages .msg.volunteer", reply)
+	browsertest.Wait(t, sol, "Bea's reply read along", `[...document.querySelectorAll('#seats .seat .msg.volunteer')].some(m => m.textContent.includes(`+jsString(reply)+`))`, 15*time.Second)
+	browsertest.Run(t, sol, "whisper", chromedp.SendKeys("#seats .seat textarea.whisper-text", whisper, chromedp.ByQuery), chromedp.Click("#seats .seat button.whisper-send", chromedp.ByQuery))
+	browsertest.Wait(t, bea, "the whisper", `[...document.querySelectorAll('#chats .msg.whisper')].some(m => m.textContent.includes(`+jsString(whisper)+`) && m.textContent.includes('Sol'))`, 15*time.Second)
+	browsertest.Wait(t, sol, "the whisper delivered", `document.querySelector('#seats .seat .msg.whisper.delivered') !== null`, 15*time.Second)
+	screenshot(t, sol, "supervisor-reading-along")
+	screenshot(t, bea, "console-with-whisper")
+
+	// The visitor's page and socket: the conversation, the notice, and
+	// not a trace of the note or the supervisor.
+	pageShows(t, visitor, "#messages .msg.volunteer", reply)
+	var body string
+	var frames []string
+	vpEval(t, visitor, `document.body.innerText`, &body)
+	vpEval(t, visitor, `window.__frames`, &frames)
+	all := strings.Join(frames, "\n")
+	if !strings.Contains(all, `"type":"supervised"`) || !strings.Contains(all, reply) {
+		t.Fatalf("the recorded socket lacks the conversation (%d frames): %.300s", len(frames), all)
+	}
+	for _, secret := range []string{whisper, "whisper", "Sol", "c3"} {
+		if strings.Contains(body, secret) || strings.Contains(all, secret) {
+			t.Errorf("the visitor's page or socket holds %q", secret)
+		}
 	}
 }

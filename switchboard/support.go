@@ -97,6 +97,8 @@ type SupportAnswer interface {
 type DutySink interface {
 	// SupportAsked rings a support request on the console.
 	SupportAsked(a SupportAlert)
+	// SupportTaken: this supervisor took it; what they read follows.
+	SupportTaken(a SupportAlert)
 	// SupportWithdrawn: the request was taken by another supervisor,
 	// went elsewhere or was cancelled.
 	SupportWithdrawn(id, reason string)
@@ -272,6 +274,8 @@ func (d *Duty) TakeSupport(id string) error {
 	s.withdrawAlertLocked(al, "taken by another supervisor", d.sup)
 	st := &seat{id: id, sup: d.sup, local: al.local, from: al.a.Centre}
 	d.sup.seats[id] = st
+	sink, a := d.sup.sink, al.a
+	d.sup.out.post(func() { sink.SupportTaken(a) })
 	if r := al.local; r != nil {
 		r.alert = nil
 		r.taken, r.supervisor, r.seat = true, d.sup.alias, st

@@ -32,6 +32,7 @@ func (d *dutySink) SupportAsked(a SupportAlert) {
 	d.add("asked " + a.Reason + " " + a.Volunteer)
 }
 func (d *dutySink) SupportWithdrawn(id, reason string) { d.add("withdrawn " + reason) }
+func (d *dutySink) SupportTaken(a SupportAlert)        { d.add("taken " + a.Volunteer) }
 func (d *dutySink) ReadAlong(id string, e Event)       { d.add(eventLine("read", e)) }
 func (d *dutySink) SupportEnded(id, reason string)     { d.add("ended " + reason) }
 
@@ -54,6 +55,7 @@ func (d *dutySink) lastAlert() SupportAlert {
 type nopDuty struct{}
 
 func (nopDuty) SupportAsked(SupportAlert)       {}
+func (nopDuty) SupportTaken(SupportAlert)       {}
 func (nopDuty) SupportWithdrawn(string, string) {}
 func (nopDuty) ReadAlong(string, Event)         {}
 func (nopDuty) SupportEnded(string, string)     {}

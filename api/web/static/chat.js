@@ -725,6 +725,11 @@
         if (f.by === 'visitor') setStatus('status_ended_visitor');
         else setStatus('status_ended_volunteer');
         break;
+      case 'supervised':
+        // The centre's policy tells the visitor when a supervisor reads
+        // along; nothing of the supervisor is shown.
+        addNote('note_supervised');
+        break;
       case 'stayed':
         // The resume after a drain's move failed and this centre still
         // relays the conversation: it goes on here, with the same volunteer.

@@ -331,6 +331,8 @@
       case 'reconnecting': onReconnecting(f); break;
       case 'resumed': onResumed(f, false); break;
       case 'categorised': onCategorised(f); break;
+      case 'support': onSupport(f); break;
+      case 'whisper': onWhisper(f); break;
       case 'closed':
         // A centre that shuts down may be restarting: the socket's close
         // then reconnects (lostConnection). Any other reason is final.
@@ -573,6 +575,7 @@
     I.setAttr(endB, 'aria-label', 'console.end_chat_label');
     box.appendChild(endB);
     var c = { el: box, log: log, typing: typing, ta: ta, send: sendB, end: endB, n: n, open: true, typingTimer: 0, lastTyping: 0 };
+    c.support = supportControls(f.contact, id, box);
     chats[f.contact] = c;
 
     form.addEventListener('submit', function (ev) { ev.preventDefault(); sendReply(f.contact); });
@@ -593,6 +596,77 @@
     note(c, f.from_centre ? 'console.note_connected_from' : 'console.note_connected', nv);
     announce('console.chat_open_announce', nv);
     if (focusHere) { ta.focus(); }
+  }
+
+  // ---- asking for support (a supervisor reads along and whispers) ----
+  var SUPPORT_REASONS = ['', 'risk', 'abuse', 'unsure', 'tired'];
+
+  function supportControls(contact, id, box) {
+    var wrap = el('div', { class: 'support', 'data-state': '' });
+    var lab = I.set(el('label', { for: id + '-reason' }), 'console.support_reason_label');
+    var sel = el('select', { id: id + '-reason', class: 'support-reason' });
+    SUPPORT_REASONS.forEach(function (r) {
+      sel.appendChild(I.set(el('option', { value: r }), 'console.support_reason_' + (r || 'none')));
+    });
+    var ask = I.set(el('button', { type: 'button', class: 'ask-support' }), 'console.ask_support');
+    var end = I.set(el('button', { type: 'button', class: 'end-support' }), 'console.end_support');
+    end.hidden = true;
+    var state = el('p', { class: 'support-state', 'aria-live': 'polite' });
+    wrap.appendChild(lab);
+    wrap.appendChild(sel);
+    wrap.appendChild(ask);
+    wrap.appendChild(end);
+    wrap.appendChild(state);
+    box.appendChild(wrap);
+    ask.addEventListener('click', function () {
+      var frame = { type: 'ask_support', contact: contact };
+      if (sel.value) { frame.reason = sel.value; }
+      ask.disabled = true;
+      if (!send(frame)) { ask.disabled = false; }
+    });
+    end.addEventListener('click', function () { send({ type: 'end_support', contact: contact }); });
+    return { box: wrap, ask: ask, end: end, state: state, reason: sel };
+  }
+
+  function onSupport(f) {
+    var c = chats[f.contact];
+    if (!c || !c.support) { return; }
+    var s = c.support;
+    var vars = { supervisor: f.supervisor || '', centre: f.centre || '', reason: f.reason || '' };
+    s.box.setAttribute('data-state', f.state);
+    switch (f.state) {
+      case 'asked':
+        say(s.state, f.centre ? 'console.support_asked_at' : 'console.support_asked', vars);
+        s.ask.disabled = true;
+        break;
+      case 'coming':
+        say(s.state, f.centre ? 'console.support_coming_from' : 'console.support_coming', vars);
+        announce('console.support_coming_announce', vars);
+        s.ask.disabled = true;
+        s.end.hidden = false;
+        break;
+      case 'unavailable':
+        say(s.state, 'console.support_unavailable');
+        s.ask.disabled = false;
+        s.end.hidden = true;
+        break;
+      default: // over
+        say(s.state, 'console.support_over', vars);
+        s.ask.disabled = false;
+        s.end.hidden = true;
+    }
+  }
+
+  // A supervisor's note: only this console ever shows it.
+  function onWhisper(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    var p = el('p', { class: 'msg whisper', 'data-id': String(f.id) });
+    p.appendChild(I.set(el('span', { class: 'whisper-from' }), 'console.whisper_from', { supervisor: f.supervisor || '' }));
+    p.appendChild(document.createTextNode(' ' + String(f.text || '')));
+    c.log.appendChild(p);
+    c.log.scrollTop = c.log.scrollHeight;
+    announce('console.whisper_announce', { supervisor: f.supervisor || '' });
   }
 
   // A call in progress: no message box (the talking is on the phone), a
@@ -708,6 +782,7 @@
 
   function closeChat(c) {
     c.open = false;
+    if (c.support) { c.support.box.hidden = true; }
     if (c.ta) { c.ta.disabled = true; }
     if (c.send) { c.send.disabled = true; }
     c.end.hidden = true;

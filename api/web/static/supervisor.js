@@ -110,7 +110,128 @@
     });
   }
 
+  // ---- support requests and reading along ----
+  var seats = {};
+  var noteSeq = 0;
+
+  function send(frame) {
+    if (!ws || ws.readyState !== WebSocket.OPEN) { status('supervisor.not_connected'); return false; }
+    ws.send(JSON.stringify(frame));
+    return true;
+  }
+
+  function alertVars(f) {
+    return { volunteer: f.volunteer, centre: f.centre || '', language: f.language, reason: { t: 'supervisor.reason_' + f.reason } };
+  }
+
+  function updateAlerts() {
+    $('#no-alerts').hidden = $('#alerts li') !== null;
+  }
+
+  function onAsked(f) {
+    if ($('#alerts li[data-support="' + CSS.escape(f.support) + '"]')) { return; }
+    var li = el('li', { class: 'alert', 'data-support': f.support, 'data-reason': f.reason });
+    li.appendChild(I.set(el('span', { class: 'alert-what' }), f.centre ? 'supervisor.alert_from' : 'supervisor.alert', alertVars(f)));
+    var take = I.set(el('button', { type: 'button', class: 'take' }), 'supervisor.take');
+    take.addEventListener('click', function () {
+      take.disabled = true;
+      if (!send({ type: 'take', support: f.support })) { take.disabled = false; }
+    });
+    li.appendChild(take);
+    $('#alerts').appendChild(li);
+    updateAlerts();
+    status(f.centre ? 'supervisor.alert_from' : 'supervisor.alert', alertVars(f));
+  }
+
+  function dropAlert(id) {
+    var li = $('#alerts li[data-support="' + CSS.escape(id) + '"]');
+    if (li) { li.remove(); }
+    updateAlerts();
+  }
+
+  function onTaken(f) {
+    dropAlert(f.support);
+    if (seats[f.support]) { return; }
+    var box = el('section', { class: 'seat card', 'data-support': f.support, 'data-state': 'open' });
+    box.appendChild(I.set(el('h3'), f.centre ? 'supervisor.seat_title_from' : 'supervisor.seat_title', alertVars(f)));
+    var log = I.setAttr(el('div', { class: 'messages', role: 'log', 'aria-live': 'polite', tabindex: '0' }), 'aria-label', 'supervisor.seat_log_label');
+    box.appendChild(log);
+    var form = el('form', { class: 'whisper-form' });
+    var id = 'whisper-' + f.support;
+    form.appendChild(I.set(el('label', { for: id }), 'supervisor.whisper_label', alertVars(f)));
+    var ta = el('textarea', { id: id, class: 'whisper-text', rows: '2', maxlength: '2000' });
+    form.appendChild(ta);
+    var sendB = I.set(el('button', { type: 'submit', class: 'whisper-send' }), 'supervisor.whisper_send');
+    form.appendChild(sendB);
+    box.appendChild(form);
+    var leave = I.set(el('button', { type: 'button', class: 'leave' }), 'supervisor.leave');
+    box.appendChild(leave);
+    var seat = { el: box, log: log, ta: ta, send: sendB, leave: leave };
+    seats[f.support] = seat;
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var text = ta.value.trim();
+      if (!text) { return; }
+      var nid = 'n' + (++noteSeq);
+      if (!send({ type: 'whisper', support: f.support, id: nid, text: text })) { return; }
+      ta.value = '';
+      var p = el('p', { class: 'msg whisper', 'data-id': nid });
+      p.appendChild(I.set(el('span', { class: 'visually-hidden' }), 'supervisor.from_you'));
+      p.appendChild(document.createTextNode(' ' + text));
+      addLine(seat, p);
+    });
+    leave.addEventListener('click', function () { send({ type: 'leave', support: f.support }); });
+    $('#seats').appendChild(box);
+    seatNote(seat, 'supervisor.seat_started', alertVars(f));
+    ta.focus();
+  }
+
+  function addLine(seat, p) {
+    seat.log.appendChild(p);
+    seat.log.scrollTop = seat.log.scrollHeight;
+  }
+
+  function seatNote(seat, key, vars) {
+    addLine(seat, I.set(el('p', { class: 'msg note' }), key, vars));
+  }
+
+  function onRead(f) {
+    var seat = seats[f.support];
+    if (!seat) { return; }
+    if (f.kind === 'message') {
+      var who = f.by === 'visitor' ? 'visitor' : 'volunteer';
+      var p = el('p', { class: 'msg ' + who, 'data-id': String(f.id || '') });
+      p.appendChild(I.set(el('span', { class: 'who' }), 'supervisor.said_by_' + who));
+      p.appendChild(document.createTextNode(' ' + String(f.text || '')));
+      addLine(seat, p);
+    } else if (f.kind === 'delivered') {
+      var w = seat.log.querySelector('.whisper[data-id="' + CSS.escape(String(f.id)) + '"]');
+      if (w) { w.classList.add('delivered'); }
+    } else if (f.kind === 'ended') {
+      seatNote(seat, 'supervisor.conversation_ended');
+    }
+  }
+
+  function onSeatEnded(f) {
+    var seat = seats[f.support];
+    if (!seat) { return; }
+    delete seats[f.support];
+    seat.el.setAttribute('data-state', 'ended');
+    seat.ta.disabled = true;
+    seat.send.disabled = true;
+    seat.leave.hidden = true;
+    seatNote(seat, 'supervisor.seat_ended', { reason: f.reason || '' });
+    var close = I.set(el('button', { type: 'button', class: 'close-seat' }), 'supervisor.close_seat');
+    close.addEventListener('click', function () { seat.el.remove(); });
+    seat.el.appendChild(close);
+  }
+
   function onFrame(f) {
+    if (f.type === 'support_asked') { onAsked(f); return; }
+    if (f.type === 'support_taken') { onTaken(f); return; }
+    if (f.type === 'support_withdrawn') { dropAlert(f.support); return; }
+    if (f.type === 'read') { onRead(f); return; }
+    if (f.type === 'support_ended') { onSeatEnded(f); return; }
     if (f.type === 'desk') {
       $('#view').hidden = false;
       $('#need-login').hidden = true;
