@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+	"golang.org/x/time/rate"
 
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -181,7 +182,18 @@ type consoleConn struct {
 	answering    string             // the contact an answer is in flight for, under mu
 	cancelAnswer context.CancelFunc // stops that answer, under mu
 	browserCall  string             // the call this page answered, under mu
+	// supportAsks paces asking for support: each request rings
+	// supervisors, possibly at other centres.
+	supportAsks *rate.Limiter
 }
+
+// Support requests a console may make: a few at once, then one every
+// supportAskEvery. A volunteer asks a handful of times a shift; a console
+// asking and ending in a loop would ring supervisors across the country.
+const (
+	supportAskBurst = 3
+	supportAskEvery = 30 * time.Second
+)
 
 func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	sess, ok := s.signedIn(w, r)
@@ -207,7 +219,8 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 	}
 	defer ws.finish()
 	c := &consoleConn{ws: ws, refusals: s.refusals, volunteer: vol.ID, sessionKey: sess.key, channels: slices.Clone(vol.Channels),
-		live: map[string]bool{}, ringing: map[string]string{}, softphones: s.cfg.Softphones}
+		live: map[string]bool{}, ringing: map[string]string{}, softphones: s.cfg.Softphones,
+		supportAsks: rate.NewLimiter(rate.Every(supportAskEvery), supportAskBurst)}
 	c.calls, c.stopCalls = context.WithCancel(context.Background())
 	defer c.stopCalls()
 	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
@@ -288,6 +301,13 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 	case "hang_up":
 		err = c.hangUp(f.Contact)
 	case "ask_support":
+		if r := c.supportAsks.Reserve(); r.Delay() > 0 {
+			wait := r.Delay()
+			r.Cancel()
+			c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: "asking for support: too many requests; try again shortly",
+				Contact: clipText(f.Contact), RetryAfterSeconds: retryAfterSeconds(wait)})
+			return
+		}
 		err = cs.AskSupport(f.Contact, f.Reason)
 	case "end_support":
 		err = cs.EndSupport(f.Contact)
