@@ -180,6 +180,9 @@ func (c *Console) AskSupport(contactID, reason string) error {
 	s := c.s
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.closed {
+		return ErrClosed
+	}
 	cv, ok := c.v.active[contactID]
 	if !ok || s.volunteers[c.v.ID] != c.v {
 		return fmt.Errorf("ask for support in %s: %w", clip(contactID), ErrUnknownContact)
