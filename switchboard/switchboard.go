@@ -32,6 +32,10 @@ type OutgoingOffer struct {
 	// Resume is the ResumeHash of the visitor's page's secret, "" when
 	// the page cannot resume (resume.go).
 	Resume string
+	// Transfer: the contact is in conversation and one of its volunteers
+	// hands it over (transfer.go); Note is their handover note.
+	Transfer bool
+	Note     string
 }
 
 // Answer is another centre's yes to an offer: its volunteer accepted and is
@@ -113,6 +117,9 @@ type Config struct {
 	ResumeGrace time.Duration
 	// MoveWait: see DefaultMoveWait (0: the default).
 	MoveWait time.Duration
+	// WarmLimit bounds how long both volunteers of a warm transfer stay
+	// in the conversation (0: DefaultWarmLimit; transfer.go).
+	WarmLimit time.Duration
 	Logger   *slog.Logger
 }
 
@@ -222,6 +229,9 @@ type Stats struct {
 	OffersReceived map[OfferKey]uint64   // other centres' contacts offered to us
 	Volunteers     map[string]VolunteerCount
 	Queues         map[string]QueueView
+	// Transfers counts the transfers this centre carried out as a
+	// contact's owner (transfer.go), by kind, result and scope.
+	Transfers map[TransferKey]uint64
 }
 
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
@@ -297,6 +307,9 @@ func New(cfg Config) *Switchboard {
 	if cfg.MoveWait <= 0 {
 		cfg.MoveWait = DefaultMoveWait
 	}
+	if cfg.WarmLimit <= 0 {
+		cfg.WarmLimit = DefaultWarmLimit
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
@@ -305,6 +318,7 @@ func New(cfg Config) *Switchboard {
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
+			Transfers: map[TransferKey]uint64{},
 		},
 		answers: map[Key][]time.Time{}, started: time.Now(),
 	}
@@ -345,6 +359,8 @@ type contact struct {
 	movingUndelivered int
 	// ahead: started ahead of the queue (StartContactAhead).
 	ahead bool
+	// transfer is the transfer under way, if any (transfer.go).
+	transfer *transfer
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
@@ -355,6 +371,7 @@ type ringing struct {
 	vol      *volunteer
 	contact  *contact  // ours
 	received *received // another centre's
+	transfer *transfer // a transfer of a contact of ours (transfer.go)
 	timer    *time.Timer
 }
 
@@ -376,6 +393,11 @@ type received struct {
 	call *heldCall
 	// resumeHash is the owner's ResumeHash for the visitor's page, if any.
 	resumeHash string
+	// key is its key in Switchboard.received: the contact id, but unique
+	// for a transfer offer, which may come for a contact we already
+	// answer (transfer.go). transfers: the owner can carry out a transfer.
+	key       string
+	transfers bool
 }
 
 // conv is one conversation in progress, seen from this centre. Exactly two
@@ -396,6 +418,11 @@ type conv struct {
 	resumable bool
 	// started is when our volunteer took it (the supervisors' desk view).
 	started time.Time
+	// alias is the answering volunteer's; handedOver: our volunteer
+	// handed it over in a warm transfer and is only still present
+	// (transfer.go).
+	alias      string
+	handedOver bool
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.
@@ -475,6 +502,7 @@ func (s *Switchboard) Close() {
 		if c.local != nil {
 			c.local.timer.Stop()
 		}
+		s.cancelTransferLocked(c, "the centre is shutting down", false)
 		if c.conv != nil && c.conv.peer != nil {
 			c.conv.peer.Close("centre shutting down")
 		}

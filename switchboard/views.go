@@ -97,6 +97,7 @@ func (s *Switchboard) Stats() Stats {
 	}
 	st.OffersSent = maps.Clone(s.stats.OffersSent)
 	st.OffersReceived = maps.Clone(s.stats.OffersReceived)
+	st.Transfers = maps.Clone(s.stats.Transfers)
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {
