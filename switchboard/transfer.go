@@ -352,19 +352,14 @@ func (s *Switchboard) acceptTransferLocked(r *ringing) error {
 // runTransferOffer offers the transfer to another centre and, if its
 // volunteer accepts, hands the conversation over to them.
 func (s *Switchboard) runTransferOffer(ctx context.Context, t *transfer, centre string, o OutgoingOffer) {
+	// Not counted in OffersSent: those are contacts overflowed, and a
+	// transfer is counted in Stats.Transfers (the centre asked counts it
+	// in its OffersReceived, like any offer).
 	c := t.c
 	ans, err := s.cfg.Overflow.Offer(ctx, centre, o)
 	s.mu.Lock()
 	live := c.transfer == t && t.cancel != nil && c.state == StateConnected && !s.closed
 	if err != nil || !live {
-		switch {
-		case !live || err == nil:
-			s.offerSentLocked(centre, c.channel, OfferWithdrawn)
-		case errors.Is(err, ErrDeclined):
-			s.offerSentLocked(centre, c.channel, OfferDeclined)
-		default:
-			s.offerSentLocked(centre, c.channel, OfferFailed)
-		}
 		if live {
 			t.cancel = nil
 			reason := "nobody at " + clip(centre) + " took it"
@@ -390,18 +385,15 @@ func (s *Switchboard) runTransferOffer(ctx context.Context, t *transfer, centre 
 	live = c.transfer == t && t.cancel != nil && c.state == StateConnected && !s.closed
 	switch {
 	case err != nil:
-		s.offerSentLocked(centre, c.channel, OfferFailed)
 		if live {
 			t.cancel = nil
 			s.failTransferLocked(t, clip(centre)+" could not be reached")
 		}
 		return
 	case !live:
-		s.offerSentLocked(centre, c.channel, OfferWithdrawn)
 		peer.Close("the transfer was called off")
 		return
 	case h.lost:
-		s.offerSentLocked(centre, c.channel, OfferFailed)
 		t.cancel = nil
 		s.failTransferLocked(t, clip(centre)+" was lost")
 		return
@@ -409,7 +401,6 @@ func (s *Switchboard) runTransferOffer(ctx context.Context, t *transfer, centre 
 	t.cancel = nil
 	cv := &conv{id: c.id, visitor: c, peer: peer, other: centre, alias: ans.Alias()}
 	h.cv = cv
-	s.offerSentLocked(centre, c.channel, OfferAccepted)
 	s.handOverLocked(t, cv)
 	for _, e := range h.early {
 		h.handleLocked(e)
