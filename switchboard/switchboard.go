@@ -120,7 +120,7 @@ type Config struct {
 	// WarmLimit bounds how long both volunteers of a warm transfer stay
 	// in the conversation (0: DefaultWarmLimit; transfer.go).
 	WarmLimit time.Duration
-	Logger   *slog.Logger
+	Logger    *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is

@@ -85,6 +85,18 @@ func clipNote(n string) string {
 	return n[:cut]
 }
 
+// clipReason keeps a failure's reason within what a relay carries.
+func clipReason(r string) string {
+	if len(r) <= 160 {
+		return r
+	}
+	cut := 160
+	for cut > 0 && !utf8.RuneStart(r[cut]) {
+		cut--
+	}
+	return r[:cut]
+}
+
 // TransferredVisitor is a VisitorSink that can tell the visitor the
 // conversation goes on with a new volunteer. A sink without it hears
 // Connected(alias) instead.
@@ -500,6 +512,7 @@ func (s *Switchboard) dropLeavingLocked(t *transfer) {
 // failTransferLocked: nobody took the transfer; the conversation goes on
 // with the asking volunteer, who hears why.
 func (s *Switchboard) failTransferLocked(t *transfer, reason string) {
+	reason = clipReason(reason)
 	if t.c.transfer == t {
 		t.c.transfer = nil
 	}
@@ -610,7 +623,7 @@ func (s *Switchboard) ownerTransferEventLocked(c *contact, cv *conv, e Event) bo
 		if c.conv == cv && c.state == StateConnected && cv.peer != nil {
 			req := TransferRequest{Centre: e.Centre, Language: e.Language, Warm: e.Warm, Note: e.Note}
 			if err := s.startTransferLocked(c, cv, req, cv.other); err != nil {
-				_ = cv.peer.Send(Event{Kind: EventTransferFailed, Reason: err.Error()})
+				_ = cv.peer.Send(Event{Kind: EventTransferFailed, Reason: clipReason(err.Error())})
 			}
 		}
 		return true
