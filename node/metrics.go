@@ -63,6 +63,7 @@ type metricsCollector struct {
 	raftState, raftLastContact, raftApplied                     *prometheus.Desc
 	raftVoters, up                                              *prometheus.Desc
 	transitions                                                 *prometheus.Desc
+	transfers                                                   *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -93,6 +94,7 @@ func newMetricsCollector(centre string) *metricsCollector {
 		raftVoters:           d("helpmesh_raft_voters", "Raft voters in this centre's configuration."),
 		up:                   d("helpmesh_up", "1 while the centre's metrics are served."),
 		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
+		transfers:            d("helpmesh_transfers_total", "Transfers of this centre's contacts from one volunteer to another, carried out here as the contact's owner: kind (warm, cold), result (accepted, failed), scope (local: to the asking volunteer's own centre; centre: to another).", "kind", "result", "scope"),
 	}
 }
 
@@ -118,7 +120,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.offered, mc.answered, mc.abandoned, mc.returned, mc.waiting, mc.inProgress, mc.speedToAnswer,
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
-		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
+		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions, mc.transfers,
 	} {
 		ch <- d
 	}
@@ -185,6 +187,9 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	for k, v := range st.OffersReceived {
 		counter(mc.offersReceived, v, k.Centre, k.Result, k.Channel)
+	}
+	for k, v := range st.Transfers {
+		counter(mc.transfers, v, k.Kind, k.Result, k.Scope)
 	}
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)
