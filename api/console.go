@@ -36,6 +36,13 @@ type consoleFrame struct {
 	Phone *string `json:"phone,omitempty"`
 	// SDP is the browser's WebRTC offer (answer_call).
 	SDP string `json:"sdp,omitempty"`
+	// A transfer's (switchboard/transfer.go): the centre ("" for the
+	// volunteer's own), the language ("" for the contact's), warm or cold,
+	// and the private handover note.
+	Centre   string `json:"centre,omitempty"`
+	Language string `json:"language,omitempty"`
+	Warm     *bool  `json:"warm,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -51,6 +58,9 @@ var consoleFields = map[string]map[string]bool{
 	// The browser phone (softphone.go).
 	"answer_call": {"contact": true, "sdp": true},
 	"hang_up":     {"contact": true},
+	// Transfer (switchboard/transfer.go).
+	"transfer": {"contact": true, "centre": false, "language": false, "warm": false, "note": false},
+	"leave":    {"contact": true},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -65,19 +75,22 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	if len(f.SDP) > MaxSDPBytes {
 		return consoleFrame{}, badFrame("bad_sdp", "sdp: at most %d bytes", MaxSDPBytes)
 	}
+	if len(f.Note) > switchboard.MaxNoteBytes {
+		return consoleFrame{}, badFrame("bad_note", "note: at most %d bytes", switchboard.MaxNoteBytes)
+	}
 	if f.Type == "" {
 		return consoleFrame{}, badFrame("bad_frame", "the frame has no type")
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, answer_call or hang_up)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, transfer, leave, answer_call or hang_up)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
 		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
-		"sdp": f.SDP != "",
+		"sdp": f.SDP != "", "centre": f.Centre != "", "language": f.Language != "", "warm": f.Warm != nil, "note": f.Note != "",
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "centre", "language", "warm", "note"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -89,7 +102,17 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	if f.Phone != nil && len(*f.Phone) > switchboard.MaxPhoneBytes {
 		return consoleFrame{}, badFrame("bad_phone", "phone: at most %d bytes", switchboard.MaxPhoneBytes)
 	}
+	if f.Type == "transfer" {
+		if err := switchboard.CheckTransferRequest(f.transferRequest()); err != nil {
+			return consoleFrame{}, badFrame("bad_request", "%s", err.Error())
+		}
+	}
 	return f, nil
+}
+
+// transferRequest is a transfer frame's request.
+func (f consoleFrame) transferRequest() switchboard.TransferRequest {
+	return switchboard.TransferRequest{Centre: f.Centre, Language: f.Language, Warm: f.Warm != nil && *f.Warm, Note: f.Note}
 }
 
 // Console frames beyond the shared ones.
@@ -115,6 +138,21 @@ type (
 		Language    string `json:"language"`
 		FromCentre  string `json:"from_centre,omitempty"`
 		RingSeconds int    `json:"ring_seconds"`
+		// Transfer: a colleague hands the conversation over, with their
+		// private Note (never shown to the visitor).
+		Transfer bool   `json:"transfer,omitempty"`
+		Note     string `json:"note,omitempty"`
+	}
+	transferAcceptedFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		Alias   string `json:"alias"`
+		Warm    bool   `json:"warm"`
+	}
+	transferFailedFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		Reason  string `json:"reason"`
 	}
 	withdrawnFrame struct {
 		Type    string `json:"type"`
@@ -264,6 +302,10 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 		err = c.answerCall(f.Contact, f.SDP)
 	case "hang_up":
 		err = c.hangUp(f.Contact)
+	case "transfer":
+		err = cs.Transfer(f.Contact, f.transferRequest())
+	case "leave":
+		err = cs.Leave(f.Contact)
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -335,7 +377,8 @@ func (c *consoleConn) Offer(o switchboard.Offer) {
 	}
 	c.ringing[o.Contact] = o.Channel
 	c.mu.Unlock()
-	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring})
+	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring,
+		Transfer: o.Transfer, Note: o.Note})
 }
 
 func (c *consoleConn) OfferWithdrawn(contact, reason string) {
@@ -382,6 +425,10 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 			by = switchboard.ByVisitor
 		}
 		c.ws.send(endedFrame{Type: "ended", Contact: contact, By: by})
+	case switchboard.EventTransferAccepted:
+		c.ws.send(transferAcceptedFrame{Type: "transfer_accepted", Contact: contact, Alias: e.Alias, Warm: e.Warm})
+	case switchboard.EventTransferFailed:
+		c.ws.send(transferFailedFrame{Type: "transfer_failed", Contact: contact, Reason: e.Reason})
 	case switchboard.EventReconnecting, switchboard.EventResumed:
 		// The visitor's centre was lost and the conversation is held for
 		// them, or they are back (switchboard/resume.go).
