@@ -121,6 +121,14 @@ type (
 		Type      string   `json:"type"`
 		Topics    []string `json:"topics"`
 		AgeGroups []string `json:"age_groups"`
+		// Where a conversation may be transferred: the other centres of
+		// the roster and the federation's languages.
+		Centres   []transferCentre `json:"centres,omitempty"`
+		Languages []string         `json:"languages,omitempty"`
+	}
+	transferCentre struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
 	}
 	availabilityFrame struct {
 		Type     string          `json:"type"`
@@ -225,7 +233,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		live: map[string]bool{}, ringing: map[string]string{}, softphones: s.cfg.Softphones}
 	c.calls, c.stopCalls = context.WithCancel(context.Background())
 	defer c.stopCalls()
-	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
+	ws.send(s.consolePolicyFrame())
 	if s.cfg.Softphones != nil {
 		ws.send(s.softphoneHello())
 	}
@@ -455,4 +463,19 @@ func (c *consoleConn) Availability(channels map[string]bool, active, capacity in
 		phone = board.Phone()
 	}
 	c.ws.send(availabilityFrame{Type: "availability", Channels: channels, Active: active, Capacity: capacity, Phone: phone})
+}
+
+// consolePolicyFrame is the console's first frame: what a categorisation
+// takes, and where a conversation may be transferred.
+func (s *Server) consolePolicyFrame() policyFrame {
+	r := s.cfg.Centre.Roster()
+	self := s.cfg.Centre.Centre()
+	f := policyFrame{Type: "policy", Topics: r.Policy.Topics, AgeGroups: switchboard.AgeGroups, Languages: r.Policy.Languages}
+	for id, c := range r.Centres {
+		if id != self {
+			f.Centres = append(f.Centres, transferCentre{ID: id, Name: c.Name})
+		}
+	}
+	slices.SortFunc(f.Centres, func(a, b transferCentre) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
+	return f
 }

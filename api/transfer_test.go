@@ -127,6 +127,7 @@ func TestWarmTransferAcrossThreeCentres(t *testing.T) {
 	}
 	cai.await("after 3", messageIs("after 3"))
 	visitor.await("cai 3", messageIs("cai 3"))
+	visitor.await("after 3 delivered", func(f map[string]any) bool { return f["type"] == "delivered" && f["id"] == "a3" })
 
 	// Each message once, in order.
 	wantTexts := func(who string, got []string, want ...string) {
