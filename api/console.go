@@ -39,6 +39,13 @@ type consoleFrame struct {
 	SDP string `json:"sdp,omitempty"`
 	// Reason is why the volunteer asks for support (ask_support).
 	Reason string `json:"reason,omitempty"`
+	// A transfer's (switchboard/transfer.go): the centre ("" for the
+	// volunteer's own), the language ("" for the contact's), warm or cold,
+	// and the private handover note.
+	Centre   string `json:"centre,omitempty"`
+	Language string `json:"language,omitempty"`
+	Warm     *bool  `json:"warm,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -57,6 +64,9 @@ var consoleFields = map[string]map[string]bool{
 	// Asking for a supervisor (switchboard/support.go).
 	"ask_support": {"contact": true, "reason": false},
 	"end_support": {"contact": true},
+	// Transfer (switchboard/transfer.go).
+	"transfer": {"contact": true, "centre": false, "language": false, "warm": false, "note": false},
+	"leave":    {"contact": true},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -71,19 +81,23 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	if len(f.SDP) > MaxSDPBytes {
 		return consoleFrame{}, badFrame("bad_sdp", "sdp: at most %d bytes", MaxSDPBytes)
 	}
+	if len(f.Note) > switchboard.MaxNoteBytes {
+		return consoleFrame{}, badFrame("bad_note", "note: at most %d bytes", switchboard.MaxNoteBytes)
+	}
 	if f.Type == "" {
 		return consoleFrame{}, badFrame("bad_frame", "the frame has no type")
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, answer_call, hang_up, ask_support or end_support)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, transfer, leave, ask_support, end_support, answer_call or hang_up)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
 		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
-		"sdp": f.SDP != "", "reason": f.Reason != "",
+		"sdp": f.SDP != "", "centre": f.Centre != "", "language": f.Language != "", "warm": f.Warm != nil, "note": f.Note != "",
+		"reason": f.Reason != "",
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "reason"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "centre", "language", "warm", "note", "reason"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -95,7 +109,17 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	if f.Phone != nil && len(*f.Phone) > switchboard.MaxPhoneBytes {
 		return consoleFrame{}, badFrame("bad_phone", "phone: at most %d bytes", switchboard.MaxPhoneBytes)
 	}
+	if f.Type == "transfer" {
+		if err := switchboard.CheckTransferRequest(f.transferRequest()); err != nil {
+			return consoleFrame{}, badFrame("bad_request", "%s", err.Error())
+		}
+	}
 	return f, nil
+}
+
+// transferRequest is a transfer frame's request.
+func (f consoleFrame) transferRequest() switchboard.TransferRequest {
+	return switchboard.TransferRequest{Centre: f.Centre, Language: f.Language, Warm: f.Warm != nil && *f.Warm, Note: f.Note}
 }
 
 // Console frames beyond the shared ones.
@@ -122,6 +146,14 @@ type (
 		Type      string   `json:"type"`
 		Topics    []string `json:"topics"`
 		AgeGroups []string `json:"age_groups"`
+		// Where a conversation may be transferred: the other centres of
+		// the roster and the federation's languages.
+		Centres   []transferCentre `json:"centres,omitempty"`
+		Languages []string         `json:"languages,omitempty"`
+	}
+	transferCentre struct {
+		ID   string `json:"id"`
+		Name string `json:"name"`
 	}
 	availabilityFrame struct {
 		Type     string          `json:"type"`
@@ -139,6 +171,21 @@ type (
 		Language    string `json:"language"`
 		FromCentre  string `json:"from_centre,omitempty"`
 		RingSeconds int    `json:"ring_seconds"`
+		// Transfer: a colleague hands the conversation over, with their
+		// private Note (never shown to the visitor).
+		Transfer bool   `json:"transfer,omitempty"`
+		Note     string `json:"note,omitempty"`
+	}
+	transferAcceptedFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		Alias   string `json:"alias"`
+		Warm    bool   `json:"warm"`
+	}
+	transferFailedFrame struct {
+		Type    string `json:"type"`
+		Contact string `json:"contact"`
+		Reason  string `json:"reason"`
 	}
 	withdrawnFrame struct {
 		Type    string `json:"type"`
@@ -223,7 +270,7 @@ func (s *Server) console(w http.ResponseWriter, r *http.Request) {
 		supportAsks: rate.NewLimiter(rate.Every(supportAskEvery), supportAskBurst)}
 	c.calls, c.stopCalls = context.WithCancel(context.Background())
 	defer c.stopCalls()
-	ws.send(policyFrame{Type: "policy", Topics: s.cfg.Centre.Roster().Policy.Topics, AgeGroups: switchboard.AgeGroups})
+	ws.send(s.consolePolicyFrame())
 	if s.cfg.Softphones != nil {
 		ws.send(s.softphoneHello())
 	}
@@ -311,6 +358,10 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 		err = cs.AskSupport(f.Contact, f.Reason)
 	case "end_support":
 		err = cs.EndSupport(f.Contact)
+	case "transfer":
+		err = cs.Transfer(f.Contact, f.transferRequest())
+	case "leave":
+		err = cs.Leave(f.Contact)
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -382,7 +433,8 @@ func (c *consoleConn) Offer(o switchboard.Offer) {
 	}
 	c.ringing[o.Contact] = o.Channel
 	c.mu.Unlock()
-	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring})
+	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring,
+		Transfer: o.Transfer, Note: o.Note})
 }
 
 func (c *consoleConn) OfferWithdrawn(contact, reason string) {
@@ -434,6 +486,10 @@ func (c *consoleConn) Event(contact string, e switchboard.Event) {
 	case switchboard.EventWhisper:
 		// Only ever here: a supervisor's note is the volunteer's alone.
 		c.ws.send(whisperFrame{Type: "whisper", Contact: contact, ID: e.ID, Text: e.Text, Supervisor: e.Alias})
+	case switchboard.EventTransferAccepted:
+		c.ws.send(transferAcceptedFrame{Type: "transfer_accepted", Contact: contact, Alias: e.Alias, Warm: e.Warm})
+	case switchboard.EventTransferFailed:
+		c.ws.send(transferFailedFrame{Type: "transfer_failed", Contact: contact, Reason: e.Reason})
 	case switchboard.EventReconnecting, switchboard.EventResumed:
 		// The visitor's centre was lost and the conversation is held for
 		// them, or they are back (switchboard/resume.go).
@@ -460,4 +516,19 @@ func (c *consoleConn) Availability(channels map[string]bool, active, capacity in
 		phone = board.Phone()
 	}
 	c.ws.send(availabilityFrame{Type: "availability", Channels: channels, Active: active, Capacity: capacity, Phone: phone})
+}
+
+// consolePolicyFrame is the console's first frame: what a categorisation
+// takes, and where a conversation may be transferred.
+func (s *Server) consolePolicyFrame() policyFrame {
+	r := s.cfg.Centre.Roster()
+	self := s.cfg.Centre.Centre()
+	f := policyFrame{Type: "policy", Topics: r.Policy.Topics, AgeGroups: switchboard.AgeGroups, Languages: r.Policy.Languages}
+	for id, c := range r.Centres {
+		if id != self {
+			f.Centres = append(f.Centres, transferCentre{ID: id, Name: c.Name})
+		}
+	}
+	slices.SortFunc(f.Centres, func(a, b transferCentre) int { return strings.Compare(a.Name+a.ID, b.Name+b.ID) })
+	return f
 }

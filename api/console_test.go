@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 
@@ -16,14 +17,17 @@ func TestDecodeConsoleFrame(t *testing.T) {
 	on := true
 	sip, none := "sip:kari@192.0.2.7:5064", ""
 	good := map[string]consoleFrame{
-		`{"type":"phone","phone":"sip:kari@192.0.2.7:5064"}`:                    {Type: "phone", Phone: &sip},
-		`{"type":"phone","phone":""}`:                                           {Type: "phone", Phone: &none},
-		`{"type":"available","channel":"chat","on":true}`:                       {Type: "available", Channel: "chat", On: &on},
-		`{"type":"accept","contact":"k1"}`:                                      {Type: "accept", Contact: "k1"},
-		`{"type":"decline","contact":"k1"}`:                                     {Type: "decline", Contact: "k1"},
-		`{"type":"typing","contact":"k1"}`:                                      {Type: "typing", Contact: "k1"},
-		`{"type":"message","contact":"k1","id":"v1","text":"hei"}`:              {Type: "message", Contact: "k1", ID: "v1", Text: "hei"},
-		`{"type":"end","contact":"k1","topics":["family"],"age_group":"16-18"}`: {Type: "end", Contact: "k1", Topics: []string{"family"}, AgeGroup: "16-18"},
+		`{"type":"phone","phone":"sip:kari@192.0.2.7:5064"}`:                                             {Type: "phone", Phone: &sip},
+		`{"type":"phone","phone":""}`:                                                                    {Type: "phone", Phone: &none},
+		`{"type":"available","channel":"chat","on":true}`:                                                {Type: "available", Channel: "chat", On: &on},
+		`{"type":"accept","contact":"k1"}`:                                                               {Type: "accept", Contact: "k1"},
+		`{"type":"decline","contact":"k1"}`:                                                              {Type: "decline", Contact: "k1"},
+		`{"type":"typing","contact":"k1"}`:                                                               {Type: "typing", Contact: "k1"},
+		`{"type":"message","contact":"k1","id":"v1","text":"hei"}`:                                       {Type: "message", Contact: "k1", ID: "v1", Text: "hei"},
+		`{"type":"end","contact":"k1","topics":["family"],"age_group":"16-18"}`:                          {Type: "end", Contact: "k1", Topics: []string{"family"}, AgeGroup: "16-18"},
+		`{"type":"transfer","contact":"k1","centre":"c3","language":"nn","warm":true,"note":"gutt, 15"}`: {Type: "transfer", Contact: "k1", Centre: "c3", Language: "nn", Warm: &on, Note: "gutt, 15"},
+		`{"type":"transfer","contact":"k1"}`:                                                             {Type: "transfer", Contact: "k1"},
+		`{"type":"leave","contact":"k1"}`:                                                                {Type: "leave", Contact: "k1"},
 	}
 	for in, want := range good {
 		got, err := decodeConsoleFrame([]byte(in))
@@ -32,26 +36,31 @@ func TestDecodeConsoleFrame(t *testing.T) {
 		}
 	}
 	bad := map[string]string{
-		`{"type":"available","channel":"chat"}`:                                               "bad_frame",
-		`{"type":"available","channel":"chat","on":null}`:                                     "bad_frame",
-		`{"type":"available","on":false}`:                                                     "bad_frame",
-		`{"type":"accept"}`:                                                                   "bad_frame",
-		`{"type":"accept","contact":"k1","text":"x"}`:                                         "bad_frame",
-		`{"type":"typing","contact":"k1","topics":[]}`:                                        "bad_frame",
-		`{"type":"message","contact":"k1","id":"v1"}`:                                         "bad_frame",
-		`{"type":"end","topics":["family"],"age_group":"16-18"}`:                              "bad_frame",
-		`{"type":"end","contact":"k1","note":"free text"}`:                                    "malformed",
-		`{"type":"available","channel":"chat","on":"yes"}`:                                    "malformed",
-		`{"type":"hangup","contact":"k1"}`:                                                    "unknown_type",
-		`{"type":"phone"}`:                                                                    "bad_frame",
-		`{"type":"phone","phone":null}`:                                                       "bad_frame",
-		`{"type":"phone","phone":"2041","contact":"k1"}`:                                      "bad_frame",
-		`{"type":"available","channel":"phone","on":true,"phone":"2041"}`:                     "bad_frame",
-		`{"type":"phone","phone":2041}`:                                                       "malformed",
-		`{"type":"phone","phone":"` + strings.Repeat("1", switchboard.MaxPhoneBytes+1) + `"}`: "bad_phone",
-		`{"contact":"k1"}`:                                                                    "bad_frame",
-		`{"type":"accept","contact":"k1"} x`:                                                  "malformed",
-		string(bytes.Repeat([]byte(" "), maxFrameBytes+1)):                                    "too_large",
+		`{"type":"available","channel":"chat"}`:                  "bad_frame",
+		`{"type":"available","channel":"chat","on":null}`:        "bad_frame",
+		`{"type":"available","on":false}`:                        "bad_frame",
+		`{"type":"accept"}`:                                      "bad_frame",
+		`{"type":"accept","contact":"k1","text":"x"}`:            "bad_frame",
+		`{"type":"typing","contact":"k1","topics":[]}`:           "bad_frame",
+		`{"type":"message","contact":"k1","id":"v1"}`:            "bad_frame",
+		`{"type":"end","topics":["family"],"age_group":"16-18"}`: "bad_frame",
+		`{"type":"end","contact":"k1","note":"free text"}`:       "bad_frame",
+		`{"type":"end","contact":"k1","notes":"free text"}`:      "malformed",
+		`{"type":"leave","contact":"k1","warm":true}`:            "bad_frame",
+		`{"type":"transfer"}`:                                    "bad_frame",
+		`{"type":"transfer","contact":"k1","note":"` + strings.Repeat("n", switchboard.MaxNoteBytes+1) + `"}`: "bad_note",
+		`{"type":"transfer","contact":"k1","centre":"` + strings.Repeat("c", 65) + `"}`:                       "bad_request",
+		`{"type":"available","channel":"chat","on":"yes"}`:                                                    "malformed",
+		`{"type":"hangup","contact":"k1"}`:                                                                    "unknown_type",
+		`{"type":"phone"}`:                                                                                    "bad_frame",
+		`{"type":"phone","phone":null}`:                                                                       "bad_frame",
+		`{"type":"phone","phone":"2041","contact":"k1"}`:                                                      "bad_frame",
+		`{"type":"available","channel":"phone","on":true,"phone":"2041"}`:                                     "bad_frame",
+		`{"type":"phone","phone":2041}`:                                                                       "malformed",
+		`{"type":"phone","phone":"` + strings.Repeat("1", switchboard.MaxPhoneBytes+1) + `"}`:                 "bad_phone",
+		`{"contact":"k1"}`:                                 "bad_frame",
+		`{"type":"accept","contact":"k1"} x`:               "malformed",
+		string(bytes.Repeat([]byte(" "), maxFrameBytes+1)): "too_large",
 	}
 	for in, code := range bad {
 		if _, err := decodeConsoleFrame([]byte(in)); err == nil || errorCode(err) != code {
@@ -83,6 +92,10 @@ func FuzzConsoleFrame(f *testing.F) {
 		`{"type":"answer_call","contact":"k1","sdp":"v=0\r\n"}`, `{"type":"hang_up","contact":"k1"}`,
 		`{"type":"answer_call","contact":"k1"}`, `{"type":"hang_up","contact":"k1","sdp":"v=0"}`,
 		`{"type":"answer_call","contact":"k1","sdp":"` + strings.Repeat("a", MaxSDPBytes+1) + `"}`,
+		`{"type":"transfer","contact":"k1","centre":"c3","language":"nn","warm":true,"note":"gutt, 15"}`,
+		`{"type":"transfer","contact":"k1","warm":false}`, `{"type":"leave","contact":"k1"}`,
+		`{"type":"transfer","contact":"k1","note":"` + strings.Repeat("n", switchboard.MaxNoteBytes+1) + `"}`,
+		`{"type":"message","contact":"k1","id":"v1","text":"hei","note":"x"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -112,6 +125,10 @@ func FuzzConsoleFrame(f *testing.F) {
 		}
 		if fr.Phone != nil && (fr.Type != "phone" || len(*fr.Phone) > switchboard.MaxPhoneBytes) {
 			t.Fatalf("accepted a phone of %d bytes in a %q frame", len(*fr.Phone), fr.Type)
+		}
+		if fr.Type != "transfer" && (fr.Note != "" || fr.Centre != "" || fr.Language != "" || fr.Warm != nil) ||
+			len(fr.Note) > switchboard.MaxNoteBytes || !utf8.ValidString(fr.Note) {
+			t.Fatalf("accepted transfer fields %q/%q/%d-byte note in a %q frame", fr.Centre, fr.Language, len(fr.Note), fr.Type)
 		}
 		if fr.SDP != "" && (fr.Type != "answer_call" || len(fr.SDP) > MaxSDPBytes) || fr.Type == "answer_call" && fr.SDP == "" {
 			t.Fatalf("accepted an sdp of %d bytes in a %q frame", len(fr.SDP), fr.Type)

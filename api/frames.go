@@ -119,6 +119,9 @@ type (
 		Contact string `json:"contact,omitempty"`
 		ID      string `json:"id"`
 		Text    string `json:"text"`
+		// Alias names the volunteer who wrote, to a visitor, while two
+		// are in the conversation (a warm transfer).
+		Alias string `json:"alias,omitempty"`
 	}
 	endedFrame struct {
 		Type    string `json:"type"`

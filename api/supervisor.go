@@ -69,8 +69,8 @@ func decodeSupervisorFrame(b []byte) (supervisorFrame, error) {
 	default:
 		return supervisorFrame{}, badFrame("unknown_type", "unknown type %q (want on_duty, take, whisper or leave)", clipText(f.Type))
 	}
-	if len(f.Support) > 64 || len(f.ID) > switchboard.MaxMessageIDBytes || len(f.Text) > switchboard.MaxNoteBytes {
-		return supervisorFrame{}, badFrame("bad_frame", "support id, id or text too long (text: at most %d bytes)", switchboard.MaxNoteBytes)
+	if len(f.Support) > 64 || len(f.ID) > switchboard.MaxMessageIDBytes || len(f.Text) > switchboard.MaxWhisperBytes {
+		return supervisorFrame{}, badFrame("bad_frame", "support id, id or text too long (text: at most %d bytes)", switchboard.MaxWhisperBytes)
 	}
 	return f, nil
 }

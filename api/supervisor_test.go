@@ -89,7 +89,7 @@ func FuzzSupervisorFrame(f *testing.F) {
 		switch {
 		case fr.Type == "on_duty" && fr.On != nil && fr.Support == "" && fr.Text == "":
 		case (fr.Type == "take" || fr.Type == "leave") && fr.Support != "" && fr.On == nil && fr.Text == "":
-		case fr.Type == "whisper" && fr.Support != "" && fr.ID != "" && fr.Text != "" && len(fr.Text) <= switchboard.MaxNoteBytes:
+		case fr.Type == "whisper" && fr.Support != "" && fr.ID != "" && fr.Text != "" && len(fr.Text) <= switchboard.MaxWhisperBytes:
 		default:
 			t.Fatalf("accepted %+v", fr)
 		}

@@ -274,7 +274,7 @@ func (v *visitorConn) renewTicket() {
 func (v *visitorConn) Event(e switchboard.Event) {
 	switch e.Kind {
 	case switchboard.EventMessage:
-		v.ws.send(messageFrame{Type: "message", ID: e.ID, Text: e.Text})
+		v.ws.send(messageFrame{Type: "message", ID: e.ID, Text: e.Text, Alias: e.Alias})
 	case switchboard.EventTyping:
 		v.ws.sendLossy(contactFrame{Type: "typing"})
 	case switchboard.EventDelivered:
@@ -291,6 +291,12 @@ func (v *visitorConn) Event(e switchboard.Event) {
 		// supervised: a supervisor reads along now (the policy tells).
 		v.ws.send(contactFrame{Type: string(e.Kind)})
 	}
+}
+
+// Transferred says the conversation goes on with another volunteer
+// (switchboard/transfer.go); the socket stays.
+func (v *visitorConn) Transferred(alias string) {
+	v.ws.send(aliasFrame{Type: "transferred", Alias: alias})
 }
 
 func (v *visitorConn) Requeued(undelivered int) {

@@ -302,6 +302,13 @@ type wireFrame struct {
 	SDP               string          `json:"sdp"`
 	ICEServers        []ICEServer     `json:"ice_servers"`
 	AudioProcessing   *bool           `json:"audio_processing"`
+	// Transfer (issue 16): the policy frame's choices, a transfer offer's
+	// mark and note, transfer_accepted's warm.
+	Centres   []obj    `json:"centres"`
+	Languages []string `json:"languages"`
+	Transfer  *bool    `json:"transfer"`
+	Note      string   `json:"note"`
+	Warm      *bool    `json:"warm"`
 
 	raw string
 }

@@ -65,6 +65,7 @@ type metricsCollector struct {
 	raftVoters, up                                              *prometheus.Desc
 	transitions                                                 *prometheus.Desc
 	supportAsked, supportResults, timeToSupport                 *prometheus.Desc
+	transfers                                                   *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -98,6 +99,7 @@ func newMetricsCollector(centre string) *metricsCollector {
 		supportResults:       d("helpmesh_support_results_total", "How this centre's volunteers' support requests ended: taken (a supervisor here or elsewhere read along), unavailable (nobody took it) or cancelled.", "reason", "result"),
 		timeToSupport:        d("helpmesh_time_to_support_seconds", "Time from a volunteer asking for support to a supervisor taking it."),
 		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
+		transfers:            d("helpmesh_transfers_total", "Transfers of this centre's contacts from one volunteer to another, carried out here as the contact's owner: kind (warm, cold), result (accepted, failed), scope (local: to the asking volunteer's own centre; centre: to another).", "kind", "result", "scope"),
 	}
 }
 
@@ -124,7 +126,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
 		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
-		mc.supportAsked, mc.supportResults, mc.timeToSupport,
+		mc.supportAsked, mc.supportResults, mc.timeToSupport, mc.transfers,
 	} {
 		ch <- d
 	}
@@ -199,6 +201,9 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstHistogram(mc.timeToSupport, st.TimeToSupport.Count, st.TimeToSupport.Sum, st.TimeToSupport.Buckets)
+	for k, v := range st.Transfers {
+		counter(mc.transfers, v, k.Kind, k.Result, k.Scope)
+	}
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)
 	}

@@ -81,13 +81,21 @@ type frame struct {
 	// ignore it and the page cannot resume there).
 	Resume string `json:"resume,omitempty"`
 	// Resumable, on an acceptance: the answering centre took Resume.
-	Resumable bool   `json:"resumable,omitempty"`
-	Reason    string `json:"reason,omitempty"`
+	Resumable bool `json:"resumable,omitempty"`
 	// Why is a support request's reason (support.go).
-	Why   string             `json:"why,omitempty"`
-	Seq   uint64             `json:"s,omitempty"`
-	Ack   uint64             `json:"a,omitempty"`
-	Event *switchboard.Event `json:"e,omitempty"`
+	Why string `json:"why,omitempty"`
+	// On an offer: Transfer says one of the owner's volunteers hands the
+	// conversation over, with a private Note (at most
+	// switchboard.MaxNoteBytes); Transfers says the owner can carry out a
+	// transfer its volunteer asks for on the relay. Older releases ignore
+	// all three.
+	Transfer  bool               `json:"transfer,omitempty"`
+	Note      string             `json:"note,omitempty"`
+	Transfers bool               `json:"transfers,omitempty"`
+	Reason    string             `json:"reason,omitempty"`
+	Seq       uint64             `json:"s,omitempty"`
+	Ack       uint64             `json:"a,omitempty"`
+	Event     *switchboard.Event `json:"e,omitempty"`
 }
 
 // Offer asks centre to take a contact and waits for its answer.
@@ -132,7 +140,9 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 		return nil, fmt.Errorf("offer to %s: %w", centre, ErrRouterClosed)
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume}, maxFrame); err != nil {
+	offer := frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume,
+		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat}
+	if err := wire.Write(s, offer, maxFrame); err != nil {
 		close(answered)
 		_ = s.Reset()
 		return nil, fmt.Errorf("offer to %s: %w", centre, err)
@@ -199,6 +209,7 @@ func (a *answer) Confirm(h switchboard.PeerHandler) (switchboard.Peer, error) {
 		return nil, fmt.Errorf("confirm overflow: %w", err)
 	}
 	rl := newRelay(a.s, a.log)
+	rl.owner = true
 	if !rl.start(a.spawn, h) {
 		_ = a.s.Reset()
 		return nil, fmt.Errorf("confirm overflow: %w", ErrRouterClosed)

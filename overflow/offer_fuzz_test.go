@@ -35,7 +35,8 @@ func FuzzOfferFrame(f *testing.F) {
 			t.Fatalf("accepted a frame of %d bytes", len(in))
 		}
 		if fr.Event != nil {
-			_ = checkEvent(*fr.Event)
+			_ = checkEvent(*fr.Event, true)
+			_ = checkEvent(*fr.Event, false)
 		}
 		_ = contactIDPattern.MatchString(fr.Contact)
 	})

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -35,8 +36,12 @@ var ErrRelayClosed = errors.New("relay closed")
 type relay struct {
 	s   network.Stream
 	log *slog.Logger
-	// check refuses what no honest centre sends on this kind of relay.
+	// check refuses what no honest centre sends on this kind of relay
+	// (nil: a conversation's, checkEvent).
 	check func(switchboard.Event) error
+	// owner: we are the contact's owner (the relay came from our
+	// offer), so what we read comes from the answering centre.
+	owner bool
 
 	mu       sync.Mutex
 	handler  switchboard.PeerHandler
@@ -53,7 +58,7 @@ type relay struct {
 }
 
 func newRelay(s network.Stream, log *slog.Logger) *relay {
-	return newRelayChecking(s, log, checkEvent)
+	return newRelayChecking(s, log, nil)
 }
 
 func newRelayChecking(s network.Stream, log *slog.Logger, check func(switchboard.Event) error) *relay {
@@ -224,7 +229,11 @@ func (r *relay) readLoop(context.Context) {
 				}
 			}
 			r.mu.Unlock()
-			if err := r.check(*f.Event); err != nil {
+			check := r.check
+			if check == nil {
+				check = func(e switchboard.Event) error { return checkEvent(e, r.owner) }
+			}
+			if err := check(*f.Event); err != nil {
 				r.lost(err.Error())
 				return
 			}
@@ -261,20 +270,50 @@ func (r *relay) lost(reason string) {
 	}
 }
 
-// checkEvent refuses what no honest centre sends.
-func checkEvent(e switchboard.Event) error {
+// checkEvent refuses what no honest centre sends. fromAnswering says the
+// event came from the answering centre (we own the contact): only that
+// side asks for a transfer or leaves one, and only the owner answers.
+func checkEvent(e switchboard.Event, fromAnswering bool) error {
+	if len(e.Centre) > maxEventCentre || len(e.Language) > maxEventLanguage || len(e.Note) > switchboard.MaxNoteBytes ||
+		len(e.Alias) > maxEventAlias || len(e.Reason) > maxEventReason || len(e.By) > maxEventBy ||
+		!utf8.ValidString(e.Note) || !utf8.ValidString(e.Alias) || !utf8.ValidString(e.Reason) {
+		return fmt.Errorf("relay event field out of bounds")
+	}
 	switch e.Kind {
 	case switchboard.EventMessage:
 		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Text) == 0 || len(e.Text) > switchboard.MaxTextBytes {
 			return fmt.Errorf("relay message out of bounds")
 		}
-	case switchboard.EventTyping, switchboard.EventEnded, switchboard.EventAnswered, switchboard.EventSupervised:
+	case switchboard.EventTyping, switchboard.EventEnded, switchboard.EventAnswered:
+	case switchboard.EventSupervised:
+		// The volunteer's centre tells the visitor's that a supervisor
+		// reads along; never the other way.
+		if !fromAnswering {
+			return fmt.Errorf("relay %s from the contact's owner", e.Kind)
+		}
 	case switchboard.EventDelivered:
 		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes {
 			return fmt.Errorf("relay delivered id out of bounds")
+		}
+	case switchboard.EventTransfer, switchboard.EventLeave:
+		if !fromAnswering {
+			return fmt.Errorf("relay %s from the contact's owner", e.Kind)
+		}
+	case switchboard.EventTransferAccepted, switchboard.EventTransferFailed:
+		if fromAnswering {
+			return fmt.Errorf("relay %s from the answering centre", e.Kind)
 		}
 	default:
 		return fmt.Errorf("relay event kind %q unknown", e.Kind)
 	}
 	return nil
 }
+
+// Bounds on an event's small fields (the note's is switchboard's).
+const (
+	maxEventCentre   = 64
+	maxEventLanguage = 8
+	maxEventAlias    = 80
+	maxEventReason   = 200
+	maxEventBy       = 32
+)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"regexp"
 	"time"
+	"unicode/utf8"
 
 	"github.com/libp2p/go-libp2p/core/network"
 
@@ -31,6 +32,10 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 		r.decline(s, "malformed offer")
 		return
 	}
+	if len(f.Note) > switchboard.MaxNoteBytes || !utf8.ValidString(f.Note) || f.Note != "" && !f.Transfer {
+		r.decline(s, "malformed offer: bad handover note")
+		return
+	}
 	if (f.Channel == switchboard.ChannelPhone) != calls {
 		r.decline(s, "channel not on this protocol")
 		return
@@ -39,7 +44,8 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 	r.mu.Lock()
 	desk := r.desk
 	r.mu.Unlock()
-	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring, Resume: f.Resume})
+	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring, Resume: f.Resume,
+		Transfer: f.Transfer && !calls, Note: f.Note, Transfers: f.Transfers && !calls})
 	if err != nil {
 		r.decline(s, err.Error())
 		return

@@ -259,13 +259,13 @@ func checkSeatEvent(e switchboard.Event) error {
 		if e.By != switchboard.SaidByVisitor && e.By != switchboard.SaidByVolunteer {
 			return fmt.Errorf("seat message said by %q", clipAlias(e.By))
 		}
-		return checkEvent(e)
+		return checkEvent(e, true)
 	case switchboard.EventWhisper:
-		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Text) == 0 || len(e.Text) > switchboard.MaxNoteBytes || len(e.Alias) > 80 {
+		if len(e.ID) == 0 || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Text) == 0 || len(e.Text) > switchboard.MaxWhisperBytes || len(e.Alias) > 80 {
 			return fmt.Errorf("seat whisper out of bounds")
 		}
 	case switchboard.EventDelivered, switchboard.EventEnded:
-		return checkEvent(e)
+		return checkEvent(e, true)
 	default:
 		return fmt.Errorf("seat event kind %q unknown", clipAlias(string(e.Kind)))
 	}

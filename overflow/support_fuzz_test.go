@@ -38,7 +38,7 @@ func FuzzSeatEvent(f *testing.F) {
 				t.Fatalf("accepted %+v", e)
 			}
 		case switchboard.EventWhisper:
-			if e.ID == "" || e.Text == "" || len(e.Text) > switchboard.MaxNoteBytes || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Alias) > 80 {
+			if e.ID == "" || e.Text == "" || len(e.Text) > switchboard.MaxWhisperBytes || len(e.ID) > switchboard.MaxMessageIDBytes || len(e.Alias) > 80 {
 				t.Fatalf("accepted %+v", e)
 			}
 		case switchboard.EventDelivered:

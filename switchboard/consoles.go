@@ -69,6 +69,9 @@ func (c *Console) Accept(contactID string) error {
 	if s.volunteers[c.v.ID] != c.v || r == nil {
 		return fmt.Errorf("accept %s: %w", clip(contactID), ErrOfferGone)
 	}
+	if r.transfer != nil && r.transfer.c.id == contactID {
+		return s.acceptTransferLocked(r)
+	}
 	switch {
 	case r.contact != nil && r.contact.id == contactID:
 		ct := r.contact
@@ -112,6 +115,10 @@ func (c *Console) Decline(contactID string) error {
 			return fmt.Errorf("decline %s: the call is ringing on your phone: %w", clip(contactID), ErrOfferGone)
 		}
 		s.callOverBecauseLocked(rc, ByUnanswered, "declined")
+		return nil
+	}
+	if r != nil && r.transfer != nil && r.transfer.c.id == contactID {
+		s.unringLocked(r, "declined")
 		return nil
 	}
 	if r == nil || (r.contact == nil || r.contact.id != contactID) && (r.received == nil || r.received.id != contactID || r.received.accepted) {
@@ -172,6 +179,12 @@ func (c *Console) End(contactID string, cat Categorisation) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if cv, ok := c.v.active[contactID]; ok {
+		if cv.handedOver {
+			// Handed over in a warm transfer: ending is leaving, and the
+			// new volunteer categorises the contact (transfer.go).
+			s.leaveLocked(cv)
+			return nil
+		}
 		if rc := cv.received; rc != nil && rc.call != nil {
 			// The volunteer is the authority that a call is over, should
 			// the hang-up not have come through.
@@ -223,7 +236,9 @@ func (s *Switchboard) loseVolunteerLocked(cv *conv) {
 	delete(cv.vol.active, cv.id)
 	switch {
 	case cv.visitor != nil:
-		s.requeueLocked(cv.visitor, 0, "")
+		if !s.transferLostLocked(cv.visitor, cv, 0) {
+			s.requeueLocked(cv.visitor, 0, "")
+		}
 	case cv.peer != nil:
 		cv.peer.Close("the volunteer's console closed")
 		s.finishReceivedLocked(cv.received)

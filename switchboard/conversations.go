@@ -9,6 +9,7 @@ import (
 
 // fromVisitorLocked routes what our visitor said.
 func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
+	s.copyToLeavingLocked(cv, e)
 	if cv.peer != nil {
 		if err := cv.peer.Send(e); err != nil {
 			s.log.Debug("relay send failed", "err", err)
@@ -42,7 +43,8 @@ func (s *Switchboard) fromVolunteerLocked(cv *conv, e Event) {
 			s.log.Debug("relay send failed", "err", err)
 		}
 	} else if c := cv.visitor; c != nil {
-		c.out.post(func() { c.visitor.Event(e) })
+		ve := s.aliasedLocked(c, cv, e)
+		c.out.post(func() { c.visitor.Event(ve) })
 		if e.Kind == EventMessage {
 			id := cv.id
 			v.out.post(func() { v.sink.Event(id, Event{Kind: EventDelivered, ID: e.ID}) })
@@ -68,6 +70,9 @@ func (s *Switchboard) toVisitorLocked(cv *conv, e Event) {
 // endLocked closes a conversation on this centre's side.
 func (s *Switchboard) endLocked(cv *conv) {
 	s.endSupportOfConvLocked(cv, "the conversation ended")
+	if c := cv.visitor; c != nil && c.conv == cv {
+		s.cancelTransferLocked(c, "the conversation ended", false)
+	}
 	if v := cv.vol; v != nil {
 		if _, ok := v.active[cv.id]; ok {
 			delete(v.active, cv.id)
@@ -131,12 +136,16 @@ func (h *ownerPeerHandler) locked(early, set func()) {
 
 func (h *ownerPeerHandler) handleLocked(e Event) {
 	c := h.c
+	if h.s.ownerTransferEventLocked(c, h.cv, e) {
+		return
+	}
 	if c.conv != h.cv || c.state != StateConnected || h.cv.peer == nil {
 		// Not ours any more, or the relay is already lost (the page was
 		// told to move): an event its reader read before is dropped.
 		return
 	}
-	c.out.post(func() { c.visitor.Event(e) })
+	ve := h.s.aliasedLocked(c, h.cv, e)
+	c.out.post(func() { c.visitor.Event(ve) })
 	if e.Kind == EventMessage {
 		_ = h.cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})
 	}
@@ -147,6 +156,9 @@ func (h *ownerPeerHandler) handleLocked(e Event) {
 
 func (h *ownerPeerHandler) OnLost(undelivered int) {
 	h.locked(func() { h.lost, h.undelivered = true, undelivered }, func() {
+		if h.s.transferLostLocked(h.c, h.cv, undelivered) {
+			return
+		}
 		if h.c.conv != h.cv || h.cv.peer == nil {
 			return
 		}

@@ -98,6 +98,10 @@ func (s *Switchboard) ringTimedOut(r *ringing) {
 // unringLocked ends a ringing offer that was not accepted (declined, timed
 // out, console gone): the contact moves on to the next volunteer.
 func (s *Switchboard) unringLocked(r *ringing, reason string) {
+	if r.transfer != nil {
+		s.transferUnrungLocked(r, reason)
+		return
+	}
 	if r.received != nil && r.received.call != nil {
 		s.callOverBecauseLocked(r.received, ByUnanswered, reason)
 		return
@@ -285,6 +289,7 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	s.removeFromQueueLocked(c)
 	s.moveLocked(c, StateConnected)
 	c.conv = cv
+	cv.alias = alias
 	c.overflowTimer.Stop()
 	now := time.Now()
 	s.noteAnswerLocked(Key{c.channel, c.language}, now)

@@ -43,7 +43,11 @@ func (s *Switchboard) forgetContactLocked(c *contact) {
 }
 
 func (s *Switchboard) forgetReceivedLocked(rc *received) {
-	delete(s.received, rc.id)
+	if rc.key != "" {
+		delete(s.received, rc.key)
+	} else {
+		delete(s.received, rc.id)
+	}
 	s.checkDrainedLocked()
 }
 

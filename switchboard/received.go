@@ -18,6 +18,12 @@ type IncomingOffer struct {
 	Ring     time.Duration
 	// Resume is the owner's ResumeHash for the visitor's page ("" if none).
 	Resume string
+	// Transfer: one of the owner's volunteers hands the conversation
+	// over, with a private Note. Transfers: the owner can carry out a
+	// transfer this conversation's volunteer asks for (transfer.go).
+	Transfer  bool
+	Note      string
+	Transfers bool
 }
 
 // Reservation holds one of our volunteers for another centre's offer.
@@ -42,7 +48,13 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrDraining)
 	}
-	if _, dup := s.received[o.Contact]; dup {
+	key := o.Contact
+	if o.Transfer {
+		// We may answer this contact already (a transfer to a colleague
+		// here): the owner decides, and the new offer has a key of its own.
+		key = o.Contact + "/" + newID()
+	}
+	if _, dup := s.received[key]; dup {
 		s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 		return nil, fmt.Errorf("reserve: contact already offered here: %w", ErrBadRequest)
 	}
@@ -59,6 +71,9 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	}
 	var best *volunteer
 	for _, v := range s.volunteers {
+		if _, in := v.active[o.Contact]; in {
+			continue // already in this conversation (a transfer)
+		}
 		if v.free(o.Channel, o.Language) && (best == nil || longerIdle(v, best)) {
 			best = v
 		}
@@ -68,16 +83,20 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), ErrNoVolunteer)
 	}
 	ring := min(max(o.Ring, time.Second), s.cfg.RingTimeout)
-	rc := &received{id: o.Contact, from: o.From, channel: o.Channel, language: o.Language, vol: best, decided: make(chan error, 1)}
+	rc := &received{id: o.Contact, from: o.From, channel: o.Channel, language: o.Language, vol: best, decided: make(chan error, 1),
+		key: key, transfers: o.Transfers}
 	if o.Channel == ChannelChat && resumeHashPattern.MatchString(o.Resume) {
 		rc.resumeHash = o.Resume
 	}
 	r := &ringing{vol: best, received: rc}
 	rc.ring = r
 	best.ring = r
-	s.received[rc.id] = rc
+	s.received[key] = rc
 	r.timer = time.AfterFunc(ring, func() { s.ringTimedOut(r) })
 	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring)}
+	if o.Transfer {
+		offer.Transfer, offer.Note = true, clipNote(o.Note)
+	}
 	best.out.post(func() { best.sink.Offer(offer) })
 	s.postAvailabilityLocked(best)
 	s.changedLocked()
@@ -122,7 +141,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 		return h
 	}
 	v.ring = nil
-	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc, started: time.Now()}
+	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc, started: time.Now(), alias: v.Alias}
 	if r := s.newResumable(rc.resumeHash); r != nil {
 		if _, taken := s.resumables[r.hash]; !taken {
 			rc.conv.resume = r
@@ -206,6 +225,9 @@ func (h *receivedPeerHandler) OnEvent(e Event) {
 // visitorEventLocked passes on what the visitor of a received conversation
 // said, through the relay or, resumed, from their page.
 func (s *Switchboard) visitorEventLocked(cv *conv, e Event) {
+	if s.answeringTransferEventLocked(cv, e) {
+		return
+	}
 	if e.Kind == EventMessage && cv.resume != nil && !cv.resume.firstTime(e.ID) {
 		// Sent again by a page that resumed without seeing it delivered.
 		_ = cv.peer.Send(Event{Kind: EventDelivered, ID: e.ID})

@@ -62,8 +62,8 @@ const (
 // longer than this.
 const DefaultSupportRing = 20 * time.Second
 
-// MaxNoteBytes bounds a whisper.
-const MaxNoteBytes = 2000
+// MaxWhisperBytes bounds a supervisor's note to a volunteer.
+const MaxWhisperBytes = 2000
 
 // Supervision carries support requests to other centres' supervisors.
 type Supervision interface {
@@ -253,8 +253,8 @@ func checkNote(id, text string) error {
 	if err := checkMessage(id, text); err != nil {
 		return err
 	}
-	if len(text) > MaxNoteBytes {
-		return fmt.Errorf("note of %d bytes (at most %d): %w", len(text), MaxNoteBytes, ErrBadMessage)
+	if len(text) > MaxWhisperBytes {
+		return fmt.Errorf("note of %d bytes (at most %d): %w", len(text), MaxWhisperBytes, ErrBadMessage)
 	}
 	return nil
 }

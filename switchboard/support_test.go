@@ -145,7 +145,7 @@ func TestSupportAtOwnCentreReadsAlongAndWhispers(t *testing.T) {
 		if err := duty.Whisper("other", "w2", "x"); !errors.Is(err, ErrUnknownContact) {
 			t.Fatalf("whisper elsewhere: %v", err)
 		}
-		if err := duty.Whisper(a.ID, "w3", strings.Repeat("x", MaxNoteBytes+1)); !errors.Is(err, ErrBadMessage) {
+		if err := duty.Whisper(a.ID, "w3", strings.Repeat("x", MaxWhisperBytes+1)); !errors.Is(err, ErrBadMessage) {
 			t.Fatalf("long whisper: %v", err)
 		}
 		synctest.Wait()

@@ -32,6 +32,10 @@ type OutgoingOffer struct {
 	// Resume is the ResumeHash of the visitor's page's secret, "" when
 	// the page cannot resume (resume.go).
 	Resume string
+	// Transfer: the contact is in conversation and one of its volunteers
+	// hands it over (transfer.go); Note is their handover note.
+	Transfer bool
+	Note     string
 }
 
 // Answer is another centre's yes to an offer: its volunteer accepted and is
@@ -120,7 +124,10 @@ type Config struct {
 	Supervision     Supervision
 	SupportRing     time.Duration
 	ReadAlongNotice func() bool
-	Logger          *slog.Logger
+	// WarmLimit bounds how long both volunteers of a warm transfer stay
+	// in the conversation (0: DefaultWarmLimit; transfer.go).
+	WarmLimit time.Duration
+	Logger    *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -235,6 +242,9 @@ type Stats struct {
 	SupportAsked    map[string]uint64
 	SupportRequests map[SupportKey]uint64
 	TimeToSupport   Histogram
+	// Transfers counts the transfers this centre carried out as a
+	// contact's owner (transfer.go), by kind, result and scope.
+	Transfers map[TransferKey]uint64
 }
 
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
@@ -316,6 +326,9 @@ func New(cfg Config) *Switchboard {
 	if cfg.SupportRing <= 0 {
 		cfg.SupportRing = DefaultSupportRing
 	}
+	if cfg.WarmLimit <= 0 {
+		cfg.WarmLimit = DefaultWarmLimit
+	}
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
@@ -325,6 +338,7 @@ func New(cfg Config) *Switchboard {
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
 			SupportAsked: map[string]uint64{}, SupportRequests: map[SupportKey]uint64{},
+			Transfers: map[TransferKey]uint64{},
 		},
 		answers: map[Key][]time.Time{}, started: time.Now(),
 	}
@@ -365,6 +379,8 @@ type contact struct {
 	movingUndelivered int
 	// ahead: started ahead of the queue (StartContactAhead).
 	ahead bool
+	// transfer is the transfer under way, if any (transfer.go).
+	transfer *transfer
 }
 
 func (c *contact) waiting() bool { return c.state == StateQueued || c.state == StateOffered }
@@ -375,6 +391,7 @@ type ringing struct {
 	vol      *volunteer
 	contact  *contact  // ours
 	received *received // another centre's
+	transfer *transfer // a transfer of a contact of ours (transfer.go)
 	timer    *time.Timer
 }
 
@@ -396,6 +413,11 @@ type received struct {
 	call *heldCall
 	// resumeHash is the owner's ResumeHash for the visitor's page, if any.
 	resumeHash string
+	// key is its key in Switchboard.received: the contact id, but unique
+	// for a transfer offer, which may come for a contact we already
+	// answer (transfer.go). transfers: the owner can carry out a transfer.
+	key       string
+	transfers bool
 }
 
 // conv is one conversation in progress, seen from this centre. Exactly two
@@ -418,6 +440,11 @@ type conv struct {
 	started time.Time
 	// support is our volunteer's support request in it (support.go).
 	support *supportRequest
+	// alias is the answering volunteer's; handedOver: our volunteer
+	// handed it over in a warm transfer and is only still present
+	// (transfer.go).
+	alias      string
+	handedOver bool
 }
 
 // volunteer is a signed-in volunteer's live state, decided only here.
@@ -497,6 +524,7 @@ func (s *Switchboard) Close() {
 		if c.local != nil {
 			c.local.timer.Stop()
 		}
+		s.cancelTransferLocked(c, "the centre is shutting down", false)
 		if c.conv != nil && c.conv.peer != nil {
 			c.conv.peer.Close("centre shutting down")
 		}

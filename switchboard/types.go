@@ -79,6 +79,9 @@ const (
 	// ByResumed: the visitor's page went on with the conversation at the
 	// answering centre directly; the owner's side ends as answered.
 	ByResumed = "resumed"
+	// ByTransferred: the volunteer handed the conversation over to
+	// another volunteer (transfer.go); they do not categorise it.
+	ByTransferred = "transferred"
 )
 
 // AgeGroups a volunteer may record at the end of a contact.
@@ -140,6 +143,14 @@ const (
 	EventSupport    EventKind = "support"
 	EventWhisper    EventKind = "whisper"
 	EventSupervised EventKind = "supervised"
+	// Transfer (transfer.go). EventTransfer and EventLeave travel from
+	// the answering centre to the contact's owner: its volunteer asks for
+	// a transfer, or leaves a warm one. EventTransferAccepted and
+	// EventTransferFailed travel from the owner to the asking volunteer.
+	EventTransfer         EventKind = "transfer"
+	EventLeave            EventKind = "leave"
+	EventTransferAccepted EventKind = "transfer_accepted"
+	EventTransferFailed   EventKind = "transfer_failed"
 )
 
 // Event is one thing one end of a conversation tells the other.
@@ -151,10 +162,19 @@ type Event struct {
 	// By says who ended the conversation (or, on a supervisor's seat, who
 	// said a message; of an EventSupport, how the request goes).
 	By string `json:"by,omitempty"`
-	// Alias is a supervisor's, on support events and whispers; Centre the
-	// supervisor's centre ("" the volunteer's own).
-	Alias  string `json:"alias,omitempty"`
-	Centre string `json:"centre,omitempty"`
+	// Alias is also a supervisor's, on support events and whispers, and
+	// Centre the supervisor's centre ("" the volunteer's own).
+	// A transfer's fields (transfer.go): the centre and language asked
+	// for, warm or cold, the private handover note (to the new volunteer
+	// only), the new volunteer's alias (also on a volunteer's message to
+	// the visitor while two volunteers are in the conversation), and why
+	// a transfer failed. Older releases ignore them.
+	Centre   string `json:"centre,omitempty"`
+	Language string `json:"language,omitempty"`
+	Warm     bool   `json:"warm,omitempty"`
+	Note     string `json:"note,omitempty"`
+	Alias    string `json:"alias,omitempty"`
+	Reason   string `json:"reason,omitempty"`
 }
 
 // VisitorSink receives what the switchboard tells a visitor. Calls are made
@@ -180,6 +200,10 @@ type Offer struct {
 	Language string    `json:"language"`
 	From     string    `json:"from_centre,omitempty"`
 	Until    time.Time `json:"until"`
+	// Transfer: another volunteer hands this conversation over; Note is
+	// their private handover note (memory only, never to the visitor).
+	Transfer bool   `json:"transfer,omitempty"`
+	Note     string `json:"note,omitempty"`
 }
 
 // ConsoleSink receives what the switchboard tells a volunteer's console.

@@ -103,6 +103,7 @@ func (s *Switchboard) Stats() Stats {
 	for _, le := range supportBuckets {
 		st.TimeToSupport.Buckets[le] = s.stats.TimeToSupport.Buckets[le]
 	}
+	st.Transfers = maps.Clone(s.stats.Transfers)
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {

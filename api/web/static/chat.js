@@ -247,13 +247,15 @@
 
   // ---- the transcript ----
 
-  function addMessage(who, text) {
+  // addMessage shows a message; sender names the volunteer who wrote it
+  // while two are in the conversation (a warm transfer), else the alias.
+  function addMessage(who, text, sender) {
     var div = document.createElement('div');
     div.className = 'msg ' + who;
     var from = document.createElement('span');
     from.className = 'from';
     if (who === 'visitor') i18nEl(from, 'you');
-    else from.textContent = alias;
+    else from.textContent = sender || alias;
     var body = document.createElement('p');
     body.className = 'text';
     body.textContent = text;
@@ -710,7 +712,22 @@
       case 'message':
         hideTyping();
         received++;
-        addMessage('volunteer', String(f.text || ''));
+        addMessage('volunteer', String(f.text || ''), f.alias ? String(f.alias) : '');
+        break;
+      case 'transferred':
+        // The conversation goes on, on this socket, with another volunteer
+        // (a transfer). A resume secret was for the old one's centre.
+        alias = String(f.alias || '');
+        resume = null;
+        setStatus('status_transferred', { alias: alias });
+        var tn = document.createElement('div');
+        tn.className = 'msg system transferred';
+        var tp = document.createElement('p');
+        tp.className = 'text';
+        tp.textContent = t('status_transferred', { alias: alias });
+        tn.appendChild(tp);
+        $('messages').appendChild(tn);
+        tn.scrollIntoView({ block: 'end' });
         break;
       case 'typing':
         showTyping();

@@ -9,7 +9,7 @@
   var I = window.I18N;
   var t = I.t;
   var ws = null;
-  var policy = { topics: [], age_groups: [] };
+  var policy = { topics: [], age_groups: [], centres: [], languages: [] };
   var offers = {};   // contact -> {el, timer, until}
   var chats = {};    // contact -> {el, ...}
   var msgSeq = 0;
@@ -318,7 +318,11 @@
       case 'policy':
         policy.topics = f.topics || [];
         policy.age_groups = f.age_groups || [];
+        policy.centres = f.centres || [];
+        policy.languages = f.languages || [];
         break;
+      case 'transfer_accepted': onTransferAccepted(f); break;
+      case 'transfer_failed': onTransferFailed(f); break;
       case 'availability': onAvailability(f); break;
       case 'offer': onOffer(f); break;
       case 'offer_withdrawn': onWithdrawn(f); break;
@@ -443,6 +447,19 @@
     var ring = Math.max(0, f.ring_seconds | 0);
     var what = { channel: channel(f.channel), language: f.language, centre: f.from_centre || '' };
     var box = offerBox(f, { class: 'offer' }, 'console.offer_title', what);
+    if (f.transfer) {
+      // A colleague hands the conversation over; their note is for this
+      // volunteer only (never shown to the visitor).
+      box.classList.add('transfer-offer');
+      box.appendChild(I.set(el('p', { class: 'badge badge-transfer' }), 'console.offer_transfer'));
+      if (f.note) {
+        var np = el('p', { class: 'handover-note' });
+        np.appendChild(I.set(el('strong'), 'console.offer_note'));
+        np.appendChild(document.createTextNode(' '));
+        np.appendChild(document.createTextNode(String(f.note)));
+        box.appendChild(np);
+      }
+    }
     var cd = el('p', { class: 'countdown-line' });
     cd.appendChild(I.set(el('span'), 'console.rings_for'));
     cd.appendChild(document.createTextNode(' '));
@@ -574,9 +591,20 @@
     var endB = I.set(el('button', { type: 'button', class: 'end' }), 'console.end_chat', nv);
     I.setAttr(endB, 'aria-label', 'console.end_chat_label');
     box.appendChild(endB);
-    var c = { el: box, log: log, typing: typing, ta: ta, send: sendB, end: endB, n: n, open: true, typingTimer: 0, lastTyping: 0 };
+    var trB = I.set(el('button', { type: 'button', class: 'transfer' }), 'console.transfer');
+    I.setAttr(trB, 'aria-label', 'console.transfer_label', nv);
+    box.appendChild(trB);
+    var leaveB = I.set(el('button', { type: 'button', class: 'leave', hidden: '' }), 'console.leave');
+    I.setAttr(leaveB, 'aria-label', 'console.leave_label', nv);
+    box.appendChild(leaveB);
+    var c = { el: box, log: log, typing: typing, ta: ta, send: sendB, end: endB, transfer: trB, leave: leaveB, n: n, open: true, typingTimer: 0, lastTyping: 0 };
     c.support = supportControls(f.contact, id, box);
     chats[f.contact] = c;
+    trB.addEventListener('click', function () { showTransfer(f.contact, lang); });
+    leaveB.addEventListener('click', function () {
+      leaveB.disabled = true;
+      send({ type: 'leave', contact: f.contact });
+    });
 
     form.addEventListener('submit', function (ev) { ev.preventDefault(); sendReply(f.contact); });
     ta.addEventListener('keydown', function (ev) {
@@ -786,6 +814,10 @@
     if (c.ta) { c.ta.disabled = true; }
     if (c.send) { c.send.disabled = true; }
     c.end.hidden = true;
+    if (c.transfer) { c.transfer.hidden = true; }
+    if (c.leave) { c.leave.hidden = true; }
+    var tf = c.el.querySelector('.transfer-form');
+    if (tf) { tf.remove(); }
     if (c.typing) { say(c.typing); }
     if (c.controls) { c.controls.hidden = true; }
     if (c.call && c.tick) {
@@ -815,10 +847,122 @@
       showCategorise(f.contact, true);
       return;
     }
+    if (f.by === 'transferred') { onHandedOver(f.contact, c); return; }
     closeChat(c);
     note(c, 'console.visitor_left');
     announce('console.visitor_left_announce', { n: c.n });
     showCategorise(f.contact, true);
+  }
+
+  // ---- transfer (issue 16) ----
+
+  // showTransfer opens the transfer form of a conversation: to a
+  // volunteer here or at another centre, in a language, warm or cold,
+  // with a handover note only the new volunteer sees.
+  function showTransfer(contact, lang) {
+    var c = chats[contact];
+    if (!c || !c.open) { return; }
+    var existing = c.el.querySelector('.transfer-form');
+    if (existing) { existing.querySelector('select').focus(); return; }
+    var fid = 'tr-' + contact;
+    var form = el('form', { class: 'transfer-form', 'aria-labelledby': fid + '-t' });
+    form.appendChild(I.set(el('h4', { id: fid + '-t' }), 'console.transfer_title', { n: c.n }));
+    form.appendChild(I.set(el('label', { for: fid + '-centre' }), 'console.transfer_to'));
+    var sel = el('select', { id: fid + '-centre', name: 'centre' });
+    sel.appendChild(I.set(el('option', { value: '' }), 'console.transfer_own_centre'));
+    policy.centres.forEach(function (ce) { sel.appendChild(el('option', { value: ce.id }, ce.name || ce.id)); });
+    form.appendChild(sel);
+    form.appendChild(I.set(el('label', { for: fid + '-lang' }), 'console.transfer_language'));
+    var lsel = el('select', { id: fid + '-lang', name: 'language' });
+    (policy.languages.length ? policy.languages : [lang]).forEach(function (l) {
+      var o = el('option', { value: l }, l);
+      if (l === lang) { o.selected = true; }
+      lsel.appendChild(o);
+    });
+    form.appendChild(lsel);
+    var wl = el('label', { class: 'check' });
+    var warm = el('input', { type: 'checkbox', name: 'warm', id: fid + '-warm' });
+    warm.checked = true;
+    wl.appendChild(warm);
+    wl.appendChild(document.createTextNode(' '));
+    wl.appendChild(I.set(el('span'), 'console.transfer_warm'));
+    form.appendChild(wl);
+    form.appendChild(I.set(el('label', { for: fid + '-note' }), 'console.transfer_note'));
+    var noteTa = el('textarea', { id: fid + '-note', name: 'note', rows: '3', maxlength: '1000' });
+    form.appendChild(noteTa);
+    var actions = el('div', { class: 'actions' });
+    var ask = I.set(el('button', { type: 'submit', class: 'transfer-ask' }), 'console.transfer_send');
+    var cancel = I.set(el('button', { type: 'button', class: 'cancel' }), 'console.back_to_chat');
+    actions.appendChild(ask);
+    actions.appendChild(cancel);
+    form.appendChild(actions);
+    cancel.addEventListener('click', function () { form.remove(); c.transfer.focus(); });
+    form.addEventListener('submit', function (ev) {
+      ev.preventDefault();
+      var frame = { type: 'transfer', contact: contact, warm: warm.checked };
+      if (sel.value) { frame.centre = sel.value; }
+      if (lsel.value && lsel.value !== lang) { frame.language = lsel.value; }
+      // The note is cut to 1000 bytes of UTF-8, the server's limit.
+      var text = noteTa.value.trim();
+      while (new TextEncoder().encode(text).length > 1000) { text = text.slice(0, -1); }
+      if (text) { frame.note = text; }
+      if (send(frame)) {
+        form.remove();
+        c.transfer.disabled = true;
+        note(c, 'console.transfer_asked');
+        announce('console.transfer_asked');
+      }
+    });
+    c.el.insertBefore(form, c.end);
+    sel.focus();
+  }
+
+  function onTransferAccepted(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    var v = { alias: f.alias || '' };
+    c.handedOver = true;
+    c.transfer.hidden = true;
+    if (f.warm) {
+      // Both are in the conversation for a moment: say goodbye, then leave
+      // (ending is leaving now: the new volunteer categorises).
+      c.end.hidden = true;
+      c.leave.hidden = false;
+      note(c, 'console.transfer_accepted_warm', v);
+      announce('console.transfer_accepted_warm', v);
+    } else {
+      note(c, 'console.transfer_accepted_cold', v);
+      announce('console.transfer_accepted_cold', v);
+    }
+  }
+
+  function onTransferFailed(f) {
+    var c = chats[f.contact];
+    if (!c) { return; }
+    var v = { reason: f.reason || '' };
+    c.handedOver = false;
+    if (c.open) {
+      c.transfer.hidden = false;
+      c.transfer.disabled = false;
+      c.end.hidden = false;
+      c.leave.hidden = true;
+      c.leave.disabled = false;
+    }
+    note(c, 'console.transfer_failed', v);
+    announce('console.transfer_failed', v);
+  }
+
+  // onHandedOver: the volunteer's side of a conversation they handed over
+  // ended; there is nothing to categorise.
+  function onHandedOver(contact, c) {
+    closeChat(c);
+    note(c, 'console.handed_over');
+    announce('console.handed_over');
+    var box = el('div', { class: 'handed-over' });
+    var b = I.set(el('button', { type: 'button', class: 'dismiss' }), 'console.close_chat');
+    b.addEventListener('click', function () { removeChat(contact); });
+    box.appendChild(b);
+    c.el.appendChild(box);
   }
 
   function onLost(f) {
