@@ -27,6 +27,12 @@ import (
 // it was. The seat carries what the supervisor reads, in memory only.
 const supportProtocol = "/helpmesh/support/1"
 
+// maxSupportRing bounds the ring time another centre may ask for.
+const (
+	maxSupportRing       = time.Minute
+	maxSupportRingMillis = int64(maxSupportRing / time.Millisecond)
+)
+
 // SupportReservation is a support request ringing on our supervisors'
 // consoles. *switchboard.SupportReservation satisfies it.
 type SupportReservation interface {
@@ -193,7 +199,9 @@ func (r *Router) serveSupport(s network.Stream) {
 		r.decline(s, "no supervision here")
 		return
 	}
-	ring := time.Duration(f.RingMillis) * time.Millisecond
+	// The asker's ring time, within reason: it sets how long our reader
+	// waits, and a peer must not hold streams open at will.
+	ring := min(max(time.Duration(min(max(f.RingMillis, 0), maxSupportRingMillis))*time.Millisecond, time.Second), maxSupportRing)
 	res, err := desk.ReceiveSupport(switchboard.IncomingSupport{From: from, SupportAsk: switchboard.SupportAsk{
 		ID: f.Contact, Reason: f.Why, Channel: f.Channel, Language: f.Language, Volunteer: clipAlias(f.Alias), Ring: ring}})
 	if err != nil {

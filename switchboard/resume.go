@@ -259,6 +259,11 @@ func (s *Switchboard) Resume(hash string, received int, sink VisitorSink) (*Resu
 		}
 	}
 	v.out.post(func() { v.sink.Event(id, Event{Kind: EventResumed}) })
+	if sr := cv.support; sr != nil && sr.taken && !sr.over && s.readAlongNoticeLocked() {
+		// The notice went to the lost relay, or nowhere while held: the
+		// page is told again here.
+		dp.Send(Event{Kind: EventSupervised})
+	}
 	if lost > 0 {
 		// Rare (over resumeKeep messages unseen). Counted, never the text.
 		s.log.Info("resumed conversation: some of the volunteer's earlier messages were no longer kept", "missed", lost)

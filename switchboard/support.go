@@ -21,6 +21,8 @@ import (
 	"fmt"
 	"slices"
 	"time"
+
+	"golang.org/x/time/rate"
 )
 
 // Why a volunteer asks for support. A request may give none.
@@ -61,6 +63,22 @@ const (
 // a volunteer with a visitor at risk should not wait for a second centre
 // longer than this.
 const DefaultSupportRing = 20 * time.Second
+
+// What a support link may carry from another centre before it is taken
+// for broken: whispers (a supervisor's console allows 10 at once, then 2 a
+// second), and the mirror of a conversation (both ends' paces and then
+// some).
+const (
+	whisperBurst = 20
+	whisperPace  = rate.Limit(4)
+	seatBurst    = 100
+	seatPace     = rate.Limit(20)
+	// Requests from one centre ringing here at once, and in all: a
+	// centre has a handful of volunteers asking at a time; more is a
+	// flood, and each rings every supervisor's console.
+	maxAlertsFrom = 8
+	maxAlerts     = 32
+)
 
 // MaxWhisperBytes bounds a supervisor's note to a volunteer.
 const MaxWhisperBytes = 2000
@@ -146,7 +164,6 @@ type supportRequest struct {
 	centre     string
 	seat       *seat
 	link       Peer
-	confirming bool
 	over       bool
 }
 
@@ -192,6 +209,12 @@ func (c *Console) AskSupport(contactID, reason string) error {
 	}
 	if cv.support != nil && !cv.support.over {
 		return nil
+	}
+	if rc := cv.received; rc != nil && !rc.transfers && s.readAlongNoticeLocked() {
+		// The visitor must be told, and their centre runs a release that
+		// would take the notice for a broken relay (it predates both
+		// support and transfer, whose flag says it is newer).
+		return fmt.Errorf("ask for support in %s: the visitor's centre runs an older release that cannot tell them a supervisor reads along: %w", clip(contactID), ErrBadRequest)
 	}
 	if reason == "" {
 		reason = SupportNoReason
@@ -266,7 +289,7 @@ func (d *Duty) TakeSupport(id string) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	al, ok := s.alerts[id]
-	if !ok || al.takenBy != nil || s.supervisors[d.sup.id] != d.sup {
+	if !ok || al.takenBy != nil || s.supervisors[d.sup.id] != d.sup || d.sup.seats[id] != nil {
 		return fmt.Errorf("take support %s: %w", clip(id), ErrOfferGone)
 	}
 	al.takenBy = d.sup
@@ -398,14 +421,16 @@ func (s *Switchboard) searchSupport(ctx context.Context, r *supportRequest) {
 				s.log.Debug("support request not taken", "centre", centre, "err", err)
 				continue
 			}
-			s.connectSupport(r, centre, ans)
-			return
+			if s.connectSupport(r, centre, ans) {
+				return
+			}
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !r.over && !r.taken {
 		r.over = true
+		r.cancel()
 		s.stats.SupportRequests[SupportKey{r.reason, SupportResultUnavailable}]++
 		s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportUnavailable})
 		s.changedLocked()
@@ -413,36 +438,33 @@ func (s *Switchboard) searchSupport(ctx context.Context, r *supportRequest) {
 }
 
 // connectSupport confirms another centre's supervisor (I/O, outside the
-// lock; confirming keeps the request from ending under it).
-func (s *Switchboard) connectSupport(r *supportRequest, centre string, ans SupportAnswer) {
+// lock: the request may end meanwhile, and then the link is closed at
+// once). False: the confirmation failed, and the search goes on.
+func (s *Switchboard) connectSupport(r *supportRequest, centre string, ans SupportAnswer) bool {
 	s.mu.Lock()
 	if r.over || s.closed {
 		s.mu.Unlock()
 		ans.Cancel("the request ended")
-		return
+		return true
 	}
-	r.confirming = true
 	s.mu.Unlock()
-	h := &supportLinkHandler{s: s, r: r}
+	h := &supportLinkHandler{s: s, r: r, pace: rate.NewLimiter(whisperPace, whisperBurst)}
 	link, err := ans.Confirm(h)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	r.confirming = false
 	if err != nil {
-		if !r.over {
-			r.over = true
-			s.stats.SupportRequests[SupportKey{r.reason, SupportResultUnavailable}]++
-			s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportUnavailable})
-		}
-		return
+		s.log.Debug("support request: confirming failed", "centre", centre, "err", err)
+		return false
 	}
 	if r.over || s.closed {
 		// The conversation ended while we confirmed.
-		link.Close("the conversation ended")
-		return
+		_ = link.Send(Event{Kind: EventEnded, Reason: "the request ended"})
+		link.Close("the request ended")
+		return true
 	}
 	r.taken, r.supervisor, r.centre, r.link = true, ans.Supervisor(), centre, link
 	s.supportTakenLocked(r)
+	return true
 }
 
 // supportTakenLocked: the volunteer hears who is coming, the visitor is
@@ -451,10 +473,16 @@ func (s *Switchboard) supportTakenLocked(r *supportRequest) {
 	s.stats.SupportRequests[SupportKey{r.reason, SupportResultTaken}]++
 	s.stats.TimeToSupport.observe(supportBuckets, time.Since(r.asked).Seconds())
 	s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportComing, Alias: r.supervisor, Centre: r.centre})
-	if s.cfg.ReadAlongNotice == nil || s.cfg.ReadAlongNotice() {
+	if s.readAlongNoticeLocked() {
 		s.toVisitorLocked(r.cv, Event{Kind: EventSupervised})
 	}
 	s.changedLocked()
+}
+
+// readAlongNoticeLocked: the policy says a visitor is told when a
+// supervisor reads along.
+func (s *Switchboard) readAlongNoticeLocked() bool {
+	return s.cfg.ReadAlongNotice == nil || s.cfg.ReadAlongNotice()
 }
 
 // supportBuckets are the time-to-support histogram's upper bounds, s.
@@ -490,7 +518,17 @@ func (s *Switchboard) whisperLocked(r *supportRequest, e Event) {
 		sink := st.sup.sink
 		st.sup.out.post(func() { sink.ReadAlong(st.id, d) })
 	case r.link != nil:
-		_ = r.link.Send(d)
+		s.sendLinkLocked(r, d)
+	}
+}
+
+// sendLinkLocked sends on r's link to the supervisor's centre; a link
+// that cannot take it (its outbox full: the relay closed itself, and no
+// loss will be reported) ends the support.
+func (s *Switchboard) sendLinkLocked(r *supportRequest, e Event) {
+	if err := r.link.Send(e); err != nil {
+		r.link = nil
+		s.endSupportLocked(r, "the supervisor's centre was lost")
 	}
 }
 
@@ -522,7 +560,7 @@ func (s *Switchboard) mirrorAnyLocked(cv *conv, e Event, by string) {
 		sink := st.sup.sink
 		st.sup.out.post(func() { sink.ReadAlong(st.id, e) })
 	case r.link != nil:
-		_ = r.link.Send(e)
+		s.sendLinkLocked(r, e)
 	}
 }
 
@@ -545,7 +583,11 @@ func (s *Switchboard) endSupportLocked(r *supportRequest, why string) {
 		st.sup.out.post(func() { sink.SupportEnded(id, why) })
 	}
 	if r.link != nil {
+		// Said before the close, so the supervisor's centre does not take
+		// an ordinary end for our loss.
+		_ = r.link.Send(Event{Kind: EventEnded, Reason: clipReason(why)})
 		r.link.Close(why)
+		r.link = nil
 	}
 	if _, live := r.cv.vol.active[r.cv.id]; live {
 		s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportOver, Text: why})
@@ -567,7 +609,9 @@ func (s *Switchboard) endSeatLocked(st *seat, why string) {
 		st.local.seat = nil
 		s.endSupportLocked(st.local, why)
 	case st.link != nil:
+		_ = st.link.Send(Event{Kind: EventEnded, Reason: clipReason(why)})
 		st.link.Close(why)
+		st.link = nil
 	}
 	s.changedLocked()
 }
@@ -575,8 +619,9 @@ func (s *Switchboard) endSeatLocked(st *seat, why string) {
 // supportLinkHandler hears the supervisor's centre on a support link
 // (the volunteer's centre's side): whispers and their end.
 type supportLinkHandler struct {
-	s *Switchboard
-	r *supportRequest
+	s    *Switchboard
+	r    *supportRequest
+	pace *rate.Limiter // whispers
 }
 
 func (h *supportLinkHandler) OnEvent(e Event) {
@@ -589,13 +634,22 @@ func (h *supportLinkHandler) OnEvent(e Event) {
 	}
 	switch e.Kind {
 	case EventWhisper:
+		if !h.pace.Allow() {
+			s.log.Warn("support ended: the supervisor's centre sends notes faster than anyone writes", "centre", r.centre)
+			s.endSupportLocked(r, "the supervisor's centre sent too many notes")
+			return
+		}
 		if r.supervisor != "" {
 			e.Alias = r.supervisor // the supervisor the centre named when it took it
 		}
 		s.whisperLocked(r, Event{Kind: EventWhisper, ID: e.ID, Text: e.Text, Alias: e.Alias})
 	case EventEnded:
 		r.link = nil
-		s.endSupportLocked(r, "the supervisor left")
+		why := "the supervisor left"
+		if e.Reason != "" {
+			why = clipReason(e.Reason)
+		}
+		s.endSupportLocked(r, why)
 	}
 }
 
@@ -608,6 +662,19 @@ func (h *supportLinkHandler) OnLost(int) {
 	}
 	h.r.link = nil
 	s.endSupportLocked(h.r, "the supervisor's centre was lost")
+}
+
+// supportIDInUseLocked: a request rings, or a seat reads along, under id.
+func (s *Switchboard) supportIDInUseLocked(id string) bool {
+	if _, ok := s.alerts[id]; ok {
+		return true
+	}
+	for _, sup := range s.supervisors {
+		if _, ok := sup.seats[id]; ok {
+			return true
+		}
+	}
+	return false
 }
 
 // IncomingSupport is another centre's support request.
@@ -640,8 +707,17 @@ func (s *Switchboard) ReceiveSupport(in IncomingSupport) (*SupportReservation, e
 	if len(s.supervisors) == 0 {
 		return nil, fmt.Errorf("receive support from %s: no supervisor on duty: %w", clip(in.From), ErrNoVolunteer)
 	}
-	if _, dup := s.alerts[in.ID]; dup {
-		return nil, fmt.Errorf("receive support: already ringing: %w", ErrBadRequest)
+	if s.supportIDInUseLocked(in.ID) {
+		return nil, fmt.Errorf("receive support: id already in use: %w", ErrBadRequest)
+	}
+	from := 0
+	for _, al := range s.alerts {
+		if al.a.Centre == in.From {
+			from++
+		}
+	}
+	if from >= maxAlertsFrom || len(s.alerts) >= maxAlerts {
+		return nil, fmt.Errorf("receive support from %s: too many requests ringing: %w", clip(in.From), ErrNoVolunteer)
 	}
 	al := &alert{a: SupportAlert{ID: in.ID, Reason: in.Reason, Channel: in.Channel, Language: in.Language,
 		Volunteer: clip(in.Volunteer), Centre: in.From, Asked: time.Now()}, decided: make(chan *supervisor, 1)}
@@ -681,7 +757,7 @@ func (r *SupportReservation) Connect(link Peer) PeerHandler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	sup := r.al.takenBy
-	h := &seatHandler{s: s}
+	h := &seatHandler{s: s, pace: rate.NewLimiter(seatPace, seatBurst)}
 	if sup == nil {
 		link.Close("no supervisor")
 		return h
@@ -721,8 +797,9 @@ func (r *SupportReservation) Release(reason string) {
 // seatHandler hears the volunteer's centre on a supervisor's seat: the
 // conversation mirrored, and deliveries of whispers.
 type seatHandler struct {
-	s  *Switchboard
-	st *seat
+	s    *Switchboard
+	st   *seat
+	pace *rate.Limiter
 }
 
 func (h *seatHandler) OnEvent(e Event) {
@@ -735,13 +812,25 @@ func (h *seatHandler) OnEvent(e Event) {
 	}
 	switch e.Kind {
 	case EventMessage, EventDelivered:
+		if !h.pace.Allow() {
+			// The conversation's own pace bounds what an honest centre
+			// mirrors; a flood ends the seat, not the supervisor's page.
+			s.log.Warn("support seat ended: the volunteer's centre mirrors faster than any conversation goes", "centre", st.from)
+			s.endSeatLocked(st, "the volunteer's centre sent too much")
+			return
+		}
 		sink, id := st.sup.sink, st.id
 		st.sup.out.post(func() { sink.ReadAlong(id, e) })
 	case EventEnded:
-		sink, id := st.sup.sink, st.id
-		st.sup.out.post(func() { sink.ReadAlong(id, e) })
+		why := "the conversation ended"
+		if e.Reason != "" {
+			why = clipReason(e.Reason) // the volunteer ended the support
+		} else {
+			sink, id := st.sup.sink, st.id
+			st.sup.out.post(func() { sink.ReadAlong(id, Event{Kind: EventEnded}) })
+		}
 		st.link = nil
-		s.endSeatLocked(st, "the conversation ended")
+		s.endSeatLocked(st, why)
 	}
 }
 
@@ -762,6 +851,15 @@ func (s *Switchboard) endSupportOfConvLocked(cv *conv, why string) {
 	if r := cv.support; r != nil && !r.over {
 		s.mirrorAnyLocked(cv, Event{Kind: EventEnded}, "")
 		s.endSupportLocked(r, why)
+	}
+}
+
+// endSupportOfHandedOverLocked ends the support of a conversation our
+// volunteer handed to another (transfer.go): the supervisor supported
+// them, not the conversation, and the new volunteer may ask anew.
+func (s *Switchboard) endSupportOfHandedOverLocked(cv *conv) {
+	if r := cv.support; r != nil && !r.over {
+		s.endSupportLocked(r, "the conversation was handed over")
 	}
 }
 

@@ -347,3 +347,220 @@ func TestSupportGoesToAnotherCentreAfterOwnRing(t *testing.T) {
 		}
 	})
 }
+
+// Ends across centres say why (review finding): the volunteer ending the
+// support sends the supervisor's centre an end with the reason before
+// closing (not a silent close it would take for our loss), and the
+// supervisor's centre ending it (off duty) is told to the volunteer as
+// such, not as a lost centre.
+func TestSupportLinkEndsSayWhy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var links []*fakeLink
+		sv := &fakeSupervision{centre: []string{"C"}, take: func(string) (SupportAnswer, error) {
+			l := &fakeLink{}
+			links = append(links, l)
+			return &fakeSupportAnswer{peer: l}, nil
+		}}
+		sb := newTestBoard(func(c *Config) { c.Supervision = sv })
+		defer sb.Close()
+		con, cs, h, _ := connectedPair(t, sb)
+		if err := con.AskSupport(h.ID(), SupportUnsure); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := con.EndSupport(h.ID()); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		l := links[0]
+		if n := len(l.sent); n == 0 || l.sent[n-1] != (Event{Kind: EventEnded, Reason: "the volunteer ended the support"}) || l.closed == "" {
+			t.Fatalf("link after end_support: sent %+v, closed %q", l.sent, l.closed)
+		}
+
+		if err := con.AskSupport(h.ID(), SupportUnsure); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		links[1].h.OnEvent(Event{Kind: EventEnded, Reason: "the supervisor went off duty"})
+		synctest.Wait()
+		if !cs.has("event " + h.ID() + " support the supervisor went off duty over") {
+			t.Fatalf("console: %q", cs.lines())
+		}
+		if slices.ContainsFunc(cs.lines(), func(l string) bool { return strings.Contains(l, "centre was lost") }) {
+			t.Fatalf("an ordinary end told as a loss: %q", cs.lines())
+		}
+		if st := sb.Stats(); st.SupportRequests[SupportKey{SupportUnsure, SupportResultTaken}] != 2 {
+			t.Fatalf("KPIs %v", st.SupportRequests)
+		}
+	})
+}
+
+// What another centre can make a supervisor's desk do is bounded (review
+// finding): at most maxAlertsFrom of its requests ring at once; an id in
+// use (ringing, or a seat reading along) is refused, so no seat is
+// orphaned; a mirror flood on a seat ends that seat, and a whisper flood
+// on a link ends that support, never a page.
+func TestSupportFromAnotherCentreIsBounded(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sb := newTestBoard(nil)
+		defer sb.Close()
+		ds := &dutySink{}
+		duty, _ := sb.GoOnDuty("sup-1", "Sol", ds)
+		ask := func(id string) (*SupportReservation, error) {
+			return sb.ReceiveSupport(IncomingSupport{From: "B", SupportAsk: SupportAsk{ID: id, Reason: SupportRisk, Channel: ChannelChat, Language: "nb", Volunteer: "Bea", Ring: time.Minute}})
+		}
+		var first *SupportReservation
+		for i := range maxAlertsFrom {
+			res, err := ask(fmt.Sprintf("%032x", i))
+			if err != nil {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			if i == 0 {
+				first = res
+			}
+		}
+		if _, err := ask("ffff"); !errors.Is(err, ErrNoVolunteer) {
+			t.Fatalf("request beyond the cap: %v", err)
+		}
+		if _, err := ask(fmt.Sprintf("%032x", 1)); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("an id already ringing: %v", err)
+		}
+		id0 := fmt.Sprintf("%032x", 0)
+		if err := duty.TakeSupport(id0); err != nil {
+			t.Fatal(err)
+		}
+		if alias, err := first.Wait(context.Background()); err != nil || alias != "Sol" {
+			t.Fatalf("wait: %q %v", alias, err)
+		}
+		link := &fakeLink{}
+		h := first.Connect(link)
+		if _, err := ask(id0); !errors.Is(err, ErrBadRequest) {
+			t.Fatalf("an id a seat reads along under: %v", err)
+		}
+		for i := range seatBurst + 10 {
+			h.OnEvent(Event{Kind: EventMessage, ID: fmt.Sprint(i), Text: "x", By: SaidByVisitor})
+		}
+		synctest.Wait()
+		if got := supportLines(ds.lines(), "ended the volunteer's centre sent too much"); len(got) != 1 {
+			t.Fatalf("the flooded seat did not end: %q", ds.lines()[len(ds.lines())-3:])
+		}
+		if n := len(supportLines(ds.lines(), "read message")); n > seatBurst {
+			t.Fatalf("%d mirrored messages reached the page, burst %d", n, seatBurst)
+		}
+		if link.closed == "" {
+			t.Fatal("the flooded seat's link is open")
+		}
+
+		// The volunteer's side: a whisper flood from the supervisor's centre.
+		wl := &fakeLink{}
+		sv := &fakeSupervision{centre: []string{"C"}, take: func(string) (SupportAnswer, error) { return &fakeSupportAnswer{peer: wl}, nil }}
+		sb2 := newTestBoard(func(c *Config) { c.Supervision = sv })
+		defer sb2.Close()
+		con, cs, hv, _ := connectedPair(t, sb2)
+		if err := con.AskSupport(hv.ID(), ""); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		for i := range whisperBurst + 5 {
+			wl.h.OnEvent(Event{Kind: EventWhisper, ID: fmt.Sprint(i), Text: "w"})
+		}
+		synctest.Wait()
+		if n := len(supportLines(cs.lines(), " whisper ")); n > whisperBurst {
+			t.Fatalf("%d whispers reached the console, burst %d", n, whisperBurst)
+		}
+		if !cs.has("event " + hv.ID() + " support the supervisor's centre sent too many notes over") {
+			t.Fatalf("the whisper flood did not end the support: %q", cs.lines()[len(cs.lines())-2:])
+		}
+		if err := con.Send(hv.ID(), "r1", "still talking"); err != nil {
+			t.Fatalf("the conversation suffered: %v", err)
+		}
+	})
+}
+
+// A warm transfer ends the support of the volunteer who hands over: the
+// supervisor supported them, and stops reading at the handover.
+func TestTransferEndsTheSupport(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sb := newTestBoard(nil)
+		defer sb.Close()
+		ds := &dutySink{}
+		duty, _ := sb.GoOnDuty("sup-1", "Sol", ds)
+		h, _, a, as, b, _ := localTalk(t, sb)
+		if err := a.AskSupport(h.ID(), SupportTired); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if err := duty.TakeSupport(ds.lastAlert().ID); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.Transfer(h.ID(), TransferRequest{Warm: true}); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		mustAccept(t, b, h)
+		synctest.Wait()
+		if got := supportLines(ds.lines(), "ended the conversation was handed over"); len(got) != 1 {
+			t.Fatalf("supervisor: %q", ds.lines())
+		}
+		if !as.has("event " + h.ID() + " support the conversation was handed over over") {
+			t.Fatalf("Ann: %q", as.lines())
+		}
+		if err := h.Send("v1", "after the handover"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if n := len(supportLines(ds.lines(), "after the handover")); n != 0 {
+			t.Fatal("the supervisor read on after the handover")
+		}
+	})
+}
+
+// A visitor's centre on an older release would take the supervised
+// notice for a broken relay and cut the conversation (review finding):
+// where the policy says the visitor is told, asking for support in such a
+// conversation is refused with a clear error; where it says not, the
+// request goes ahead and no notice is sent.
+func TestSupportInAnOlderCentresConversation(t *testing.T) {
+	for _, tell := range []bool{true, false} {
+		synctest.Test(t, func(t *testing.T) {
+			sb := newTestBoard(func(c *Config) { c.Centre = "B"; c.ReadAlongNotice = func() bool { return tell } })
+			defer sb.Close()
+			ds := &dutySink{}
+			duty, _ := sb.GoOnDuty("sup-1", "Sol", ds)
+			bo, _ := signInAvailable(t, sb, chatVol("bo", 1))
+			const id = "0123456789abcdef0123456789abcdef"
+			res, err := sb.Reserve(IncomingOffer{Contact: id, From: "A", Channel: ChannelChat, Language: "nb", Ring: testRing})
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if err := bo.Accept(id); err != nil {
+				t.Fatal(err)
+			}
+			peer := &fakePeer{}
+			res.Connect(peer)
+			synctest.Wait()
+			err = bo.AskSupport(id, SupportRisk)
+			if tell {
+				if !errors.Is(err, ErrBadRequest) || !strings.Contains(err.Error(), "older release") {
+					t.Fatalf("asked with notice due: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			if err := duty.TakeSupport(ds.lastAlert().ID); err != nil {
+				t.Fatal(err)
+			}
+			synctest.Wait()
+			sent, _ := peer.state()
+			for _, e := range sent {
+				if e.Kind == EventSupervised {
+					t.Fatal("a notice went to an older centre")
+				}
+			}
+		})
+	}
+}

@@ -211,6 +211,7 @@ func (s *Switchboard) leaveLocked(cv *conv) {
 // that was transferred away: no categorisation (the new volunteer
 // categorises), and the relay closes.
 func (s *Switchboard) handedOverLocked(cv *conv) {
+	s.endSupportOfHandedOverLocked(cv)
 	v, id := cv.vol, cv.id
 	if v.active[id] == cv {
 		delete(v.active, id)
@@ -232,6 +233,7 @@ func (s *Switchboard) answeringTransferEventLocked(cv *conv, e Event) bool {
 	switch {
 	case e.Kind == EventTransferAccepted:
 		cv.handedOver = e.Warm
+		s.endSupportOfHandedOverLocked(cv)
 		ev := Event{Kind: EventTransferAccepted, Alias: e.Alias, Warm: e.Warm}
 		v.out.post(func() { v.sink.Event(id, ev) })
 	case e.Kind == EventTransferFailed:
@@ -443,6 +445,7 @@ func (s *Switchboard) handOverLocked(t *transfer, cv *conv) {
 		c.out.post(func() { c.visitor.Connected(alias) })
 	}
 	s.tellConvLocked(old, Event{Kind: EventTransferAccepted, Alias: alias, Warm: t.req.Warm})
+	s.endSupportOfHandedOverLocked(old)
 	if !t.req.Warm {
 		c.transfer = nil
 		s.dropConvLocked(old)
@@ -477,6 +480,7 @@ func (s *Switchboard) tellConvLocked(cv *conv, e Event) {
 // transfer, without ending the contact: they hear ended by
 // ByTransferred and do not categorise it.
 func (s *Switchboard) dropConvLocked(cv *conv) {
+	s.endSupportOfHandedOverLocked(cv)
 	cv.handedOver = false
 	if v := cv.vol; v != nil && v.active[cv.id] == cv {
 		id := cv.id

@@ -345,7 +345,7 @@
         if (f.reason) { showLogin('console.closed_reason', { reason: f.reason }); } else { showLogin('console.closed_no_reason'); }
         status('console.disconnected');
         break;
-      case 'error': onError(f); break;
+      case 'error': supportRefused(f); onError(f); break;
       case 'softphone': onSoftphone(f); break;
       case 'call_media': onCallMedia(f); break;
     }
@@ -666,6 +666,7 @@
       case 'asked':
         say(s.state, f.centre ? 'console.support_asked_at' : 'console.support_asked', vars);
         s.ask.disabled = true;
+        s.end.hidden = false; // a ringing request can be withdrawn
         break;
       case 'coming':
         say(s.state, f.centre ? 'console.support_coming_from' : 'console.support_coming', vars);
@@ -683,6 +684,15 @@
         s.ask.disabled = false;
         s.end.hidden = true;
     }
+  }
+
+  // supportRefused gives the Ask button back after a refused request
+  // (slow_down, or a conversation that cannot be read along).
+  function supportRefused(f) {
+    var c = f.contact && chats[f.contact];
+    if (!c || !c.support) { return; }
+    var st = c.support.box.getAttribute('data-state');
+    if (st !== 'asked' && st !== 'coming') { c.support.ask.disabled = false; }
   }
 
   // A supervisor's note: only this console ever shows it.

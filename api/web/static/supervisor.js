@@ -226,6 +226,14 @@
     seat.el.appendChild(close);
   }
 
+  // clearSupport forgets the alerts and seats of a console that is off
+  // duty or lost its socket: the server sends no withdrawal to either.
+  function clearSupport() {
+    $('#alerts').textContent = '';
+    Object.keys(seats).forEach(function (id) { onSeatEnded({ support: id, reason: I.t('supervisor.seat_gone') }); });
+    updateAlerts();
+  }
+
   function onFrame(f) {
     if (f.type === 'support_asked') { onAsked(f); return; }
     if (f.type === 'support_taken') { onTaken(f); return; }
@@ -236,6 +244,7 @@
       $('#view').hidden = false;
       $('#need-login').hidden = true;
       renderDuty(f.on_duty);
+      if (!f.on_duty) { clearSupport(); }
       renderWaiting(f.waiting || []);
       renderVolunteers(f.volunteers || []);
       renderFederation(f.federation || [], f.centre);
@@ -258,6 +267,7 @@
   // (a restart) is retried.
   function closed() {
     ws = null;
+    clearSupport();
     fetch('/v1/volunteer/session', { credentials: 'same-origin', cache: 'no-store' }).then(function (r) {
       if (r.status === 401) { needLogin('supervisor.login_help'); return; }
       if (!opened && r.ok) { needLogin('supervisor.not_supervisor'); return; }
