@@ -46,6 +46,9 @@ type consoleFrame struct {
 	Language string `json:"language,omitempty"`
 	Warm     *bool  `json:"warm,omitempty"`
 	Note     string `json:"note,omitempty"`
+	// To is "supervisor": the transfer goes to the supervisor reading
+	// along (switchboard/support.go).
+	To string `json:"to,omitempty"`
 }
 
 // consoleFields lists the fields each console frame type takes; those
@@ -65,7 +68,7 @@ var consoleFields = map[string]map[string]bool{
 	"ask_support": {"contact": true, "reason": false},
 	"end_support": {"contact": true},
 	// Transfer (switchboard/transfer.go).
-	"transfer": {"contact": true, "centre": false, "language": false, "warm": false, "note": false},
+	"transfer": {"contact": true, "centre": false, "language": false, "warm": false, "note": false, "to": false},
 	"leave":    {"contact": true},
 }
 
@@ -95,9 +98,9 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
 		"text": f.Text != "", "topics": f.Topics != nil, "age_group": f.AgeGroup != "", "phone": f.Phone != nil,
 		"sdp": f.SDP != "", "centre": f.Centre != "", "language": f.Language != "", "warm": f.Warm != nil, "note": f.Note != "",
-		"reason": f.Reason != "",
+		"reason": f.Reason != "", "to": f.To != "",
 	}
-	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "centre", "language", "warm", "note", "reason"} {
+	for _, name := range []string{"channel", "on", "contact", "id", "text", "topics", "age_group", "phone", "sdp", "centre", "language", "warm", "note", "reason", "to"} {
 		required, allowed := fields[name]
 		switch {
 		case present[name] && !allowed:
@@ -110,6 +113,9 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 		return consoleFrame{}, badFrame("bad_phone", "phone: at most %d bytes", switchboard.MaxPhoneBytes)
 	}
 	if f.Type == "transfer" {
+		if f.To != "" && f.To != "supervisor" || f.To != "" && f.Centre != "" {
+			return consoleFrame{}, badFrame("bad_frame", "transfer: to is \"supervisor\" (the one reading along, at their centre: no centre), or left out")
+		}
 		if err := switchboard.CheckTransferRequest(f.transferRequest()); err != nil {
 			return consoleFrame{}, badFrame("bad_request", "%s", err.Error())
 		}
@@ -119,7 +125,8 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 
 // transferRequest is a transfer frame's request.
 func (f consoleFrame) transferRequest() switchboard.TransferRequest {
-	return switchboard.TransferRequest{Centre: f.Centre, Language: f.Language, Warm: f.Warm != nil && *f.Warm, Note: f.Note}
+	return switchboard.TransferRequest{Centre: f.Centre, Language: f.Language, Warm: f.Warm != nil && *f.Warm, Note: f.Note,
+		ToSupervisor: f.To == "supervisor"}
 }
 
 // Console frames beyond the shared ones.

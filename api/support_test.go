@@ -20,6 +20,7 @@ import (
 
 	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/internal/browsertest"
+	"github.com/helpmesh/helpmesh/internal/localfed/fedtest"
 	"github.com/helpmesh/helpmesh/internal/logsink"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -364,6 +365,74 @@ func TestSupportInThreeBrowsers(t *testing.T) {
 	for _, secret := range []string{whisper, "whisper", "Sol", "c3"} {
 		if strings.Contains(body, secret) || strings.Contains(all, secret) {
 			t.Errorf("the visitor's page or socket holds %q", secret)
+		}
+	}
+}
+
+// Issue 16's "hand a conversation ... to the supervisor", across centres:
+// Bea at c2 asks for support, Sol at c3 takes it and reads along; Sol has
+// her own console open at c3 (not switched on for offers: she chose this
+// one chat). Bea hands the chat to Sol, warm, with a note: only Sol's
+// console rings, with the note; the visitor's same socket hears
+// "transferred" to Sol, the seat ends (Sol now has the chat itself), Bea
+// leaves, and the visitor and Sol talk on. c1 counts one contact, and one
+// warm transfer to another centre; the note never reaches the visitor.
+func TestHandOverToTheSupervisorAcrossCentres(t *testing.T) {
+	r := newSupportRig(t)
+	conn, first, status, body := openConsoleWith(t, r.c3, pageLogin(t, r.c3, "s-sol", "correct horse battery"))
+	if conn == nil || first != "policy" {
+		t.Fatalf("Sol's volunteer console: %q, HTTP %d %s", first, status, body)
+	}
+	solCon := watchGoVisitor(t, conn)
+	r.visitorSays("m1", "jeg trenger noen som vet mer")
+
+	// Handing over before anyone reads along is refused, clearly.
+	r.bea.send(map[string]any{"type": "transfer", "contact": r.contact, "to": "supervisor", "warm": true})
+	if f := r.bea.await("a refused hand-over", func(f map[string]any) bool { return f["type"] == "error" && f["code"] == "bad_request" }); !strings.Contains(f["error"].(string), "no supervisor reads along") {
+		t.Fatalf("refusal: %v", f)
+	}
+
+	r.bea.send(map[string]any{"type": "ask_support", "contact": r.contact, "reason": "unsure"})
+	alert := r.sol.await("the alert", frameIs("support_asked"))
+	r.sol.send(map[string]any{"type": "take", "support": alert["support"]})
+	r.bea.await("Sol coming", func(f map[string]any) bool { return f["type"] == "support" && f["state"] == "coming" })
+
+	const note = "canary-handover she has a plan for tonight"
+	r.bea.send(map[string]any{"type": "transfer", "contact": r.contact, "to": "supervisor", "warm": true, "note": note})
+	offer := solCon.await("the hand-over ringing on Sol's console", frameIs("offer"))
+	if offer["transfer"] != true || offer["note"] != note || offer["contact"] != r.contact {
+		t.Fatalf("Sol's offer: %v", offer)
+	}
+	solCon.send(map[string]any{"type": "accept", "contact": r.contact})
+	r.visitor.await("transferred to Sol", func(f map[string]any) bool { return f["type"] == "transferred" && f["alias"] == "Sol" })
+	r.bea.await("accepted", frameIs("transfer_accepted"))
+	r.bea.await("the support over", func(f map[string]any) bool {
+		return f["type"] == "support" && f["state"] == "over" && f["reason"] == "the conversation was handed over"
+	})
+	r.sol.await("the seat ended", func(f map[string]any) bool { return f["type"] == "support_ended" && f["support"] == alert["support"] })
+	r.bea.send(map[string]any{"type": "leave", "contact": r.contact})
+	r.bea.await("Bea's side ended", func(f map[string]any) bool { return f["type"] == "ended" && f["by"] == "transferred" })
+
+	r.visitor.send(map[string]any{"type": "message", "id": "m2", "text": "er det deg nå?"})
+	solCon.await("the visitor's message at Sol's console", func(f map[string]any) bool { return f["type"] == "message" && f["text"] == "er det deg nå?" })
+	solCon.send(map[string]any{"type": "message", "contact": r.contact, "id": "s1", "text": "ja, jeg heter Sol"})
+	r.visitor.await("Sol's message", func(f map[string]any) bool { return f["type"] == "message" && f["text"] == "ja, jeg heter Sol" })
+	r.visitor.send(map[string]any{"type": "end"})
+	solCon.await("the end at Sol's console", frameIs("ended"))
+
+	if bytes.Contains(r.visitor.allFrames(), []byte(note)) {
+		t.Error("the handover note reached the visitor's socket")
+	}
+	fedtest.Eventually(t, 10*time.Second, "c1 counting the contact once, answered by overflow", func() bool {
+		tot := r.c1.node.Switchboard().Stats().Total()
+		return tot.Offered == 1 && tot.AnsweredOverflow == 1
+	})
+	if got := r.c1.node.Switchboard().Stats().Transfers[switchboard.TransferKey{Kind: "warm", Result: "accepted", Scope: "centre"}]; got != 1 {
+		t.Errorf("c1's transfers: %v", r.c1.node.Switchboard().Stats().Transfers)
+	}
+	for _, pc := range []*pageCentre{r.c2, r.c3} {
+		if tot := pc.node.Switchboard().Stats().Total(); tot.Offered != 0 {
+			t.Errorf("%s counts a contact of its own: %+v", pc.node.Centre(), tot)
 		}
 	}
 }

@@ -82,8 +82,10 @@ type frame struct {
 	Resume string `json:"resume,omitempty"`
 	// Resumable, on an acceptance: the answering centre took Resume.
 	Resumable bool `json:"resumable,omitempty"`
-	// Why is a support request's reason (support.go).
-	Why string `json:"why,omitempty"`
+	// Why is a support request's reason (support.go); Support, on a
+	// transfer offer, the support id of the supervisor it is for.
+	Why     string `json:"why,omitempty"`
+	Support string `json:"support,omitempty"`
 	// On an offer: Transfer says one of the owner's volunteers hands the
 	// conversation over, with a private Note (at most
 	// switchboard.MaxNoteBytes); Transfers says the owner can carry out a
@@ -141,7 +143,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	offer := frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume,
-		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat}
+		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat, Support: o.Seat}
 	if err := wire.Write(s, offer, maxFrame); err != nil {
 		close(answered)
 		_ = s.Reset()

@@ -275,7 +275,7 @@ func (r *relay) lost(reason string) {
 // side asks for a transfer or leaves one, and only the owner answers.
 func checkEvent(e switchboard.Event, fromAnswering bool) error {
 	if len(e.Centre) > maxEventCentre || len(e.Language) > maxEventLanguage || len(e.Note) > switchboard.MaxNoteBytes ||
-		len(e.Alias) > maxEventAlias || len(e.Reason) > maxEventReason || len(e.By) > maxEventBy ||
+		len(e.Alias) > maxEventAlias || len(e.Reason) > maxEventReason || len(e.By) > maxEventBy || len(e.Support) > maxEventSupport ||
 		!utf8.ValidString(e.Note) || !utf8.ValidString(e.Alias) || !utf8.ValidString(e.Reason) {
 		return fmt.Errorf("relay event field out of bounds")
 	}
@@ -316,4 +316,5 @@ const (
 	maxEventAlias    = 80
 	maxEventReason   = 200
 	maxEventBy       = 32
+	maxEventSupport  = 64
 )

@@ -32,7 +32,8 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 		r.decline(s, "malformed offer")
 		return
 	}
-	if len(f.Note) > switchboard.MaxNoteBytes || !utf8.ValidString(f.Note) || f.Note != "" && !f.Transfer {
+	if len(f.Note) > switchboard.MaxNoteBytes || !utf8.ValidString(f.Note) || f.Note != "" && !f.Transfer ||
+		f.Support != "" && (!f.Transfer || !contactIDPattern.MatchString(f.Support)) {
 		r.decline(s, "malformed offer: bad handover note")
 		return
 	}
@@ -45,7 +46,7 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 	desk := r.desk
 	r.mu.Unlock()
 	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring, Resume: f.Resume,
-		Transfer: f.Transfer && !calls, Note: f.Note, Transfers: f.Transfers && !calls})
+		Transfer: f.Transfer && !calls, Note: f.Note, Transfers: f.Transfers && !calls, Seat: f.Support})
 	if err != nil {
 		r.decline(s, err.Error())
 		return

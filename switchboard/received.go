@@ -24,6 +24,9 @@ type IncomingOffer struct {
 	Transfer  bool
 	Note      string
 	Transfers bool
+	// Seat: a transfer to the supervisor reading along under this
+	// support id; only their console is rung.
+	Seat string
 }
 
 // Reservation holds one of our volunteers for another centre's offer.
@@ -70,7 +73,13 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		return &Reservation{s: s, r: rc}, nil
 	}
 	var best *volunteer
+	if o.Transfer && o.Seat != "" {
+		best = s.seatVolunteerLocked(o.Seat, o.Contact, o.Channel)
+	}
 	for _, v := range s.volunteers {
+		if o.Seat != "" {
+			break
+		}
 		if _, in := v.active[o.Contact]; in {
 			continue // already in this conversation (a transfer)
 		}

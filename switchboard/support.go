@@ -854,6 +854,29 @@ func (s *Switchboard) endSupportOfConvLocked(cv *conv, why string) {
 	}
 }
 
+// seatVolunteerLocked is the console of the supervisor reading along
+// under seat, if they have one open here with room for contact: signed in
+// with the channel, not in it already, nothing ringing, under capacity.
+// Whether they switched the channel on does not matter: they chose this
+// one conversation.
+func (s *Switchboard) seatVolunteerLocked(seat, contact, channel string) *volunteer {
+	for _, sup := range s.supervisors {
+		st, ok := sup.seats[seat]
+		if !ok || st.over {
+			continue
+		}
+		v := s.volunteers[sup.id]
+		if v == nil || v.ring != nil || v.load() >= v.Capacity || !slices.Contains(v.Channels, channel) {
+			return nil
+		}
+		if _, in := v.active[contact]; in {
+			return nil
+		}
+		return v
+	}
+	return nil
+}
+
 // endSupportOfHandedOverLocked ends the support of a conversation our
 // volunteer handed to another (transfer.go): the supervisor supported
 // them, not the conversation, and the new volunteer may ask anew.

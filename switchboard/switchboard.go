@@ -36,6 +36,8 @@ type OutgoingOffer struct {
 	// hands it over (transfer.go); Note is their handover note.
 	Transfer bool
 	Note     string
+	// Seat: the transfer is to the supervisor of this support id.
+	Seat string
 }
 
 // Answer is another centre's yes to an offer: its volunteer accepted and is

@@ -55,6 +55,11 @@ type TransferRequest struct {
 	// Note is the private handover note: memory only, to the new
 	// volunteer's console only, never logged, never to the visitor.
 	Note string
+	// ToSupervisor: hand it to the supervisor reading along (support.go),
+	// at their centre; they must have a console open there. Seat is that
+	// support's id, filled in by Console.Transfer.
+	ToSupervisor bool
+	Seat         string
 }
 
 // CheckTransferRequest checks a request's sizes and encoding; whether the
@@ -68,6 +73,9 @@ func CheckTransferRequest(r TransferRequest) error {
 	}
 	if len(r.Language) > 8 {
 		return fmt.Errorf("transfer: language %q: %w", clip(r.Language), ErrBadRequest)
+	}
+	if len(r.Seat) > 64 {
+		return fmt.Errorf("transfer: support id too long: %w", ErrBadRequest)
 	}
 	return nil
 }
@@ -152,6 +160,14 @@ func (c *Console) Transfer(contactID string, req TransferRequest) error {
 	if cv.handedOver {
 		return fmt.Errorf("transfer %s: you have handed it over already: %w", clip(contactID), ErrBadRequest)
 	}
+	req.Seat = ""
+	if req.ToSupervisor {
+		r := cv.support
+		if r == nil || !r.taken || r.over {
+			return fmt.Errorf("transfer %s to the supervisor: no supervisor reads along: %w", clip(contactID), ErrBadRequest)
+		}
+		req.Centre, req.Seat = r.centre, r.id
+	}
 	if req.Centre == "" {
 		req.Centre = s.cfg.Centre
 	}
@@ -170,7 +186,7 @@ func (c *Console) Transfer(contactID string, req TransferRequest) error {
 		return fmt.Errorf("transfer %s: the visitor's centre is not reachable now: %w", clip(contactID), ErrBadRequest)
 	}
 	// The owner decides; it answers on the relay.
-	if err := cv.peer.Send(Event{Kind: EventTransfer, Centre: req.Centre, Language: req.Language, Warm: req.Warm, Note: req.Note}); err != nil {
+	if err := cv.peer.Send(Event{Kind: EventTransfer, Centre: req.Centre, Language: req.Language, Warm: req.Warm, Note: req.Note, Support: req.Seat}); err != nil {
 		return fmt.Errorf("transfer %s: %w", clip(contactID), ErrEnded)
 	}
 	return nil
@@ -292,7 +308,7 @@ func (s *Switchboard) startTransferLocked(c *contact, cv *conv, req TransferRequ
 	}
 	ctx, cancel := context.WithCancel(s.stop.Context())
 	t.cancel = cancel
-	o := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: req.Language, Ring: s.cfg.RingTimeout, Transfer: true, Note: req.Note}
+	o := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: req.Language, Ring: s.cfg.RingTimeout, Transfer: true, Note: req.Note, Seat: req.Seat}
 	centre := req.Centre
 	s.stop.Go(func(context.Context) {
 		defer cancel()
@@ -306,7 +322,16 @@ func (s *Switchboard) startTransferLocked(c *contact, cv *conv, req TransferRequ
 func (s *Switchboard) ringTransferLocked(t *transfer) {
 	c := t.c
 	var best *volunteer
+	if t.req.Seat != "" {
+		if best = s.seatVolunteerLocked(t.req.Seat, c.id, c.channel); best == nil || best == t.from.vol {
+			s.failTransferLocked(t, "the supervisor has no console open with room for it")
+			return
+		}
+	}
 	for _, v := range s.volunteers {
+		if t.req.Seat != "" {
+			break
+		}
 		if _, in := v.active[c.id]; in || v == t.from.vol {
 			continue
 		}
@@ -625,7 +650,7 @@ func (s *Switchboard) ownerTransferEventLocked(c *contact, cv *conv, e Event) bo
 	case EventTransfer:
 		// Only from the relay of the volunteer now in the conversation.
 		if c.conv == cv && c.state == StateConnected && cv.peer != nil {
-			req := TransferRequest{Centre: e.Centre, Language: e.Language, Warm: e.Warm, Note: e.Note}
+			req := TransferRequest{Centre: e.Centre, Language: e.Language, Warm: e.Warm, Note: e.Note, Seat: e.Support}
 			if err := s.startTransferLocked(c, cv, req, cv.other); err != nil {
 				_ = cv.peer.Send(Event{Kind: EventTransferFailed, Reason: clipReason(err.Error())})
 			}

@@ -175,6 +175,9 @@ type Event struct {
 	Note     string `json:"note,omitempty"`
 	Alias    string `json:"alias,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// Support is the support id of a transfer to the supervisor reading
+	// along (transfer.go, support.go).
+	Support string `json:"support,omitempty"`
 }
 
 // VisitorSink receives what the switchboard tells a visitor. Calls are made

@@ -639,11 +639,16 @@
     var ask = I.set(el('button', { type: 'button', class: 'ask-support' }), 'console.ask_support');
     var end = I.set(el('button', { type: 'button', class: 'end-support' }), 'console.end_support');
     end.hidden = true;
+    // Once a supervisor reads along, the volunteer may hand the chat to
+    // them (a warm transfer: both stay for a moment).
+    var toSup = el('button', { type: 'button', class: 'to-supervisor' });
+    toSup.hidden = true;
     var state = el('p', { class: 'support-state', 'aria-live': 'polite' });
     wrap.appendChild(lab);
     wrap.appendChild(sel);
     wrap.appendChild(ask);
     wrap.appendChild(end);
+    wrap.appendChild(toSup);
     wrap.appendChild(state);
     box.appendChild(wrap);
     ask.addEventListener('click', function () {
@@ -653,7 +658,11 @@
       if (!send(frame)) { ask.disabled = false; }
     });
     end.addEventListener('click', function () { send({ type: 'end_support', contact: contact }); });
-    return { box: wrap, ask: ask, end: end, state: state, reason: sel };
+    toSup.addEventListener('click', function () {
+      toSup.disabled = true;
+      if (!send({ type: 'transfer', contact: contact, to: 'supervisor', warm: true })) { toSup.disabled = false; }
+    });
+    return { box: wrap, ask: ask, end: end, toSup: toSup, state: state, reason: sel };
   }
 
   function onSupport(f) {
@@ -662,6 +671,9 @@
     var s = c.support;
     var vars = { supervisor: f.supervisor || '', centre: f.centre || '', reason: f.reason || '' };
     s.box.setAttribute('data-state', f.state);
+    s.toSup.hidden = f.state !== 'coming';
+    s.toSup.disabled = false;
+    if (f.state === 'coming') { I.set(s.toSup, 'console.to_supervisor', vars); }
     switch (f.state) {
       case 'asked':
         say(s.state, f.centre ? 'console.support_asked_at' : 'console.support_asked', vars);
