@@ -91,6 +91,21 @@ func readIs(kind, by, text string) func(map[string]any) bool {
 	}
 }
 
+// scrapeMetrics is pc's /metrics, which must carry the support counters.
+func scrapeMetrics(t *testing.T, pc *pageCentre) []byte {
+	t.Helper()
+	resp, err := http.Get(pc.url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("helpmesh_support_requests_total")) {
+		t.Fatalf("%s /metrics: HTTP %d without the support counters", pc.node.Centre(), resp.StatusCode)
+	}
+	return b
+}
+
 // allFrames is every frame g got, as JSON.
 func (v *goVisitor) allFrames() []byte {
 	v.mu.Lock()
@@ -162,6 +177,9 @@ func TestSupportAcrossCentresReadAlongWhisperAndTheSupervisorsCentreDying(t *tes
 		return f["type"] == "error" && f["code"] == "malformed" || f["code"] == "unknown_type"
 	})
 
+	// c3's metrics while Sol reads along: counts only.
+	c3metrics := scrapeMetrics(t, r.c3)
+
 	// Point 5: the supervisor's centre dies.
 	r.c3.node.Crash()
 	over := r.bea.await("the support over", func(f map[string]any) bool { return f["type"] == "support" && f["state"] == "over" })
@@ -226,17 +244,9 @@ func TestSupportAcrossCentresReadAlongWhisperAndTheSupervisorsCentreDying(t *tes
 		}
 	}
 	scan("the logs", []byte(r.logs.String()))
+	scan("c3's metrics", c3metrics)
 	for _, pc := range []*pageCentre{r.c1, r.c2} {
-		resp, err := http.Get(pc.url + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || !bytes.Contains(b, []byte("helpmesh_support_requests_total")) {
-			t.Fatalf("%s /metrics: HTTP %d without the support counters", pc.node.Centre(), resp.StatusCode)
-		}
-		scan(pc.node.Centre()+"'s metrics", b)
+		scan(pc.node.Centre()+"'s metrics", scrapeMetrics(t, pc))
 	}
 	audited := false
 	for _, pc := range []*pageCentre{r.c1, r.c2, r.c3} {

@@ -201,8 +201,14 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstHistogram(mc.timeToSupport, st.TimeToSupport.Count, st.TimeToSupport.Sum, st.TimeToSupport.Buckets)
-	for k, v := range st.Transfers {
-		counter(mc.transfers, v, k.Kind, k.Result, k.Scope)
+	// Every combination, zeros included, so a dashboard sees the series
+	// before the first transfer.
+	for _, kind := range []string{switchboard.TransferWarm, switchboard.TransferCold} {
+		for _, result := range []string{switchboard.TransferAccepted, switchboard.TransferFailed} {
+			for _, scope := range []string{switchboard.TransferLocal, switchboard.TransferCentre} {
+				counter(mc.transfers, st.Transfers[switchboard.TransferKey{Kind: kind, Result: result, Scope: scope}], kind, result, scope)
+			}
+		}
 	}
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)
