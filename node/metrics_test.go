@@ -324,6 +324,8 @@ var allowedLabels = map[string]bool{
 	// ours
 	"centre": true, "channel": true, "language": true, "answered_by": true, "to": true, "from": true,
 	"result": true, "state": true, "topic": true, "age_group": true, "le": true, "reason": true,
+	// transfers (switchboard/transfer.go): fixed values
+	"kind": true, "scope": true,
 }
 
 // Issue point 5: no metric of any centre carries a contact id, a volunteer
