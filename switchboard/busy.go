@@ -41,7 +41,9 @@ import (
 type queueWalk struct {
 	s     *Switchboard
 	now   time.Time
-	wait  int // the policy's wait_locally_when_busy: 0 not read yet, 1 no, 2 yes
+	// waitLocally is the policy's wait_locally_when_busy, read once per
+	// walk and only when a contact needs it (policyRead).
+	waitLocally, policyRead bool
 	rooms map[Key]room
 	ahead map[Key]int
 }
@@ -104,11 +106,9 @@ func (w *queueWalk) due(c *contact) bool {
 	if c.local != nil {
 		return false
 	}
-	if w.wait == 0 {
-		w.wait = 1
-		if s.cfg.WaitLocallyWhenBusy != nil && s.cfg.WaitLocallyWhenBusy() {
-			w.wait = 2
-		}
+	if !w.policyRead {
+		w.policyRead = true
+		w.waitLocally = s.cfg.WaitLocallyWhenBusy != nil && s.cfg.WaitLocallyWhenBusy()
 	}
-	return w.wait == 1 && w.ahead[k] >= r.open
+	return !w.waitLocally && w.ahead[k] >= r.open
 }
