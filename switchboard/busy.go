@@ -39,13 +39,13 @@ import (
 // per walk) and the contacts already passed. Call due for a contact, then
 // passed.
 type queueWalk struct {
-	s     *Switchboard
-	now   time.Time
+	s   *Switchboard
+	now time.Time
 	// waitLocally is the policy's wait_locally_when_busy, read once per
 	// walk and only when a contact needs it (policyRead).
 	waitLocally, policyRead bool
-	rooms map[Key]room
-	ahead map[Key]int
+	rooms                   map[Key]room
+	ahead                   map[Key]int
 }
 
 // room is, for one channel and language, how many volunteers here are
