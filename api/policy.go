@@ -53,6 +53,7 @@ func policyFields(p *consensus.Policy) map[string]any {
 		"time_zone":              &p.TimeZone,
 		"supervision_order":      &p.SupervisionOrder,
 		"read_along_silent":      &p.ReadAlongSilent,
+		"wait_locally_when_busy": &p.WaitLocallyWhenBusy,
 	}
 }
 

@@ -88,6 +88,10 @@ func fieldError(t *testing.T, what string, r response, status int, code, field, 
 func TestPolicyFieldsAreThePolicys(t *testing.T) {
 	full := consensus.DefaultPolicy()
 	full.OpenHours = []consensus.OpenPeriod{{Weekday: 1, From: "18:00", To: "06:00"}}
+	// The fields left out when unset must be set to be seen.
+	full.SupervisionOrder = []string{"c2"}
+	full.ReadAlongSilent = true
+	full.WaitLocallyWhenBusy = true
 	b, _ := json.Marshal(full)
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {

@@ -53,6 +53,7 @@ func TestCommandLevel(t *testing.T) {
 		{"put_volunteer coordinator", withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator), 6},
 		{"supervision order", setPolicy(supervised(func(p *Policy) { p.SupervisionOrder = []string{"oslo"} }), ""), 7},
 		{"read along silent", setPolicy(supervised(func(p *Policy) { p.ReadAlongSilent = true }), ""), 7},
+		{"wait locally when busy", setPolicy(supervised(func(p *Policy) { p.WaitLocallyWhenBusy = true }), ""), 7},
 	} {
 		if got := CommandLevel(tc.cmd); got != tc.want {
 			t.Errorf("%s: level %d, want %d", tc.name, got, tc.want)
@@ -64,11 +65,14 @@ func TestCommandLevel(t *testing.T) {
 	if got := describe(withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator)); got != "put_volunteer with the coordinator role" {
 		t.Errorf("a coordinator's put_volunteer is described as %q", got)
 	}
+	if got := describe(setPolicy(supervised(func(p *Policy) { p.WaitLocallyWhenBusy = true }), "")); !strings.Contains(got, "wait_locally_when_busy") {
+		t.Errorf("a set_policy with wait_locally_when_busy is described as %q", got)
+	}
 	// The gate is only needed because an older release refuses the
 	// fields: a level-1 command must encode exactly as it did, with no
 	// trace of them.
 	b, _ := EncodeCommand(setPolicy(emptyNames, ""))
-	for _, field := range []string{"names", "expected_policy_version"} {
+	for _, field := range []string{"names", "expected_policy_version", "supervision_order", "read_along_silent", "wait_locally_when_busy"} {
 		if bytes.Contains(b, []byte(field)) {
 			t.Errorf("a level-1 set_policy encodes %q: %s", field, b)
 		}

@@ -23,8 +23,9 @@ import (
 // adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
 // set_policy: emergency numbers' names per language and the expected
 // policy version, 5 adds set_centre_public_url, 6 adds the coordinator
-// role to put_volunteer, 7 adds two fields to set_policy: the
-// supervision order and read_along_silent. A release that adds an
+// role to put_volunteer, 7 adds three fields to set_policy: the
+// supervision order, read_along_silent and wait_locally_when_busy. A
+// release that adds an
 // operation, or a field an older release would refuse, raises it.
 const RosterLevel = 7
 
@@ -68,7 +69,7 @@ func CommandLevel(cmd Command) int {
 	if cmd.Op == OpPutVolunteer && cmd.Volunteer != nil && cmd.Volunteer.Role == RoleCoordinator {
 		level = max(level, 6)
 	}
-	if cmd.Op == OpSetPolicy && cmd.Policy != nil && (len(cmd.Policy.SupervisionOrder) > 0 || cmd.Policy.ReadAlongSilent) {
+	if cmd.Op == OpSetPolicy && cmd.Policy != nil && cmd.Policy.hasLevel7() {
 		level = max(level, 7)
 	}
 	return level
@@ -84,6 +85,13 @@ func (p *Policy) hasNames() bool {
 	return false
 }
 
+// hasLevel7 reports whether p sets a field level 7 added. Each is unset
+// by default and then left out of the command, so a policy without them is
+// one a level-6 release applies as it always did.
+func (p *Policy) hasLevel7() bool {
+	return len(p.SupervisionOrder) > 0 || p.ReadAlongSilent || p.WaitLocallyWhenBusy
+}
+
 // describe names what in cmd needs its level, for the refusal.
 func describe(cmd Command) string {
 	if CommandLevel(cmd) > OpLevel(cmd.Op) {
@@ -97,8 +105,8 @@ func describe(cmd Command) string {
 		if cmd.ExpectedPolicyVersion != "" {
 			what = append(what, "a version check (If-Match, or any PATCH)")
 		}
-		if cmd.Policy != nil && (len(cmd.Policy.SupervisionOrder) > 0 || cmd.Policy.ReadAlongSilent) {
-			what = append(what, "supervision_order or read_along_silent")
+		if cmd.Policy != nil && cmd.Policy.hasLevel7() {
+			what = append(what, "supervision_order, read_along_silent or wait_locally_when_busy")
 		}
 		return fmt.Sprintf("%s with %s", cmd.Op, strings.Join(what, " and "))
 	}

@@ -85,6 +85,13 @@ type Policy struct {
 	// (the helpline's own privacy notice says so). Unset, they are told,
 	// the safe default. Level 7.
 	ReadAlongSilent bool `json:"read_along_silent,omitempty"`
+	// WaitLocallyWhenBusy: a contact waits the whole overflow_after for a
+	// volunteer at its entry centre even when every one of them is in
+	// conversations (the rule before level 7). Unset, it is offered to
+	// the other centres at once then, and overflow_after is only the most
+	// it waits for a local answer: the default, because waiting cannot
+	// help it (docs/operations.md has the figures). Level 7.
+	WaitLocallyWhenBusy bool `json:"wait_locally_when_busy,omitempty"`
 }
 
 // EmergencyNumber is a number to call when the helpline cannot answer.

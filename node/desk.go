@@ -67,9 +67,10 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		OverflowAfter: func(channel string) time.Duration {
 			return time.Duration(n.consensus.Roster().Policy.OverflowAfterSeconds[channel]) * time.Second
 		},
-		Languages: func() []string { return n.consensus.Roster().Policy.Languages },
-		Topics:    func() []string { return n.consensus.Roster().Policy.Topics },
-		Overflow:  n.router,
+		WaitLocallyWhenBusy: func() bool { return n.consensus.Roster().Policy.WaitLocallyWhenBusy },
+		Languages:           func() []string { return n.consensus.Roster().Policy.Languages },
+		Topics:              func() []string { return n.consensus.Roster().Policy.Topics },
+		Overflow:            n.router,
 		// Other centres' supervisors back ours; the visitor is told a
 		// supervisor reads along unless the policy says the helpline's
 		// own notice covers it.

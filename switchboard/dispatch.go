@@ -26,6 +26,7 @@ func (s *Switchboard) dispatchLocked() {
 		return
 	}
 	now := time.Now()
+	walk := s.walkQueueLocked(now)
 	for _, c := range s.queue {
 		if c.connecting {
 			continue
@@ -35,9 +36,10 @@ func (s *Switchboard) dispatchLocked() {
 				s.ringLocked(c, v)
 			}
 		}
-		if c.remote == nil && s.cfg.Overflow != nil && s.overflowDueLocked(c, now) {
+		if c.remote == nil && s.cfg.Overflow != nil && walk.due(c) {
 			s.offerRemoteLocked(c)
 		}
+		walk.passed(c)
 	}
 	s.positionsLocked()
 	s.changedLocked()
@@ -151,24 +153,6 @@ func (s *Switchboard) withdrawLocked(r *ringing, reason string) {
 	id := r.contact.id
 	v.out.post(func() { v.sink.OfferWithdrawn(id, reason) })
 	s.postAvailabilityLocked(v)
-}
-
-// overflowDueLocked: the contact waited the policy's time, or nobody here
-// can ever answer it (no volunteer switched on for its channel and language).
-func (s *Switchboard) overflowDueLocked(c *contact, now time.Time) bool {
-	if s.drained != nil {
-		// A restart is waiting on this contact: any free volunteer will do.
-		return true
-	}
-	if now.Sub(c.created) >= s.cfg.OverflowAfter(c.channel) {
-		return true
-	}
-	for _, v := range s.volunteers {
-		if v.available[c.channel] && slices.Contains(v.Languages, c.language) {
-			return false
-		}
-	}
-	return true
 }
 
 func (s *Switchboard) offerRemoteLocked(c *contact) {

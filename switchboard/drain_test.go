@@ -25,7 +25,7 @@ func TestDrainFinishesWorkAndRefusesNew(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
 		fo.setCandidates(Candidate{Centre: "B", Version: 1})
-		sb := newTestBoard(withOverflow(fo, time.Hour))
+		sb := newTestBoard(withOverflowWaiting(fo, time.Hour))
 		defer sb.Close()
 		c1, _ := signInAvailable(t, sb, chatVol("v1", 2))
 		// One conversation of ours, one for centre B, one contact queued.

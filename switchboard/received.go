@@ -161,6 +161,9 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 	s.settleReceivedLocked(rc, OfferAccepted)
 	v.out.post(func() { v.sink.Connected(rc.id, rc.from) })
 	s.postAvailabilityLocked(v)
+	// The volunteer is in a conversation now, not merely ringing: a
+	// contact of ours waiting for them may be offered out (busy.go).
+	s.dispatchLocked()
 	return h
 }
 

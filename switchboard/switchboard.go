@@ -85,6 +85,12 @@ type Config struct {
 	// OverflowAfter is the policy's wait before a contact is offered to
 	// other centres, per channel.
 	OverflowAfter func(channel string) time.Duration
+	// WaitLocallyWhenBusy is the policy's wait_locally_when_busy: a
+	// contact waits the whole OverflowAfter for a volunteer here even
+	// when waiting cannot help it, every volunteer here for its channel
+	// and language being in conversations or taken by the contacts ahead.
+	// nil or false: it is offered to other centres at once then (busy.go).
+	WaitLocallyWhenBusy func() bool
 	// Languages and Topics come from the roster policy.
 	Languages func() []string
 	Topics    func() []string

@@ -814,6 +814,17 @@ func withOverflow(f *fakeOverflow, after time.Duration) func(*Config) {
 	}
 }
 
+// withOverflowWaiting is withOverflow under the policy's
+// wait_locally_when_busy: a contact waits the whole overflow_after even when
+// every volunteer here is busy (the rule before busy.go), which the tests of
+// that wait itself need.
+func withOverflowWaiting(f *fakeOverflow, after time.Duration) func(*Config) {
+	return func(c *Config) {
+		withOverflow(f, after)(c)
+		c.WaitLocallyWhenBusy = func() bool { return true }
+	}
+}
+
 func TestLocalAcceptCancelsRemoteOffer(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
@@ -1015,11 +1026,14 @@ func TestOverflowAtOnceWhenNoVolunteerOn(t *testing.T) {
 	})
 }
 
+// Under wait_locally_when_busy, a contact whose only volunteer here is busy
+// waits the whole overflow_after before another centre is offered it
+// (busy_test.go has the default, where it goes at once).
 func TestOverflowOnlyAfterOverflowAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
 		fo.setCandidates(Candidate{Centre: "B", Version: 1})
-		sb := newTestBoard(withOverflow(fo, 30*time.Second))
+		sb := newTestBoard(withOverflowWaiting(fo, 30*time.Second))
 		defer sb.Close()
 		c, _ := signInAvailable(t, sb, chatVol("v1", 1))
 		h0, _ := startContact(t, sb, ChannelChat, "nb")
@@ -1436,7 +1450,7 @@ func TestStatsConservation(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
 		fo.setCandidates(Candidate{Centre: "B", Version: 1})
-		sb := newTestBoard(withOverflow(fo, 20*time.Second))
+		sb := newTestBoard(withOverflowWaiting(fo, 20*time.Second))
 		defer sb.Close()
 		check := func() {
 			t.Helper()
@@ -1512,7 +1526,7 @@ func TestRequeuedContactStillOverflows(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		fo := &fakeOverflow{}
 		fo.setCandidates(Candidate{Centre: "B", Version: 1})
-		sb := newTestBoard(withOverflow(fo, time.Minute))
+		sb := newTestBoard(withOverflowWaiting(fo, time.Minute))
 		defer sb.Close()
 		c1, _ := signInAvailable(t, sb, chatVol("v1", 1))
 		c2, _ := signInAvailable(t, sb, chatVol("v2", 1))

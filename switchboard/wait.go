@@ -210,6 +210,7 @@ func (s *Switchboard) positionsLocked() {
 	window := s.answerWindowLocked(now)
 	pos, unoffered := map[Key]int{}, map[Key]int{}
 	duties := map[Key]duty{}
+	walk := s.walkQueueLocked(now)
 	for _, c := range s.queue {
 		k := Key{c.channel, c.language}
 		pos[k]++
@@ -229,10 +230,11 @@ func (s *Switchboard) positionsLocked() {
 		}
 		if s.cfg.Overflow != nil {
 			in.freeElsewhere, in.onDutyElsewhere = d.freeElsewhere, d.onDutyElsewhere
-			if !s.overflowDueLocked(c, now) {
+			if !walk.due(c) {
 				in.overflowIn = s.cfg.OverflowAfter(c.channel) - now.Sub(c.created)
 			}
 		}
+		walk.passed(c)
 		s.tellWaitLocked(c, pos[k], estimateWait(in), now)
 	}
 	if len(s.queue) > 0 && s.waitTimer == nil {

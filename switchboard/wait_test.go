@@ -151,7 +151,7 @@ func TestWaitFromAnswerRate(t *testing.T) {
 }
 
 // Someone is free at another centre, but the policy keeps the contact here
-// for 3 minutes while our own volunteer is busy: its wait is at most those
+// for 3 minutes while our own volunteer is busy (wait_locally_when_busy): its wait is at most those
 // minutes, and "less than a minute" once the overflow is a minute away.
 func TestWaitUntilOverflowToAFreeCentre(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
@@ -160,6 +160,7 @@ func TestWaitUntilOverflowToAFreeCentre(t *testing.T) {
 		sb := newTestBoard(func(c *Config) {
 			c.Overflow = ov
 			c.OverflowAfter = func(string) time.Duration { return 3 * time.Minute }
+			c.WaitLocallyWhenBusy = func() bool { return true }
 		})
 		defer sb.Close()
 		c, _ := signInAvailable(t, sb, chatVol("v1", 1))
