@@ -85,9 +85,10 @@ var (
 		"overview.raft_":   {"leader", "voter", "nonvoter", "none"},
 		"console.sp_":      {"no_call", "bad_sdp", "call_failed", "busy", "no_softphone"},
 		// Asking for support (console.js) and its alerts (supervisor.js).
-		"console.support_reason_": {"none", "risk", "abuse", "unsure", "tired"},
-		"supervisor.reason_":      {"none", "risk", "abuse", "unsure", "tired"},
-		"supervisor.said_by_":     {"visitor", "volunteer"},
+		"console.support_reason_":  {"none", "risk", "abuse", "unsure", "tired"},
+		"supervisor.reason_":       {"none", "risk", "abuse", "unsure", "tired"},
+		"supervisor.said_by_":      {"visitor", "volunteer"},
+		"supervisor.desk_support_": {"asked", "coming"},
 	}
 )
 

@@ -106,6 +106,9 @@ type (
 		Channel       string `json:"channel"`
 		FromCentre    string `json:"from_centre,omitempty"`
 		LastedSeconds int    `json:"lasted_seconds"`
+		// Support: "asked" (the volunteer asked for support, it rings) or
+		// "coming" (a supervisor reads along); left out when neither.
+		Support string `json:"support,omitempty"`
 	}
 	deskFederationEntry struct {
 		Centre string `json:"centre"`
@@ -419,7 +422,7 @@ func (c *supervisorConn) desk() deskFrame {
 		dv := deskVolunteer{Alias: vol.Alias, Available: vol.Available, Ringing: vol.Ringing, Capacity: vol.Capacity,
 			SignedInSeconds: seconds(vol.SignedInFor), Conversations: make([]deskConversation, 0, len(vol.Conversations))}
 		for _, cv := range vol.Conversations {
-			dv.Conversations = append(dv.Conversations, deskConversation{Channel: cv.Channel, FromCentre: cv.Centre, LastedSeconds: seconds(cv.Lasted)})
+			dv.Conversations = append(dv.Conversations, deskConversation{Channel: cv.Channel, FromCentre: cv.Centre, LastedSeconds: seconds(cv.Lasted), Support: cv.Support})
 		}
 		f.Volunteers = append(f.Volunteers, dv)
 	}

@@ -161,6 +161,10 @@ type ConversationView struct {
 	// our own visitor with our own volunteer).
 	Centre string
 	Lasted time.Duration
+	// Support is how the volunteer's support request in it goes: "" (none
+	// open), SupportAsked (ringing), or SupportComing (a supervisor reads
+	// along).
+	Support string
 }
 
 // DeskView returns a snapshot of the desk for a supervisor console.
@@ -196,6 +200,12 @@ func (s *Switchboard) DeskView() DeskView {
 			}
 			if cv.started.IsZero() {
 				c.Lasted = 0
+			}
+			if r := cv.support; r != nil && !r.over {
+				c.Support = SupportAsked
+				if r.taken {
+					c.Support = SupportComing
+				}
 			}
 			vv.Conversations = append(vv.Conversations, c)
 		}

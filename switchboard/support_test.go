@@ -119,6 +119,16 @@ func TestSupportAtOwnCentreReadsAlongAndWhispers(t *testing.T) {
 		if !cs.has("event " + h.ID() + " support asked") {
 			t.Fatalf("console did not hear the request ring: %q", cs.lines())
 		}
+		deskSupport := func() string {
+			d := sb.DeskView()
+			if len(d.Volunteers) != 1 || len(d.Volunteers[0].Conversations) != 1 {
+				t.Fatalf("desk %+v", d)
+			}
+			return d.Volunteers[0].Conversations[0].Support
+		}
+		if got := deskSupport(); got != SupportAsked {
+			t.Fatalf("the desk shows support %q while it rings", got)
+		}
 		time.Sleep(3 * time.Second)
 		if err := duty.TakeSupport(a.ID); err != nil {
 			t.Fatal(err)
@@ -129,6 +139,9 @@ func TestSupportAtOwnCentreReadsAlongAndWhispers(t *testing.T) {
 		synctest.Wait()
 		if !cs.has("event " + h.ID() + " support coming") {
 			t.Fatalf("console did not hear who is coming: %q", cs.lines())
+		}
+		if got := deskSupport(); got != SupportComing {
+			t.Fatalf("the desk shows support %q once taken", got)
 		}
 		if !vs.has("event supervised") {
 			t.Fatalf("visitor not told of the read-along: %q", vs.lines())

@@ -70,11 +70,15 @@
       } else {
         var ul = el('ul', { class: 'convs' });
         v.conversations.forEach(function (c) {
-          var li = el('li', { 'data-lasted': String(c.lasted_seconds) });
+          var li = el('li', { 'data-lasted': String(c.lasted_seconds), 'data-support': c.support || '' });
           if (c.from_centre) {
             I.set(li, 'supervisor.conversation_from', { channel: channel(c.channel), lasted: clock(c.lasted_seconds), centre: c.from_centre });
           } else {
             I.set(li, 'supervisor.conversation', { channel: channel(c.channel), lasted: clock(c.lasted_seconds) });
+          }
+          if (c.support) {
+            li.appendChild(document.createTextNode(' '));
+            li.appendChild(I.set(el('span', { class: 'badge support-' + c.support }), 'supervisor.desk_support_' + c.support));
           }
           ul.appendChild(li);
         });
