@@ -173,7 +173,7 @@ type propVol struct {
 	ringing   string
 	newOffers []Offer
 	active    map[string]bool
-	ended     []string // ended by the other side: to categorise
+	ended     []string   // ended by the other side: to categorise
 	care      CareNotice // the last care notice the console heard
 }
 
