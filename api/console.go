@@ -70,6 +70,8 @@ var consoleFields = map[string]map[string]bool{
 	// Transfer (switchboard/transfer.go).
 	"transfer": {"contact": true, "centre": false, "language": false, "warm": false, "note": false, "to": false},
 	"leave":    {"contact": true},
+	// "I'm ready" during a cool-down (switchboard/care.go).
+	"ready": {},
 }
 
 // decodeConsoleFrame parses and shape-checks one console frame. What the
@@ -92,7 +94,7 @@ func decodeConsoleFrame(b []byte) (consoleFrame, error) {
 	}
 	fields, ok := consoleFields[f.Type]
 	if !ok {
-		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, transfer, leave, ask_support, end_support, answer_call or hang_up)", clipText(f.Type))
+		return consoleFrame{}, badFrame("unknown_type", "unknown type %q (want available, phone, accept, decline, message, typing, end, transfer, leave, ask_support, end_support, answer_call, hang_up or ready)", clipText(f.Type))
 	}
 	present := map[string]bool{
 		"channel": f.Channel != "", "on": f.On != nil, "contact": f.Contact != "", "id": f.ID != "",
@@ -198,6 +200,18 @@ type (
 		Type    string `json:"type"`
 		Contact string `json:"contact"`
 		Reason  string `json:"reason"`
+	}
+	// careFrame tells the volunteer why no offers come, or that their
+	// shift ends soon (switchboard/care.go): state cool_down, break,
+	// shift_over, shift_ending or ok; until is when it ends (RFC 3339,
+	// the switchboard's own moment: it offers again then), absent when
+	// it has no set end; in_a_row and minutes are for the words.
+	careFrame struct {
+		Type    string `json:"type"`
+		State   string `json:"state"`
+		Until   string `json:"until,omitempty"`
+		InARow  int    `json:"in_a_row,omitempty"`
+		Minutes int    `json:"minutes,omitempty"`
 	}
 	consoleConnectedFrame struct {
 		Type    string `json:"type"`
@@ -369,6 +383,8 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 		err = cs.Transfer(f.Contact, f.transferRequest())
 	case "leave":
 		err = cs.Leave(f.Contact)
+	case "ready":
+		err = cs.Ready()
 	case "accept":
 		err = cs.Accept(f.Contact)
 	case "decline":
@@ -511,6 +527,17 @@ func (c *consoleConn) Lost(contact string, undelivered int) {
 	c.mu.Unlock()
 	c.ws.send(undeliveredFrame{Type: "lost", Contact: contact, Undelivered: undelivered})
 }
+
+// Care tells the console why no offers come (switchboard.CareSink).
+func (c *consoleConn) Care(n switchboard.CareNotice) {
+	f := careFrame{Type: "care", State: n.State, InARow: n.InARow, Minutes: n.Minutes}
+	if !n.Until.IsZero() {
+		f.Until = n.Until.UTC().Format(time.RFC3339Nano)
+	}
+	c.ws.send(f)
+}
+
+var _ switchboard.CareSink = (*consoleConn)(nil)
 
 // Availability also carries the phone in use, read now: the last frame
 // after a change of phone always shows the new one.

@@ -204,6 +204,7 @@ func errorCode(err error) string {
 		{switchboard.ErrSlowDown, "slow_down"},
 		{switchboard.ErrQueueFull, "queue_full"},
 		{switchboard.ErrResumeRefused, "resume_refused"},
+		{switchboard.ErrCareHolds, "care_holds"},
 	}
 	for _, c := range codes {
 		if errors.Is(err, c.err) {

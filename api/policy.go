@@ -54,6 +54,8 @@ func policyFields(p *consensus.Policy) map[string]any {
 		"supervision_order":      &p.SupervisionOrder,
 		"read_along_silent":      &p.ReadAlongSilent,
 		"wait_locally_when_busy": &p.WaitLocallyWhenBusy,
+		"care":                   &p.Care,
+		"care_by_centre":         &p.CareByCentre,
 	}
 }
 

@@ -92,6 +92,8 @@ func TestPolicyFieldsAreThePolicys(t *testing.T) {
 	full.SupervisionOrder = []string{"c2"}
 	full.ReadAlongSilent = true
 	full.WaitLocallyWhenBusy = true
+	full.Care = &consensus.Care{CoolDownSeconds: 300}
+	full.CareByCentre = map[string]consensus.CareOverride{"c2": {}}
 	b, _ := json.Marshal(full)
 	var m map[string]json.RawMessage
 	if err := json.Unmarshal(b, &m); err != nil {
@@ -208,7 +210,7 @@ func TestPolicyOverHTTP(t *testing.T) {
 		t.Errorf("pointer %q", e.Pointer)
 	}
 	fieldError(t, "languages null", patch(`{"languages": null}`, nil), 400, "bad_request", "languages", "1-64 languages needed, got 0")
-	fieldError(t, "unknown field", patch(`{"service_level_seconds": 20, "favourite_colour": "red"}`, nil), 400, "bad_request", "favourite_colour", `unknown field "favourite_colour": the policy's fields are emergency_numbers, languages`)
+	fieldError(t, "unknown field", patch(`{"service_level_seconds": 20, "favourite_colour": "red"}`, nil), 400, "bad_request", "favourite_colour", `unknown field "favourite_colour": the policy's fields are care, care_by_centre, emergency_numbers, languages`)
 	fieldError(t, "wrong type", patch(`{"languages": "nb"}`, nil), 400, "bad_request", "languages", "cannot unmarshal string")
 	fieldError(t, "fraction", patch(`{"overflow_after_seconds": {"chat": 1.5}}`, nil), 400, "bad_request", "overflow_after_seconds", "overflow_after_seconds")
 	fieldError(t, "unknown field in a number", patch(`{"emergency_numbers": [{"name": "x", "number": "112", "nme": "y"}]}`, nil), 400, "bad_request", "emergency_numbers", `unknown field "nme"`)
@@ -469,4 +471,20 @@ func FuzzPolicyPatch(f *testing.F) {
 			t.Fatalf("a valid merged policy reads back as %+v (%v), want %+v", back, rerr, p)
 		}
 	})
+}
+
+// A bad care value in a PATCH is refused with the field and the pointer
+// to the value (consensus/care.go), and nothing is written.
+func TestPolicyCareErrorsNameTheField(t *testing.T) {
+	c := startCentre(t)
+	r := policyCall(t, c.url, c.token, http.MethodPatch, []byte(`{"care": {"heavy_topics": ["suicidal-thoughts"], "max_in_a_row": 6}}`), nil)
+	if e := fieldError(t, "break missing", r, 400, "bad_request", "care", "break_seconds must be set"); e.Pointer != "/care/break_seconds" {
+		t.Errorf("pointer %q, want /care/break_seconds", e.Pointer)
+	}
+	r = policyCall(t, c.url, c.token, http.MethodPatch, []byte(`{"care": {"heavy_topics": ["weather"]}}`), nil)
+	fieldError(t, "unknown topic", r, 400, "bad_request", "care", `"weather" is not one of the policy's topics`)
+	r = policyCall(t, c.url, c.token, http.MethodPatch, []byte(`{"care": {"cool_down_seconds": 300, "heavy_topics": ["abuse-violence"]}, "care_by_centre": {"c1": {"cool_down_seconds": 0}}}`), nil)
+	if r.status != http.StatusOK {
+		t.Fatalf("a good care: %d %s", r.status, r.body)
+	}
 }

@@ -382,6 +382,9 @@ func (p *Policy) validate(bad badFunc) error {
 			return in(fmt.Sprintf("/supervision_order/%d", i), bad("supervision_order: %q is not a centre id (1-32 of a-z, 0-9 and -), or is named twice", clip(c)))
 		}
 	}
+	if err := p.validateCare(bad); err != nil {
+		return err
+	}
 	if n := len(p.canonicalJSON()); n > maxPolicyBytes {
 		return in("/emergency_numbers", bad("the policy encodes to %d bytes, at most %d: give fewer or shorter emergency numbers' names", n, maxPolicyBytes))
 	}

@@ -23,8 +23,9 @@ import (
 // adds rotate_gossip_key, 3 adds set_centre_sip, 4 adds two fields to
 // set_policy: emergency numbers' names per language and the expected
 // policy version, 5 adds set_centre_public_url, 6 adds the coordinator
-// role to put_volunteer, 7 adds three fields to set_policy: the
-// supervision order, read_along_silent and wait_locally_when_busy. A
+// role to put_volunteer, 7 adds five fields to set_policy: the
+// supervision order, read_along_silent, wait_locally_when_busy, care and
+// care_by_centre (care for volunteers). A
 // release that adds an
 // operation, or a field an older release would refuse, raises it.
 const RosterLevel = 7
@@ -89,7 +90,7 @@ func (p *Policy) hasNames() bool {
 // by default and then left out of the command, so a policy without them is
 // one a level-6 release applies as it always did.
 func (p *Policy) hasLevel7() bool {
-	return len(p.SupervisionOrder) > 0 || p.ReadAlongSilent || p.WaitLocallyWhenBusy
+	return len(p.SupervisionOrder) > 0 || p.ReadAlongSilent || p.WaitLocallyWhenBusy || p.hasCare()
 }
 
 // describe names what in cmd needs its level, for the refusal.
@@ -106,7 +107,7 @@ func describe(cmd Command) string {
 			what = append(what, "a version check (If-Match, or any PATCH)")
 		}
 		if cmd.Policy != nil && cmd.Policy.hasLevel7() {
-			what = append(what, "supervision_order, read_along_silent or wait_locally_when_busy")
+			what = append(what, "supervision_order, read_along_silent, wait_locally_when_busy, care or care_by_centre")
 		}
 		return fmt.Sprintf("%s with %s", cmd.Op, strings.Join(what, " and "))
 	}

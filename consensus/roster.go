@@ -92,6 +92,12 @@ type Policy struct {
 	// it waits for a local answer: the default, because waiting cannot
 	// help it (docs/operations.md has the figures). Level 7.
 	WaitLocallyWhenBusy bool `json:"wait_locally_when_busy,omitempty"`
+	// Care is the care for volunteers the router keeps (care.go):
+	// cool-down after a heavy conversation, a break after so many in a
+	// row, the longest shift. CareByCentre holds a centre's own values.
+	// Unset, nothing is enforced. Level 7.
+	Care         *Care                   `json:"care,omitempty"`
+	CareByCentre map[string]CareOverride `json:"care_by_centre,omitempty"`
 }
 
 // EmergencyNumber is a number to call when the helpline cannot answer.
@@ -198,6 +204,7 @@ func (p Policy) clone() Policy {
 	p.OverflowAfterSeconds = maps.Clone(p.OverflowAfterSeconds)
 	p.Languages = slices.Clone(p.Languages)
 	p.Topics = slices.Clone(p.Topics)
+	cloneCare(&p)
 	return p
 }
 
@@ -237,6 +244,7 @@ func (p Policy) canonicalJSON() []byte {
 	if len(c.OpenHours) == 0 {
 		c.OpenHours = nil
 	}
+	canonicalCare(&c)
 	b, err := json.Marshal(c)
 	if err != nil {
 		// A Policy holds only strings, ints, maps and lists of them.

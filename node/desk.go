@@ -6,6 +6,7 @@ import (
 
 	"github.com/libp2p/go-libp2p/core/peer"
 
+	"github.com/helpmesh/helpmesh/consensus"
 	"github.com/helpmesh/helpmesh/overflow"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
@@ -86,7 +87,9 @@ func (n *Node) newSwitchboard() *switchboard.Switchboard {
 		BrowserPhones: n.cfg.BrowserPhones,
 		CallLease:     n.cfg.CallLease,
 		Pace:          n.cfg.Pace,
-		Logger:        n.cfg.Logger,
+		// Care for volunteers: the policy's, with this centre's own.
+		Care:   func() switchboard.CarePolicy { return carePolicy(n.consensus.Roster().Policy.CareFor(n.cfg.Centre)) },
+		Logger: n.cfg.Logger,
 	})
 }
 
@@ -137,3 +140,13 @@ func (n *Node) Switchboard() *switchboard.Switchboard { return n.sb }
 
 // DataDir returns the centre's data directory.
 func (n *Node) DataDir() string { return n.cfg.DataDir }
+
+// carePolicy turns the policy's care for volunteers (seconds, as a
+// coordinator writes them) into the switchboard's.
+func carePolicy(c consensus.Care) switchboard.CarePolicy {
+	sec := func(n int) time.Duration { return time.Duration(n) * time.Second }
+	return switchboard.CarePolicy{
+		HeavyTopics: c.HeavyTopics, CoolDown: sec(c.CoolDownSeconds), MaxInARow: c.MaxInARow,
+		Break: sec(c.BreakSeconds), MaxShift: sec(c.MaxShiftSeconds), ShiftNotice: sec(c.ShiftNoticeSeconds),
+	}
+}

@@ -66,6 +66,7 @@ type metricsCollector struct {
 	transitions                                                 *prometheus.Desc
 	supportAsked, supportResults, timeToSupport                 *prometheus.Desc
 	transfers                                                   *prometheus.Desc
+	care, resting                                               *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -99,6 +100,8 @@ func newMetricsCollector(centre string) *metricsCollector {
 		supportResults:       d("helpmesh_support_results_total", "How this centre's volunteers' support requests ended: taken (a supervisor here or elsewhere read along), unavailable (nobody took it) or cancelled.", "reason", "result"),
 		timeToSupport:        d("helpmesh_time_to_support_seconds", "Time from a volunteer asking for support to a supervisor taking it."),
 		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
+		care:                 d("helpmesh_volunteer_care_total", "Times one of this centre's volunteers got no offers for their own sake (switchboard/care.go), by reason: cool_down (after a heavy conversation), break (after so many in a row), shift_over. Never per person.", "reason"),
+		resting:              d("helpmesh_volunteers_resting", "Signed-in volunteers of this centre who get no offers now for their own sake, by reason (cool_down, break, shift_over).", "reason"),
 		transfers:            d("helpmesh_transfers_total", "Transfers of this centre's contacts from one volunteer to another, carried out here as the contact's owner: kind (warm, cold), result (accepted, failed), scope (local: to the asking volunteer's own centre; centre: to another).", "kind", "result", "scope"),
 	}
 }
@@ -126,7 +129,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.offersSent, mc.offersReceived, mc.volunteers, mc.queueLength, mc.queueOldestWait,
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
 		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
-		mc.supportAsked, mc.supportResults, mc.timeToSupport, mc.transfers,
+		mc.supportAsked, mc.supportResults, mc.timeToSupport, mc.transfers, mc.care, mc.resting,
 	} {
 		ch <- d
 	}
@@ -209,6 +212,11 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 				counter(mc.transfers, st.Transfers[switchboard.TransferKey{Kind: kind, Result: result, Scope: scope}], kind, result, scope)
 			}
 		}
+	}
+	// Every reason, zeros included (Stats fills them).
+	for _, reason := range switchboard.CareReasons {
+		counter(mc.care, st.Care[reason], reason)
+		gauge(mc.resting, float64(st.Resting[reason]), reason)
 	}
 	for t, v := range st.Topics {
 		counter(mc.categorised, v, t)

@@ -66,6 +66,9 @@ func (s *Switchboard) roomLocked(k Key) room {
 			continue
 		}
 		r.on++
+		if v.resting() {
+			continue // no room until their rest ends (care.go)
+		}
 		if k.Channel == ChannelPhone && v.inCall() {
 			continue
 		}

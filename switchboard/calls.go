@@ -356,8 +356,9 @@ func (s *Switchboard) callOverBecauseLocked(rc *received, by, reason string) {
 	close(hc.done)
 	rc.ring.timer.Stop()
 	v, id := rc.vol, rc.id
-	if _, live := v.active[id]; live && hc.picked {
+	if cv, live := v.active[id]; live && hc.picked {
 		delete(v.active, id)
+		s.careConversationOverLocked(v, cv.started)
 		v.ended[id] = time.Now()
 		v.idleSince = time.Now()
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: by}) })

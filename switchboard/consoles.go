@@ -31,6 +31,7 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{}, signedIn: time.Now(),
 	}
 	s.volunteers[v.ID] = vol
+	s.careSignInLocked(vol, vol.signedIn)
 	s.postAvailabilityLocked(vol)
 	s.changedLocked()
 	return &Console{s: s, v: vol}, nil
@@ -52,6 +53,7 @@ func (c *Console) SetAvailable(channel string, on bool) error {
 		c.v.available[channel] = on
 		if on {
 			c.v.idleSince = time.Now()
+			s.careLocked(c.v, time.Now()) // a changed policy applies from here
 		}
 	}
 	s.postAvailabilityLocked(c.v)
@@ -201,6 +203,7 @@ func (c *Console) End(contactID string, cat Categorisation) error {
 		s.stats.Topics[t]++
 	}
 	s.stats.AgeGroups[cat.AgeGroup]++
+	s.careCategorisedLocked(c.v, cat)
 	return nil
 }
 
@@ -217,6 +220,7 @@ func (c *Console) SignOut() {
 
 func (s *Switchboard) signOutLocked(v *volunteer, reason string) {
 	delete(s.volunteers, v.ID)
+	s.careSignOutLocked(v)
 	if v.ring != nil {
 		s.unringLocked(v.ring, reason)
 	}

@@ -78,6 +78,7 @@ func (s *Switchboard) endLocked(cv *conv) {
 			delete(v.active, cv.id)
 			v.ended[cv.id] = time.Now()
 			v.idleSince = time.Now()
+			s.careConversationOverLocked(v, cv.started)
 			s.postAvailabilityLocked(v)
 		}
 	}

@@ -30,7 +30,11 @@ var (
 // console holds more conversations than its capacity; a console never has
 // two offers ringing; a connected visitor is held by exactly one console
 // (with the alias the visitor was told) and a console holds only connected
-// visitors; the counters are conserved. At the end every contact must have
+// visitors; the counters are conserved; with care for volunteers on (every
+// other seed: some conversations are categorised heavy, volunteers
+// sometimes say they are ready), no console is offered a contact while
+// the last care notice it heard holds offers back (a cool-down it did not
+// end with Ready, a break, the end of its shift). At the end every contact must have
 // exactly one terminal outcome (abandoned, or ended after a conversation)
 // and the counters must agree with what the visitors heard.
 func TestPropertyNoDoubleAssignmentNoOverCapacity(t *testing.T) {
@@ -57,14 +61,17 @@ func TestPropertyNoDoubleAssignmentNoOverCapacity(t *testing.T) {
 		})
 	}
 	t.Logf("%d seeds: %s", len(seeds), total.String())
-	if total.double != 0 || total.overCap != 0 {
-		t.Errorf("double assignments %d, over capacity %d: both must be 0", total.double, total.overCap)
+	if total.double != 0 || total.overCap != 0 || total.offeredResting != 0 {
+		t.Errorf("double assignments %d, over capacity %d, offers while resting %d: all must be 0", total.double, total.overCap, total.offeredResting)
 	}
 }
 
 type propCounts struct {
 	contacts, offers, localAnswers, overflowAnswers, declines, timeouts, withdrawn, requeues, abandoned, ended uint64
 	double, overCap, otherViolations                                                                           uint64
+	// Care for volunteers (care.go): rests entered by reason, Ready
+	// used, and offers made while a rest held (a violation).
+	coolDowns, breaks, shiftsOver, readies, offeredResting uint64
 }
 
 func (c *propCounts) add(o *propCounts) {
@@ -81,11 +88,17 @@ func (c *propCounts) add(o *propCounts) {
 	c.double += o.double
 	c.overCap += o.overCap
 	c.otherViolations += o.otherViolations
+	c.coolDowns += o.coolDowns
+	c.breaks += o.breaks
+	c.shiftsOver += o.shiftsOver
+	c.readies += o.readies
+	c.offeredResting += o.offeredResting
 }
 
 func (c *propCounts) String() string {
-	return fmt.Sprintf("contacts %d, offers %d, answered here %d, answered at the other centre %d, declines %d, ring timeouts %d, other withdrawals %d, requeues %d, abandoned %d, ended %d; double assignments %d, over capacity %d, other violations %d",
-		c.contacts, c.offers, c.localAnswers, c.overflowAnswers, c.declines, c.timeouts, c.withdrawn, c.requeues, c.abandoned, c.ended, c.double, c.overCap, c.otherViolations)
+	return fmt.Sprintf("contacts %d, offers %d, answered here %d, answered at the other centre %d, declines %d, ring timeouts %d, other withdrawals %d, requeues %d, abandoned %d, ended %d; care: cool-downs %d, breaks %d, shifts over %d, ready %d; double assignments %d, over capacity %d, offers while resting %d, other violations %d",
+		c.contacts, c.offers, c.localAnswers, c.overflowAnswers, c.declines, c.timeouts, c.withdrawn, c.requeues, c.abandoned, c.ended,
+		c.coolDowns, c.breaks, c.shiftsOver, c.readies, c.double, c.overCap, c.offeredResting, c.otherViolations)
 }
 
 // ---- the world ----
@@ -138,6 +151,8 @@ type propWorld struct {
 	visitors []*propVisitor
 	plans    []*propPlan
 	msgSeq   int
+	// care is the care policy both centres keep; zero on odd seeds.
+	care CarePolicy
 
 	mu           sync.Mutex // the trackers below; sinks run on outbox goroutines
 	history      []string
@@ -158,7 +173,8 @@ type propVol struct {
 	ringing   string
 	newOffers []Offer
 	active    map[string]bool
-	ended     []string // ended by the other side: to categorise
+	ended     []string   // ended by the other side: to categorise
+	care      CareNotice // the last care notice the console heard
 }
 
 type propVisitor struct {
@@ -188,6 +204,14 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 	w.centres = [2]*propCentre{a, b}
 	ring := time.Duration(4+w.rng.Intn(8)) * time.Second
 	after := time.Duration(5+w.rng.Intn(20)) * time.Second
+	if seed%2 == 0 {
+		w.care = CarePolicy{HeavyTopics: []string{"family"}, CoolDown: time.Duration(3+w.rng.Intn(20)) * time.Second,
+			MaxInARow: 2 + w.rng.Intn(3), Break: time.Duration(5+w.rng.Intn(15)) * time.Second}
+		if w.rng.Intn(3) == 0 {
+			w.care.MaxShift = time.Duration(60+w.rng.Intn(200)) * time.Second
+			w.care.ShiftNotice = w.care.MaxShift / 4
+		}
+	}
 	for _, c := range w.centres {
 		c.sb = New(Config{
 			Centre:        c.name,
@@ -195,6 +219,7 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 			OverflowAfter: func(string) time.Duration { return after },
 			Topics:        func() []string { return testTopics },
 			Overflow:      &memOverflow{from: c, to: c.other},
+			Care:          func() CarePolicy { return w.care },
 		})
 	}
 	langs := [][]string{{"nb"}, {"en"}, {"nb", "en"}, {"nb", "en"}}
@@ -209,7 +234,7 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 			}})
 		}
 	}
-	w.logf("ring %v, overflow after %v", ring, after)
+	w.logf("ring %v, overflow after %v, care %+v", ring, after, w.care)
 	return w
 }
 
@@ -360,6 +385,7 @@ func (w *propWorld) randomAction() {
 		{3, w.volunteerEnds},
 		{3, w.sendSomething},
 		{2, w.categorise},
+		{1, w.ready},
 	}
 	total := 0
 	for _, a := range actions {
@@ -471,6 +497,7 @@ func (w *propWorld) forgetConsoleLocked(v *propVol) {
 		w.releaseLocked(v, c)
 	}
 	v.ringing, v.newOffers, v.ended = "", nil, nil
+	v.care = CareNotice{}
 }
 
 func (w *propWorld) toggle() bool {
@@ -541,7 +568,7 @@ func (w *propWorld) volunteerEnds() bool {
 	w.mu.Lock()
 	w.releaseLocked(v, c)
 	w.mu.Unlock()
-	err := v.con.End(c, anyCat)
+	err := v.con.End(c, w.categorisation())
 	w.logf("%s ends %s: %v", v.v.ID, c[:6], err)
 	if err != nil {
 		w.mu.Lock()
@@ -597,10 +624,40 @@ func (w *propWorld) categorise() bool {
 	c := v.ended[0]
 	v.ended = v.ended[1:]
 	w.mu.Unlock()
-	if err := v.con.End(c, anyCat); err != nil {
+	if err := v.con.End(c, w.categorisation()); err != nil {
 		w.mu.Lock()
 		w.violateLocked(&w.counts.otherViolations, "%s could not categorise %s, which the other side ended: %v", v.v.ID, c[:6], err)
 		w.mu.Unlock()
+	}
+	return true
+}
+
+// categorisation is heavy one time in three.
+func (w *propWorld) categorisation() Categorisation {
+	if w.rng.Intn(3) == 0 {
+		return heavyCat
+	}
+	return anyCat
+}
+
+// ready: a volunteer says they are ready. Only a cool-down ends so.
+func (w *propWorld) ready() bool {
+	v := w.pickVol(func(v *propVol) bool { return v.con != nil && v.care.State != "" && v.care.State != CareOK })
+	if v == nil {
+		return false
+	}
+	w.mu.Lock()
+	state := v.care.State
+	w.mu.Unlock()
+	err := v.con.Ready()
+	w.logf("%s says ready during %s: %v", v.v.ID, state, err)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case (state == CareBreak || state == CareShiftOver) != errors.Is(err, ErrCareHolds):
+		w.violateLocked(&w.counts.otherViolations, "%s: ready during %s: %v", v.v.ID, state, err)
+	case err == nil && state == CareCoolDown:
+		w.counts.readies++
 	}
 	return true
 }
@@ -715,6 +772,9 @@ func (s *propSink) Offer(o Offer) {
 	if s.v.ringing != "" {
 		w.violateLocked(&w.counts.otherViolations, "%s: offer %s rings while %s still rings", s.v.v.ID, o.Contact[:6], s.v.ringing[:6])
 	}
+	if st := s.v.care.State; st == CareCoolDown || st == CareBreak || st == CareShiftOver {
+		w.violateLocked(&w.counts.offeredResting, "%s: offer %s during %s (until %v)", s.v.v.ID, o.Contact[:6], st, s.v.care.Until)
+	}
 	s.v.ringing = o.Contact
 	s.v.newOffers = append(s.v.newOffers, o)
 	w.noteLocked("  %s hears offer %s (from %q)", s.v.v.ID, o.Contact[:6], o.From)
@@ -791,6 +851,30 @@ func (s *propSink) Lost(contact string, _ int) {
 		w.releaseLocked(s.v, contact)
 		w.noteLocked("  %s hears %s lost", s.v.v.ID, contact[:6])
 	}
+}
+
+func (s *propSink) Care(n CareNotice) {
+	w := s.v.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !s.live() {
+		return
+	}
+	if n.State != s.v.care.State {
+		switch n.State {
+		case CareCoolDown:
+			w.counts.coolDowns++
+		case CareBreak:
+			w.counts.breaks++
+		case CareShiftOver:
+			w.counts.shiftsOver++
+		}
+	}
+	if !n.Until.IsZero() && n.State != CareShiftEnding && n.Until.Before(time.Now()) {
+		w.violateLocked(&w.counts.otherViolations, "%s: told %s until %v, already past", s.v.v.ID, n.State, n.Until)
+	}
+	s.v.care = n
+	w.noteLocked("  %s hears care %s until %v", s.v.v.ID, n.State, n.Until)
 }
 
 func (s *propSink) Availability(_ map[string]bool, active, capacity int) {

@@ -194,6 +194,7 @@ func (s *Switchboard) loseReceivedLocked(cv *conv, undelivered int) {
 	s.endSupportOfConvLocked(cv, "the visitor's centre was lost")
 	delete(v.active, id)
 	v.idleSince = time.Now()
+	s.careConversationOverLocked(v, cv.started)
 	s.finishReceivedLocked(cv.received)
 	v.out.post(func() { v.sink.Lost(id, undelivered) })
 	s.postAvailabilityLocked(v)

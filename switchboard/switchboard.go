@@ -135,7 +135,10 @@ type Config struct {
 	// WarmLimit bounds how long both volunteers of a warm transfer stay
 	// in the conversation (0: DefaultWarmLimit; transfer.go).
 	WarmLimit time.Duration
-	Logger    *slog.Logger
+	// Care is the care for volunteers this centre keeps (care.go); nil:
+	// none.
+	Care   func() CarePolicy
+	Logger *slog.Logger
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -216,7 +219,7 @@ type OfferKey struct{ Centre, Result, Channel string }
 // VolunteerCount counts the volunteers switched on for one channel.
 type VolunteerCount struct {
 	Free int // can take an offer now
-	Busy int // ringing or at capacity
+	Busy int // ringing, at capacity, or resting (care.go)
 }
 
 // QueueView is one channel's queue now.
@@ -253,6 +256,11 @@ type Stats struct {
 	// Transfers counts the transfers this centre carried out as a
 	// contact's owner (transfer.go), by kind, result and scope.
 	Transfers map[TransferKey]uint64
+	// Care counts how often a volunteer entered each of CareReasons, and
+	// Resting how many signed-in volunteers get no offer now for each
+	// (care.go). Never per person.
+	Care    map[string]uint64
+	Resting map[string]int
 }
 
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
@@ -293,6 +301,9 @@ type Switchboard struct {
 	// alerts are the support requests ringing on our supervisors' consoles
 	// (ours and other centres'), by support id (support.go).
 	alerts map[string]*alert
+	// cares are the volunteers' care states by roster id, kept across
+	// sign-ins (care.go).
+	cares map[string]*careState
 }
 
 // New returns a switchboard for one centre.
@@ -340,13 +351,13 @@ func New(cfg Config) *Switchboard {
 	return &Switchboard{
 		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
-		resumables: map[string]*received{}, alerts: map[string]*alert{},
+		resumables: map[string]*received{}, alerts: map[string]*alert{}, cares: map[string]*careState{},
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
 			SupportAsked: map[string]uint64{}, SupportRequests: map[SupportKey]uint64{},
-			Transfers: map[TransferKey]uint64{},
+			Transfers: map[TransferKey]uint64{}, Care: map[string]uint64{},
 		},
 		answers: map[Key][]time.Time{}, started: time.Now(),
 	}
@@ -467,6 +478,7 @@ type volunteer struct {
 	ended     map[string]time.Time // contacts awaiting categorisation
 	phone     string               // where calls ring: a SIP URI (Console.SetPhone)
 	signedIn  time.Time            // when this console opened
+	care      *careState           // care.go
 }
 
 func (v *volunteer) load() int {
@@ -479,7 +491,7 @@ func (v *volunteer) load() int {
 
 func (v *volunteer) free(channel, language string) bool {
 	return v.available[channel] && slices.Contains(v.Languages, language) && v.ring == nil && v.load() < v.Capacity &&
-		(channel != ChannelPhone || !v.inCall())
+		(channel != ChannelPhone || !v.inCall()) && !v.resting()
 }
 
 // freeForCalls: free for a phone call from the PBX, which needs a phone to
@@ -515,6 +527,11 @@ func (s *Switchboard) Close() {
 	s.closed = true
 	if s.waitTimer != nil {
 		s.waitTimer.Stop()
+	}
+	for _, cs := range s.cares {
+		if cs.timer != nil {
+			cs.timer.Stop()
+		}
 	}
 	for _, c := range s.contacts {
 		if c.overflowTimer != nil {

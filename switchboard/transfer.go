@@ -232,6 +232,7 @@ func (s *Switchboard) handedOverLocked(cv *conv) {
 	if v.active[id] == cv {
 		delete(v.active, id)
 		v.idleSince = time.Now()
+		s.careConversationOverLocked(v, cv.started)
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByTransferred}) })
 		s.postAvailabilityLocked(v)
 	}
@@ -511,6 +512,7 @@ func (s *Switchboard) dropConvLocked(cv *conv) {
 		id := cv.id
 		delete(v.active, id)
 		v.idleSince = time.Now()
+		s.careConversationOverLocked(v, cv.started)
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByTransferred}) })
 		s.postAvailabilityLocked(v)
 	}

@@ -53,6 +53,10 @@ var (
 	// here: forged, used, expired, or the conversation has ended. The
 	// reasons are not told apart, so a guess learns nothing.
 	ErrResumeRefused = errors.New("the conversation cannot be continued here")
+	// ErrCareHolds means a volunteer asked to take offers during a break
+	// or after their shift: only a cool-down ends when they say they are
+	// ready (care.go).
+	ErrCareHolds = errors.New("a break or the end of a shift cannot be cut short")
 )
 
 // Limits on what a visitor or volunteer may send.

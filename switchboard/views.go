@@ -104,6 +104,7 @@ func (s *Switchboard) Stats() Stats {
 		st.TimeToSupport.Buckets[le] = s.stats.TimeToSupport.Buckets[le]
 	}
 	st.Transfers = maps.Clone(s.stats.Transfers)
+	s.careStatsLocked(&st)
 	st.Queues = map[string]QueueView{}
 	now := time.Now()
 	for _, c := range s.queue {
@@ -129,7 +130,7 @@ func (s *Switchboard) Stats() Stats {
 				continue
 			}
 			vc := st.Volunteers[ch]
-			if v.ring == nil && v.load() < v.Capacity {
+			if v.ring == nil && v.load() < v.Capacity && !v.resting() {
 				vc.Free++
 			} else {
 				vc.Busy++

@@ -324,6 +324,7 @@
       case 'transfer_accepted': onTransferAccepted(f); break;
       case 'transfer_failed': onTransferFailed(f); break;
       case 'availability': onAvailability(f); break;
+      case 'care': onCare(f); break;
       case 'offer': onOffer(f); break;
       case 'offer_withdrawn': onWithdrawn(f); break;
       case 'connected': onConnected(f); break;
@@ -370,6 +371,30 @@
     $('#availability').classList.toggle('is-on', on.length > 0);
     if (on.length) { status('console.status_available', { channels: which }); } else { status('console.status_away'); }
   }
+  // ---- care for volunteers (switchboard/care.go): why no offers come ----
+  // The switchboard decides; the page only says so. data-until is the
+  // switchboard's own end time (it offers again then); data-over is when
+  // this page heard that the rest is over.
+  function onCare(f) {
+    var box = $('#care');
+    var resting = f.state === 'cool_down' || f.state === 'break' || f.state === 'shift_over';
+    box.dataset.state = f.state;
+    box.dataset.until = f.until || '';
+    if (!resting) { box.dataset.over = String(Date.now()); }
+    box.hidden = f.state === 'ok';
+    box.classList.toggle('is-resting', resting);
+    $('#care-ready').hidden = f.state !== 'cool_down';
+    var at = f.until ? new Date(f.until).toLocaleTimeString(I.lang() || undefined, { hour: '2-digit', minute: '2-digit' }) : '';
+    var vars = { minutes: f.minutes || 0, time: at, count: f.in_a_row || 0 };
+    switch (f.state) {
+      case 'cool_down': say($('#care-text'), 'console.care_cool_down', vars); break;
+      case 'break': say($('#care-text'), f.until ? 'console.care_break' : 'console.care_break_after', vars); break;
+      case 'shift_ending': say($('#care-text'), 'console.care_shift_ending', vars); break;
+      case 'shift_over': say($('#care-text'), 'console.care_shift_over', vars); break;
+      default: say($('#care-text'));
+    }
+  }
+  $('#care-ready').addEventListener('click', function () { send({ type: 'ready' }); });
   // ---- the volunteer's phone: where calls ring ----
   function showPhone(hasPhone, phone, on) {
     ['#phone-form', '#phone-help', '#phone-in-use', '#phone-error'].forEach(function (s) { $(s).hidden = !hasPhone; });
