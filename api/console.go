@@ -184,6 +184,9 @@ type (
 		// private Note (never shown to the visitor).
 		Transfer bool   `json:"transfer,omitempty"`
 		Note     string `json:"note,omitempty"`
+		// Urgent: the visitor or caller said they need someone right now
+		// (switchboard/urgent.go); the console marks the offer.
+		Urgent bool `json:"urgent,omitempty"`
 	}
 	transferAcceptedFrame struct {
 		Type    string `json:"type"`
@@ -457,7 +460,7 @@ func (c *consoleConn) Offer(o switchboard.Offer) {
 	c.ringing[o.Contact] = o.Channel
 	c.mu.Unlock()
 	c.ws.send(offerFrame{Type: "offer", Contact: o.Contact, Channel: o.Channel, Language: o.Language, FromCentre: o.From, RingSeconds: ring,
-		Transfer: o.Transfer, Note: o.Note})
+		Transfer: o.Transfer, Note: o.Note, Urgent: o.Urgent})
 }
 
 func (c *consoleConn) OfferWithdrawn(contact, reason string) {

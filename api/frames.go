@@ -92,6 +92,9 @@ type (
 		// (every wait but "free_now"), so the page can say where to turn
 		// now without asking again.
 		EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers,omitempty"`
+		// MovedBack: the place grew because someone who needs help
+		// urgently came in ahead (switchboard/urgent.go); the page says so.
+		MovedBack bool `json:"moved_back,omitempty"`
 	}
 	aliasFrame struct {
 		Type  string `json:"type"`

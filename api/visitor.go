@@ -39,7 +39,10 @@ type visitorConn struct {
 	resumed bool
 	resume  *pageResume // nil unless the page asked to be able to resume
 	over    atomic.Bool // the volunteer ended it or the centre closed it
-	endOnce sync.Once
+	// movedBack: an urgent contact came in ahead since the last queued
+	// frame; the next one says so (set and read on the outbox goroutine).
+	movedBack bool
+	endOnce   sync.Once
 }
 
 func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
@@ -54,6 +57,18 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	}
 	if !consensus.KnownLanguage(lang) {
 		writeError(w, http.StatusBadRequest, "bad_request", "lang must be an ISO 639-1 language code the centre serves, e.g. lang=nb")
+		return
+	}
+	var opts switchboard.ContactOptions
+	switch q.Get("urgent") {
+	case "", "0":
+	case "1":
+		// The visitor's own pre-chat choice: they need someone right now
+		// (switchboard/urgent.go). Never logged: it says something about
+		// them.
+		opts.Urgent = true
+	default:
+		writeError(w, http.StatusBadRequest, "bad_request", "urgent must be 1 (the visitor needs someone right now) or 0")
 		return
 	}
 	sb, ok := s.desk(w, "the centre is not taking chats yet")
@@ -75,7 +90,6 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 	defer ws.finish()
 	v := &visitorConn{ws: ws, refusals: s.refusals, emergency: s.emergencyNumbers}
 	var sink switchboard.VisitorSink = v
-	start := sb.StartContact
 	verdict, ticket := ticketIgnored, ticketBody{}
 	if q.Get("resume") == "1" {
 		v.resume = &pageResume{publicURL: s.publicURLOf, ticket: s.issueTicket}
@@ -86,11 +100,12 @@ func (s *Server) visitorChat(w http.ResponseWriter, r *http.Request) {
 			verdict, ticket = s.judgeTicket(t, time.Now())
 		}
 		if verdict == ticketAhead {
-			// Their centre died mid-conversation: they wait first here.
-			start = sb.StartContactAhead
+			// Their centre died mid-conversation: they wait first here
+			// (after urgent contacts only).
+			opts.Ahead = true
 		}
 	}
-	h, err := start(channel, lang, sink)
+	h, err := sb.StartContactWith(channel, lang, sink, opts)
 	if errors.Is(err, switchboard.ErrDraining) {
 		// Drain began during the upgrade: 1013 tells the page to try again.
 		ws.refuse(errorFrame{Type: "error", Code: "draining", Error: drainMessage},
@@ -238,8 +253,13 @@ func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
 // The switchboard.VisitorSink methods: called in order from the contact's
 // outbox goroutine; they only queue frames.
 
+// MovedBack: the next queued frame says an urgent contact came in ahead
+// (switchboard.MovedBackVisitor).
+func (v *visitorConn) MovedBack() { v.movedBack = true }
+
 func (v *visitorConn) Queued(position int, wait switchboard.Estimate) {
-	f := queuedFrame{Type: "queued", Position: position, Wait: string(wait.Kind), WaitMinutes: wait.Minutes}
+	f := queuedFrame{Type: "queued", Position: position, Wait: string(wait.Kind), WaitMinutes: wait.Minutes, MovedBack: v.movedBack}
+	v.movedBack = false
 	if wait.Kind != switchboard.WaitFreeNow {
 		f.EmergencyNumbers = v.emergency()
 	}

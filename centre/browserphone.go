@@ -144,8 +144,8 @@ func (c consoles) HangUp(volunteer string) { _ = c.bp.softphones.HangUp(voluntee
 // trunk adapts the desk's held calls to the ingress.
 type trunk struct{ r callRouter }
 
-func (t trunk) OpenCall(language string) (sip.TrunkCall, error) {
-	tc, err := t.r.n.Switchboard().OpenCall(language)
+func (t trunk) OpenCall(language string, urgent bool) (sip.TrunkCall, error) {
+	tc, err := t.r.n.Switchboard().OpenCallWith(language, switchboard.ContactOptions{Urgent: urgent})
 	if err != nil {
 		return nil, err
 	}

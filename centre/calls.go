@@ -64,8 +64,8 @@ type callRouter struct {
 	ownSIP string
 }
 
-func (r callRouter) RouteCall(ctx context.Context, language string) (sip.Decision, error) {
-	placed, err := r.n.Switchboard().PlaceCall(ctx, language)
+func (r callRouter) RouteCall(ctx context.Context, language string, urgent bool) (sip.Decision, error) {
+	placed, err := r.n.Switchboard().PlaceCallWith(ctx, language, switchboard.ContactOptions{Urgent: urgent})
 	switch {
 	case errors.Is(err, switchboard.ErrNoVolunteer), errors.Is(err, switchboard.ErrDraining):
 		return sip.Decision{}, nil // 480: the PBX keeps the caller and asks again

@@ -86,7 +86,11 @@ func (d *deskPhone) Offer(o switchboard.Offer) {
 	d.mu.Lock()
 	d.contact = o.Contact
 	d.mu.Unlock()
-	d.add("offer " + o.Channel + " " + o.Language + " from " + o.From)
+	urgent := ""
+	if o.Urgent {
+		urgent = " urgent"
+	}
+	d.add("offer " + o.Channel + " " + o.Language + " from " + o.From + urgent)
 }
 func (d *deskPhone) OfferWithdrawn(_, reason string) { d.add("withdrawn " + reason) }
 func (d *deskPhone) Connected(_, from string)        { d.add("connected " + from) }
@@ -428,5 +432,32 @@ func TestCallLeaseRunsOut(t *testing.T) {
 	// The volunteer takes the next call.
 	if res := askQueue(t, pbx, c1); res.StatusCode != sip.StatusMovedTemporarily {
 		t.Fatalf("next call: %d, want 302", res.StatusCode)
+	}
+}
+
+// The PBX's menu choice reaches the volunteer: an INVITE with Priority:
+// emergency rings the desk marked urgent and is counted as an urgent call
+// (the header's other values: sip's TestCallUrgent).
+func TestUrgentCallFromThePBXMenu(t *testing.T) {
+	f := phoneFed(t, 1, nil)
+	c1 := f.Member("c1")
+	pbx := siptest.NewCallerPBX(t)
+	phone := siptest.NewPhone(t, siptest.Held)
+	_, desk := phoneVolunteer(t, c1, "v-a", phone.URI())
+	ask := func(priority string) *sip.Response {
+		d := pbx.InviteWith(t, ingress(t, c1), "queue-nb", sip.NewHeader("Priority", priority))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return siptest.FinalResponse(t, d.WaitAnswer(ctx, sipgo.AnswerOptions{}))
+	}
+	if res := ask("emergency"); res.StatusCode != sip.StatusMovedTemporarily {
+		t.Fatalf("urgent call: %d, want 302", res.StatusCode)
+	}
+	fedtest.Eventually(t, 5*time.Second, "the urgent call's card", func() bool { return desk.has("offer phone nb from  urgent") })
+	if n := c1.Node().Switchboard().Stats().UrgentContacts[switchboard.ChannelPhone]; n != 1 {
+		t.Fatalf("urgent calls counted %d, want 1", n)
+	}
+	if v := metric(t, c1, "helpmesh_urgent_contacts_total", map[string]string{"channel": "phone"}); v != 1 {
+		t.Fatalf("helpmesh_urgent_contacts_total{channel=phone} = %v, want 1", v)
 	}
 }

@@ -247,13 +247,18 @@ func signIn(t testing.TB, c *centre, id string, languages ...string) *volunteer 
 // answer runs one contact at entry answered by vol (local or overflowed),
 // which the volunteer then ends with a categorisation.
 func answer(t testing.TB, entry *centre, vol *volunteer, language, from string) {
+	answerWith(t, entry, vol, language, from, switchboard.ContactOptions{})
+}
+
+// answerWith is answer with the contact's options (urgent).
+func answerWith(t testing.TB, entry *centre, vol *volunteer, language, from string, opts switchboard.ContactOptions) {
 	vis := newVisitor()
-	if _, err := entry.node.Switchboard().StartContact("chat", language, vis); err != nil {
+	if _, err := entry.node.Switchboard().StartContactWith("chat", language, vis, opts); err != nil {
 		t.Fatal(err)
 	}
 	o := vol.next(t)
-	if o.From != from {
-		t.Fatalf("offer from %q, want %q", o.From, from)
+	if o.From != from || o.Urgent != opts.Urgent {
+		t.Fatalf("offer from %q urgent %v, want %q urgent %v", o.From, o.Urgent, from, opts.Urgent)
 	}
 	if err := vol.console.Accept(o.Contact); err != nil {
 		t.Fatal(err)
@@ -287,7 +292,7 @@ func abandon(t testing.TB, entry *centre) {
 
 // One round of the scenario. Per round:
 //
-//	c1: 2 answered locally, 1 overflowed to c2 (en), 1 abandoned
+//	c1: 2 answered locally, 1 overflowed to c2 (en, urgent), 1 abandoned
 //	c2: 1 answered locally
 //	c3: 1 overflowed to c2 (en), 1 abandoned
 //
@@ -295,7 +300,7 @@ func abandon(t testing.TB, entry *centre) {
 func scenarioRound(t testing.TB, c []*centre, v1, v2 *volunteer) {
 	answer(t, c[0], v1, "nb", "")
 	answer(t, c[0], v1, "nb", "")
-	answer(t, c[0], v2, "en", "c1")
+	answerWith(t, c[0], v2, "en", "c1", switchboard.ContactOptions{Urgent: true})
 	abandon(t, c[0])
 	answer(t, c[1], v2, "nb", "")
 	answer(t, c[2], v2, "en", "c3")
@@ -330,6 +335,14 @@ var expected = map[string]float64{
 	`helpmesh_centre:overflow:ratio_rate5m{centre="c2"}`:            0,
 	`helpmesh_centre:overflow:ratio_rate5m{centre="c3"}`:            1,
 	`helpmesh_centre:abandonment:ratio_rate5m{centre="c2"}`:         0,
+	// c1's overflowed contact is urgent, answered within seconds; no
+	// other centre has had one (0/0: no sample).
+	`helpmesh_centre:urgent_service_level:ratio_since_start{centre="c1"}`: 1,
+	`helpmesh_centre:urgent_service_level:ratio_rate5m{centre="c1"}`:      1,
+	`helpmesh_national:urgent_service_level:ratio_since_start`:            1,
+	`helpmesh_national:urgent_service_level:ratio_rate5m`:                 1,
+	`sum(helpmesh_urgent_contacts_total{centre="c1"})`:                    rounds,
+	`sum(helpmesh_urgent_contacts_total)`:                                 rounds,
 }
 
 const rounds = 2

@@ -442,3 +442,37 @@ func TestOverflowedChatsKeepTheirRelay(t *testing.T) {
 		t.Fatalf("A's stats: %+v", st)
 	}
 }
+
+// An urgent chat at A, where nobody is on duty, overflows to B over the
+// real offer protocol, and B's volunteer sees the offer marked urgent; a
+// chat that is not urgent is not marked. A counts the urgent one apart.
+func TestUrgentChatOverflowsMarked(t *testing.T) {
+	f := newFederation(t, 2, fedOptions{})
+	a, b := f.node("c1"), f.node("c2")
+	console, cp := signIn(t, b, "v-b", "Kari")
+	if _, err := a.Switchboard().StartContactWith("chat", "nb", newVisitorProbe(), switchboard.ContactOptions{Urgent: true}); err != nil {
+		t.Fatal(err)
+	}
+	o := nextOffer(t, cp, 10*time.Second)
+	if o.From != "c1" || !o.Urgent {
+		t.Fatalf("B's offer of A's urgent contact: %+v, want from c1, urgent", o)
+	}
+	if err := console.Decline(o.Contact); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.Switchboard().StartContact("chat", "en", newVisitorProbe()); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		o = nextOffer(t, cp, 10*time.Second)
+		if o.Language == "en" {
+			break
+		}
+	}
+	if o.Urgent {
+		t.Fatalf("a contact that is not urgent is offered marked urgent: %+v", o)
+	}
+	if n := a.Switchboard().Stats().UrgentContacts["chat"]; n != 1 {
+		t.Fatalf("A counted %d urgent chats, want 1", n)
+	}
+}

@@ -67,6 +67,7 @@ type metricsCollector struct {
 	supportAsked, supportResults, timeToSupport                 *prometheus.Desc
 	transfers                                                   *prometheus.Desc
 	care, resting                                               *prometheus.Desc
+	urgentContacts, urgentSpeedToAnswer                         *prometheus.Desc
 }
 
 func newMetricsCollector(centre string) *metricsCollector {
@@ -102,7 +103,10 @@ func newMetricsCollector(centre string) *metricsCollector {
 		transitions:          d("helpmesh_contact_transitions_total", "Changes of state of this centre's contacts (switchboard/contact.go: queued, offered, connected, ended, abandoned, returned).", "channel", "from", "to"),
 		care:                 d("helpmesh_volunteer_care_total", "Times one of this centre's volunteers got no offers for their own sake (switchboard/care.go), by reason: cool_down (after a heavy conversation), break (after so many in a row), shift_over. Never per person.", "reason"),
 		resting:              d("helpmesh_volunteers_resting", "Signed-in volunteers of this centre who get no offers now for their own sake, by reason (cool_down, break, shift_over).", "reason"),
-		transfers:            d("helpmesh_transfers_total", "Transfers of this centre's contacts from one volunteer to another, carried out here as the contact's owner: kind (warm, cold), result (accepted, failed), scope (local: to the asking volunteer's own centre; centre: to another).", "kind", "result", "scope"),
+		urgentContacts:       d("helpmesh_urgent_contacts_total", "Contacts that arrived at this centre marked urgent (the visitor's pre-chat choice, or the PBX's menu for a call); they are in helpmesh_contacts_offered_total too.", "channel"),
+		urgentSpeedToAnswer: d("helpmesh_urgent_speed_to_answer_seconds",
+			"Time from an urgent contact's arrival to its first connection to a volunteer; urgent contacts are in helpmesh_speed_to_answer_seconds too.", "channel"),
+		transfers: d("helpmesh_transfers_total", "Transfers of this centre's contacts from one volunteer to another, carried out here as the contact's owner: kind (warm, cold), result (accepted, failed), scope (local: to the asking volunteer's own centre; centre: to another).", "kind", "result", "scope"),
 	}
 }
 
@@ -130,6 +134,7 @@ func (mc *metricsCollector) Describe(ch chan<- *prometheus.Desc) {
 		mc.categorised, mc.categorisedAgeGroups, mc.federationMembers, mc.raftState,
 		mc.raftLastContact, mc.raftApplied, mc.raftVoters, mc.up, mc.transitions,
 		mc.supportAsked, mc.supportResults, mc.timeToSupport, mc.transfers, mc.care, mc.resting,
+		mc.urgentContacts, mc.urgentSpeedToAnswer,
 	} {
 		ch <- d
 	}
@@ -181,6 +186,15 @@ func (mc *metricsCollector) Collect(ch chan<- prometheus.Metric) {
 			buckets[le] = h.Buckets[le]
 		}
 		ch <- prometheus.MustNewConstHistogram(mc.speedToAnswer, h.Count, h.Sum, buckets, c)
+		// Urgent contacts apart, zeros included, so the dashboard's urgent
+		// panel and rules see a series before the first urgent contact.
+		counter(mc.urgentContacts, st.UrgentContacts[c], c)
+		u := st.UrgentSpeedToAnswer[c]
+		ub := make(map[float64]uint64, len(speedToAnswerBuckets))
+		for _, le := range speedToAnswerBuckets {
+			ub[le] = u.Buckets[le]
+		}
+		ch <- prometheus.MustNewConstHistogram(mc.urgentSpeedToAnswer, u.Count, u.Sum, ub, c)
 		v := st.Volunteers[c]
 		gauge(mc.volunteers, float64(v.Free), c, "free")
 		gauge(mc.volunteers, float64(v.Busy), c, "busy")

@@ -91,7 +91,10 @@ type frame struct {
 	// switchboard.MaxNoteBytes); Transfers says the owner can carry out a
 	// transfer its volunteer asks for on the relay. Older releases ignore
 	// all three.
-	Transfer  bool               `json:"transfer,omitempty"`
+	Transfer bool `json:"transfer,omitempty"`
+	// Urgent, on an offer: the owner's contact is urgent (switchboard's
+	// urgent.go); the volunteer's offer is marked. Older releases ignore it.
+	Urgent    bool               `json:"urgent,omitempty"`
 	Note      string             `json:"note,omitempty"`
 	Transfers bool               `json:"transfers,omitempty"`
 	Reason    string             `json:"reason,omitempty"`
@@ -143,7 +146,7 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	}
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	offer := frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume,
-		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat, Support: o.Seat}
+		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat, Support: o.Seat, Urgent: o.Urgent}
 	if err := wire.Write(s, offer, maxFrame); err != nil {
 		close(answered)
 		_ = s.Reset()

@@ -46,7 +46,7 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 	desk := r.desk
 	r.mu.Unlock()
 	res, err := desk.Reserve(switchboard.IncomingOffer{Contact: f.Contact, From: from, Channel: f.Channel, Language: f.Language, Ring: ring, Resume: f.Resume,
-		Transfer: f.Transfer && !calls, Note: f.Note, Transfers: f.Transfers && !calls, Seat: f.Support})
+		Transfer: f.Transfer && !calls, Note: f.Note, Transfers: f.Transfers && !calls, Seat: f.Support, Urgent: f.Urgent})
 	if err != nil {
 		r.decline(s, err.Error())
 		return

@@ -62,7 +62,8 @@ type VoiceLeg interface {
 // Trunk holds the calls that reach the node from the centre's trunk
 // (package switchboard's OpenCall, adapted by package centre).
 type Trunk interface {
-	OpenCall(language string) (TrunkCall, error)
+	// urgent: the trunk marked the call urgent in the INVITE (urgent.go).
+	OpenCall(language string, urgent bool) (TrunkCall, error)
 }
 
 // TrunkCall is one held call's contact on the desk.
@@ -240,7 +241,7 @@ func (in *Ingress) holdCall(req *sip.Request, tx sip.ServerTransaction, language
 		return
 	}
 	defer h.close()
-	tc, err := in.cfg.Trunk.OpenCall(language)
+	tc, err := in.cfg.Trunk.OpenCall(language, requestUrgent(req))
 	if err != nil {
 		in.refused.Refuse(reasonRouterError)
 		in.log.Debug("sip: the desk did not take a call", "language", language, "error", err)

@@ -129,7 +129,8 @@ type Decision struct {
 // is its only user; the real one is package centre's callRouter (the
 // switchboard's PlaceCall). RouteCall must return soon after ctx is done.
 type Router interface {
-	RouteCall(ctx context.Context, language string) (Decision, error)
+	// urgent: the PBX marked the call urgent in the INVITE (urgent.go).
+	RouteCall(ctx context.Context, language string, urgent bool) (Decision, error)
 }
 
 // Config configures an Ingress.

@@ -35,7 +35,7 @@ type testRouter struct {
 	peak     atomic.Int64
 }
 
-func (r *testRouter) RouteCall(ctx context.Context, language string) (Decision, error) {
+func (r *testRouter) RouteCall(ctx context.Context, language string, _ bool) (Decision, error) {
 	r.calls.Add(1)
 	n := r.inflight.Add(1)
 	defer r.inflight.Add(-1)

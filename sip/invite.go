@@ -106,7 +106,7 @@ func (in *Ingress) queue(req *sip.Request, tx sip.ServerTransaction, language st
 	// the PBX past RouteTimeout nor the calls in flight past the cap.
 	in.stop.Go(func(context.Context) {
 		defer func() { <-in.routes }()
-		d, err := in.cfg.Router.RouteCall(ctx, language)
+		d, err := in.cfg.Router.RouteCall(ctx, language, requestUrgent(req))
 		got <- result{d, err}
 	})
 	var r result

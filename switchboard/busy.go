@@ -86,7 +86,8 @@ func (w *queueWalk) passed(c *contact) {
 
 // due says whether c is to be offered to other centres now: a restart is
 // waiting on it, it waited the policy's overflow_after, nobody here is
-// switched on for its channel and language, or (unless the policy says
+// switched on for its channel and language, it is urgent and no offer
+// rings for it here (urgent.go), or (unless the policy says
 // wait_locally_when_busy) waiting here cannot help it.
 func (w *queueWalk) due(c *contact) bool {
 	s := w.s
@@ -108,6 +109,11 @@ func (w *queueWalk) due(c *contact) bool {
 	}
 	if c.local != nil {
 		return false
+	}
+	if c.urgent {
+		// Nobody here rings for it: someone at risk does not wait for a
+		// conversation here to end (urgent.go).
+		return true
 	}
 	if !w.policyRead {
 		w.policyRead = true

@@ -74,6 +74,14 @@ func (callerSink) Closed(string)        {}
 // order. It never waits for Raft, and returns within ctx. ErrNoVolunteer
 // means nobody is free anywhere: the PBX keeps the caller queued.
 func (s *Switchboard) PlaceCall(ctx context.Context, language string) (Placed, error) {
+	return s.PlaceCallWith(ctx, language, ContactOptions{})
+}
+
+// PlaceCallWith is PlaceCall with the caller's options: an urgent call
+// (the PBX's menu choice, passed in the INVITE) is marked on the
+// volunteer's offer, here or at the centre that takes it, and counted
+// apart (urgent.go). Ahead means nothing for a call.
+func (s *Switchboard) PlaceCallWith(ctx context.Context, language string, o ContactOptions) (Placed, error) {
 	if !slices.Contains(s.cfg.Languages(), language) {
 		return Placed{}, fmt.Errorf("place call: language %q is not served: %w", clip(language), ErrBadRequest)
 	}
@@ -87,8 +95,8 @@ func (s *Switchboard) PlaceCall(ctx context.Context, language string) (Placed, e
 		s.mu.Unlock()
 		return Placed{}, fmt.Errorf("place call: %w", ErrDraining)
 	}
-	if rc, err := s.reserveCallLocked(id, "", language); err == nil {
-		c := s.newCallLocked(id, language, "", arrived)
+	if rc, err := s.reserveCallLocked(id, "", language, o.Urgent); err == nil {
+		c := s.newCallLocked(id, language, "", arrived, o.Urgent)
 		c.call, rc.call.owner = rc, c
 		s.mu.Unlock()
 		return Placed{Centre: s.cfg.Centre, Token: rc.call.token}, nil
@@ -102,7 +110,7 @@ func (s *Switchboard) PlaceCall(ctx context.Context, language string) (Placed, e
 		if cand.Centre == s.cfg.Centre || ctx.Err() != nil {
 			continue
 		}
-		if placed, ok := s.offerCall(ctx, cand.Centre, id, language, arrived, &c); ok {
+		if placed, ok := s.offerCall(ctx, cand.Centre, id, language, o.Urgent, arrived, &c); ok {
 			return placed, nil
 		}
 	}
@@ -125,8 +133,8 @@ func (s *Switchboard) PlaceCall(ctx context.Context, language string) (Placed, e
 // offerCall asks one centre to hold a phone volunteer for the call. *c is
 // the call's contact, made at the first answer and kept for the next
 // candidate if confirming fails.
-func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string, arrived time.Time, c **contact) (Placed, bool) {
-	ans, err := s.cfg.Overflow.Offer(ctx, centre, OutgoingOffer{Contact: id, Channel: ChannelPhone, Language: language, Ring: s.cfg.CallLease})
+func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string, urgent bool, arrived time.Time, c **contact) (Placed, bool) {
+	ans, err := s.cfg.Overflow.Offer(ctx, centre, OutgoingOffer{Contact: id, Channel: ChannelPhone, Language: language, Ring: s.cfg.CallLease, Urgent: urgent})
 	s.mu.Lock()
 	if err != nil {
 		result := OfferFailed
@@ -149,7 +157,7 @@ func (s *Switchboard) offerCall(ctx context.Context, centre, id, language string
 		return Placed{}, false
 	}
 	if *c == nil {
-		*c = s.newCallLocked(id, language, centre, arrived)
+		*c = s.newCallLocked(id, language, centre, arrived, urgent)
 	}
 	ct := *c
 	ct.callAt = centre
@@ -194,14 +202,15 @@ func validCallToken(t string) bool {
 
 // newCallLocked makes the contact of a call we placed. It is offered at
 // once: the caller waited in the PBX's queue, not in ours.
-func (s *Switchboard) newCallLocked(id, language, at string, arrived time.Time) *contact {
+func (s *Switchboard) newCallLocked(id, language, at string, arrived time.Time, urgent bool) *contact {
 	c := &contact{
 		id: id, channel: ChannelPhone, language: language, created: arrived, state: StateQueued,
 		visitor: callerSink{}, out: s.newOutbox(), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{},
-		lastPos: -1, callAt: at,
+		lastPos: -1, callAt: at, urgent: urgent,
 	}
 	s.contacts[id] = c
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
+	s.countUrgentLocked(c)
 	s.moveLocked(c, StateOffered)
 	return c
 }
@@ -217,12 +226,7 @@ func (s *Switchboard) callEventLocked(c *contact, e Event) {
 			return
 		}
 		s.moveLocked(c, StateConnected)
-		if !c.answered {
-			c.answered = true
-			h := s.stats.SpeedToAnswer[c.channel]
-			h.observe(s.cfg.AnswerBuckets, time.Since(c.created).Seconds())
-			s.stats.SpeedToAnswer[c.channel] = h
-		}
+		s.observeAnswerLocked(c, time.Now())
 	case EventEnded:
 		s.callOverForOwnerLocked(c, e.By == ByCaller)
 	}
@@ -276,15 +280,15 @@ func (h *callOwnerHandler) OnLost(int) {
 
 // reserveCallLocked holds the longest-idle free phone volunteer for one
 // call and issues its token. from is the owning centre ("" for ours).
-func (s *Switchboard) reserveCallLocked(id, from, language string) (*received, error) {
-	return s.reserveCallExceptLocked(id, from, language, nil, false)
+func (s *Switchboard) reserveCallLocked(id, from, language string, urgent bool) (*received, error) {
+	return s.reserveCallExceptLocked(id, from, language, urgent, nil, false)
 }
 
 // reserveCallExceptLocked is reserveCallLocked passing over the volunteers
 // in except (by ID), those already rung for this call, and with
 // browserOnly those whose calls ring on a SIP phone: a call the node holds
 // itself can only ring in a console.
-func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except map[string]bool, browserOnly bool) (*received, error) {
+func (s *Switchboard) reserveCallExceptLocked(id, from, language string, urgent bool, except map[string]bool, browserOnly bool) (*received, error) {
 	if s.cfg.CallTokens == nil {
 		return nil, fmt.Errorf("reserve call: this centre takes no calls: %w", ErrNoVolunteer)
 	}
@@ -309,7 +313,7 @@ func (s *Switchboard) reserveCallExceptLocked(id, from, language string, except 
 	r.timer = time.AfterFunc(lease, func() { s.callLapsed(rc) })
 	rc.call.token = s.cfg.CallTokens.Issue(&Call{s: s, rc: rc}, lease)
 	rc.decided <- nil // the phone ringing is the acceptance: Wait returns at once
-	offer := Offer{Contact: id, Channel: ChannelPhone, Language: language, From: from, Until: time.Now().Add(lease)}
+	offer := Offer{Contact: id, Channel: ChannelPhone, Language: language, From: from, Until: time.Now().Add(lease), Urgent: urgent}
 	best.out.post(func() { best.sink.Offer(offer) })
 	s.postAvailabilityLocked(best)
 	s.changedLocked()

@@ -85,7 +85,7 @@ func (s *Switchboard) ringLocked(c *contact, v *volunteer) {
 	s.moveLocked(c, StateOffered)
 	until := time.Now().Add(s.cfg.RingTimeout)
 	r.timer = time.AfterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
-	o := Offer{Contact: c.id, Channel: c.channel, Language: c.language, Until: until}
+	o := Offer{Contact: c.id, Channel: c.channel, Language: c.language, Until: until, Urgent: c.urgent}
 	v.out.post(func() { v.sink.Offer(o) })
 }
 
@@ -177,7 +177,7 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 	if c.state == StateQueued {
 		s.moveLocked(c, StateOffered)
 	}
-	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout}
+	req := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: c.language, Ring: s.cfg.RingTimeout, Urgent: c.urgent}
 	if rv, ok := c.visitor.(ResumableVisitor); ok && c.channel == ChannelChat {
 		// A fresh secret for each centre: one that answered and was lost
 		// cannot be resumed at once the contact moves on.
@@ -277,12 +277,7 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	c.overflowTimer.Stop()
 	now := time.Now()
 	s.noteAnswerLocked(Key{c.channel, c.language}, now)
-	if !c.answered {
-		c.answered = true
-		h := s.stats.SpeedToAnswer[c.channel]
-		h.observe(s.cfg.AnswerBuckets, now.Sub(c.created).Seconds())
-		s.stats.SpeedToAnswer[c.channel] = h
-	}
+	s.observeAnswerLocked(c, now)
 	if rv, ok := c.visitor.(ResumableVisitor); ok {
 		at := cv.other
 		if !cv.resumable {
@@ -299,7 +294,9 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	}
 }
 
-// requeueLocked puts a contact whose volunteer was lost back at the front.
+// requeueLocked puts a contact whose volunteer was lost back at the front:
+// ahead of every contact but the urgent ones (ahead of those too if it is
+// urgent itself; urgent.go).
 func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre string) {
 	if c.state != StateConnected {
 		return
@@ -309,7 +306,7 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 	if lostCentre != "" {
 		c.tried[lostCentre] = ^uint64(0) >> 1 // not again for this contact
 	}
-	s.queue = append([]*contact{c}, s.queue...)
+	s.requeueFrontLocked(c)
 	c.lastPos, c.toldAt = -1, time.Time{} // told at once: Requeued came first
 	// Its wait counts from its arrival: overflow is due at the same moment
 	// it would have been had it never been answered.

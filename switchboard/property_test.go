@@ -37,6 +37,15 @@ var (
 // end with Ready, a break, the end of its shift). At the end every contact must have
 // exactly one terminal outcome (abandoned, or ended after a conversation)
 // and the counters must agree with what the visitors heard.
+//
+// A quarter of the contacts are urgent (urgent.go). Every offer a console
+// hears must be marked urgent exactly when its contact is, and no contact
+// that is not urgent is offered for the first time while an urgent one of
+// the same centre, channel and language waits without ever having been
+// offered, whichever arrived first (which covers the issue's "never after
+// a non-urgent one that arrived later", and says the urgent one jumps the
+// queue). An offer is the centre ringing a console of its own, or sending
+// it to the other centre.
 func TestPropertyNoDoubleAssignmentNoOverCapacity(t *testing.T) {
 	seeds := make([]int64, 0, *propSeeds)
 	if *propSeed != 0 {
@@ -61,8 +70,12 @@ func TestPropertyNoDoubleAssignmentNoOverCapacity(t *testing.T) {
 		})
 	}
 	t.Logf("%d seeds: %s", len(seeds), total.String())
-	if total.double != 0 || total.overCap != 0 || total.offeredResting != 0 {
-		t.Errorf("double assignments %d, over capacity %d, offers while resting %d: all must be 0", total.double, total.overCap, total.offeredResting)
+	if total.double != 0 || total.overCap != 0 || total.offeredResting != 0 || total.urgentLate != 0 || total.badMark != 0 {
+		t.Errorf("double assignments %d, over capacity %d, offers while resting %d, urgent offered after a later contact %d, offers marked wrongly %d: all must be 0",
+			total.double, total.overCap, total.offeredResting, total.urgentLate, total.badMark)
+	}
+	if total.urgentPairs == 0 || total.urgentOffered == 0 {
+		t.Errorf("the schedules never put an urgent contact before a later one (%d pairs, %d urgent offered): the order was not tested", total.urgentPairs, total.urgentOffered)
 	}
 }
 
@@ -72,6 +85,10 @@ type propCounts struct {
 	// Care for volunteers (care.go): rests entered by reason, Ready
 	// used, and offers made while a rest held (a violation).
 	coolDowns, breaks, shiftsOver, readies, offeredResting uint64
+	// Urgent contacts: started, offered at least once, and the (urgent,
+	// later non-urgent) pairs checked; urgentLate counts those where the
+	// later one went first, badMark the offers marked wrongly.
+	urgent, urgentOffered, urgentPairs, urgentLate, badMark uint64
 }
 
 func (c *propCounts) add(o *propCounts) {
@@ -93,12 +110,17 @@ func (c *propCounts) add(o *propCounts) {
 	c.shiftsOver += o.shiftsOver
 	c.readies += o.readies
 	c.offeredResting += o.offeredResting
+	c.urgent += o.urgent
+	c.urgentOffered += o.urgentOffered
+	c.urgentPairs += o.urgentPairs
+	c.urgentLate += o.urgentLate
+	c.badMark += o.badMark
 }
 
 func (c *propCounts) String() string {
-	return fmt.Sprintf("contacts %d, offers %d, answered here %d, answered at the other centre %d, declines %d, ring timeouts %d, other withdrawals %d, requeues %d, abandoned %d, ended %d; care: cool-downs %d, breaks %d, shifts over %d, ready %d; double assignments %d, over capacity %d, offers while resting %d, other violations %d",
-		c.contacts, c.offers, c.localAnswers, c.overflowAnswers, c.declines, c.timeouts, c.withdrawn, c.requeues, c.abandoned, c.ended,
-		c.coolDowns, c.breaks, c.shiftsOver, c.readies, c.double, c.overCap, c.offeredResting, c.otherViolations)
+	return fmt.Sprintf("contacts %d (urgent %d, %d of them offered; %d urgent-before-later pairs checked), offers %d, answered here %d, answered at the other centre %d, declines %d, ring timeouts %d, other withdrawals %d, requeues %d, abandoned %d, ended %d; care: cool-downs %d, breaks %d, shifts over %d, ready %d; double assignments %d, over capacity %d, offers while resting %d, urgent offered after a later contact %d, offers marked wrongly %d, other violations %d",
+		c.contacts, c.urgent, c.urgentOffered, c.urgentPairs, c.offers, c.localAnswers, c.overflowAnswers, c.declines, c.timeouts, c.withdrawn, c.requeues, c.abandoned, c.ended,
+		c.coolDowns, c.breaks, c.shiftsOver, c.readies, c.double, c.overCap, c.offeredResting, c.urgentLate, c.badMark, c.otherViolations)
 }
 
 // ---- the world ----
@@ -158,8 +180,17 @@ type propWorld struct {
 	history      []string
 	firstHistory []string
 	holder       map[string]*propVol
-	violations   []string
-	counts       propCounts
+	byID         map[string]*propVisitor
+	// By contact id: when it was first offered (rung on a console of its
+	// centre, or sent to the other centre), and how each offer a console
+	// heard was marked. Kept by id because an offer may be heard before
+	// StartContactWith returns the id; judged in windDown.
+	firstOffer map[string]propStamp
+	marks      map[string][]bool
+	// step counts the test's actions, to order what happens at one instant.
+	step       int
+	violations []string
+	counts     propCounts
 }
 
 type propVol struct {
@@ -183,10 +214,15 @@ type propVisitor struct {
 	h      *VisitorHandle
 	id     string
 	// guarded by w.mu
-	state    string // waiting, connected, abandoned, ended
-	alias    string
-	connects int
-	requeues int
+	state string // waiting, connected, abandoned, ended
+	alias string
+	// ch, lang and urgent as started; arrived when, and left when the
+	// visitor left while waiting (zero: never).
+	ch, lang      string
+	urgent        bool
+	arrived, left propStamp
+	connects      int
+	requeues      int
 }
 
 type propPlan struct {
@@ -198,7 +234,8 @@ type propPlan struct {
 }
 
 func newPropWorld(t *testing.T, seed int64) *propWorld {
-	w := &propWorld{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), holder: map[string]*propVol{}}
+	w := &propWorld{t: t, seed: seed, rng: rand.New(rand.NewSource(seed)), holder: map[string]*propVol{}, byID: map[string]*propVisitor{},
+		firstOffer: map[string]propStamp{}, marks: map[string][]bool{}}
 	a, b := &propCentre{name: "A"}, &propCentre{name: "B"}
 	a.other, b.other = b, a
 	w.centres = [2]*propCentre{a, b}
@@ -218,7 +255,7 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 			RingTimeout:   ring,
 			OverflowAfter: func(string) time.Duration { return after },
 			Topics:        func() []string { return testTopics },
-			Overflow:      &memOverflow{from: c, to: c.other},
+			Overflow:      &memOverflow{from: c, to: c.other, sent: w.offered},
 			Care:          func() CarePolicy { return w.care },
 		})
 	}
@@ -236,6 +273,89 @@ func newPropWorld(t *testing.T, seed int64) *propWorld {
 	}
 	w.logf("ring %v, overflow after %v, care %+v", ring, after, w.care)
 	return w
+}
+
+// offered notes a contact's offer by its centre: the first is timed.
+func (w *propWorld) offered(contact string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.offeredLocked(contact)
+}
+
+func (w *propWorld) offeredLocked(contact string) {
+	if _, ok := w.firstOffer[contact]; !ok {
+		w.firstOffer[contact] = w.nowLocked()
+	}
+}
+
+// propStamp orders what happens in a run: synctest's clock, then the
+// test's action at that instant. Everything one action sets off (its
+// dispatch, the offers heard) carries the action's stamp; what timers set
+// off carries their instant and the last action's step, which is earlier
+// than any action at that instant.
+type propStamp struct {
+	at   time.Time
+	step int
+}
+
+func (a propStamp) before(b propStamp) bool {
+	return a.at.Before(b.at) || a.at.Equal(b.at) && a.step < b.step
+}
+
+func (a propStamp) String() string {
+	return fmt.Sprintf("%v#%d", a.at.Sub(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)), a.step)
+}
+
+func (w *propWorld) nowLocked() propStamp { return propStamp{time.Now(), w.step} }
+
+// nextStep begins one action of the test.
+func (w *propWorld) nextStep() {
+	w.mu.Lock()
+	w.step++
+	w.mu.Unlock()
+}
+
+// checkUrgentLocked judges the urgent contacts once the run is over: every
+// offer marked as its contact is, and no urgent contact offered after one
+// that is not urgent and arrived later at its centre for its channel and
+// language, while it still waited. Times are synctest's: everything one
+// dispatch does happens at one instant, so a tie is one dispatch offering
+// both.
+func (w *propWorld) checkUrgentLocked() {
+	for id, marks := range w.marks {
+		vis := w.byID[id]
+		for _, m := range marks {
+			if vis != nil && m != vis.urgent {
+				w.violateLocked(&w.counts.badMark, "contact %s (urgent %v) offered marked urgent %v", id[:6], vis.urgent, m)
+			}
+		}
+	}
+	for _, u := range w.visitors {
+		if !u.urgent {
+			continue
+		}
+		uAt, uOffered := w.firstOffer[u.id]
+		if uOffered {
+			w.counts.urgentOffered++
+		}
+		for _, n := range w.visitors {
+			if n.urgent || n.centre != u.centre || n.ch != u.ch || n.lang != u.lang {
+				continue
+			}
+			nAt, nOffered := w.firstOffer[n.id]
+			if !nOffered || nAt.before(u.arrived) {
+				continue // offered before the urgent one came
+			}
+			if !u.left.at.IsZero() && u.left.before(nAt) {
+				continue // the urgent one had left
+			}
+			w.counts.urgentPairs++
+			if !uOffered || nAt.before(uAt) {
+				w.violateLocked(&w.counts.urgentLate, "urgent contact %s at %s (%s/%s, came %v) first offered %v (ever: %v), after %s (came %v, first offered %v); urgent one left %v",
+					u.id[:6], u.centre.name, u.ch, u.lang, u.arrived, uAt, uOffered, n.id[:6], n.arrived, nAt, u.left)
+			}
+		}
+	}
 }
 
 func (w *propWorld) logf(format string, args ...any) {
@@ -282,11 +402,13 @@ func (w *propWorld) run(steps int) {
 			}
 			sleepUntil(p.at)
 			w.settle()
+			w.nextStep()
 			w.execPlan(p)
 			w.settle()
 		}
 		sleepUntil(target)
 		w.settle()
+		w.nextStep()
 		w.randomAction()
 		w.settle()
 	}
@@ -418,8 +540,12 @@ func (w *propWorld) startVisitor() bool {
 	if w.rng.Intn(5) < 2 {
 		lang = "en"
 	}
-	vis := &propVisitor{w: w, centre: c, state: "waiting"}
-	h, err := c.sb.StartContact(ch, lang, vis)
+	urgent := w.rng.Intn(4) == 0
+	w.mu.Lock()
+	arrived := w.nowLocked()
+	w.mu.Unlock()
+	vis := &propVisitor{w: w, centre: c, state: "waiting", ch: ch, lang: lang, urgent: urgent, arrived: arrived}
+	h, err := c.sb.StartContactWith(ch, lang, vis, ContactOptions{Urgent: urgent})
 	if err != nil {
 		w.t.Fatalf("start contact: %v", err)
 	}
@@ -427,9 +553,13 @@ func (w *propWorld) startVisitor() bool {
 	c.started++
 	w.visitors = append(w.visitors, vis)
 	w.mu.Lock()
+	w.byID[vis.id] = vis
 	w.counts.contacts++
+	if urgent {
+		w.counts.urgent++
+	}
 	w.mu.Unlock()
-	w.logf("visitor %s starts at %s on %s/%s", vis.id[:6], c.name, ch, lang)
+	w.logf("visitor %s starts at %s on %s/%s (urgent %v)", vis.id[:6], c.name, ch, lang, urgent)
 	return true
 }
 
@@ -536,6 +666,7 @@ func (w *propWorld) endVisitor(vis *propVisitor) {
 	switch vis.state {
 	case "waiting":
 		vis.state = "abandoned"
+		vis.left = w.nowLocked()
 		w.counts.abandoned++
 	case "connected":
 		vis.state = "ended"
@@ -704,6 +835,7 @@ func (w *propWorld) windDown() {
 		live := vis.state == "waiting" || vis.state == "connected"
 		w.mu.Unlock()
 		if live {
+			w.nextStep()
 			w.endVisitor(vis)
 			w.settle()
 		}
@@ -746,6 +878,7 @@ func (w *propWorld) windDown() {
 	if len(w.holder) != 0 {
 		w.violateLocked(&w.counts.otherViolations, "%d contacts still held by consoles at the end", len(w.holder))
 	}
+	w.checkUrgentLocked()
 	w.mu.Unlock()
 	for _, c := range w.centres {
 		c.sb.Close()
@@ -777,6 +910,10 @@ func (s *propSink) Offer(o Offer) {
 	}
 	s.v.ringing = o.Contact
 	s.v.newOffers = append(s.v.newOffers, o)
+	w.marks[o.Contact] = append(w.marks[o.Contact], o.Urgent)
+	if o.From == "" {
+		w.offeredLocked(o.Contact) // rung by its own centre
+	}
 	w.noteLocked("  %s hears offer %s (from %q)", s.v.v.ID, o.Contact[:6], o.From)
 }
 
@@ -952,6 +1089,8 @@ func (p *propVisitor) Closed(reason string) {
 
 type memOverflow struct {
 	from, to *propCentre
+	// sent, if set, hears each offer as the owner sends it.
+	sent func(contact string)
 }
 
 // Candidates is what the real router does with gossip: the other centre,
@@ -978,7 +1117,10 @@ func (m *memOverflow) Offer(ctx context.Context, centre string, o OutgoingOffer)
 	if centre != m.to.name {
 		return nil, fmt.Errorf("unknown centre %q", centre)
 	}
-	res, err := m.to.sb.Reserve(IncomingOffer{Contact: o.Contact, From: m.from.name, Channel: o.Channel, Language: o.Language, Ring: o.Ring})
+	if m.sent != nil {
+		m.sent(o.Contact)
+	}
+	res, err := m.to.sb.Reserve(IncomingOffer{Contact: o.Contact, From: m.from.name, Channel: o.Channel, Language: o.Language, Ring: o.Ring, Urgent: o.Urgent})
 	if err != nil {
 		return nil, err
 	}

@@ -27,6 +27,8 @@ type IncomingOffer struct {
 	// Seat: a transfer to the supervisor reading along under this
 	// support id; only their console is rung.
 	Seat string
+	// Urgent: the owner's contact is urgent; the offer is marked.
+	Urgent bool
 }
 
 // Reservation holds one of our volunteers for another centre's offer.
@@ -65,7 +67,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 		if o.From == "" {
 			return nil, fmt.Errorf("reserve call: no owning centre: %w", ErrBadRequest)
 		}
-		rc, err := s.reserveCallLocked(o.Contact, o.From, o.Language)
+		rc, err := s.reserveCallLocked(o.Contact, o.From, o.Language, o.Urgent)
 		if err != nil {
 			s.offerReceivedLocked(o.From, o.Channel, OfferDeclined)
 			return nil, fmt.Errorf("reserve for %s: %w", clip(o.From), err)
@@ -102,7 +104,7 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	best.ring = r
 	s.received[key] = rc
 	r.timer = time.AfterFunc(ring, func() { s.ringTimedOut(r) })
-	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring)}
+	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring), Urgent: o.Urgent}
 	if o.Transfer {
 		offer.Transfer, offer.Note = true, clipNote(o.Note)
 	}

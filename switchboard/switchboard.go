@@ -38,6 +38,9 @@ type OutgoingOffer struct {
 	Note     string
 	// Seat: the transfer is to the supervisor of this support id.
 	Seat string
+	// Urgent: the contact is urgent (urgent.go); the other centre marks
+	// its volunteer's offer.
+	Urgent bool
 }
 
 // Answer is another centre's yes to an offer: its volunteer accepted and is
@@ -240,13 +243,17 @@ type Stats struct {
 	// nothing else counts a contact's arrival, answer or abandonment. Keys
 	// are bounded: channels, the policy's languages, and roster centres;
 	// never a person or a contact.
-	Contacts       map[Key]Tally
-	Transitions    map[Transition]uint64 // every change of a contact's state (contact.go)
-	SpeedToAnswer  map[string]Histogram  // per channel: arrival to first connect
-	OffersSent     map[OfferKey]uint64   // our contacts offered to other centres
-	OffersReceived map[OfferKey]uint64   // other centres' contacts offered to us
-	Volunteers     map[string]VolunteerCount
-	Queues         map[string]QueueView
+	Contacts      map[Key]Tally
+	Transitions   map[Transition]uint64 // every change of a contact's state (contact.go)
+	SpeedToAnswer map[string]Histogram  // per channel: arrival to first connect
+	// Urgent contacts apart (urgent.go), per channel: how many arrived,
+	// and their speed to answer (they are in SpeedToAnswer too).
+	UrgentContacts      map[string]uint64
+	UrgentSpeedToAnswer map[string]Histogram
+	OffersSent          map[OfferKey]uint64 // our contacts offered to other centres
+	OffersReceived      map[OfferKey]uint64 // other centres' contacts offered to us
+	Volunteers          map[string]VolunteerCount
+	Queues              map[string]QueueView
 	// Support requests our volunteers made (support.go): asked, by reason;
 	// how each ended, by reason; and the time from asking to a supervisor
 	// taking it. Never per person.
@@ -355,6 +362,7 @@ func New(cfg Config) *Switchboard {
 		stats: Stats{
 			Topics: map[string]uint64{}, AgeGroups: map[string]uint64{},
 			Contacts: map[Key]Tally{}, Transitions: map[Transition]uint64{}, SpeedToAnswer: map[string]Histogram{},
+			UrgentContacts: map[string]uint64{}, UrgentSpeedToAnswer: map[string]Histogram{},
 			OffersSent: map[OfferKey]uint64{}, OffersReceived: map[OfferKey]uint64{},
 			SupportAsked: map[string]uint64{}, SupportRequests: map[SupportKey]uint64{},
 			Transfers: map[TransferKey]uint64{}, Care: map[string]uint64{},
@@ -396,8 +404,16 @@ type contact struct {
 	// centre (resume.go).
 	moving            *time.Timer
 	movingUndelivered int
-	// ahead: started ahead of the queue (StartContactAhead).
+	// ahead: started ahead of the queue (StartContactAhead), or requeued
+	// after losing its volunteer.
 	ahead bool
+	// urgent: the visitor or caller said they need someone right now
+	// (urgent.go): queued before every contact that is not, offered to
+	// other centres as soon as nobody here rings for it, marked on offers.
+	urgent bool
+	// movedBack: an urgent contact was queued ahead of this one since the
+	// visitor was last told their place (urgent.go).
+	movedBack bool
 	// transfer is the transfer under way, if any (transfer.go).
 	transfer *transfer
 }

@@ -39,6 +39,13 @@ type TrunkCall struct {
 // centre's trunk. It is offered at once (the caller hears ringing); the
 // caller of OpenCall must end it with Close unless Overflow placed it.
 func (s *Switchboard) OpenCall(language string) (*TrunkCall, error) {
+	return s.OpenCallWith(language, ContactOptions{})
+}
+
+// OpenCallWith is OpenCall with the caller's options: an urgent call (the
+// PBX's menu choice, passed in the INVITE) is marked on every volunteer's
+// ring and counted apart (urgent.go). Ahead means nothing for a call.
+func (s *Switchboard) OpenCallWith(language string, o ContactOptions) (*TrunkCall, error) {
 	if !slices.Contains(s.cfg.Languages(), language) {
 		return nil, fmt.Errorf("open call: language %q is not served: %w", clip(language), ErrBadRequest)
 	}
@@ -51,7 +58,7 @@ func (s *Switchboard) OpenCall(language string) (*TrunkCall, error) {
 		return nil, fmt.Errorf("open call: %w", ErrDraining)
 	}
 	now := time.Now()
-	c := s.newCallLocked(newID(), language, "", now)
+	c := s.newCallLocked(newID(), language, "", now, o.Urgent)
 	c.trunk = true
 	return &TrunkCall{s: s, c: c, arrived: now, rung: map[string]bool{}}, nil
 }
@@ -79,7 +86,7 @@ func (t *TrunkCall) RingHere() (string, error) {
 	if c.call != nil && !c.call.call.over {
 		return "", fmt.Errorf("ring here: a volunteer is still being rung: %w", ErrBadRequest)
 	}
-	rc, err := s.reserveCallExceptLocked(c.id, "", c.language, t.rung, true)
+	rc, err := s.reserveCallExceptLocked(c.id, "", c.language, c.urgent, t.rung, true)
 	if err != nil {
 		return "", fmt.Errorf("ring here: %w", err)
 	}
@@ -109,7 +116,7 @@ func (t *TrunkCall) Overflow(ctx context.Context) (Placed, error) {
 			continue
 		}
 		cc := c
-		if placed, ok := s.offerCall(ctx, cand.Centre, c.id, c.language, t.arrived, &cc); ok {
+		if placed, ok := s.offerCall(ctx, cand.Centre, c.id, c.language, c.urgent, t.arrived, &cc); ok {
 			return placed, nil
 		}
 	}

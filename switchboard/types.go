@@ -211,6 +211,9 @@ type Offer struct {
 	// their private handover note (memory only, never to the visitor).
 	Transfer bool   `json:"transfer,omitempty"`
 	Note     string `json:"note,omitempty"`
+	// Urgent: the visitor or caller said they need someone right now
+	// (urgent.go); the console shows it.
+	Urgent bool `json:"urgent,omitempty"`
 }
 
 // ConsoleSink receives what the switchboard tells a volunteer's console.

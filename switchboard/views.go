@@ -95,6 +95,16 @@ func (s *Switchboard) Stats() Stats {
 		h.Buckets = b
 		st.SpeedToAnswer[ch] = h
 	}
+	st.UrgentContacts = maps.Clone(s.stats.UrgentContacts)
+	st.UrgentSpeedToAnswer = make(map[string]Histogram, len(s.stats.UrgentSpeedToAnswer))
+	for ch, h := range s.stats.UrgentSpeedToAnswer {
+		b := make(map[float64]uint64, len(s.cfg.AnswerBuckets))
+		for _, le := range s.cfg.AnswerBuckets {
+			b[le] = h.Buckets[le]
+		}
+		h.Buckets = b
+		st.UrgentSpeedToAnswer[ch] = h
+	}
 	st.OffersSent = maps.Clone(s.stats.OffersSent)
 	st.OffersReceived = maps.Clone(s.stats.OffersReceived)
 	st.SupportAsked = maps.Clone(s.stats.SupportAsked)

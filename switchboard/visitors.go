@@ -22,19 +22,20 @@ func (h *VisitorHandle) ID() string { return h.c.id }
 
 // StartContact queues a new contact.
 func (s *Switchboard) StartContact(channel, language string, visitor VisitorSink) (*VisitorHandle, error) {
-	return s.startContact(channel, language, visitor, false)
+	return s.StartContactWith(channel, language, visitor, ContactOptions{})
 }
 
 // StartContactAhead queues a new contact ahead of every contact waiting
-// that did not come ahead too: a visitor whose centre died mid-conversation
-// (api's ticket), who already waited and talked once.
+// that did not come ahead too (urgent ones excepted, urgent.go): a visitor
+// whose centre died mid-conversation (api's ticket), who already waited
+// and talked once.
 func (s *Switchboard) StartContactAhead(channel, language string, visitor VisitorSink) (*VisitorHandle, error) {
-	return s.startContact(channel, language, visitor, true)
+	return s.StartContactWith(channel, language, visitor, ContactOptions{Ahead: true})
 }
 
 // MoveAhead puts a waiting contact ahead of every contact that did not come
-// ahead (a ticket honoured once its centre is seen down). It reports
-// whether the contact was still waiting.
+// ahead (urgent ones excepted, urgent.go): a ticket honoured once its
+// centre is seen down. It reports whether the contact was still waiting.
 func (h *VisitorHandle) MoveAhead() bool {
 	s := h.s
 	s.mu.Lock()
@@ -44,22 +45,15 @@ func (h *VisitorHandle) MoveAhead() bool {
 		return false
 	}
 	s.removeFromQueueLocked(c)
-	s.queueAheadLocked(c)
+	c.ahead = true
+	s.enqueueLocked(c)
 	s.dispatchLocked()
 	return true
 }
 
-// queueAheadLocked inserts c behind the contacts already ahead.
-func (s *Switchboard) queueAheadLocked(c *contact) {
-	c.ahead = true
-	i := 0
-	for i < len(s.queue) && s.queue[i].ahead {
-		i++
-	}
-	s.queue = slices.Insert(s.queue, i, c)
-}
-
-func (s *Switchboard) startContact(channel, language string, visitor VisitorSink, ahead bool) (*VisitorHandle, error) {
+// StartContactWith queues a new contact with the visitor's options
+// (urgent.go): urgent, ahead, or both.
+func (s *Switchboard) StartContactWith(channel, language string, visitor VisitorSink, o ContactOptions) (*VisitorHandle, error) {
 	if !channels.Known(channel) {
 		return nil, fmt.Errorf("start contact: channel %q: %w", clip(channel), ErrBadRequest)
 	}
@@ -80,15 +74,12 @@ func (s *Switchboard) startContact(channel, language string, visitor VisitorSink
 	c := &contact{
 		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
 		visitor: visitor, out: s.newOutbox(), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
-		pace: newVisitorPacer(s.cfg.Pace),
+		pace: newVisitorPacer(s.cfg.Pace), ahead: o.Ahead, urgent: o.Urgent,
 	}
 	s.contacts[c.id] = c
-	if ahead {
-		s.queueAheadLocked(c)
-	} else {
-		s.queue = append(s.queue, c)
-	}
+	s.enqueueLocked(c)
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
+	s.countUrgentLocked(c)
 	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
 	return &VisitorHandle{s: s, c: c}, nil

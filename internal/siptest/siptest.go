@@ -233,6 +233,13 @@ func (c *CallerPBX) Invite(t testing.TB, node netip.AddrPort, user string) *sipg
 	return c.InviteURI(t, sip.Uri{Scheme: "sip", User: user, Host: node.Addr().String(), Port: int(node.Port())})
 }
 
+// InviteWith is Invite with extra headers (e.g. Priority: emergency, a
+// PBX's menu choice).
+func (c *CallerPBX) InviteWith(t testing.TB, node netip.AddrPort, user string, headers ...sip.Header) *sipgo.DialogClientSession {
+	t.Helper()
+	return c.inviteSDP(t, sip.Uri{Scheme: "sip", User: user, Host: node.Addr().String(), Port: int(node.Port())}, CallerSDP, headers...)
+}
+
 // InviteURI is Invite to a whole URI (e.g. a 302's Contact).
 func (c *CallerPBX) InviteURI(t testing.TB, to sip.Uri) *sipgo.DialogClientSession {
 	t.Helper()
@@ -243,12 +250,17 @@ func (c *CallerPBX) InviteURI(t testing.TB, to sip.Uri) *sipgo.DialogClientSessi
 // whose audio port the test listens on).
 func (c *CallerPBX) InviteSDP(t testing.TB, to sip.Uri, sdp string) *sipgo.DialogClientSession {
 	t.Helper()
+	return c.inviteSDP(t, to, sdp)
+}
+
+func (c *CallerPBX) inviteSDP(t testing.TB, to sip.Uri, sdp string, headers ...sip.Header) *sipgo.DialogClientSession {
+	t.Helper()
 	from := &sip.FromHeader{DisplayName: CanaryName, Address: sip.Uri{Scheme: "sip", User: CanaryNumber, Host: c.Addr.Addr().String()}, Params: sip.NewParams()}
 	from.Params.Add("tag", sip.GenerateTagN(16))
 	ct := sip.ContentTypeHeader("application/sdp")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	d, err := c.Dialogs.Invite(ctx, to, []byte(sdp), from, &ct)
+	d, err := c.Dialogs.Invite(ctx, to, []byte(sdp), append([]sip.Header{from, &ct}, headers...)...)
 	if err != nil {
 		t.Fatalf("INVITE: %v", err)
 	}

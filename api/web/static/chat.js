@@ -27,6 +27,8 @@
   var status = null;      // {key, params} so a language switch re-renders it
   var notice = null;      // 'closed' | 'busy' | 'full' | null
   var waitKind = '';      // the last queued frame's wait (docs/api.md)
+  var urgent = false;     // the visitor's urgent choice for this chat
+  var movedBack = false;  // an urgent contact came in ahead while queued
   var pending = [];       // visitor messages written before a volunteer joined
   var nextID = 1;
   var lastTyping = 0;
@@ -100,6 +102,7 @@
     });
     renderStatus();
     renderNotice();
+    renderUrgentHelp();
     document.documentElement.setAttribute('data-lang-loaded', lang);
   }
 
@@ -160,7 +163,8 @@
     if (!status) { el.textContent = ''; return; }
     var p = status.params ? Object.assign({}, status.params) : null;
     if (p && typeof p.waitKind === 'string') p.wait = waitText(p.waitKind, p.waitMinutes);
-    el.textContent = t(status.key, p);
+    // Honest about a place that grew: someone urgent came in ahead.
+    el.textContent = (movedBack && phase === 'queued' ? t('status_moved_back') + ' ' : '') + t(status.key, p);
   }
 
   // waitText words a queued frame's wait; a kind this page does not know
@@ -191,9 +195,14 @@
     if (!notice || !info) { box.hidden = true; return; }
     $('notice-text').textContent = notice === 'closed' ? t('notice_closed') : notice === 'full' ? t('notice_full') :
       notice === 'unavailable' ? t('notice_unavailable') : t('notice_busy');
-    var ul = $('emergency');
+    fillEmergency($('emergency'));
+    box.hidden = false;
+  }
+
+  // fillEmergency lists the policy's emergency numbers as tel: links.
+  function fillEmergency(ul) {
     ul.replaceChildren();
-    (info.emergency_numbers || []).forEach(function (e) {
+    ((info && info.emergency_numbers) || []).forEach(function (e) {
       var li = document.createElement('li');
       var a = document.createElement('a');
       a.href = 'tel:' + String(e.number).replace(/[^0-9+]/g, '');
@@ -201,7 +210,14 @@
       li.appendChild(a);
       ul.appendChild(li);
     });
-    box.hidden = false;
+    return ul.children.length > 0;
+  }
+
+  // renderUrgentHelp: the urgent choice's help names the emergency
+  // numbers when the policy has them, else the local emergency number.
+  function renderUrgentHelp() {
+    var any = fillEmergency($('urgent-emergency'));
+    i18nEl($('urgent-help-text'), any ? 'urgent_help' : 'urgent_help_no_numbers');
   }
 
   // chatLanguage is the language a chat starts in: the visitor's choice,
@@ -217,6 +233,7 @@
       .then(function (r) { return r.json(); })
       .then(function (i) {
         info = i;
+        renderUrgentHelp();
         if (Array.isArray(i.entry_points)) {
           entryPoints = i.entry_points.filter(function (u) { return typeof u === 'string' && /^https?:\/\/[^\/?#]+$/.test(u); });
         }
@@ -393,6 +410,8 @@
   function start() {
     if (ws) return;
     var chatLang = chatLanguage();
+    urgent = $('urgent').checked;
+    movedBack = false;
     setPhase('connecting');
     $('prechat').hidden = true;
     $('chat').hidden = false;
@@ -434,7 +453,7 @@
     var sock;
     try {
       sock = new WebSocket(wsURL(base, '/v1/chat?channel=chat&lang=' + encodeURIComponent(chatLang) + '&resume=1' +
-        (tk ? '&ticket=' + encodeURIComponent(tk) : '')));
+        (urgent ? '&urgent=1' : '') + (tk ? '&ticket=' + encodeURIComponent(tk) : '')));
     } catch (e) {
       connect(chatLang, tk); // a URL the browser refuses outright: the next one
       return;
@@ -683,6 +702,7 @@
     switch (f.type) {
       case 'queued':
         setPhase('queued');
+        if (f.moved_back === true) movedBack = true;
         waitKind = String(f.wait || '');
         if (f.emergency_numbers && f.emergency_numbers.length) {
           if (!info) info = { open: true, languages: [], emergency_numbers: [] };
@@ -695,6 +715,7 @@
         break;
       case 'connected':
         setPhase('connected');
+        movedBack = false;
         alias = String(f.alias || '');
         received = 0;
         resume = null;

@@ -23,11 +23,11 @@
   // switch; no key clears el.
   var say = I.say;
   function status(key, vars) { say($('#status'), key, vars); }
-  function announce(key, vars) {
+  function announce(key, vars, prefixKey) {
     var a = $('#announce');
     a.textContent = '';
     // A fresh text node makes screen readers announce repeated messages too.
-    window.setTimeout(function () { a.textContent = t(key, vars); }, 30);
+    window.setTimeout(function () { a.textContent = (prefixKey ? t(prefixKey) + ' ' : '') + t(key, vars); }, 30);
   }
 
   // ---- sound: a short two-tone chime, never throws ----
@@ -449,13 +449,26 @@
   function offerBox(f, attrs, titleKey, what) {
     attrs['data-contact'] = f.contact;
     attrs['aria-labelledby'] = 'offer-t-' + f.contact;
+    if (f.urgent === true) {
+      // The visitor or caller said they need someone right now: marked
+      // in words (read with the card's title), not by colour alone.
+      attrs['class'] = (attrs['class'] || '') + ' offer-urgent';
+      attrs['data-urgent'] = 'true';
+    }
     var box = el('article', attrs);
     box.appendChild(I.set(el('h3', { id: 'offer-t-' + f.contact }), titleKey, what));
+    if (f.urgent === true) {
+      box.appendChild(I.set(el('p', { class: 'badge badge-urgent', id: 'offer-u-' + f.contact }), 'console.offer_urgent'));
+      box.setAttribute('aria-describedby', 'offer-u-' + f.contact);
+    }
     if (f.from_centre) {
       box.appendChild(I.set(el('p', { class: 'offer-from badge' }), 'console.from_centre_overflow', what));
     }
     return box;
   }
+
+  // urgentKey: an urgent offer's announcement begins by saying so.
+  function urgentKey(f) { return f.urgent === true ? 'console.offer_urgent_announce' : ''; }
 
   // cardButton is a card's button: its class, its text (key) and its
   // aria-label (labelKey with what).
@@ -516,7 +529,7 @@
     }, 1000);
     offers[f.contact] = { el: box, timer: timer, language: f.language, channel: f.channel };
     announce(f.from_centre ? 'console.offer_announce_from' : 'console.offer_announce',
-      { channel: channel(f.channel), language: f.language, centre: f.from_centre || '', seconds: ring });
+      { channel: channel(f.channel), language: f.language, centre: f.from_centre || '', seconds: ring }, urgentKey(f));
     chime();
   }
 
@@ -541,7 +554,7 @@
     box.appendChild(actions);
     $('#offers').appendChild(box);
     offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', problem: problem, decline: dec };
-    announce(f.from_centre ? 'console.phone_offer_announce_from' : 'console.phone_offer_announce', what);
+    announce(f.from_centre ? 'console.phone_offer_announce_from' : 'console.phone_offer_announce', what, urgentKey(f));
     chime();
   }
 
@@ -1321,7 +1334,7 @@
     box.appendChild(actions);
     $('#offers').appendChild(box);
     offers[f.contact] = { el: box, timer: 0, language: f.language, channel: 'phone', browser: true, problem: problem, decline: dec, accept: acc };
-    announce(f.from_centre ? 'console.browser_offer_announce_from' : 'console.browser_offer_announce', what);
+    announce(f.from_centre ? 'console.browser_offer_announce_from' : 'console.browser_offer_announce', what, urgentKey(f));
     startRing();
     acc.focus();
   }
