@@ -94,7 +94,9 @@ func consoleLogin(t *testing.T, ctx context.Context, pc *pageCentre, id, passwor
 		chromedp.SendKeys("#password", password, chromedp.ByQuery),
 		chromedp.Click("#login-submit", chromedp.ByQuery),
 	)
-	browsertest.Wait(t, ctx, "the desk after login", `!document.querySelector('#desk').hidden && document.querySelector('#login').hidden`, 15*time.Second)
+	// 30 s: signing in (an Argon2 hash, under -race) has taken longer
+	// than 15 s on a busy two-core machine.
+	browsertest.Wait(t, ctx, "the desk after login", `!document.querySelector('#desk').hidden && document.querySelector('#login').hidden`, 30*time.Second)
 }
 
 // waitFreeAt waits until observer's gossip view shows centre with a free
