@@ -679,7 +679,7 @@
     end.hidden = true;
     // Once a supervisor reads along, the volunteer may hand the chat to
     // them (a warm transfer: both stay for a moment).
-    var toSup = el('button', { type: 'button', class: 'to-supervisor' });
+    var toSup = I.set(el('button', { type: 'button', class: 'to-supervisor' }), 'console.to_supervisor_plain');
     toSup.hidden = true;
     var state = el('p', { class: 'support-state', 'aria-live': 'polite' });
     wrap.appendChild(lab);
