@@ -88,7 +88,11 @@ func (c *Care) isZero() bool {
 		c.BreakSeconds == 0 && c.MaxShiftSeconds == 0 && c.ShiftNoticeSeconds == 0
 }
 
-func (p Policy) hasCare() bool { return !p.Care.isZero() || len(p.CareByCentre) > 0 }
+// hasCare: the policy carries a care field into a command's JSON. A
+// non-nil Care encodes even when it turns nothing on ("care":{}), and a
+// level-6 release would refuse that at apply: presence, not effect, is
+// what the release gate must see.
+func (p Policy) hasCare() bool { return p.Care != nil || len(p.CareByCentre) > 0 }
 
 func cloneCare(p *Policy) {
 	if p.Care != nil {

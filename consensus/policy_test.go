@@ -53,6 +53,9 @@ func TestCommandLevel(t *testing.T) {
 		{"put_volunteer coordinator", withRole(volunteer("v1", "oslo", "nb"), RoleCoordinator), 6},
 		{"supervision order", setPolicy(supervised(func(p *Policy) { p.SupervisionOrder = []string{"oslo"} }), ""), 7},
 		{"read along silent", setPolicy(supervised(func(p *Policy) { p.ReadAlongSilent = true }), ""), 7},
+		// "care":{} turns nothing on but is in the command's JSON, which
+		// a level-6 release refuses (review finding).
+		{"empty care", setPolicy(supervised(func(p *Policy) { p.Care = &Care{} }), ""), 7},
 		{"wait locally when busy", setPolicy(supervised(func(p *Policy) { p.WaitLocallyWhenBusy = true }), ""), 7},
 	} {
 		if got := CommandLevel(tc.cmd); got != tc.want {

@@ -105,6 +105,26 @@ type frame struct {
 
 // Offer asks centre to take a contact and waits for its answer.
 func (r *Router) Offer(ctx context.Context, centre string, o switchboard.OutgoingOffer) (switchboard.Answer, error) {
+	ans, err := r.offer(ctx, centre, o, true)
+	if errors.Is(err, errOlderOfferFrame) && !o.Transfer && ctx.Err() == nil {
+		// A centre on a release before roster level 7 decodes the offer
+		// strictly and refused the fields it does not know (urgent,
+		// transfers): offer again with only the ones it does. The
+		// contact loses its urgent mark there and its volunteer cannot
+		// transfer it, but it is answered. A transfer cannot be stripped.
+		r.log.Debug("offer refused as malformed: an older release; offered again without the level-7 fields", "to", centre)
+		return r.offer(ctx, centre, o, false)
+	}
+	return ans, err
+}
+
+// errOlderOfferFrame marks a decline that says "malformed offer": what an
+// older release answers to a field it does not know.
+var errOlderOfferFrame = errors.New("offer frame refused: an older release?")
+
+// offer makes one offer; level7 says whether the frame may carry the
+// fields roster level 7 added.
+func (r *Router) offer(ctx context.Context, centre string, o switchboard.OutgoingOffer, level7 bool) (switchboard.Answer, error) {
 	pid, ok := r.cfg.Directory.PeerOf(centre)
 	if !ok {
 		return nil, fmt.Errorf("offer to %s: %w", centre, ErrUnknownPeerCentre)
@@ -147,6 +167,9 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	offer := frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume,
 		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat, Support: o.Seat, Urgent: o.Urgent}
+	if !level7 {
+		offer.Transfer, offer.Note, offer.Transfers, offer.Support, offer.Urgent = false, "", false, "", false
+	}
 	if err := wire.Write(s, offer, maxFrame); err != nil {
 		close(answered)
 		_ = s.Reset()
@@ -177,6 +200,9 @@ func (r *Router) Offer(ctx context.Context, centre string, o switchboard.Outgoin
 		return &answer{s: s, alias: clipAlias(f.Alias), token: clipAlias(f.Token), resumable: f.Resumable, log: r.log, spawn: r.spawn}, nil
 	case frameDeclined:
 		_ = s.Close()
+		if level7 && f.Reason == "malformed offer" {
+			return nil, fmt.Errorf("offer to %s: %s: %w: %w", centre, clipAlias(f.Reason), errOlderOfferFrame, switchboard.ErrDeclined)
+		}
 		return nil, fmt.Errorf("offer to %s: %s: %w", centre, clipAlias(f.Reason), switchboard.ErrDeclined)
 	}
 	_ = s.Reset()

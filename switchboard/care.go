@@ -292,9 +292,17 @@ func (s *Switchboard) careLocked(v *volunteer, now time.Time) bool {
 	// A cool-down hidden behind a break still needs its end looked at.
 	at(cs.coolUntil)
 	released := cs.hold != "" && hold == ""
+	started := cs.hold == "" && hold != ""
 	if cs.hold != hold {
 		cs.hold = hold
 		s.changedLocked() // gossip: free or not
+	}
+	if r := v.ring; started && r != nil && !(r.received != nil && r.received.call != nil) {
+		// An offer that rang before the rest began (the queue rings at
+		// once when a conversation ends, while the volunteer still
+		// categorises it) must not be taken during it. A call already
+		// ringing on a phone is left to ring: it cannot be recalled.
+		defer s.unringLocked(r, "time to rest")
 	}
 	if cs.timer != nil {
 		cs.timer.Stop()

@@ -2,6 +2,8 @@ package switchboard
 
 import (
 	"errors"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -293,6 +295,42 @@ func TestNoCareChangesNothing(t *testing.T) {
 			if c, ok := st.Care[r]; !ok || c != 0 {
 				t.Fatalf("care counts %v: want a zero for every reason", st.Care)
 			}
+		}
+	})
+}
+
+// An offer that rang before the rest began cannot be taken during it
+// (review finding): the visitor ends a heavy conversation, the queue rings
+// the volunteer at once while they categorise, and the categorisation's
+// cool-down withdraws that offer; the contact waits for the next
+// volunteer, and Accept finds the offer gone.
+func TestARingingOfferEndsWhenTheRestBegins(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sb := careBoard(CarePolicy{HeavyTopics: []string{"family"}, CoolDown: 5 * time.Minute})
+		defer sb.Close()
+		con, sink := signInCaring(t, sb, chatVol("v1", 1))
+		h1, _ := startContact(t, sb, ChannelChat, "nb")
+		synctest.Wait()
+		mustAccept(t, con, h1)
+		h2, _ := startContact(t, sb, ChannelChat, "nb")
+		synctest.Wait()
+		h1.End() // the visitor ends it; the volunteer has yet to categorise
+		synctest.Wait()
+		if sink.lastOffer().Contact != h2.ID() {
+			t.Fatalf("the waiting contact did not ring at once: %v", sink.lines())
+		}
+		if err := con.End(h1.ID(), heavyCat); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if !slices.ContainsFunc(sink.lines(), func(l string) bool { return strings.HasPrefix(l, "withdrawn "+h2.ID()) }) {
+			t.Fatalf("the ringing offer was not withdrawn when the cool-down began: %v", sink.lines())
+		}
+		if err := con.Accept(h2.ID()); !errors.Is(err, ErrOfferGone) {
+			t.Fatalf("accept during the cool-down: %v, want ErrOfferGone", err)
+		}
+		if sink.last().State != CareCoolDown {
+			t.Fatalf("care notice %+v", sink.last())
 		}
 	})
 }

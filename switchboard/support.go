@@ -869,6 +869,11 @@ func (s *Switchboard) seatVolunteerLocked(seat, contact, channel string) *volunt
 		if v == nil || v.ring != nil || v.load() >= v.Capacity || !slices.Contains(v.Channels, channel) {
 			return nil
 		}
+		if cs := v.care; cs != nil && (cs.hold == CareBreak || cs.hold == CareShiftOver) {
+			// A cool-down they may choose to end; a break or the end of
+			// their shift is the centre's limit (care.go).
+			return nil
+		}
 		if _, in := v.active[contact]; in {
 			return nil
 		}

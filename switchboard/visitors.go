@@ -44,6 +44,12 @@ func (h *VisitorHandle) MoveAhead() bool {
 	if s.closed || !c.waiting() || c.ahead {
 		return false
 	}
+	if c.urgent {
+		// Already in the first rank: moving it would put it behind
+		// urgent contacts that came later.
+		c.ahead = true
+		return true
+	}
 	s.removeFromQueueLocked(c)
 	c.ahead = true
 	s.enqueueLocked(c)

@@ -29,6 +29,7 @@
   var waitKind = '';      // the last queued frame's wait (docs/api.md)
   var urgent = false;     // the visitor's urgent choice for this chat
   var movedBack = false;  // an urgent contact came in ahead while queued
+  var queuedAt = 0;       // the last place in the queue the page was told
   var pending = [];       // visitor messages written before a volunteer joined
   var nextID = 1;
   var lastTyping = 0;
@@ -702,7 +703,11 @@
     switch (f.type) {
       case 'queued':
         setPhase('queued');
+        // The explanation stays while the place it explains does; a
+        // better place ends it.
         if (f.moved_back === true) movedBack = true;
+        else if (typeof f.position === 'number' && f.position < queuedAt) movedBack = false;
+        if (typeof f.position === 'number') queuedAt = f.position;
         waitKind = String(f.wait || '');
         if (f.emergency_numbers && f.emergency_numbers.length) {
           if (!info) info = { open: true, languages: [], emergency_numbers: [] };
