@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
 	"github.com/libp2p/go-libp2p/core/protocol"
-	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/helpmesh/helpmesh/internal/wire"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -125,75 +123,14 @@ var errOlderOfferFrame = errors.New("offer frame refused: an older release?")
 // offer makes one offer; level7 says whether the frame may carry the
 // fields roster level 7 added.
 func (r *Router) offer(ctx context.Context, centre string, o switchboard.OutgoingOffer, level7 bool) (switchboard.Answer, error) {
-	pid, ok := r.cfg.Directory.PeerOf(centre)
-	if !ok {
-		return nil, fmt.Errorf("offer to %s: %w", centre, ErrUnknownPeerCentre)
-	}
-	s, err := r.cfg.Host.NewStream(ctx, pid, protocolFor(o.Channel))
-	if err != nil {
-		var unsupported msmux.ErrNotSupported[protocol.ID]
-		if errors.As(err, &unsupported) {
-			// An older release: it cannot take this channel.
-			return nil, fmt.Errorf("offer to %s: %w: %w", centre, err, switchboard.ErrDeclined)
-		}
-		return nil, fmt.Errorf("offer to %s: %w", centre, err)
-	}
-	// Withdrawing (ctx ends) resets the stream: the other centre frees its
-	// volunteer at once. Once the answer is in, the stream may become the
-	// conversation's relay, and the offer's ctx is cancelled soon after as
-	// a matter of course: the reset must then never happen. A select on
-	// both channels would pick at random when both are ready, so the
-	// answer's arrival is settled under a lock.
-	// Closing the router withdraws the offer the same way.
-	answered := make(chan struct{})
-	var settle sync.Mutex
-	settled := false
-	if !r.spawn(func(stop context.Context) {
-		select {
-		case <-ctx.Done():
-		case <-stop.Done():
-		case <-answered:
-			return
-		}
-		settle.Lock()
-		if !settled {
-			_ = s.Reset()
-		}
-		settle.Unlock()
-	}) {
-		_ = s.Reset()
-		return nil, fmt.Errorf("offer to %s: %w", centre, ErrRouterClosed)
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	offer := frame{Type: frameOffer, Contact: o.Contact, Channel: o.Channel, Language: o.Language, RingMillis: o.Ring.Milliseconds(), Resume: o.Resume,
 		Transfer: o.Transfer, Note: o.Note, Transfers: o.Channel == switchboard.ChannelChat, Support: o.Seat, Urgent: o.Urgent}
 	if !level7 {
 		offer.Transfer, offer.Note, offer.Transfers, offer.Support, offer.Urgent = false, "", false, "", false
 	}
-	if err := wire.Write(s, offer, maxFrame); err != nil {
-		close(answered)
-		_ = s.Reset()
-		return nil, fmt.Errorf("offer to %s: %w", centre, err)
-	}
-	_ = s.SetReadDeadline(time.Now().Add(o.Ring + 5*time.Second))
-	w := r.await(centre, func() { _ = s.Reset() })
-	var f frame
-	err = wire.Read(s, &f, maxFrame)
-	r.done(centre, w)
-	settle.Lock()
-	settled = true
-	settle.Unlock()
-	close(answered)
-	if err == nil && ctx.Err() != nil {
-		// Withdrawn while the answer came: it may have reset the stream.
-		err = ctx.Err()
-	}
-	if err != nil && w.lost.Load() {
-		err = fmt.Errorf("%w (withdrawn): %w", ErrCentreLost, err)
-	}
+	s, f, err := r.ask(ctx, centre, protocolFor(o.Channel), offer, o.Ring+5*time.Second, "offer to "+centre)
 	if err != nil {
-		_ = s.Reset()
-		return nil, fmt.Errorf("offer to %s: %w", centre, err)
+		return nil, err
 	}
 	switch f.Type {
 	case frameAccepted:

@@ -1,7 +1,6 @@
 package overflow
 
 import (
-	"context"
 	"regexp"
 	"time"
 	"unicode/utf8"
@@ -51,50 +50,10 @@ func (r *Router) serveOffer(s network.Stream, calls bool) {
 		r.decline(s, err.Error())
 		return
 	}
-	// One reader for the rest of the offer: the owner may cancel (or
-	// vanish) while our volunteer's console rings.
-	// Closing the router ends the wait: the reader's stream is reset.
-	ctx, cancel := context.WithCancel(r.stop.Context())
-	defer cancel()
-	next := make(chan frame, 1)
-	if !r.spawn(func(stop context.Context) {
-		unblock := context.AfterFunc(stop, func() { _ = s.Reset() })
-		defer unblock()
-		_ = s.SetReadDeadline(time.Now().Add(ring + 15*time.Second))
-		var f frame
-		if err := wire.Read(s, &f, maxFrame); err != nil {
-			f = frame{Type: frameCancel, Reason: "the visitor's centre went away"}
-		}
-		if f.Type != frameConfirm {
-			cancel()
-		}
-		next <- f
-	}) {
-		res.Release("the centre is shutting down")
-		_ = s.Reset()
-		return
+	accepted := func(alias string) frame {
+		return frame{Type: frameAccepted, Alias: alias, Token: res.Token(), Resumable: res.Resumable()}
 	}
-	alias, err := res.Wait(ctx)
-	if err != nil {
-		r.decline(s, err.Error())
-		return
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias, Token: res.Token(), Resumable: res.Resumable()}, maxFrame); err != nil {
-		res.Release("the visitor's centre went away")
-		_ = s.Reset()
-		return
-	}
-	select {
-	case f := <-next:
-		if f.Type != frameConfirm {
-			res.Release("answered at another centre")
-			_ = s.Close()
-			return
-		}
-	case <-time.After(10 * time.Second):
-		res.Release("the visitor's centre did not confirm")
-		_ = s.Reset()
+	if !r.hold(s, ring, res, accepted, "the visitor's centre", "answered at another centre") {
 		return
 	}
 	rl := newRelay(s, r.log)

@@ -3,15 +3,11 @@ package overflow
 import (
 	"cmp"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
-	"sync"
 	"time"
 
 	"github.com/libp2p/go-libp2p/core/network"
-	"github.com/libp2p/go-libp2p/core/protocol"
-	msmux "github.com/multiformats/go-multistream"
 
 	"github.com/helpmesh/helpmesh/internal/wire"
 	"github.com/helpmesh/helpmesh/switchboard"
@@ -82,60 +78,10 @@ func (r *Router) SupportCandidates() []string {
 // AskSupport asks centre's supervisors to take a support request and
 // waits for the answer.
 func (r *Router) AskSupport(ctx context.Context, centre string, a switchboard.SupportAsk) (switchboard.SupportAnswer, error) {
-	pid, ok := r.cfg.Directory.PeerOf(centre)
-	if !ok {
-		return nil, fmt.Errorf("ask support at %s: %w", centre, ErrUnknownPeerCentre)
-	}
-	s, err := r.cfg.Host.NewStream(ctx, pid, supportProtocol)
+	ask := frame{Type: frameSupport, Contact: a.ID, Why: a.Reason, Channel: a.Channel, Language: a.Language, Alias: a.Volunteer, RingMillis: a.Ring.Milliseconds()}
+	s, f, err := r.ask(ctx, centre, supportProtocol, ask, a.Ring+5*time.Second, "ask support at "+centre)
 	if err != nil {
-		var unsupported msmux.ErrNotSupported[protocol.ID]
-		if errors.As(err, &unsupported) {
-			return nil, fmt.Errorf("ask support at %s: an older release: %w", centre, switchboard.ErrDeclined)
-		}
-		return nil, fmt.Errorf("ask support at %s: %w", centre, err)
-	}
-	// As in Offer: withdrawing resets the stream, but never once the
-	// answer is in (the stream may be the seat by then).
-	answered := make(chan struct{})
-	var settle sync.Mutex
-	settled := false
-	if !r.spawn(func(stop context.Context) {
-		select {
-		case <-ctx.Done():
-		case <-stop.Done():
-		case <-answered:
-			return
-		}
-		settle.Lock()
-		if !settled {
-			_ = s.Reset()
-		}
-		settle.Unlock()
-	}) {
-		_ = s.Reset()
-		return nil, fmt.Errorf("ask support at %s: %w", centre, ErrRouterClosed)
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameSupport, Contact: a.ID, Why: a.Reason, Channel: a.Channel, Language: a.Language, Alias: a.Volunteer, RingMillis: a.Ring.Milliseconds()}, maxFrame); err != nil {
-		close(answered)
-		_ = s.Reset()
-		return nil, fmt.Errorf("ask support at %s: %w", centre, err)
-	}
-	_ = s.SetReadDeadline(time.Now().Add(a.Ring + 5*time.Second))
-	w := r.await(centre, func() { _ = s.Reset() })
-	var f frame
-	err = wire.Read(s, &f, maxFrame)
-	r.done(centre, w)
-	settle.Lock()
-	settled = true
-	settle.Unlock()
-	close(answered)
-	if err == nil && ctx.Err() != nil {
-		err = ctx.Err()
-	}
-	if err != nil {
-		_ = s.Reset()
-		return nil, fmt.Errorf("ask support at %s: %w", centre, err)
+		return nil, err
 	}
 	switch f.Type {
 	case frameAccepted:
@@ -208,47 +154,8 @@ func (r *Router) serveSupport(s network.Stream) {
 		r.decline(s, err.Error())
 		return
 	}
-	ctx, cancel := context.WithCancel(r.stop.Context())
-	defer cancel()
-	next := make(chan frame, 1)
-	if !r.spawn(func(stop context.Context) {
-		unblock := context.AfterFunc(stop, func() { _ = s.Reset() })
-		defer unblock()
-		_ = s.SetReadDeadline(time.Now().Add(ring + 15*time.Second))
-		var f frame
-		if err := wire.Read(s, &f, maxFrame); err != nil {
-			f = frame{Type: frameCancel, Reason: "the volunteer's centre went away"}
-		}
-		if f.Type != frameConfirm {
-			cancel()
-		}
-		next <- f
-	}) {
-		res.Release("the centre is shutting down")
-		_ = s.Reset()
-		return
-	}
-	alias, err := res.Wait(ctx)
-	if err != nil {
-		r.decline(s, err.Error())
-		return
-	}
-	_ = s.SetWriteDeadline(time.Now().Add(5 * time.Second))
-	if err := wire.Write(s, frame{Type: frameAccepted, Alias: alias}, maxFrame); err != nil {
-		res.Release("the volunteer's centre went away")
-		_ = s.Reset()
-		return
-	}
-	select {
-	case f := <-next:
-		if f.Type != frameConfirm {
-			res.Release("the request ended")
-			_ = s.Close()
-			return
-		}
-	case <-time.After(10 * time.Second):
-		res.Release("the volunteer's centre did not confirm")
-		_ = s.Reset()
+	accepted := func(alias string) frame { return frame{Type: frameAccepted, Alias: alias} }
+	if !r.hold(s, ring, res, accepted, "the volunteer's centre", "the request ended") {
 		return
 	}
 	rl := newRelayChecking(s, r.log, checkSeatEvent)
