@@ -62,7 +62,7 @@ func (s *Switchboard) walkQueueLocked(now time.Time) *queueWalk {
 func (s *Switchboard) roomLocked(k Key) room {
 	var r room
 	for _, v := range s.volunteers {
-		if !v.available[k.Channel] || !slices.Contains(v.Languages, k.Language) {
+		if !v.available[k.Channel] || !slices.Contains(v.Languages, k.Language) || v.offShift() {
 			continue
 		}
 		r.on++

@@ -115,6 +115,11 @@ type careState struct {
 // resting reports whether care holds offers back from v.
 func (v *volunteer) resting() bool { return v.care != nil && v.care.hold != "" }
 
+// offShift: their shift is over (care.go). Still signed in, but not on
+// duty: a visitor's wait is not theirs to answer, so the estimates, the
+// room count and gossip's busy count leave them out.
+func (v *volunteer) offShift() bool { return v.care != nil && v.care.hold == CareShiftOver }
+
 func (s *Switchboard) carePolicy() CarePolicy {
 	if s.cfg.Care == nil {
 		return CarePolicy{}

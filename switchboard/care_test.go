@@ -244,10 +244,15 @@ func TestShiftEndsWithANotice(t *testing.T) {
 		if n := sink.last(); n.State != CareShiftOver {
 			t.Fatalf("at the end: %+v, want shift_over", n)
 		}
-		startContact(t, sb, ChannelChat, "nb")
+		_, vs := startContact(t, sb, ChannelChat, "nb")
 		synctest.Wait()
 		if len(sink.offered()) != 0 || freeChat(sb) != 0 {
 			t.Fatal("offered a contact after the shift")
+		}
+		// Honest waits (review finding): a volunteer whose shift is over
+		// is nobody on duty, not someone the visitor waits for.
+		if _, w := vs.position(); w.Kind != WaitNoOne {
+			t.Fatalf("the visitor's estimate with only an off-shift volunteer signed in: %+v, want %s", w, WaitNoOne)
 		}
 		if err := con.Ready(); !errors.Is(err, ErrCareHolds) {
 			t.Fatalf("ready after the shift: %v, want ErrCareHolds", err)

@@ -41,7 +41,7 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 	}
 	for _, v := range s.volunteers {
 		for _, ch := range v.Channels {
-			if !v.available[ch] {
+			if !v.available[ch] || v.offShift() {
 				continue
 			}
 			cv := get(ch)

@@ -158,7 +158,7 @@ type duty struct{ freeHere, onDutyHere, freeElsewhere, onDutyElsewhere int }
 func (s *Switchboard) dutyLocked(k Key) duty {
 	var d duty
 	for _, v := range s.volunteers {
-		if !v.available[k.Channel] || !slices.Contains(v.Languages, k.Language) {
+		if !v.available[k.Channel] || !slices.Contains(v.Languages, k.Language) || v.offShift() {
 			continue
 		}
 		d.onDutyHere++
