@@ -92,9 +92,12 @@ type (
 		// (every wait but "free_now"), so the page can say where to turn
 		// now without asking again.
 		EmergencyNumbers []consensus.EmergencyNumber `json:"emergency_numbers,omitempty"`
-		// MovedBack: the place grew because someone who needs help
-		// urgently came in ahead (switchboard/urgent.go); the page says so.
+		// MovedBack: the place grew because someone came in ahead
+		// (switchboard/urgent.go); the page says so.
 		MovedBack bool `json:"moved_back,omitempty"`
+		// MovedBackFor says who came in ahead: "urgent", or "returning"
+		// (someone whose conversation was cut off came back ahead).
+		MovedBackFor string `json:"moved_back_for,omitempty"`
 	}
 	aliasFrame struct {
 		Type  string `json:"type"`

@@ -39,9 +39,10 @@ type visitorConn struct {
 	resumed bool
 	resume  *pageResume // nil unless the page asked to be able to resume
 	over    atomic.Bool // the volunteer ended it or the centre closed it
-	// movedBack: an urgent contact came in ahead since the last queued
-	// frame; the next one says so (set and read on the outbox goroutine).
-	movedBack bool
+	// movedBack: why the place grew since the last queued frame (an urgent
+	// contact, or a returning one, came in ahead); the next one says so
+	// (set and read on the outbox goroutine).
+	movedBack string
 	endOnce   sync.Once
 }
 
@@ -253,13 +254,13 @@ func (v *visitorConn) handle(typ websocket.MessageType, b []byte) {
 // The switchboard.VisitorSink methods: called in order from the contact's
 // outbox goroutine; they only queue frames.
 
-// MovedBack: the next queued frame says an urgent contact came in ahead
+// MovedBack: the next queued frame says why the place grew
 // (switchboard.MovedBackVisitor).
-func (v *visitorConn) MovedBack() { v.movedBack = true }
+func (v *visitorConn) MovedBack(why string) { v.movedBack = why }
 
 func (v *visitorConn) Queued(position int, wait switchboard.Estimate) {
-	f := queuedFrame{Type: "queued", Position: position, Wait: string(wait.Kind), WaitMinutes: wait.Minutes, MovedBack: v.movedBack}
-	v.movedBack = false
+	f := queuedFrame{Type: "queued", Position: position, Wait: string(wait.Kind), WaitMinutes: wait.Minutes, MovedBack: v.movedBack != "", MovedBackFor: v.movedBack}
+	v.movedBack = ""
 	if wait.Kind != switchboard.WaitFreeNow {
 		f.EmergencyNumbers = v.emergency()
 	}

@@ -413,7 +413,7 @@ type contact struct {
 	urgent bool
 	// movedBack: an urgent contact was queued ahead of this one since the
 	// visitor was last told their place (urgent.go).
-	movedBack bool
+	movedBack string
 	// transfer is the transfer under way, if any (transfer.go).
 	transfer *transfer
 }

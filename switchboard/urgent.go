@@ -50,7 +50,8 @@ type ContactOptions struct {
 // new place when an urgent contact was queued ahead of it since it was
 // last told. A sink without it only hears the new place.
 type MovedBackVisitor interface {
-	MovedBack()
+	// MovedBack says why: MovedForUrgent or MovedForReturning.
+	MovedBack(why string)
 }
 
 // queueRank orders the queue: urgent first, then ahead, then the rest.
@@ -94,19 +95,29 @@ func (s *Switchboard) requeueFrontLocked(c *contact) {
 	s.insertLocked(i, c)
 }
 
-// insertLocked puts c at place i of the queue; an urgent c moves the
-// contacts behind it of its channel and language back, and they will be
-// told so.
+// Why a waiting visitor's place grew (MovedBackVisitor).
+const (
+	// MovedForUrgent: someone who needs help urgently came in ahead.
+	MovedForUrgent = "urgent"
+	// MovedForReturning: someone whose conversation was cut off (their
+	// volunteer or centre was lost) came back ahead.
+	MovedForReturning = "returning"
+)
+
+// insertLocked puts c at place i of the queue; a contact that did not
+// join at the back (urgent, or returning ahead) moves the contacts behind
+// it of its channel and language back, and they will be told why.
 func (s *Switchboard) insertLocked(i int, c *contact) {
 	s.queue = append(s.queue, nil)
 	copy(s.queue[i+1:], s.queue[i:])
 	s.queue[i] = c
-	if !c.urgent {
-		return
+	why := MovedForReturning
+	if c.urgent {
+		why = MovedForUrgent
 	}
 	for _, q := range s.queue[i+1:] {
-		if !q.urgent && q.channel == c.channel && q.language == c.language {
-			q.movedBack = true
+		if q.channel == c.channel && q.language == c.language && queueRank(q) > queueRank(c) && q.movedBack != MovedForUrgent {
+			q.movedBack = why
 		}
 	}
 }

@@ -9,7 +9,7 @@ import (
 // movedSink is a visitorSink that also hears MovedBack.
 type movedSink struct{ *visitorSink }
 
-func (m movedSink) MovedBack() { m.add("moved back") }
+func (m movedSink) MovedBack(why string) { m.add("moved back " + why) }
 
 func startWith(t *testing.T, sb *Switchboard, o ContactOptions) (*VisitorHandle, movedSink) {
 	t.Helper()
@@ -142,6 +142,35 @@ func TestUrgentCallMarked(t *testing.T) {
 		}
 		if n := sb.Stats().UrgentContacts[ChannelPhone]; n != 1 {
 			t.Errorf("urgent calls counted %d, want 1", n)
+		}
+	})
+}
+
+// Any move back is told, with its reason (review finding): a visitor whose
+// volunteer's console closed mid-conversation goes back ahead of those who
+// never talked, and each of them hears "returning" with their new place.
+func TestReturningContactMovesOthersBackAndSaysSo(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		sb := newTestBoard(nil)
+		defer sb.Close()
+		c, _ := signInAvailable(t, sb, chatVol("v1", 1))
+		h0, _ := startWith(t, sb, ContactOptions{})
+		synctest.Wait()
+		mustAccept(t, c, h0)
+		_, n1s := startWith(t, sb, ContactOptions{})
+		time.Sleep(WaitResendEvery)
+		synctest.Wait()
+		if p, _ := n1s.position(); p != 1 {
+			t.Fatalf("n1 at %d before, want 1", p)
+		}
+		c.SignOut() // h0 is requeued ahead
+		time.Sleep(WaitResendEvery)
+		synctest.Wait()
+		if p, _ := n1s.position(); p != 2 {
+			t.Fatalf("n1 at %d after, want 2", p)
+		}
+		if n1s.count("moved back returning") != 1 {
+			t.Fatalf("n1 not told why it moved back: %v", n1s.lines())
 		}
 	})
 }

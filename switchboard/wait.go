@@ -253,7 +253,7 @@ func (s *Switchboard) positionsLocked() {
 func (s *Switchboard) tellWaitLocked(c *contact, p int, e Estimate, now time.Time) {
 	if p == c.lastPos && e == c.lastWait {
 		// Whoever came in ahead, as many left: not moved back after all.
-		c.movedBack = false
+		c.movedBack = ""
 		return
 	}
 	if !c.toldAt.IsZero() && now.Sub(c.toldAt) < WaitResendEvery {
@@ -269,13 +269,16 @@ func (s *Switchboard) tellWaitLocked(c *contact, p int, e Estimate, now time.Tim
 		}
 		return
 	}
-	movedBack := c.movedBack && c.lastPos >= 0 && p > c.lastPos
-	c.movedBack = false
+	movedBack := c.movedBack
+	if c.lastPos < 0 || p <= c.lastPos {
+		movedBack = ""
+	}
+	c.movedBack = ""
 	c.lastPos, c.lastWait, c.toldAt = p, e, now
 	vis := c.visitor
-	if mb, ok := vis.(MovedBackVisitor); ok && movedBack {
+	if mb, ok := vis.(MovedBackVisitor); ok && movedBack != "" {
 		// Said with the new place, never a silent jump back (urgent.go).
-		c.out.post(mb.MovedBack)
+		c.out.post(func() { mb.MovedBack(movedBack) })
 	}
 	c.out.post(func() { vis.Queued(p, e) })
 }

@@ -165,7 +165,7 @@
     var p = status.params ? Object.assign({}, status.params) : null;
     if (p && typeof p.waitKind === 'string') p.wait = waitText(p.waitKind, p.waitMinutes);
     // Honest about a place that grew: someone urgent came in ahead.
-    el.textContent = (movedBack && phase === 'queued' ? t('status_moved_back') + ' ' : '') + t(status.key, p);
+    el.textContent = (movedBack && phase === 'queued' ? t(movedBack === 'returning' ? 'status_moved_back_returning' : 'status_moved_back') + ' ' : '') + t(status.key, p);
   }
 
   // waitText words a queued frame's wait; a kind this page does not know
@@ -705,7 +705,7 @@
         setPhase('queued');
         // The explanation stays while the place it explains does; a
         // better place ends it.
-        if (f.moved_back === true) movedBack = true;
+        if (f.moved_back === true) movedBack = f.moved_back_for === 'returning' ? 'returning' : 'urgent';
         else if (typeof f.position === 'number' && f.position < queuedAt) movedBack = false;
         if (typeof f.position === 'number') queuedAt = f.position;
         waitKind = String(f.wait || '');
