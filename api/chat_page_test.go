@@ -504,7 +504,7 @@ const vpTexts = `(() => {
     if (!text || !shown(n.parentElement)) continue;
     const p = n.parentElement;
     nodes.push({text, keyed: !!p.closest('[data-i18n]'),
-      data: !!p.closest('#lang, #messages .text, #messages .from:not([data-i18n]), #emergency, #status, #notice-text')});
+      data: !!p.closest('#lang, #messages .text, #messages .from:not([data-i18n]), #emergency, #urgent-emergency, #status, #notice-text')});
   }
   return {lang: document.documentElement.lang, title: document.title, keyed, attrs, nodes,
     placeholder: document.getElementById('message').placeholder};

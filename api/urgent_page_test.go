@@ -35,7 +35,8 @@ func TestUrgentChoiceMarksTheConsoleOffer(t *testing.T) {
 	waiting.await("queued at place 1", func(f map[string]any) bool { return f["type"] == "queued" && f["position"] == float64(1) })
 
 	page := vpOpenChat(t, browser, a.url)
-	vpRun(t, page, "choose nb", chromedp.SetValue("#lang", "nb", chromedp.ByID))
+	vpEval(t, page, `(() => { const s = document.getElementById('lang'); s.value = 'nb'; s.dispatchEvent(new Event('change', {bubbles: true})); return true; })()`, nil)
+	vpWait(t, page, "the nb catalogue", `document.documentElement.getAttribute('data-lang-loaded') === 'nb'`)
 	var label string
 	vpEval(t, page, `document.querySelector('label[for=urgent]').textContent`, &label)
 	if !strings.Contains(label, "nå") {
