@@ -372,9 +372,7 @@ func (c *consoleConn) handle(typ websocket.MessageType, b []byte) {
 	case "hang_up":
 		err = c.hangUp(f.Contact)
 	case "ask_support":
-		if r := c.supportAsks.Reserve(); r.Delay() > 0 {
-			wait := r.Delay()
-			r.Cancel()
+		if ok, wait := take(c.supportAsks); !ok {
 			c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: "asking for support: too many requests; try again shortly",
 				Contact: clipText(f.Contact), RetryAfterSeconds: retryAfterSeconds(wait)})
 			return

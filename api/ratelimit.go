@@ -39,6 +39,18 @@ func newLimiterSet(limit rate.Limit, burst, maxKeys int) *limiterSet {
 
 // allow takes one token for key. When there is none it says how long until
 // there will be.
+// take spends one of l's tokens if it has one now; otherwise it spends
+// nothing and says how long until it would (a socket's own pace: asking
+// for support, changing duty).
+func take(l *rate.Limiter) (bool, time.Duration) {
+	r := l.Reserve()
+	if wait := r.Delay(); wait > 0 {
+		r.Cancel()
+		return false, wait
+	}
+	return true, 0
+}
+
 func (ls *limiterSet) allow(key string) (bool, time.Duration) {
 	lim := ls.get(key)
 	now := time.Now()

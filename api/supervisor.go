@@ -309,11 +309,9 @@ func (c *supervisorConn) handle(typ websocket.MessageType, b []byte) {
 			c.ws.send(errorFrame{Type: "error", Code: "forbidden", Error: rightSupervise.needs()})
 			return
 		}
-		if r := c.changes.Reserve(); r.Delay() > 0 {
+		if ok, wait := take(c.changes); !ok {
 			// Each change is gossiped and audited: a script flipping it
 			// would flood both (and push real actions out of the log).
-			wait := r.Delay()
-			r.Cancel()
 			c.ws.send(errorFrame{Type: "error", Code: "slow_down", Error: "going on and off duty: too many changes; try again shortly", RetryAfterSeconds: retryAfterSeconds(wait)})
 			return
 		}
