@@ -50,16 +50,7 @@ func careBoard(p CarePolicy) *Switchboard {
 func signInCaring(t *testing.T, sb *Switchboard, v Volunteer) (*Console, *careConsole) {
 	t.Helper()
 	sink := &careConsole{consoleSink: &consoleSink{}}
-	con, err := sb.SignIn(v, sink)
-	if err != nil {
-		t.Fatalf("sign in %s: %v", v.ID, err)
-	}
-	for _, ch := range v.Channels {
-		if err := con.SetAvailable(ch, true); err != nil {
-			t.Fatalf("available %s %s: %v", v.ID, ch, err)
-		}
-	}
-	return con, sink
+	return signInAvailableTo(t, sb, v, sink), sink
 }
 
 // talk gives the volunteer one contact from accept to categorised end.

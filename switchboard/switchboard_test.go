@@ -184,6 +184,12 @@ func (c *consoleSink) lastOffer() Offer {
 func signInAvailable(t *testing.T, sb *Switchboard, v Volunteer) (*Console, *consoleSink) {
 	t.Helper()
 	sink := &consoleSink{}
+	return signInAvailableTo(t, sb, v, sink), sink
+}
+
+// signInAvailableTo signs v in with sink and switches on every channel.
+func signInAvailableTo(t *testing.T, sb *Switchboard, v Volunteer, sink ConsoleSink) *Console {
+	t.Helper()
 	con, err := sb.SignIn(v, sink)
 	if err != nil {
 		t.Fatalf("sign in %s: %v", v.ID, err)
@@ -193,7 +199,7 @@ func signInAvailable(t *testing.T, sb *Switchboard, v Volunteer) (*Console, *con
 			t.Fatalf("available %s %s: %v", v.ID, ch, err)
 		}
 	}
-	return con, sink
+	return con
 }
 
 func startContact(t *testing.T, sb *Switchboard, channel, language string) (*VisitorHandle, *visitorSink) {
