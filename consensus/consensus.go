@@ -59,7 +59,7 @@ type Consensus struct {
 	raft  *raft.Raft
 	fsm   *fsm
 	store *Store
-	trans *raft.NetworkTransport
+	trans *fencedTransport
 	stop  *stopper.Stopper
 
 	subMu sync.Mutex
@@ -195,6 +195,7 @@ func (c *Consensus) closeParts() error {
 		errs = append(errs, c.raft.Shutdown().Error())
 	}
 	if c.trans != nil {
+		c.trans.fence()
 		errs = append(errs, c.trans.Close())
 	}
 	if c.store != nil {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -48,15 +49,56 @@ func (s *streamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (n
 	return conn, nil
 }
 
-func newTransport(h host.Host, log *slog.Logger) (*raft.NetworkTransport, error) {
+func newTransport(h host.Host, log *slog.Logger) (*fencedTransport, error) {
 	sl, err := newStreamLayer(h)
 	if err != nil {
 		return nil, err
 	}
-	return raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	return &fencedTransport{NetworkTransport: raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  sl,
 		MaxPool: 3,
 		Timeout: 10 * time.Second,
 		Logger:  logadapt.HCLog(log, "raft-transport"),
-	}), nil
+	})}, nil
+}
+
+// fencedTransport is raft's transport with a fence around the heartbeat fast
+// path. raft runs heartbeats on the transport's connection goroutine, not on
+// one of its own, so raft.Shutdown does not wait for one that is under way: it
+// can pass raft's shutdown check, and then save the leader's term into a store
+// that Close has shut, which raft answers with a panic. fence waits for any
+// heartbeat in flight and turns later ones away (unanswered, as raft itself
+// does once shut down), so the store closes only after the last one is done.
+type fencedTransport struct {
+	*raft.NetworkTransport
+
+	mu     sync.RWMutex
+	fenced bool
+}
+
+// SetHeartbeatHandler wraps raft's handler so fence can wait for it.
+func (t *fencedTransport) SetHeartbeatHandler(cb func(rpc raft.RPC)) {
+	if cb == nil {
+		t.NetworkTransport.SetHeartbeatHandler(nil)
+		return
+	}
+	t.NetworkTransport.SetHeartbeatHandler(t.guard(cb))
+}
+
+func (t *fencedTransport) guard(cb func(rpc raft.RPC)) func(rpc raft.RPC) {
+	return func(rpc raft.RPC) {
+		t.mu.RLock()
+		defer t.mu.RUnlock()
+		if t.fenced {
+			return
+		}
+		cb(rpc)
+	}
+}
+
+// fence returns once no heartbeat is being handled, and none will be again.
+func (t *fencedTransport) fence() {
+	t.mu.Lock()
+	t.fenced = true
+	t.mu.Unlock()
 }

@@ -1470,7 +1470,7 @@
   // (48 kHz silence before RTP, then the codec's), so each chunk is
   // brought to 8 kHz by its own rate.
   var capture = (function () {
-    var on = false, current = null, reader = null, chunks = [], frames = 0, rates = {};
+    var on = false, current = null, reader = null, chunks = [], frames = 0, rates = {}, t0 = -1;
     function run(track) {
       if (typeof MediaStreamTrackProcessor === 'undefined') { return; }
       var rd = new MediaStreamTrackProcessor({ track: track }).readable.getReader();
@@ -1478,7 +1478,7 @@
       var pump = function () {
         rd.read().then(function (r) {
           if (r.done || reader !== rd) { if (r.value) { r.value.close(); } return; }
-          var v = r.value, rate = v.sampleRate;
+          var v = r.value, rate = v.sampleRate, stamp = v.timestamp;
           rates[rate] = (rates[rate] || 0) + 1;
           var raw = new Float32Array(v.numberOfFrames);
           v.copyTo(raw, { planeIndex: 0, format: 'f32-planar' });
@@ -1489,20 +1489,30 @@
             for (var j = lo; j < hi; j++) { sum += raw[j]; }
             buf[i] = sum / (hi - lo);
           }
-          if (on) { chunks.push(buf); frames += buf.length; }
+          if (on) {
+            // Place the chunk by its timestamp, not after the last one: when
+            // this page's thread is starved the processor drops chunks, and
+            // appending would pull everything after a gap earlier in time.
+            if (t0 < 0) { t0 = stamp - frames * 1000 / 8; }
+            var at = Math.round((stamp - t0) * 8 / 1000);
+            var gap = at - frames;
+            if (gap > 0 && gap < 8000 * 10) { chunks.push(new Float32Array(gap)); frames += gap; }
+            chunks.push(buf); frames += buf.length;
+          }
           pump();
         }).catch(function () { /* the track ended */ });
       };
       pump();
     }
     function restart() {
+      t0 = -1; // a new track counts time from its own start
       if (reader) { reader.cancel().catch(function () {}); reader = null; }
       if (on && current) { run(current); }
     }
     return {
       track: function (t) { current = t; restart(); },
       api: {
-        start: function () { on = true; chunks = []; frames = 0; rates = {}; restart(); },
+        start: function () { on = true; chunks = []; frames = 0; rates = {}; t0 = -1; restart(); },
         stop: function () { on = false; if (reader) { reader.cancel().catch(function () {}); reader = null; } },
         // samples: everything captured since start, 8 kHz, as a plain array.
         samples: function () {
