@@ -119,17 +119,7 @@ func (n *Node) publishLoop(ctx context.Context) {
 }
 
 func (n *Node) publishAvailability() {
-	a := overflow.Availability{Centre: n.cfg.Centre, Channels: map[string]overflow.ChannelState{}, Draining: n.sb.Draining(), SupervisorsOnDuty: n.sb.SupervisorsOnDuty()}
-	for ch, v := range n.sb.Availability() {
-		free := 0
-		for _, f := range v.Free {
-			free += f
-		}
-		if free > 0 {
-			a.Accepting = true
-		}
-		a.Channels[ch] = overflow.ChannelState{Free: v.Free, Busy: v.Busy, FreeVolunteers: v.FreeVolunteers, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
-	}
+	a := overflow.AvailabilityOf(n.cfg.Centre, n.sb)
 	if err := n.SetAvailability(a); err != nil {
 		n.log.Warn("availability not published", "err", err)
 	}

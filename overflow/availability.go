@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // Wire format constants. Every payload starts with a two-byte header,
@@ -483,4 +485,29 @@ func decodeLeave(b []byte) (string, uint64, error) {
 		return "", 0, fmt.Errorf("overflow: decode leave: %w", err)
 	}
 	return centre, version, nil
+}
+
+// DeskState is what AvailabilityOf reads of a switchboard.
+type DeskState interface {
+	Availability() map[string]switchboard.ChannelView
+	Draining() bool
+	SupervisorsOnDuty() int
+}
+
+// AvailabilityOf is what a centre tells the federation of its desk: the node
+// publishes it by gossip, the capacity simulator (sim/) by its in-memory
+// links. Version is left for the publisher to set.
+func AvailabilityOf(centre string, desk DeskState) Availability {
+	a := Availability{Centre: centre, Channels: map[string]ChannelState{}, Draining: desk.Draining(), SupervisorsOnDuty: desk.SupervisorsOnDuty()}
+	for ch, v := range desk.Availability() {
+		free := 0
+		for _, f := range v.Free {
+			free += f
+		}
+		if free > 0 {
+			a.Accepting = true
+		}
+		a.Channels[ch] = ChannelState{Free: v.Free, Busy: v.Busy, FreeVolunteers: v.FreeVolunteers, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
+	}
+	return a
 }

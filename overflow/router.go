@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/libp2p/go-libp2p/core/host"
 	"github.com/libp2p/go-libp2p/core/network"
@@ -147,34 +148,63 @@ func (r *Router) view() []Seen {
 	return m.View()
 }
 
-// Candidates ranks the centres gossip says could answer now: alive,
-// accepting, someone free for the channel and language. More free
-// volunteers and a shorter round trip rank higher; a random factor spreads
-// simultaneous overflows over near-equal centres. Gossip is only a hint: the
-// chosen centre decides from its live state.
+// Candidates ranks the centres gossip says could answer now (RankCandidates),
+// with the round trip libp2p measured to each.
 func (r *Router) Candidates(channel, language string) []switchboard.Candidate {
+	return RankCandidates(r.cfg.Centre, r.reachable(), channel, language, r.roundTrip, rand.Float64)
+}
+
+// OnDuty counts the volunteers gossip says the other centres that could
+// take an overflowed contact have switched on (CountOnDuty).
+func (r *Router) OnDuty(channel, language string) (free, busy int) {
+	return CountOnDuty(r.cfg.Centre, r.reachable(), channel, language)
+}
+
+// reachable is gossip's view less the centres the roster gives no peer.
+func (r *Router) reachable() []Seen {
+	view := r.view()
+	out := view[:0:0]
+	for _, s := range view {
+		if _, ok := r.cfg.Directory.PeerOf(s.Centre); ok {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func (r *Router) roundTrip(centre string) time.Duration {
+	pid, ok := r.cfg.Directory.PeerOf(centre)
+	if !ok {
+		return 0
+	}
+	return r.cfg.Host.Peerstore().LatencyEWMA(pid)
+}
+
+// RankCandidates ranks the centres in view that could answer now: alive,
+// accepting, someone free for the channel and language. More free
+// volunteers and a shorter round trip rank higher; random (in [0,1)) spreads
+// simultaneous overflows over near-equal centres. Gossip is only a hint:
+// the chosen centre decides from its live state. The capacity simulator
+// (sim/) ranks with this same function.
+func RankCandidates(self string, view []Seen, channel, language string, roundTrip func(centre string) time.Duration, random func() float64) []switchboard.Candidate {
 	type scored struct {
 		c     switchboard.Candidate
 		score float64
 	}
 	var out []scored
-	for _, s := range r.view() {
-		if s.Centre == r.cfg.Centre || s.State != StateAlive || !s.Availability.Accepting {
+	for _, s := range view {
+		if s.Centre == self || s.State != StateAlive || !s.Availability.Accepting {
 			continue
 		}
 		free := s.Availability.Channels[channel].Free[language]
 		if free <= 0 {
 			continue
 		}
-		pid, ok := r.cfg.Directory.PeerOf(s.Centre)
-		if !ok {
-			continue
-		}
-		rtt := r.cfg.Host.Peerstore().LatencyEWMA(pid)
-		score := float64(free) / (1 + rtt.Seconds()*20) * (0.85 + 0.3*rand.Float64())
+		rtt := roundTrip(s.Centre)
+		score := float64(free) / (1 + rtt.Seconds()*20) * (0.85 + 0.3*random())
 		out = append(out, scored{switchboard.Candidate{Centre: s.Centre, Version: s.Availability.Version}, score})
 	}
-	slices.SortFunc(out, func(a, b scored) int {
+	slices.SortStableFunc(out, func(a, b scored) int {
 		switch {
 		case a.score > b.score:
 			return -1
@@ -190,16 +220,13 @@ func (r *Router) Candidates(channel, language string) []switchboard.Candidate {
 	return cands
 }
 
-// OnDuty counts the volunteers gossip says the other centres that could
-// take an overflowed contact (alive, accepting, reachable) have switched on
-// for channel and language: free now, and busy. It feeds the visitors'
-// wait estimate; like Candidates it is only a hint.
-func (r *Router) OnDuty(channel, language string) (free, busy int) {
-	for _, s := range r.view() {
-		if s.Centre == r.cfg.Centre || s.State != StateAlive || !s.Availability.Accepting {
-			continue
-		}
-		if _, ok := r.cfg.Directory.PeerOf(s.Centre); !ok {
+// CountOnDuty counts the volunteers the other centres in view that could
+// take an overflowed contact (alive, accepting) have switched on for
+// channel and language: free now, and busy. It feeds the visitors' wait
+// estimate; like RankCandidates it is only a hint.
+func CountOnDuty(self string, view []Seen, channel, language string) (free, busy int) {
+	for _, s := range view {
+		if s.Centre == self || s.State != StateAlive || !s.Availability.Accepting {
 			continue
 		}
 		ch := s.Availability.Channels[channel]

@@ -85,7 +85,7 @@ func (s *Switchboard) PlaceCallWith(ctx context.Context, language string, o Cont
 	if !slices.Contains(s.cfg.Languages(), language) {
 		return Placed{}, fmt.Errorf("place call: language %q is not served: %w", clip(language), ErrBadRequest)
 	}
-	arrived, id := time.Now(), newID()
+	arrived, id := s.now(), newID()
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
@@ -226,7 +226,7 @@ func (s *Switchboard) callEventLocked(c *contact, e Event) {
 			return
 		}
 		s.moveLocked(c, StateConnected)
-		s.observeAnswerLocked(c, time.Now())
+		s.observeAnswerLocked(c, s.now())
 	case EventEnded:
 		s.callOverForOwnerLocked(c, e.By == ByCaller)
 	}
@@ -310,10 +310,10 @@ func (s *Switchboard) reserveCallExceptLocked(id, from, language string, urgent 
 	r := &ringing{vol: best, received: rc}
 	rc.ring, best.ring = r, r
 	s.received[id] = rc
-	r.timer = time.AfterFunc(lease, func() { s.callLapsed(rc) })
+	r.timer = s.afterFunc(lease, func() { s.callLapsed(rc) })
 	rc.call.token = s.cfg.CallTokens.Issue(&Call{s: s, rc: rc}, lease)
 	rc.decided <- nil // the phone ringing is the acceptance: Wait returns at once
-	offer := Offer{Contact: id, Channel: ChannelPhone, Language: language, From: from, Until: time.Now().Add(lease), Urgent: urgent}
+	offer := Offer{Contact: id, Channel: ChannelPhone, Language: language, From: from, Until: s.now().Add(lease), Urgent: urgent}
 	best.out.post(func() { best.sink.Offer(offer) })
 	s.postAvailabilityLocked(best)
 	s.changedLocked()
@@ -363,8 +363,8 @@ func (s *Switchboard) callOverBecauseLocked(rc *received, by, reason string) {
 	if cv, live := v.active[id]; live && hc.picked {
 		delete(v.active, id)
 		s.careConversationOverLocked(v, cv.started)
-		v.ended[id] = time.Now()
-		v.idleSince = time.Now()
+		v.ended[id] = s.now()
+		v.idleSince = s.now()
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: by}) })
 		s.postAvailabilityLocked(v)
 	} else if v.ring == rc.ring {
@@ -469,7 +469,7 @@ func (c *Call) PickedUp() {
 	if v.ring == rc.ring {
 		v.ring = nil
 	}
-	rc.conv = &conv{id: rc.id, vol: v, other: rc.from, received: rc, started: time.Now()}
+	rc.conv = &conv{id: rc.id, vol: v, other: rc.from, received: rc, started: s.now()}
 	if s.volunteers[v.ID] == v {
 		v.active[rc.id] = rc.conv
 		id, from := rc.id, rc.from

@@ -109,7 +109,7 @@ type careState struct {
 	// hold is the reason no offer comes now ("" none); free() reads it.
 	hold  string
 	told  CareNotice
-	timer *time.Timer
+	timer Timer
 }
 
 // resting reports whether care holds offers back from v.
@@ -152,7 +152,7 @@ func (s *Switchboard) careSignInLocked(v *volunteer, now time.Time) {
 // careSignOutLocked keeps v's care for their next sign-in.
 func (s *Switchboard) careSignOutLocked(v *volunteer) {
 	if cs := v.care; cs != nil {
-		cs.signedOut = time.Now()
+		cs.signedOut = s.now()
 		if cs.timer != nil {
 			cs.timer.Stop()
 		}
@@ -166,7 +166,7 @@ func (s *Switchboard) careConversationOverLocked(v *volunteer, started time.Time
 	if cs == nil {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	p := s.carePolicy()
 	if started.IsZero() {
 		started = now
@@ -194,7 +194,7 @@ func (s *Switchboard) careCategorisedLocked(v *volunteer, cat Categorisation) {
 	if p.CoolDown <= 0 || !slices.ContainsFunc(cat.Topics, func(t string) bool { return slices.Contains(p.HeavyTopics, t) }) {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	s.stats.Care[CareCoolDown]++
 	cs.coolUntil = now.Add(p.CoolDown)
 	cs.coolMinutes = minutes(p.CoolDown)
@@ -219,9 +219,9 @@ func (c *Console) Ready() error {
 	if h := v.care.hold; h == CareBreak || h == CareShiftOver {
 		return fmt.Errorf("ready: %s: %w", h, ErrCareHolds)
 	}
-	if time.Now().Before(v.care.coolUntil) {
+	if s.now().Before(v.care.coolUntil) {
 		v.care.ready = true
-		s.careLocked(v, time.Now())
+		s.careLocked(v, s.now())
 		s.dispatchLocked()
 	}
 	return nil
@@ -235,7 +235,7 @@ func (s *Switchboard) careTick(v *volunteer) {
 	if s.closed || s.volunteers[v.ID] != v {
 		return
 	}
-	if s.careLocked(v, time.Now()) {
+	if s.careLocked(v, s.now()) {
 		s.dispatchLocked()
 	}
 }
@@ -314,7 +314,7 @@ func (s *Switchboard) careLocked(v *volunteer, now time.Time) bool {
 		cs.timer = nil
 	}
 	if !next.IsZero() {
-		cs.timer = time.AfterFunc(next.Sub(now), func() { s.careTick(v) })
+		cs.timer = s.afterFunc(next.Sub(now), func() { s.careTick(v) })
 	}
 	if n != cs.told {
 		cs.told = n

@@ -28,7 +28,7 @@ func (s *Switchboard) SignIn(v Volunteer, sink ConsoleSink) (*Console, error) {
 	}
 	vol := &volunteer{
 		Volunteer: v, sink: sink, out: s.newOutbox(), available: map[string]bool{},
-		active: map[string]*conv{}, idleSince: time.Now(), ended: map[string]time.Time{}, signedIn: time.Now(),
+		active: map[string]*conv{}, idleSince: s.now(), ended: map[string]time.Time{}, signedIn: s.now(),
 	}
 	s.volunteers[v.ID] = vol
 	s.careSignInLocked(vol, vol.signedIn)
@@ -52,8 +52,8 @@ func (c *Console) SetAvailable(channel string, on bool) error {
 	if c.v.available[channel] != on {
 		c.v.available[channel] = on
 		if on {
-			c.v.idleSince = time.Now()
-			s.careLocked(c.v, time.Now()) // a changed policy applies from here
+			c.v.idleSince = s.now()
+			s.careLocked(c.v, s.now()) // a changed policy applies from here
 		}
 	}
 	s.postAvailabilityLocked(c.v)
@@ -87,7 +87,7 @@ func (c *Console) Accept(contactID string) error {
 			ct.remote.cancel()
 			ct.remote = nil
 		}
-		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct, started: time.Now()}, c.v.Alias)
+		s.connectLocked(ct, &conv{id: ct.id, vol: c.v, visitor: ct, started: s.now()}, c.v.Alias)
 		s.dispatchLocked()
 		return nil
 	case r.received != nil && r.received.id == contactID && !r.received.accepted:
@@ -157,7 +157,7 @@ func (c *Console) event(contactID string, e Event) error {
 	if cv.volPace == nil {
 		cv.volPace = newVolunteerPacer(s.cfg.Pace)
 	}
-	switch now := time.Now(); e.Kind {
+	switch now := s.now(); e.Kind {
 	case EventMessage:
 		if err := cv.volPace.message(now); err != nil {
 			return err

@@ -3,10 +3,6 @@ package switchboard
 // Conversation traffic between a visitor and a volunteer, here or over a
 // relay to the other centre.
 
-import (
-	"time"
-)
-
 // fromVisitorLocked routes what our visitor said.
 func (s *Switchboard) fromVisitorLocked(cv *conv, e Event) {
 	s.copyToLeavingLocked(cv, e)
@@ -76,8 +72,8 @@ func (s *Switchboard) endLocked(cv *conv) {
 	if v := cv.vol; v != nil {
 		if _, ok := v.active[cv.id]; ok {
 			delete(v.active, cv.id)
-			v.ended[cv.id] = time.Now()
-			v.idleSince = time.Now()
+			v.ended[cv.id] = s.now()
+			v.idleSince = s.now()
 			s.careConversationOverLocked(v, cv.started)
 			s.postAvailabilityLocked(v)
 		}

@@ -25,7 +25,7 @@ func (s *Switchboard) dispatchLocked() {
 	if s.closed {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	walk := s.walkQueueLocked(now)
 	for _, c := range s.queue {
 		if c.connecting {
@@ -83,8 +83,8 @@ func (s *Switchboard) ringLocked(c *contact, v *volunteer) {
 	r := &ringing{vol: v, contact: c}
 	c.local, v.ring = r, r
 	s.moveLocked(c, StateOffered)
-	until := time.Now().Add(s.cfg.RingTimeout)
-	r.timer = time.AfterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
+	until := s.now().Add(s.cfg.RingTimeout)
+	r.timer = s.afterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
 	o := Offer{Contact: c.id, Channel: c.channel, Language: c.language, Until: until, Urgent: c.urgent}
 	v.out.post(func() { v.sink.Offer(o) })
 }
@@ -118,10 +118,10 @@ func (s *Switchboard) unringLocked(r *ringing, reason string) {
 	case r.contact != nil:
 		id = r.contact.id
 		r.contact.local = nil
-		r.contact.declined[v] = time.Now()
+		r.contact.declined[v] = s.now()
 		// If nobody else takes it, this volunteer is asked again once the
 		// cooldown is over: something must re-run dispatch then.
-		time.AfterFunc(declineCooldown, s.Kick)
+		s.afterFunc(declineCooldown, s.Kick)
 		if r.contact.waiting() && r.contact.remote == nil && !r.contact.connecting {
 			s.moveLocked(r.contact, StateQueued)
 		}
@@ -183,7 +183,7 @@ func (s *Switchboard) offerRemoteLocked(c *contact) {
 		// cannot be resumed at once the contact moves on.
 		req.Resume = rv.NewResume()
 	}
-	s.stop.Go(func(context.Context) {
+	s.spawn(func(context.Context) {
 		defer cancel()
 		s.runRemoteOffer(ctx, c, ro, req)
 	})
@@ -275,7 +275,7 @@ func (s *Switchboard) connectLocked(c *contact, cv *conv, alias string) {
 	c.conv = cv
 	cv.alias = alias
 	c.overflowTimer.Stop()
-	now := time.Now()
+	now := s.now()
 	s.noteAnswerLocked(Key{c.channel, c.language}, now)
 	s.observeAnswerLocked(c, now)
 	if rv, ok := c.visitor.(ResumableVisitor); ok {
@@ -310,7 +310,7 @@ func (s *Switchboard) requeueLocked(c *contact, undelivered int, lostCentre stri
 	c.lastPos, c.toldAt = -1, time.Time{} // told at once: Requeued came first
 	// Its wait counts from its arrival: overflow is due at the same moment
 	// it would have been had it never been answered.
-	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-time.Since(c.created)))
+	c.overflowTimer.Reset(max(0, s.cfg.OverflowAfter(c.channel)-s.since(c.created)))
 	c.out.post(func() { c.visitor.Requeued(undelivered) })
 	s.dispatchLocked()
 }

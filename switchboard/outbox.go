@@ -4,8 +4,6 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
-
-	"github.com/helpmesh/helpmesh/internal/stopper"
 )
 
 // outbox delivers calls to one sink in the order they were posted, on a
@@ -16,7 +14,7 @@ type outbox struct {
 	mu      sync.Mutex
 	q       []func()
 	running bool
-	stop    *stopper.Stopper
+	spawn   func(func(context.Context))
 	// sealed is set by Close (under the switchboard's lock) once it has
 	// posted its last words; later posts are dropped, so no goroutine is
 	// started while Close waits for the others.
@@ -24,7 +22,7 @@ type outbox struct {
 }
 
 func (s *Switchboard) newOutbox() *outbox {
-	return &outbox{stop: s.stop, sealed: &s.sealed}
+	return &outbox{spawn: s.spawn, sealed: &s.sealed}
 }
 
 func (o *outbox) post(f func()) {
@@ -38,7 +36,7 @@ func (o *outbox) post(f func()) {
 		o.running = true
 		// The drain ignores the stopper's context: what was posted before
 		// Close sealed the outbox (its last words) is still delivered.
-		o.stop.Go(func(context.Context) { o.drain() })
+		o.spawn(func(context.Context) { o.drain() })
 	}
 }
 

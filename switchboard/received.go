@@ -103,8 +103,8 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 	rc.ring = r
 	best.ring = r
 	s.received[key] = rc
-	r.timer = time.AfterFunc(ring, func() { s.ringTimedOut(r) })
-	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: time.Now().Add(ring), Urgent: o.Urgent}
+	r.timer = s.afterFunc(ring, func() { s.ringTimedOut(r) })
+	offer := Offer{Contact: rc.id, Channel: o.Channel, Language: o.Language, From: o.From, Until: s.now().Add(ring), Urgent: o.Urgent}
 	if o.Transfer {
 		offer.Transfer, offer.Note = true, clipNote(o.Note)
 	}
@@ -119,18 +119,35 @@ func (s *Switchboard) Reserve(o IncomingOffer) (*Reservation, error) {
 func (res *Reservation) Wait(ctx context.Context) (alias string, err error) {
 	select {
 	case err := <-res.r.decided:
-		if err != nil {
-			res.s.mu.Lock()
-			res.s.forgetReceivedLocked(res.r)
-			res.s.settleReceivedLocked(res.r, OfferDeclined)
-			res.s.mu.Unlock()
-			return "", err
-		}
-		return res.r.vol.Alias, nil
+		return res.decided(err)
 	case <-ctx.Done():
 		res.Release("withdrawn by the visitor's centre")
 		return "", fmt.Errorf("offer withdrawn: %w", ctx.Err())
 	}
+}
+
+// Decided is Wait without waiting: ok is false while the offer still rings.
+// The capacity simulator (sim/) asks it, since its virtual clock cannot see
+// a goroutine blocked in Wait.
+func (res *Reservation) Decided() (alias string, err error, ok bool) {
+	select {
+	case err := <-res.r.decided:
+		alias, err = res.decided(err)
+		return alias, err, true
+	default:
+		return "", nil, false
+	}
+}
+
+func (res *Reservation) decided(err error) (string, error) {
+	if err != nil {
+		res.s.mu.Lock()
+		res.s.forgetReceivedLocked(res.r)
+		res.s.settleReceivedLocked(res.r, OfferDeclined)
+		res.s.mu.Unlock()
+		return "", err
+	}
+	return res.r.vol.Alias, nil
 }
 
 // Connect turns an accepted reservation into a conversation with peer, the
@@ -152,7 +169,7 @@ func (res *Reservation) Connect(peer Peer) PeerHandler {
 		return h
 	}
 	v.ring = nil
-	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc, started: time.Now(), alias: v.Alias}
+	rc.conv = &conv{id: rc.id, vol: v, peer: peer, other: rc.from, received: rc, started: s.now(), alias: v.Alias}
 	if r := s.newResumable(rc.resumeHash); r != nil {
 		if _, taken := s.resumables[r.hash]; !taken {
 			rc.conv.resume = r
@@ -251,7 +268,7 @@ func (s *Switchboard) visitorEventLocked(cv *conv, e Event) {
 		cv.inPace = newReceivedPacer(s.cfg.Pace)
 	}
 	v, id := cv.vol, cv.id
-	switch now := time.Now(); e.Kind {
+	switch now := s.now(); e.Kind {
 	case EventTyping:
 		if !cv.inPace.typing(now) {
 			return

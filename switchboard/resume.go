@@ -68,7 +68,7 @@ func (s *Switchboard) moveVisitorLocked(c *contact, rv ResumableVisitor, undeliv
 	cv := c.conv
 	cv.peer = nil
 	c.out.post(func() { rv.Event(Event{Kind: EventMove}) })
-	c.moving = time.AfterFunc(s.cfg.MoveWait, func() {
+	c.moving = s.afterFunc(s.cfg.MoveWait, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !s.closed && c.conv == cv && c.moving != nil {
@@ -136,7 +136,7 @@ type resumable struct {
 	total   int     // the volunteer's messages in this conversation
 	seen    map[string]bool
 	order   []string
-	hold    *time.Timer // running while the visitor's centre is lost
+	hold    Timer // running while the visitor's centre is lost
 	held    int         // the volunteer's messages written while held
 	resumed bool
 }
@@ -172,7 +172,7 @@ func (s *Switchboard) holdLocked(cv *conv, undelivered int) {
 	r.held = undelivered
 	v, id := cv.vol, cv.id
 	v.out.post(func() { v.sink.Event(id, Event{Kind: EventReconnecting}) })
-	r.hold = time.AfterFunc(s.cfg.ResumeGrace, func() {
+	r.hold = s.afterFunc(s.cfg.ResumeGrace, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.closed || cv.peer != nil || cv.resume.hold == nil {
@@ -193,7 +193,7 @@ func (s *Switchboard) loseReceivedLocked(cv *conv, undelivered int) {
 	v, id := cv.vol, cv.id
 	s.endSupportOfConvLocked(cv, "the visitor's centre was lost")
 	delete(v.active, id)
-	v.idleSince = time.Now()
+	v.idleSince = s.now()
 	s.careConversationOverLocked(v, cv.started)
 	s.finishReceivedLocked(cv.received)
 	v.out.post(func() { v.sink.Lost(id, undelivered) })

@@ -51,7 +51,7 @@ func (s *Switchboard) GoOnDuty(id, alias string, sink DutySink) (*Duty, error) {
 	if old := s.supervisors[id]; old != nil {
 		s.endSeatsOfLocked(old, "on duty from another console")
 	}
-	sup := &supervisor{id: id, alias: alias, since: time.Now(), sink: sink, out: s.newOutbox(), seats: map[string]*seat{}}
+	sup := &supervisor{id: id, alias: alias, since: s.now(), sink: sink, out: s.newOutbox(), seats: map[string]*seat{}}
 	s.supervisors[id] = sup
 	// What already rings here rings for them too.
 	for _, al := range s.alerts {
@@ -171,7 +171,7 @@ type ConversationView struct {
 func (s *Switchboard) DeskView() DeskView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	now := time.Now()
+	now := s.now()
 	d := DeskView{Waiting: []WaitingView{}, Volunteers: []VolunteerView{}, SupervisorsOnDuty: len(s.supervisors)}
 	for _, c := range s.queue {
 		d.Waiting = append(d.Waiting, WaitingView{

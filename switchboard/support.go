@@ -175,7 +175,7 @@ type alert struct {
 	local   *supportRequest
 	decided chan *supervisor
 	takenBy *supervisor
-	timer   *time.Timer
+	timer   Timer
 }
 
 // seat is a supervisor reading along one conversation.
@@ -220,14 +220,14 @@ func (c *Console) AskSupport(contactID, reason string) error {
 		reason = SupportNoReason
 	}
 	ctx, cancel := context.WithCancel(s.stop.Context())
-	r := &supportRequest{id: newID(), cv: cv, reason: reason, asked: time.Now(), cancel: cancel}
+	r := &supportRequest{id: newID(), cv: cv, reason: reason, asked: s.now(), cancel: cancel}
 	cv.support = r
 	s.stats.SupportAsked[reason]++
 	if len(s.supervisors) > 0 {
 		s.ringLocalSupportLocked(r)
 		s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportAsked})
 	}
-	s.stop.Go(func(context.Context) { s.searchSupport(ctx, r) })
+	s.spawn(func(context.Context) { s.searchSupport(ctx, r) })
 	return nil
 }
 
@@ -471,7 +471,7 @@ func (s *Switchboard) connectSupport(r *supportRequest, centre string, ans Suppo
 // told per the policy, and the KPIs count the time to support.
 func (s *Switchboard) supportTakenLocked(r *supportRequest) {
 	s.stats.SupportRequests[SupportKey{r.reason, SupportResultTaken}]++
-	s.stats.TimeToSupport.observe(supportBuckets, time.Since(r.asked).Seconds())
+	s.stats.TimeToSupport.observe(supportBuckets, s.since(r.asked).Seconds())
 	s.tellSupportLocked(r, Event{Kind: EventSupport, By: SupportComing, Alias: r.supervisor, Centre: r.centre})
 	if s.readAlongNoticeLocked() {
 		s.toVisitorLocked(r.cv, Event{Kind: EventSupervised})
@@ -720,10 +720,10 @@ func (s *Switchboard) ReceiveSupport(in IncomingSupport) (*SupportReservation, e
 		return nil, fmt.Errorf("receive support from %s: too many requests ringing: %w", clip(in.From), ErrNoVolunteer)
 	}
 	al := &alert{a: SupportAlert{ID: in.ID, Reason: in.Reason, Channel: in.Channel, Language: in.Language,
-		Volunteer: clip(in.Volunteer), Centre: in.From, Asked: time.Now()}, decided: make(chan *supervisor, 1)}
+		Volunteer: clip(in.Volunteer), Centre: in.From, Asked: s.now()}, decided: make(chan *supervisor, 1)}
 	s.alerts[in.ID] = al
 	ring := min(max(in.Ring, time.Second), s.cfg.SupportRing)
-	al.timer = time.AfterFunc(ring, func() {
+	al.timer = s.afterFunc(ring, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if s.alerts[in.ID] == al && al.takenBy == nil {

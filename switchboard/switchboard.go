@@ -142,6 +142,8 @@ type Config struct {
 	// none.
 	Care   func() CarePolicy
 	Logger *slog.Logger
+	// Clock: nil is the wall clock (clock.go).
+	Clock Clock
 }
 
 // DefaultCallLease: a PBX follows a 302 in well under a second; the rest is
@@ -273,8 +275,9 @@ type Stats struct {
 // Switchboard is one centre's desk. All state sits under one mutex; sinks
 // are called through per-sink outboxes, never under the lock.
 type Switchboard struct {
-	cfg Config
-	log *slog.Logger
+	cfg   Config
+	clock Clock
+	log   *slog.Logger
 	// stop owns the outboxes' and the outgoing offers' goroutines; Close
 	// waits for them. Outboxes ignore its context: they end once they have
 	// delivered everything posted before Close sealed them.
@@ -296,8 +299,8 @@ type Switchboard struct {
 	// shorter than AnswerWindow.
 	answers   map[Key][]time.Time
 	started   time.Time
-	waitTimer *time.Timer // the next re-estimate while contacts wait
-	kickTimer *time.Timer
+	waitTimer Timer // the next re-estimate while contacts wait
+	kickTimer Timer
 	// drained is non-nil once Drain was called, and closed when no
 	// contact of ours and no conversation for another centre is left.
 	drained chan struct{}
@@ -355,8 +358,11 @@ func New(cfg Config) *Switchboard {
 	if cfg.WarmLimit <= 0 {
 		cfg.WarmLimit = DefaultWarmLimit
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = WallClock{}
+	}
 	return &Switchboard{
-		cfg: cfg, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
+		cfg: cfg, clock: cfg.Clock, log: cfg.Logger.With("component", "switchboard"), stop: stopper.New(),
 		contacts: map[string]*contact{}, volunteers: map[string]*volunteer{}, received: map[string]*received{},
 		resumables: map[string]*received{}, alerts: map[string]*alert{}, cares: map[string]*careState{},
 		stats: Stats{
@@ -367,7 +373,7 @@ func New(cfg Config) *Switchboard {
 			SupportAsked: map[string]uint64{}, SupportRequests: map[SupportKey]uint64{},
 			Transfers: map[TransferKey]uint64{}, Care: map[string]uint64{},
 		},
-		answers: map[Key][]time.Time{}, started: time.Now(),
+		answers: map[Key][]time.Time{}, started: cfg.Clock.Now(),
 	}
 }
 
@@ -384,13 +390,13 @@ type contact struct {
 	declined              map[*volunteer]time.Time
 	tried                 map[string]uint64
 	conv                  *conv
-	overflowTimer         *time.Timer
+	overflowTimer         Timer
 	// What the visitor was last told of their place and wait, and when
 	// (wait.go); resendTimer tells them a change that came too soon after.
 	lastPos     int
 	lastWait    Estimate
 	toldAt      time.Time
-	resendTimer *time.Timer
+	resendTimer Timer
 	answered    bool // connected at least once (speed to answer observed)
 	// A phone call's contact (calls.go): callAt is the other centre whose
 	// volunteer was reserved ("" for ours), call our own reservation.
@@ -402,7 +408,7 @@ type contact struct {
 	pace  *pacer
 	// moving runs while the page was told to resume at the answering
 	// centre (resume.go).
-	moving            *time.Timer
+	moving            Timer
 	movingUndelivered int
 	// ahead: started ahead of the queue (StartContactAhead), or requeued
 	// after losing its volunteer.
@@ -427,7 +433,7 @@ type ringing struct {
 	contact  *contact  // ours
 	received *received // another centre's
 	transfer *transfer // a transfer of a contact of ours (transfer.go)
-	timer    *time.Timer
+	timer    Timer
 }
 
 type remoteOffer struct {

@@ -128,7 +128,7 @@ type transfer struct {
 	// is the old one's while a warm transfer lasts.
 	accepted  bool
 	leaving   *conv
-	warmTimer *time.Timer
+	warmTimer Timer
 }
 
 func (t *transfer) kind() string {
@@ -231,7 +231,7 @@ func (s *Switchboard) handedOverLocked(cv *conv) {
 	v, id := cv.vol, cv.id
 	if v.active[id] == cv {
 		delete(v.active, id)
-		v.idleSince = time.Now()
+		v.idleSince = s.now()
 		s.careConversationOverLocked(v, cv.started)
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByTransferred}) })
 		s.postAvailabilityLocked(v)
@@ -311,7 +311,7 @@ func (s *Switchboard) startTransferLocked(c *contact, cv *conv, req TransferRequ
 	t.cancel = cancel
 	o := OutgoingOffer{Contact: c.id, Channel: c.channel, Language: req.Language, Ring: s.cfg.RingTimeout, Transfer: true, Note: req.Note, Seat: req.Seat}
 	centre := req.Centre
-	s.stop.Go(func(context.Context) {
+	s.spawn(func(context.Context) {
 		defer cancel()
 		s.runTransferOffer(ctx, t, centre, o)
 	})
@@ -346,8 +346,8 @@ func (s *Switchboard) ringTransferLocked(t *transfer) {
 	}
 	r := &ringing{vol: best, transfer: t}
 	t.ring, best.ring = r, r
-	r.timer = time.AfterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
-	o := Offer{Contact: c.id, Channel: c.channel, Language: t.req.Language, Until: time.Now().Add(s.cfg.RingTimeout),
+	r.timer = s.afterFunc(s.cfg.RingTimeout, func() { s.ringTimedOut(r) })
+	o := Offer{Contact: c.id, Channel: c.channel, Language: t.req.Language, Until: s.now().Add(s.cfg.RingTimeout),
 		Transfer: true, Note: t.req.Note}
 	best.out.post(func() { best.sink.Offer(o) })
 	s.postAvailabilityLocked(best)
@@ -380,7 +380,7 @@ func (s *Switchboard) acceptTransferLocked(r *ringing) error {
 	}
 	r.timer.Stop()
 	v.ring, t.ring = nil, nil
-	cv := &conv{id: c.id, vol: v, visitor: c, started: time.Now(), alias: v.Alias}
+	cv := &conv{id: c.id, vol: v, visitor: c, started: s.now(), alias: v.Alias}
 	v.active[c.id] = cv
 	v.out.post(func() { v.sink.Connected(c.id, "") })
 	s.postAvailabilityLocked(v)
@@ -479,7 +479,7 @@ func (s *Switchboard) handOverLocked(t *transfer, cv *conv) {
 	}
 	t.leaving = old
 	old.handedOver = true
-	t.warmTimer = time.AfterFunc(s.cfg.WarmLimit, func() {
+	t.warmTimer = s.afterFunc(s.cfg.WarmLimit, func() {
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		if !s.closed && c.transfer == t && t.leaving == old {
@@ -511,7 +511,7 @@ func (s *Switchboard) dropConvLocked(cv *conv) {
 	if v := cv.vol; v != nil && v.active[cv.id] == cv {
 		id := cv.id
 		delete(v.active, id)
-		v.idleSince = time.Now()
+		v.idleSince = s.now()
 		s.careConversationOverLocked(v, cv.started)
 		v.out.post(func() { v.sink.Event(id, Event{Kind: EventEnded, By: ByTransferred}) })
 		s.postAvailabilityLocked(v)

@@ -57,7 +57,7 @@ func (s *Switchboard) OpenCallWith(language string, o ContactOptions) (*TrunkCal
 	if s.drained != nil {
 		return nil, fmt.Errorf("open call: %w", ErrDraining)
 	}
-	now := time.Now()
+	now := s.now()
 	c := s.newCallLocked(newID(), language, "", now, o.Urgent)
 	c.trunk = true
 	return &TrunkCall{s: s, c: c, arrived: now, rung: map[string]bool{}}, nil
@@ -66,7 +66,7 @@ func (s *Switchboard) OpenCallWith(language string, o ContactOptions) (*TrunkCal
 // AnswerWithin is how long the call may ring here before it overflows:
 // the policy's overflow time for the phone channel, counted from arrival.
 func (t *TrunkCall) AnswerWithin() time.Duration {
-	return max(0, t.s.cfg.OverflowAfter(ChannelPhone)-time.Since(t.arrived))
+	return max(0, t.s.cfg.OverflowAfter(ChannelPhone)-t.s.since(t.arrived))
 }
 
 // RingHere holds the longest-idle free browser-phone volunteer of ours

@@ -67,7 +67,7 @@ func (s *Switchboard) Availability() map[string]ChannelView {
 			out[ch] = cv
 		}
 	}
-	now := time.Now()
+	now := s.now()
 	for _, c := range s.queue {
 		cv := get(c.channel)
 		cv.QueueLength++
@@ -116,7 +116,7 @@ func (s *Switchboard) Stats() Stats {
 	st.Transfers = maps.Clone(s.stats.Transfers)
 	s.careStatsLocked(&st)
 	st.Queues = map[string]QueueView{}
-	now := time.Now()
+	now := s.now()
 	for _, c := range s.queue {
 		q := st.Queues[c.channel]
 		q.Length++

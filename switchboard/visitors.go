@@ -78,7 +78,7 @@ func (s *Switchboard) StartContactWith(channel, language string, visitor Visitor
 		return nil, fmt.Errorf("start contact: %d contacts already wait for %s: %w", s.cfg.MaxQueue, channel, ErrQueueFull)
 	}
 	c := &contact{
-		id: newID(), channel: channel, language: language, created: time.Now(), state: StateQueued,
+		id: newID(), channel: channel, language: language, created: s.now(), state: StateQueued,
 		visitor: visitor, out: s.newOutbox(), declined: map[*volunteer]time.Time{}, tried: map[string]uint64{}, lastPos: -1,
 		pace: newVisitorPacer(s.cfg.Pace), ahead: o.Ahead, urgent: o.Urgent,
 	}
@@ -86,7 +86,7 @@ func (s *Switchboard) StartContactWith(channel, language string, visitor Visitor
 	s.enqueueLocked(c)
 	s.tallyLocked(c, func(t *Tally) { t.Offered++ })
 	s.countUrgentLocked(c)
-	c.overflowTimer = time.AfterFunc(s.cfg.OverflowAfter(channel), s.Kick)
+	c.overflowTimer = s.afterFunc(s.cfg.OverflowAfter(channel), s.Kick)
 	s.dispatchLocked()
 	return &VisitorHandle{s: s, c: c}, nil
 }
@@ -124,7 +124,7 @@ func (h *VisitorHandle) event(e Event) error {
 		}
 		return ErrEnded
 	}
-	switch now := time.Now(); e.Kind {
+	switch now := s.now(); e.Kind {
 	case EventMessage:
 		if err := h.c.pace.message(now); err != nil {
 			if errors.Is(err, ErrFlooding) {

@@ -206,7 +206,7 @@ func (s *Switchboard) positionsLocked() {
 	if s.closed {
 		return
 	}
-	now := time.Now()
+	now := s.now()
 	window := s.answerWindowLocked(now)
 	pos, unoffered := map[Key]int{}, map[Key]int{}
 	duties := map[Key]duty{}
@@ -238,7 +238,7 @@ func (s *Switchboard) positionsLocked() {
 		s.tellWaitLocked(c, pos[k], estimateWait(in), now)
 	}
 	if len(s.queue) > 0 && s.waitTimer == nil {
-		s.waitTimer = time.AfterFunc(waitRefresh, func() {
+		s.waitTimer = s.afterFunc(waitRefresh, func() {
 			s.mu.Lock()
 			defer s.mu.Unlock()
 			s.waitTimer = nil
@@ -258,7 +258,7 @@ func (s *Switchboard) tellWaitLocked(c *contact, p int, e Estimate, now time.Tim
 	}
 	if !c.toldAt.IsZero() && now.Sub(c.toldAt) < WaitResendEvery {
 		if c.resendTimer == nil {
-			c.resendTimer = time.AfterFunc(c.toldAt.Add(WaitResendEvery).Sub(now), func() {
+			c.resendTimer = s.afterFunc(c.toldAt.Add(WaitResendEvery).Sub(now), func() {
 				s.mu.Lock()
 				defer s.mu.Unlock()
 				c.resendTimer = nil
