@@ -10,10 +10,10 @@ import (
 // occupancy integrates, over the scenario's hours, the chat slots on shift
 // at a centre and the conversations in them.
 type occupancy struct {
-	mu                sync.Mutex
-	last              time.Time
-	end               time.Time
-	slots, talks      int
+	mu                 sync.Mutex
+	last               time.Time
+	end                time.Time
+	slots, talks       int
 	slotArea, talkArea float64 // slot-hours, conversation-hours
 }
 
@@ -49,9 +49,9 @@ func (o *occupancy) talk(now time.Time, n int) {
 
 // Result is one run's outcome.
 type Result struct {
-	Mode     Mode                      `json:"mode"`
-	National Stats                     `json:"national"`
-	Centres  []CentreStats             `json:"centres"`
+	Mode     Mode          `json:"mode"`
+	National Stats         `json:"national"`
+	Centres  []CentreStats `json:"centres"`
 	// Overflow counts answered contacts by the centre they arrived at and
 	// the centre that answered them (local answers on the diagonal).
 	Overflow map[string]map[string]int `json:"overflow"`

@@ -137,7 +137,7 @@ type resumable struct {
 	seen    map[string]bool
 	order   []string
 	hold    Timer // running while the visitor's centre is lost
-	held    int         // the volunteer's messages written while held
+	held    int   // the volunteer's messages written while held
 	resumed bool
 }
 
