@@ -147,3 +147,41 @@ func TestFollowerReadsItsOwnWrites(t *testing.T) {
 		}
 	}
 }
+
+// An idle federation falls quiet: a centre publishes its availability
+// when it changes, not each time another centre's news re-runs its
+// dispatch. Before this held, two centres republished each other about
+// twenty times a second for ever (the capacity simulator found it: its
+// virtual clock never got past the ping-pong).
+func TestIdleFederationStopsRepublishing(t *testing.T) {
+	f := newFederation(t, 3, fedOptions{})
+	c1, c2 := f.node("c1"), f.node("c2")
+	signIn(t, c1, "v-1", "Ola")
+	versionAt := func(n *Node, centre string) uint64 {
+		for _, s := range n.Gossip().View() {
+			if s.Centre == centre {
+				return s.Availability.Version
+			}
+		}
+		return 0
+	}
+	eventually(t, 10*time.Second, "c1's volunteer free in c2's view", func() bool {
+		for _, s := range c2.Gossip().View() {
+			if s.Centre == "c1" {
+				return s.Availability.Channels["chat"].Free["nb"] == 1
+			}
+		}
+		return false
+	})
+	// Let the sign-in's own round of news settle, then watch: nothing
+	// changes at any centre, so no centre has anything new to say.
+	time.Sleep(time.Second)
+	before := map[string]uint64{"c1": versionAt(c2, "c1"), "c2": versionAt(c1, "c2"), "c3": versionAt(c1, "c3")}
+	time.Sleep(2 * time.Second)
+	after := map[string]uint64{"c1": versionAt(c2, "c1"), "c2": versionAt(c1, "c2"), "c3": versionAt(c1, "c3")}
+	for id := range before {
+		if before[id] != after[id] {
+			t.Errorf("idle %s published again: version %d then %d", id, before[id], after[id])
+		}
+	}
+}

@@ -5,6 +5,7 @@
 package overflow
 
 import (
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -292,10 +293,7 @@ func EncodeAvailability(a Availability) ([]byte, error) {
 
 // encodeBody returns the JSON body without header, the unit that snapshots
 // are built from.
-func encodeBody(a Availability) ([]byte, error) {
-	if err := a.Validate(); err != nil {
-		return nil, err
-	}
+func wireOf(a Availability) wireAvailability {
 	w := wireAvailability{C: a.Centre, V: a.Version, A: a.Accepting, U: a.UpdatedUnixMilli, D: a.Draining, S: a.SupervisorsOnDuty}
 	if len(a.Channels) > 0 {
 		w.Ch = make(map[string]wireChannel, len(a.Channels))
@@ -303,7 +301,14 @@ func encodeBody(a Availability) ([]byte, error) {
 			w.Ch[name] = wireChannel{F: ch.Free, B: ch.Busy, Q: ch.QueueLength, W: ch.OldestWaitMillis, P: ch.FreeVolunteers}
 		}
 	}
-	body, err := json.Marshal(w)
+	return w
+}
+
+func encodeBody(a Availability) ([]byte, error) {
+	if err := a.Validate(); err != nil {
+		return nil, err
+	}
+	body, err := json.Marshal(wireOf(a))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
@@ -510,4 +515,16 @@ func AvailabilityOf(centre string, desk DeskState) Availability {
 		a.Channels[ch] = ChannelState{Free: v.Free, Busy: v.Busy, FreeVolunteers: v.FreeVolunteers, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
 	}
 	return a
+}
+
+// SameAs says a and b tell the federation the same, whatever their
+// versions: a centre need not publish again what it last published. Without
+// this check two centres republish each other forever, since each new
+// version of one re-runs the other's dispatch, which publishes.
+func (a Availability) SameAs(b Availability) bool {
+	a.Version, a.UpdatedUnixMilli = 0, 0
+	b.Version, b.UpdatedUnixMilli = 0, 0
+	x, errA := json.Marshal(wireOf(a))
+	y, errB := json.Marshal(wireOf(b))
+	return errA == nil && errB == nil && bytes.Equal(x, y)
 }

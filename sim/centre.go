@@ -23,6 +23,7 @@ type centre struct {
 	mu         sync.Mutex
 	view       map[string]overflow.Seen // the others, as gossip last told us
 	publishing bool
+	published  *overflow.Availability
 	version    uint64
 	// pending are other centres' offers ringing here, by contact id; only
 	// the run's goroutine touches it (in events).
@@ -45,10 +46,15 @@ func (c *centre) changed() {
 // publish tells the others this centre's availability, as the node does
 // by gossip, arriving after the scenario's gossip delay.
 func (c *centre) publish() {
+	a := overflow.AvailabilityOf(c.id, c.sb)
 	c.mu.Lock()
 	c.publishing = false
+	if c.published != nil && a.SameAs(*c.published) {
+		c.mu.Unlock()
+		return // as the node: the same is not published twice
+	}
+	c.published = &a
 	c.version++
-	a := overflow.AvailabilityOf(c.id, c.sb)
 	a.Version = c.version
 	c.mu.Unlock()
 	for _, o := range c.r.order {
