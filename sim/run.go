@@ -61,6 +61,7 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Result, error) {
 	r := newRun(sc, opt)
 	defer r.close()
 	r.schedule()
+	r.replay()
 	end := r.end.Add(drainFor)
 	total := end.Sub(r.start)
 	step := max(total/200, time.Minute)
@@ -197,6 +198,9 @@ func (r *run) schedule() {
 				}
 			}
 		}
+		if len(r.sc.Trace) > 0 {
+			continue
+		}
 		for ai := range sc.Arrivals {
 			a := &sc.Arrivals[ai]
 			// Each stream has a generator of its own, so a federation, its
@@ -204,6 +208,20 @@ func (r *run) schedule() {
 			st := &stream{r: r, home: home, entry: sc.ID, a: a, rng: rand.New(rand.NewPCG(r.sc.Seed, uint64(ci)<<32|uint64(ai)))}
 			st.next(r.start)
 		}
+	}
+}
+
+// replay schedules a scenario's trace.
+func (r *run) replay() {
+	for _, tc := range r.sc.Trace {
+		home := r.centres[tc.Centre]
+		if r.mode == Pooled {
+			home = r.centres["pooled"]
+		}
+		at := r.start.Add(seconds(tc.AtSeconds))
+		v := &visitor{r: r, entry: tc.Centre, home: home, arrived: at, channel: tc.Channel, language: tc.Language,
+			urgent: tc.Urgent, talk: seconds(tc.TalkSeconds), patience: seconds(tc.PatienceSeconds), patient: tc.PatienceSeconds == 0}
+		r.after(at.Sub(r.start), v.arrive)
 	}
 }
 

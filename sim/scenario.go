@@ -29,6 +29,11 @@ type Scenario struct {
 	Network   Network   `json:"network"`
 	Behaviour Behaviour `json:"behaviour"`
 	Centres   []Centre  `json:"centres"`
+	// Trace, if given, replaces every centre's arrivals with these
+	// contacts, each with its own talk time and patience: a recorded
+	// sequence replayed (the simulator's agreement test replays the one it
+	// sent through real centres).
+	Trace []Contact `json:"trace,omitempty"`
 	// WhatIf are changes to run beside the scenario (compare.go).
 	WhatIf []WhatIf `json:"what_if,omitempty"`
 }
@@ -115,6 +120,19 @@ type Arrivals struct {
 	PerHour []float64 `json:"per_hour"`
 	// Urgent is the share of these contacts that say they need someone now.
 	Urgent float64 `json:"urgent,omitempty"`
+}
+
+// Contact is one contact of a Trace.
+type Contact struct {
+	AtSeconds   float64 `json:"at_seconds"` // from the scenario's start
+	Centre      string  `json:"centre"`
+	Channel     string  `json:"channel,omitempty"` // chat
+	Language    string  `json:"language"`
+	TalkSeconds float64 `json:"talk_seconds"`
+	// PatienceSeconds is how long they wait before leaving; 0: they
+	// never leave.
+	PatienceSeconds float64 `json:"patience_seconds,omitempty"`
+	Urgent          bool    `json:"urgent,omitempty"`
 }
 
 // Limits keep a scenario to what a coordinator's laptop runs in minutes.
@@ -375,6 +393,40 @@ func (sc *Scenario) Validate() error {
 				expected += sum / float64(len(a.PerHour)) * sc.Hours
 			}
 			number(ap+".urgent", a.Urgent, 0, 1)
+		}
+	}
+	if len(sc.Trace) > 0 {
+		if len(sc.Trace) > MaxContacts {
+			big("trace", "%d contacts, at most %d", len(sc.Trace), MaxContacts)
+		} else {
+			expected = float64(len(sc.Trace))
+		}
+		for ci, c := range sc.Centres {
+			if len(c.Arrivals) > 0 {
+				bad(fmt.Sprintf("centres[%d].arrivals", ci), "give arrivals or a trace, not both")
+			}
+		}
+		for i := range sc.Trace {
+			if len(errs) > 20 {
+				break // enough to go on with
+			}
+			tc := &sc.Trace[i]
+			tp := fmt.Sprintf("trace[%d]", i)
+			number(tp+".at_seconds", tc.AtSeconds, 0, sc.Hours*3600)
+			if !ids[tc.Centre] {
+				bad(tp+".centre", "%q is not a centre of the scenario", clip(tc.Centre))
+			}
+			if tc.Channel == "" {
+				tc.Channel = "chat"
+			}
+			if tc.Channel != "chat" {
+				bad(tp+".channel", "%q: only chat is simulated so far", clip(tc.Channel))
+			}
+			if !slices.Contains(p.Languages, tc.Language) {
+				bad(tp+".language", "%q is not a language of the policy (%s)", clip(tc.Language), strings.Join(p.Languages, ", "))
+			}
+			number(tp+".talk_seconds", tc.TalkSeconds, 0, 86400)
+			number(tp+".patience_seconds", tc.PatienceSeconds, 0, 86400)
 		}
 	}
 	if volunteers > MaxVolunteers {
