@@ -120,14 +120,7 @@ func (n *Node) publishLoop(ctx context.Context) {
 
 func (n *Node) publishAvailability() {
 	a := overflow.AvailabilityOf(n.cfg.Centre, n.sb)
-	n.publishMu.Lock()
-	defer n.publishMu.Unlock()
-	if n.published != nil && a.SameAs(*n.published) {
-		return
-	}
-	n.published = &a
-	if err := n.setAvailability(a); err != nil {
-		n.published = nil
+	if err := n.SetAvailability(a); err != nil {
 		n.log.Warn("availability not published", "err", err)
 	}
 }

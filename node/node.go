@@ -128,10 +128,6 @@ type Node struct {
 	sb        *switchboard.Switchboard
 	router    *overflow.Router
 	publish   chan struct{}
-	// published is the availability this node last published (nil: none,
-	// or someone else's SetAvailability since): the same is not sent twice.
-	publishMu sync.Mutex
-	published *overflow.Availability
 	rotation  gossipRotation // gossip key rotation, see gossipkey.go
 	back      backAlive      // centres seen alive again, see redial.go
 	releases  releaseLevels  // the others' roster levels, see release.go
@@ -478,13 +474,6 @@ func (n *Node) Gossip() *overflow.Gossip { return n.gossip }
 // switchboard's own state replaces it at the next change: the node calls
 // this itself; it is exported for tools that run a node without volunteers.
 func (n *Node) SetAvailability(a overflow.Availability) error {
-	n.publishMu.Lock()
-	n.published = nil
-	n.publishMu.Unlock()
-	return n.setAvailability(a)
-}
-
-func (n *Node) setAvailability(a overflow.Availability) error {
 	a.Centre = n.cfg.Centre
 	if _, err := n.gossip.SetLocal(a); err != nil {
 		return fmt.Errorf("publish availability: %w", err)

@@ -5,7 +5,6 @@
 package overflow
 
 import (
-	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -515,16 +514,4 @@ func AvailabilityOf(centre string, desk DeskState) Availability {
 		a.Channels[ch] = ChannelState{Free: v.Free, Busy: v.Busy, FreeVolunteers: v.FreeVolunteers, QueueLength: v.QueueLength, OldestWaitMillis: v.OldestWait.Milliseconds()}
 	}
 	return a
-}
-
-// SameAs says a and b tell the federation the same, whatever their
-// versions: a centre need not publish again what it last published. Without
-// this check two centres republish each other forever, since each new
-// version of one re-runs the other's dispatch, which publishes.
-func (a Availability) SameAs(b Availability) bool {
-	a.Version, a.UpdatedUnixMilli = 0, 0
-	b.Version, b.UpdatedUnixMilli = 0, 0
-	x, errA := json.Marshal(wireOf(a))
-	y, errB := json.Marshal(wireOf(b))
-	return errA == nil && errB == nil && bytes.Equal(x, y)
 }

@@ -23,7 +23,6 @@ type centre struct {
 	mu         sync.Mutex
 	view       map[string]overflow.Seen // the others, as gossip last told us
 	publishing bool
-	published  *overflow.Availability
 	version    uint64
 	// pending are other centres' offers ringing here, by contact id; only
 	// the run's goroutine touches it (in events).
@@ -49,11 +48,6 @@ func (c *centre) publish() {
 	a := overflow.AvailabilityOf(c.id, c.sb)
 	c.mu.Lock()
 	c.publishing = false
-	if c.published != nil && a.SameAs(*c.published) {
-		c.mu.Unlock()
-		return // as the node: the same is not published twice
-	}
-	c.published = &a
 	c.version++
 	a.Version = c.version
 	c.mu.Unlock()

@@ -12,6 +12,7 @@ package switchboard
 
 import (
 	"cmp"
+	"reflect"
 	"slices"
 	"time"
 )
@@ -113,7 +114,17 @@ func (s *Switchboard) Changes() (changes <-chan struct{}, stop func()) {
 // changedLocked says the desk may have changed: the node republishes its
 // availability (Config.OnChange) and every watcher is poked.
 func (s *Switchboard) changedLocked() {
-	s.cfg.OnChange()
+	// OnChange only when what the centre publishes changed: another
+	// centre's news re-runs our dispatch (Kick), and a poke for nothing
+	// would publish a new version that re-runs theirs, for ever (the
+	// capacity simulator found two idle centres doing so twenty times a
+	// second). Every real change still pokes, even one that ends where the
+	// last publish stood (Kari goes off, Siri signs in), so a centre that
+	// declined is offered again.
+	if pub := s.publishedLocked(); !reflect.DeepEqual(pub, s.lastPublished) {
+		s.lastPublished = pub
+		s.cfg.OnChange()
+	}
 	for ch := range s.watchers {
 		select {
 		case ch <- struct{}{}:
@@ -216,4 +227,16 @@ func (s *Switchboard) DeskView() DeskView {
 		return cmp.Or(cmp.Compare(a.Alias, b.Alias), cmp.Compare(b.SignedInFor, a.SignedInFor))
 	})
 	return d
+}
+
+// published is what the node publishes of the desk (overflow.AvailabilityOf
+// reads the same three).
+type published struct {
+	channels    map[string]ChannelView
+	draining    bool
+	supervisors int
+}
+
+func (s *Switchboard) publishedLocked() published {
+	return published{channels: s.availabilityLocked(), draining: s.drained != nil, supervisors: len(s.supervisors)}
 }

@@ -278,6 +278,8 @@ type Switchboard struct {
 	cfg   Config
 	clock Clock
 	log   *slog.Logger
+	// lastPublished is what OnChange was last called for (changedLocked).
+	lastPublished published
 	// stop owns the outboxes' and the outgoing offers' goroutines; Close
 	// waits for them. Outboxes ignore its context: they end once they have
 	// delivered everything posted before Close sealed them.

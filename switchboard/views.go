@@ -31,6 +31,10 @@ type ChannelView struct {
 func (s *Switchboard) Availability() map[string]ChannelView {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.availabilityLocked()
+}
+
+func (s *Switchboard) availabilityLocked() map[string]ChannelView {
 	out := map[string]ChannelView{}
 	get := func(ch string) ChannelView {
 		cv, ok := out[ch]
