@@ -12,6 +12,7 @@
 //	helpmesh chat --server URL [--lang nb]
 //	helpmesh volunteer --server URL --id ID --password PASSWORD
 //	helpmesh i18n check [--data DIR]
+//	helpmesh simulate [--html FILE] [--json FILE] SCENARIO | --example
 //
 // The binary only parses flags and wires packages together.
 package main
@@ -42,6 +43,7 @@ Commands:
   chat            chat at a centre as a visitor, in the terminal
   volunteer       sign in at your centre as a volunteer, in the terminal
   i18n check      list the pages' catalogues' missing and extra texts (exit 1 if a shipped one lacks any)
+  simulate        replay a scenario (a night, a week) through helpmesh's router: federation, isolated, pooled
 
 Run 'helpmesh COMMAND -h' for a command's flags.
 `
@@ -98,6 +100,8 @@ func dispatch(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return fmt.Errorf("i18n: want 'check'")
 		}
 		return cmdI18nCheck(args[2:], stdout)
+	case "simulate":
+		return cmdSimulate(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
 		return nil
