@@ -97,7 +97,16 @@ func TestReportOpensFromDiskInChromium(t *testing.T) {
 	if len(png) < 10_000 {
 		t.Fatalf("the screenshot is %d bytes: nothing drawn?", len(png))
 	}
-	shot := filepath.Join(dir, "report.png")
+	// Kept with the other browser tests' screenshots ($HELPMESH_SCREENSHOTS,
+	// which .ci/run sets), or in the test's own directory.
+	shots := os.Getenv("HELPMESH_SCREENSHOTS")
+	if shots == "" {
+		shots = dir
+	}
+	if err := os.MkdirAll(shots, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shot := filepath.Join(shots, "simulation-report.png")
 	if err := os.WriteFile(shot, png, 0o644); err != nil {
 		t.Fatal(err)
 	}
