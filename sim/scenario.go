@@ -293,6 +293,19 @@ func (sc *Scenario) Validate() error {
 		bad("behaviour", "decline_rate plus no_answer_rate must stay below 1, or nobody is ever answered")
 	}
 
+	// A contact's channel (chat by default: the only one simulated so far)
+	// and language (one of the policy's).
+	channelAndLanguage := func(path string, channel *string, language string) {
+		if *channel == "" {
+			*channel = "chat"
+		}
+		if *channel != "chat" {
+			bad(path+".channel", "%q: only chat is simulated so far", clip(*channel))
+		}
+		if !slices.Contains(p.Languages, language) {
+			bad(path+".language", "%q is not a language of the policy (%s)", clip(language), strings.Join(p.Languages, ", "))
+		}
+	}
 	if len(sc.Centres) == 0 {
 		bad("centres", "at least one centre is needed")
 	}
@@ -371,15 +384,7 @@ func (sc *Scenario) Validate() error {
 		for ai := range c.Arrivals {
 			a := &c.Arrivals[ai]
 			ap := fmt.Sprintf("%s.arrivals[%d]", cp, ai)
-			if a.Channel == "" {
-				a.Channel = "chat"
-			}
-			if a.Channel != "chat" {
-				bad(ap+".channel", "%q: only chat is simulated so far", clip(a.Channel))
-			}
-			if !slices.Contains(p.Languages, a.Language) {
-				bad(ap+".language", "%q is not a language of the policy (%s)", clip(a.Language), strings.Join(p.Languages, ", "))
-			}
+			channelAndLanguage(ap, &a.Channel, a.Language)
 			if len(a.PerHour) != 1 && len(a.PerHour) != 24 {
 				bad(ap+".per_hour", "give one rate, or 24 (one per hour of the day); got %d", len(a.PerHour))
 			}
@@ -416,15 +421,7 @@ func (sc *Scenario) Validate() error {
 			if !ids[tc.Centre] {
 				bad(tp+".centre", "%q is not a centre of the scenario", clip(tc.Centre))
 			}
-			if tc.Channel == "" {
-				tc.Channel = "chat"
-			}
-			if tc.Channel != "chat" {
-				bad(tp+".channel", "%q: only chat is simulated so far", clip(tc.Channel))
-			}
-			if !slices.Contains(p.Languages, tc.Language) {
-				bad(tp+".language", "%q is not a language of the policy (%s)", clip(tc.Language), strings.Join(p.Languages, ", "))
-			}
+			channelAndLanguage(tp, &tc.Channel, tc.Language)
 			number(tp+".talk_seconds", tc.TalkSeconds, 0, 86400)
 			number(tp+".patience_seconds", tc.PatienceSeconds, 0, 86400)
 		}
