@@ -230,13 +230,28 @@ func (s *Switchboard) DeskView() DeskView {
 }
 
 // published is what the node publishes of the desk (overflow.AvailabilityOf
-// reads the same three).
+// reads the same three), with time taken out: the oldest wait grows by
+// itself, and a change it alone made would keep two centres with contacts
+// waiting republishing to each other as fast as gossip goes (the simulator
+// showed it). The arrival of the oldest waiting contact stands for it: a
+// publish carries the wait as it is then.
 type published struct {
 	channels    map[string]ChannelView
+	oldest      map[string]time.Time
 	draining    bool
 	supervisors int
 }
 
 func (s *Switchboard) publishedLocked() published {
-	return published{channels: s.availabilityLocked(), draining: s.drained != nil, supervisors: len(s.supervisors)}
+	p := published{channels: s.availabilityLocked(), oldest: map[string]time.Time{}, draining: s.drained != nil, supervisors: len(s.supervisors)}
+	for ch, cv := range p.channels {
+		cv.OldestWait = 0
+		p.channels[ch] = cv
+	}
+	for _, c := range s.queue {
+		if t, ok := p.oldest[c.channel]; !ok || c.created.Before(t) {
+			p.oldest[c.channel] = c.created
+		}
+	}
+	return p
 }
