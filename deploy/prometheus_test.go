@@ -1,8 +1,10 @@
 // Package deploy_test checks the monitoring that ships in deploy/: the
 // Prometheus scrape config, recording rules and alerts (with promtool), and,
 // against a real Prometheus scraping a real 3-centre federation in-process,
-// that the rules compute what a scripted scenario implies and that every
-// query of the Grafana dashboard parses and returns data.
+// that the rules compute what a scripted scenario implies, that every
+// query of the Grafana dashboard parses and returns data, and that a
+// simulator scenario built from that Prometheus (sim.FromPrometheus) holds
+// what the script sent.
 //
 // Without Debian's prometheus package (promtool, /usr/bin/prometheus) the
 // tests skip with a message; in CI (CI=true) they fail instead.
@@ -10,10 +12,12 @@ package deploy_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"net/http"
 	"net/url"
@@ -21,6 +25,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,6 +39,7 @@ import (
 	"github.com/helpmesh/helpmesh/internal/promrun"
 	"github.com/helpmesh/helpmesh/internal/timing"
 	"github.com/helpmesh/helpmesh/node"
+	"github.com/helpmesh/helpmesh/sim"
 	"github.com/helpmesh/helpmesh/switchboard"
 )
 
@@ -92,6 +98,9 @@ type rig struct {
 	centres []*centre
 	prom    string // http://127.0.0.1:port
 	scrapes map[string][]byte
+	// start is before Prometheus and the scenario: the window a scenario
+	// for the simulator is built from starts here.
+	start time.Time
 }
 
 var (
@@ -369,6 +378,7 @@ func buildRig(t testing.TB, promtool, prometheus string) *rig {
 	v2 := signIn(t, c[1], "v2", "nb", "en")
 	// Overflow waits for gossip to carry c2's availability to c1 and c3;
 	// the switchboards offer again when it arrives.
+	r.start = time.Now()
 	r.prom = startPrometheus(t, prometheus, c)
 	for i := 1; i <= rounds; i++ {
 		scenarioRound(t, c, v1, v2)
@@ -585,6 +595,138 @@ func TestPrometheusScrapesFederationAndRulesMatchScenario(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("simulator scenario from prometheus", func(t *testing.T) { checkScenarioFromPrometheus(t, r) })
+}
+
+// sentPerRound is what scenarioRound sends, by centre and language (all
+// chat): offered counts answered and abandoned alike.
+var sentPerRound = map[string]map[string]float64{
+	"c1": {"nb": 2, "en": 1, "de": 1},
+	"c2": {"nb": 1},
+	"c3": {"en": 1, "de": 1},
+}
+
+// checkScenarioFromPrometheus is issue 18's point: a coordinator builds a
+// simulator scenario from their federation's Prometheus. Here the window
+// is the rig's few seconds of contacts, not a week: it starts before
+// Prometheus did and ends now.
+func checkScenarioFromPrometheus(t *testing.T, r *rig) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	end := time.Now()
+	sc, err := sim.FromPrometheus(ctx, sim.PromSource{URL: r.prom, Start: r.start, End: end})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range sc.Notes {
+		t.Log("note: " + n)
+	}
+	if err := sc.Validate(); err != nil {
+		t.Fatalf("the scenario built does not validate: %v", err)
+	}
+	window := end.Sub(r.start).Hours()
+	if want := r.start.UTC().Truncate(time.Second).Format(time.RFC3339); sc.Start != want || math.Abs(sc.Hours-window) > 2.0/3600 {
+		t.Errorf("scenario from %s for %.4f h, want from %s for %.4f h", sc.Start, sc.Hours, want, window)
+	}
+	for _, l := range []string{"nb", "en", "de"} {
+		if !slices.Contains(sc.Policy.Languages, l) {
+			t.Errorf("policy languages %v lack %s", sc.Policy.Languages, l)
+		}
+	}
+	var ids []string
+	for _, c := range sc.Centres {
+		ids = append(ids, c.ID)
+	}
+	if strings.Join(ids, ",") != "c1,c2,c3" {
+		t.Fatalf("centres %v, want c1,c2,c3", ids)
+	}
+	for _, c := range sc.Centres {
+		sent := sentPerRound[c.ID]
+		got := map[string][]float64{}
+		for _, a := range c.Arrivals {
+			got[a.Language] = a.PerHour
+			if want := map[string]float64{"c1": 0.25}[c.ID]; a.Urgent != want {
+				t.Errorf("%s %s: urgent share %v, want %v", c.ID, a.Language, a.Urgent, want)
+			}
+		}
+		for l := range got {
+			if sent[l] == 0 {
+				t.Errorf("%s: arrivals in %s, where the test sent none", c.ID, l)
+			}
+		}
+		hours := map[int]bool{}
+		for l, n := range sent {
+			sum := 0.0
+			for h, v := range got[l] {
+				sum += v
+				if v > 0 {
+					hours[h] = true
+				}
+			}
+			// rate = contacts / time observed, and that time is within the
+			// window: at least the contacts over the window.
+			if least := n * rounds / window; sum < least*0.999 {
+				t.Errorf("%s %s: %.1f contacts an hour, want at least %.1f (%v sent in %.4f h)", c.ID, l, sum, least, n*rounds, window)
+			}
+		}
+		// Within one hour of day the languages' rates share the time
+		// scraped, so they stand as the contacts sent. Not if the rounds
+		// straddled an hour (rarely), nor where a rate was cut to the
+		// simulator's limit: the rig's window holds seconds of contacts.
+		if len(hours) != 1 {
+			t.Logf("%s: the rounds straddled an hour (%v); ratios not checked", c.ID, hours)
+			continue
+		}
+		h := slices.Collect(maps.Keys(hours))[0]
+		for l, n := range sent {
+			for m, o := range sent {
+				if l >= m || got[l][h] >= sim.MaxPerHour || got[m][h] >= sim.MaxPerHour {
+					continue
+				}
+				if ratio, want := got[l][h]/got[m][h], n/o; math.Abs(ratio-want) > 1e-3*want {
+					t.Errorf("%s: %s/%s arrivals %.4f, want %.4f as sent", c.ID, l, m, ratio, want)
+				}
+			}
+		}
+	}
+	// Volunteers: v1 (nb) at c1 and v2 (nb, en) at c2 were signed in all
+	// along; v2 answered the en contacts that c1 and c3 overflowed.
+	wantSpeaks := map[string][]string{"c1": {"nb"}, "c2": {"en", "nb"}}
+	for _, c := range sc.Centres {
+		if signedIn := wantSpeaks[c.ID] != nil; (len(c.Volunteers) > 0) != signedIn {
+			t.Errorf("%s: %d groups of volunteers; a volunteer signed in there: %v", c.ID, len(c.Volunteers), signedIn)
+		}
+		for _, g := range c.Volunteers {
+			if g.Count != 1 || !slices.Equal(g.Languages, wantSpeaks[c.ID]) {
+				t.Errorf("%s: group %s of %d speaking %v, want 1 speaking %v", c.ID, g.Name, g.Count, g.Languages, wantSpeaks[c.ID])
+			}
+		}
+	}
+	// The counters were read whole: every contact the rounds ended.
+	notes := strings.Join(sc.Notes, "\n")
+	for _, want := range []string{fmt.Sprintf("over %d conversations ended", 5*rounds), fmt.Sprintf("Patience: %d abandoned", 2*rounds)} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("the notes lack %q", want)
+		}
+	}
+	// Every conversation ended as soon as it was connected: Little's law
+	// says seconds at most.
+	if tt := sc.Behaviour.TalkTime; tt.Kind != "exponential" || tt.Mean < 0 || tt.Mean > 60 {
+		t.Errorf("talk time %+v, want exponential of a mean within 0..60 s", tt)
+	}
+	if p := sc.Behaviour.Patience; p.Kind != "exponential" {
+		t.Errorf("patience %+v", p)
+	}
+	res, err := sim.Run(ctx, sc, sim.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := res.National
+	t.Logf("simulated %d contacts over %.4f h: answered %d (%d by overflow), abandoned %d, %.2f s wall", res.Contacts, sc.Hours, n.Answered, n.AnsweredOverflow, n.Abandoned, res.WallSeconds)
+	if res.Contacts == 0 {
+		t.Error("the simulator saw no contacts in a scenario built from the contacts sent")
+	}
 }
 
 // Issue point 3: every query of the dashboard parses and returns data.

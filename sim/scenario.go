@@ -36,6 +36,9 @@ type Scenario struct {
 	Trace []Contact `json:"trace,omitempty"`
 	// WhatIf are changes to run beside the scenario (compare.go).
 	WhatIf []WhatIf `json:"what_if,omitempty"`
+	// Notes say where a built scenario's numbers came from and what was
+	// assumed (FromPrometheus); the simulator does not read them.
+	Notes []string `json:"notes,omitempty"`
 }
 
 // Policy is the part of the national policy that routing reads.
