@@ -66,6 +66,8 @@ type Report struct {
 	Isolated   *Result   `json:"isolated"`
 	Pooled     *Result   `json:"pooled"`
 	WhatIfs    []Outcome `json:"what_if,omitempty"`
+	// Notes are the scenario's: where a built scenario's numbers came from.
+	Notes []string `json:"notes,omitempty"`
 	// ErlangC is what Erlang C says for the pooled queue, from the
 	// scenario's mean load and volunteers (nil when it has no steady
 	// state): the planner's formula, for comparison.
@@ -103,7 +105,7 @@ func Compare(ctx context.Context, sc *Scenario, progress func(run string, done f
 		}
 		variants[i] = v
 	}
-	rep := &Report{Scenario: sc.Name, Hours: sc.Hours, Policy: sc.Policy}
+	rep := &Report{Scenario: sc.Name, Hours: sc.Hours, Policy: sc.Policy, Notes: sc.Notes}
 	total := float64(3 + len(variants))
 	step := 0
 	one := func(name string, s *Scenario, mode Mode) (*Result, error) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
@@ -24,8 +25,10 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	htmlOut := fs.String("html", "", "write the report as a self-contained HTML page to this file")
 	jsonOut := fs.String("json", "", "write the report as JSON to this file ('-': standard output)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	fromProm := fs.String("from-prometheus", "", "build a scenario from this Prometheus's recorded KPIs (http://prometheus:9090), print it and exit")
+	window := fs.Duration("window", 7*24*time.Hour, "with --from-prometheus: how far back to read, ending now")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: helpmesh simulate [--html report.html] [--json report.json] SCENARIO.json\n       helpmesh simulate --example > scenario.json")
+		fmt.Fprintln(stderr, "usage: helpmesh simulate [--html report.html] [--json report.json] SCENARIO.json\n       helpmesh simulate --example > scenario.json\n       helpmesh simulate --from-prometheus http://prometheus:9090 [--window 168h] > scenario.json")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -34,6 +37,19 @@ func cmdSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if *example {
 		_, err := stdout.Write(sim.Example())
 		return err
+	}
+	if *fromProm != "" {
+		end := time.Now()
+		sc, err := sim.FromPrometheus(ctx, sim.PromSource{URL: *fromProm, Start: end.Add(-*window), End: end})
+		if err != nil {
+			return fmt.Errorf("simulate: %w", err)
+		}
+		for _, n := range sc.Notes {
+			fmt.Fprintln(stderr, "note:", n)
+		}
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(sc)
 	}
 	if fs.NArg() != 1 {
 		fs.Usage()
