@@ -202,6 +202,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 			s.offerSentLocked(ro.centre, c.channel, OfferDeclined)
 		default:
 			s.offerSentLocked(ro.centre, c.channel, OfferFailed)
+			s.retryLaterLocked(c, ro.centre)
 		}
 		if c.remote == ro {
 			c.remote = nil
@@ -236,6 +237,7 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	c.connecting = false
 	if err != nil {
 		s.offerSentLocked(ro.centre, c.channel, OfferFailed)
+		s.retryLaterLocked(c, ro.centre)
 		s.log.Warn("overflow confirm failed", "to", ro.centre, "err", err)
 		if c.waiting() {
 			s.moveLocked(c, StateQueued)
@@ -266,6 +268,28 @@ func (s *Switchboard) runRemoteOffer(ctx context.Context, c *contact, ro *remote
 	}
 	h.early = nil
 	s.dispatchLocked()
+}
+
+// retryFailedAfter is how long a centre an offer could not reach (lost,
+// reset, unreachable: not a no) is left out for that contact. A centre is
+// otherwise offered the contact again only once it publishes something new,
+// and a centre whose state the failed offer never touched has nothing new
+// to say: without this the contact would wait at home while someone there
+// is free. A dead centre is dropped by gossip in the meantime.
+const retryFailedAfter = 5 * time.Second
+
+// retryLaterLocked forgets, after retryFailedAfter, that c was offered to
+// centre, and re-runs dispatch.
+func (s *Switchboard) retryLaterLocked(c *contact, centre string) {
+	v := c.tried[centre]
+	s.afterFunc(retryFailedAfter, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if c.waiting() && c.tried[centre] == v {
+			delete(c.tried, centre)
+			s.dispatchLocked()
+		}
+	})
 }
 
 // connectLocked joins a waiting contact of ours to a volunteer.

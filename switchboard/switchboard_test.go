@@ -1647,3 +1647,44 @@ func TestAcceptAfterCloseDoesNotBlock(t *testing.T) {
 		}
 	})
 }
+
+// An offer that never reached the other centre (lost, reset, unreachable)
+// is tried there again after retryFailedAfter, although that centre
+// published nothing new: the failure never touched its state. A no is
+// remembered until the centre's availability changes.
+func TestFailedOverflowOfferIsRetriedDeclinedIsNot(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		err   error
+		again bool
+	}{
+		{"failed", errors.New("stream reset"), true},
+		{"declined", fmt.Errorf("%w: nobody free", ErrDeclined), false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				fo := &fakeOverflow{}
+				fo.setCandidates(Candidate{Centre: "B", Version: 1})
+				sb := newTestBoard(withOverflow(fo, 0))
+				defer sb.Close()
+				startContact(t, sb, ChannelChat, "nb")
+				synctest.Wait()
+				if fo.count() != 1 {
+					t.Fatalf("%d offers, want 1", fo.count())
+				}
+				fo.all()[0].reply <- offerReply{err: c.err}
+				synctest.Wait()
+				time.Sleep(retryFailedAfter - time.Millisecond)
+				synctest.Wait()
+				if fo.count() != 1 {
+					t.Fatalf("offered again %v after the %s offer, before retryFailedAfter", retryFailedAfter, c.name)
+				}
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+				if got := fo.count() == 2; got != c.again {
+					t.Fatalf("after a %s offer and %v: %d offers, want a second: %v", c.name, retryFailedAfter, fo.count(), c.again)
+				}
+			})
+		})
+	}
+}
