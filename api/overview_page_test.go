@@ -7,6 +7,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/helpmesh/helpmesh/internal/browsertest"
+	"github.com/helpmesh/helpmesh/switchboard"
 )
 
 // TestOverviewReflectsCentreDownAndBack: the overview shows a centre go
@@ -31,6 +32,15 @@ func TestOverviewReflectsCentreDownAndBack(t *testing.T) {
 		return !!r && r.querySelector('.gossip').textContent === 'alive' && !r.classList.contains('down'); })`
 	browsertest.Wait(t, ctx, "three alive centres", allAlive, 30*time.Second)
 	browsertest.Wait(t, ctx, "the leader", `/^c[123]$/.test(document.querySelector('#leader').textContent)`, 10*time.Second)
+	// A visitor waits at c2 (nobody is on duty anywhere). c2 publishes when
+	// its desk changes, not as the wait grows: the page adds the time since
+	// to the published wait, so the wait it shows grows.
+	c2 := f.Member("c2")
+	if _, err := c2.node.Switchboard().StartContact("chat", "nb", quietVisitor{}); err != nil {
+		t.Fatal(err)
+	}
+	browsertest.Wait(t, ctx, "c2's oldest wait growing past 4 s", `(() => { const r = document.querySelector('#centres tr[data-centre="c2"]');
+		return !!r && r.querySelector('.queue').textContent === '1' && parseInt(r.querySelector('.oldest-wait').textContent, 10) >= 4; })()`, 30*time.Second)
 	var stored string
 	browsertest.Eval(t, ctx, `sessionStorage.getItem('helpmesh_admin_token') || ''`, &stored)
 	if stored != c1.token {
@@ -75,3 +85,12 @@ func TestOverviewReflectsCentreDownAndBack(t *testing.T) {
 		t.Error("the page was reloaded")
 	}
 }
+
+// quietVisitor is a visitor who only waits.
+type quietVisitor struct{}
+
+func (quietVisitor) Queued(int, switchboard.Estimate) {}
+func (quietVisitor) Connected(string)                 {}
+func (quietVisitor) Event(switchboard.Event)          {}
+func (quietVisitor) Requeued(int)                     {}
+func (quietVisitor) Closed(string)                    {}

@@ -117,7 +117,9 @@ func (rt *router) Offer(ctx context.Context, to string, o switchboard.OutgoingOf
 	lost := r.chance(r.sc.Network.Loss)
 	r.after(r.delay, func() {
 		if lost {
-			r.after(o.Ring+r.delay, func() { r.clock.wakeUp(p, offerResult{err: errLost}) })
+			// The owner hears nothing, and gives up when the ring is over
+			// and the protocol's 5 s of slack have passed (overflow's ask).
+			r.after(o.Ring+5*time.Second-r.delay, func() { r.clock.wakeUp(p, offerResult{err: errLost}) })
 			return
 		}
 		if ctx.Err() != nil {

@@ -97,10 +97,7 @@ func (c *clock) Hold() func() {
 	return func() {
 		once.Do(func() {
 			c.mu.Lock()
-			c.held--
-			if c.held == 0 {
-				c.quiet.Broadcast()
-			}
+			c.releaseLocked()
 			c.mu.Unlock()
 		})
 	}
@@ -132,31 +129,36 @@ func (t *timer) Reset(d time.Duration) bool {
 	return active
 }
 
-// parked is a goroutine of a switchboard that gave up its hold to wait on
-// the clock: an offer waiting for another centre's answer.
+// parked is a goroutine of a switchboard that waits on the clock: an offer
+// waiting for another centre's answer.
 type parked struct {
 	ctx  context.Context
 	wake chan any
+	// released: wait gave up the goroutine's hold; whoever ends the wait
+	// takes it back.
+	released bool
 }
 
-// park gives up the calling goroutine's hold while it waits; wake or the
-// context's end takes it back. Call it holding (inside a switchboard
-// goroutine).
+// park registers a wait, keeping the calling goroutine's hold: what it
+// does before wait (schedule the offer's arrival) still happens at this
+// instant. Call it inside a switchboard goroutine.
 func (c *clock) park(ctx context.Context) *parked {
 	p := &parked{ctx: ctx, wake: make(chan any, 1)}
 	c.mu.Lock()
 	c.parked[p] = struct{}{}
-	c.held--
-	if c.held == 0 {
-		c.quiet.Broadcast()
-	}
 	c.mu.Unlock()
 	return p
 }
 
-// wait returns what wake sent, or ok=false once ctx ended first. Either
-// way the goroutine holds again.
+// wait gives up the hold and returns what wakeUp sent, or ok=false once
+// ctx ended first. Either way the goroutine holds again.
 func (c *clock) wait(p *parked) (v any, ok bool) {
+	c.mu.Lock()
+	if _, still := c.parked[p]; still {
+		p.released = true
+		c.releaseLocked()
+	}
+	c.mu.Unlock()
 	select {
 	case v := <-p.wake:
 		return v, true
@@ -170,7 +172,7 @@ func (c *clock) wait(p *parked) (v any, ok bool) {
 		return nil, false
 	}
 	c.mu.Unlock()
-	// wake won the race: it took the hold back for us.
+	// wakeUp won the race, and took the hold back for us.
 	return <-p.wake, true
 }
 
@@ -182,9 +184,18 @@ func (c *clock) wakeUp(p *parked, v any) bool {
 		return false
 	}
 	delete(c.parked, p)
-	c.held++
+	if p.released {
+		c.held++
+	}
 	p.wake <- v
 	return true
+}
+
+func (c *clock) releaseLocked() {
+	c.held--
+	if c.held == 0 {
+		c.quiet.Broadcast()
+	}
 }
 
 // settle waits until the switchboards are quiet.
@@ -196,7 +207,7 @@ func (c *clock) settleLocked() {
 		}
 		ending := false
 		for p := range c.parked {
-			if p.ctx.Err() != nil {
+			if p.released && p.ctx.Err() != nil {
 				ending = true
 				break
 			}
@@ -212,24 +223,23 @@ func (c *clock) settleLocked() {
 	}
 }
 
-// runUntil runs events in time order up to end, then sets the time to end.
-// progress, if not nil, is called with the time reached now and then.
-func (c *clock) runUntil(end time.Time, progress func(time.Time)) {
-	var n uint64
-	for {
+// runUntil runs events in time order up to end, then sets the time to end;
+// it stops early, between two events, once ctx ends.
+func (c *clock) runUntil(ctx context.Context, end time.Time) error {
+	for n := 0; ; n++ {
+		if n%4096 == 4095 && ctx.Err() != nil {
+			return ctx.Err()
+		}
 		c.mu.Lock()
 		c.settleLocked()
 		if len(c.events) == 0 || c.events[0].at.After(end) {
 			c.now = end
 			c.mu.Unlock()
-			return
+			return nil
 		}
 		e := heap.Pop(&c.events).(*event)
 		c.now = e.at
 		c.mu.Unlock()
 		e.f()
-		if n++; progress != nil && n%4096 == 0 {
-			progress(e.at)
-		}
 	}
 }

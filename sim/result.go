@@ -266,7 +266,7 @@ func (r *run) result() *Result {
 			talk += v.talk.Hours()
 		}
 	}
-	res.OfferedErlangs = talk / r.end.Sub(r.start).Hours()
+	res.OfferedErlangs = ratio(talk, r.end.Sub(r.start).Hours())
 	return res
 }
 

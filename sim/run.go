@@ -70,7 +70,9 @@ func Run(ctx context.Context, sc *Scenario, opt Options) (*Result, error) {
 			return nil, fmt.Errorf("simulate %s: %w", opt.Mode, err)
 		}
 		at = minTime(at.Add(step), end)
-		r.clock.runUntil(at, nil)
+		if err := r.clock.runUntil(ctx, at); err != nil {
+			return nil, fmt.Errorf("simulate %s: %w", opt.Mode, err)
+		}
 		if opt.Progress != nil {
 			opt.Progress(float64(at.Sub(r.start)) / float64(total))
 		}
@@ -128,6 +130,11 @@ func newRun(sc *Scenario, opt Options) *run {
 			of = &router{c: c}
 		}
 		sb := r.sc.Policy
+		maxQueue := sb.MaxQueue
+		if r.mode == Pooled {
+			// One queue for every centre's visitors: room for them all.
+			maxQueue = max(maxQueue, switchboard.DefaultMaxQueue) * len(r.sc.Centres)
+		}
 		c.sb = switchboard.New(switchboard.Config{
 			Centre:      id,
 			RingTimeout: seconds(sb.RingSeconds),
@@ -139,7 +146,7 @@ func newRun(sc *Scenario, opt Options) *run {
 			Topics:              func() []string { return []string{topic} },
 			Overflow:            of,
 			OnChange:            c.changed,
-			MaxQueue:            sb.MaxQueue,
+			MaxQueue:            maxQueue,
 			Pace:                switchboard.Pace{},
 			Clock:               r.clock,
 			Logger:              r.log,
@@ -293,11 +300,14 @@ func (st *stream) next(t time.Time) {
 			t = boundary
 			continue
 		}
-		at := t.Add(time.Duration(st.rng.ExpFloat64() / lambda * float64(time.Hour)))
-		if !at.Before(boundary) {
+		// Compare in float hours first: a tiny rate's gap overflows a
+		// Duration.
+		gap := st.rng.ExpFloat64() / lambda
+		if gap >= boundary.Sub(t).Hours() {
 			t = boundary
 			continue
 		}
+		at := t.Add(time.Duration(gap * float64(time.Hour)))
 		if !at.Before(st.r.end) {
 			return
 		}

@@ -147,6 +147,10 @@ const (
 	MaxVolunteers    = 5000
 	MaxPerHour       = 5000
 	MaxContacts      = 2_000_000 // expected arrivals in the whole run
+	// MaxShifts bounds the shifts all volunteers work in a run (each is
+	// two events): 1000 volunteers on 1440 one-minute shifts a day for a
+	// year would be a billion.
+	MaxShifts = 1_000_000
 )
 
 var (
@@ -216,8 +220,8 @@ func (sc *Scenario) Validate() error {
 			bad("start", "not an RFC 3339 time (2026-12-04T18:00:00Z)")
 		}
 	}
-	if sc.Hours <= 0 {
-		bad("hours", "must be above 0")
+	if !(sc.Hours >= 1.0/60) {
+		bad("hours", "must be at least one minute (1/60)")
 	} else {
 		number("hours", sc.Hours, 0, MaxHours)
 	}
@@ -317,7 +321,8 @@ func (sc *Scenario) Validate() error {
 		return errors.Join(errs...)
 	}
 	ids := map[string]bool{}
-	volunteers := 0
+	volunteers, shifts := 0, 0
+	weeks := int(math.Ceil(sc.Hours/168)) + 2
 	expected := 0.0
 	for ci := range sc.Centres {
 		c := &sc.Centres[ci]
@@ -382,6 +387,9 @@ func (sc *Scenario) Validate() error {
 					got[i].shift = si
 				}
 				spans = append(spans, got...)
+				if g.Count > 0 && g.Count <= MaxGroupCount {
+					shifts += g.Count * len(got) * weeks
+				}
 			}
 		}
 		for ai := range c.Arrivals {
@@ -420,7 +428,9 @@ func (sc *Scenario) Validate() error {
 			}
 			tc := &sc.Trace[i]
 			tp := fmt.Sprintf("trace[%d]", i)
-			number(tp+".at_seconds", tc.AtSeconds, 0, sc.Hours*3600)
+			if number(tp+".at_seconds", tc.AtSeconds, 0, sc.Hours*3600) && tc.AtSeconds == sc.Hours*3600 {
+				bad(tp+".at_seconds", "%v is the end of the run; a contact arrives before it", tc.AtSeconds)
+			}
 			if !ids[tc.Centre] {
 				bad(tp+".centre", "%q is not a centre of the scenario", clip(tc.Centre))
 			}
@@ -428,6 +438,9 @@ func (sc *Scenario) Validate() error {
 			number(tp+".talk_seconds", tc.TalkSeconds, 0, 86400)
 			number(tp+".patience_seconds", tc.PatienceSeconds, 0, 86400)
 		}
+	}
+	if shifts > MaxShifts {
+		big("centres", "about %d shifts worked in all, at most %d: fewer, longer shifts or a shorter run", shifts, MaxShifts)
 	}
 	if volunteers > MaxVolunteers {
 		big("centres", "%d volunteers in all, at most %d", volunteers, MaxVolunteers)
@@ -438,10 +451,11 @@ func (sc *Scenario) Validate() error {
 	return errors.Join(errs...)
 }
 
-// StartTime is the scenario's first moment.
+// StartTime is the scenario's first moment, in its own offset: shift times
+// and the hours of per_hour are read in it (UTC by default).
 func (sc *Scenario) StartTime() time.Time {
 	if t, err := time.Parse(time.RFC3339, sc.Start); err == nil && sc.Start != "" {
-		return t.UTC()
+		return t
 	}
 	return DefaultStart
 }

@@ -1,9 +1,12 @@
 package sim
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Each bad scenario is refused with the field's path and what is wrong.
@@ -117,6 +120,46 @@ func FuzzScenario(f *testing.F) {
 		}
 		if err := sc.Validate(); err != nil {
 			t.Fatalf("decoded, then invalid: %v", err)
+		}
+	})
+}
+
+// The reviewer's cases: each once ran away or broke the report.
+func TestScenarioLimitsThatOnceRanAway(t *testing.T) {
+	t.Run("a tiny rate does not loop at one instant", func(t *testing.T) {
+		sc := oneCentre(1, 1e-7, 60, Dist{Kind: "none"}, 24)
+		ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+		defer cancel()
+		res, err := Run(ctx, sc, Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res.Contacts > 1 {
+			t.Errorf("%d contacts from a rate of 1e-7 an hour over a day", res.Contacts)
+		}
+	})
+	t.Run("a run of no length is refused", func(t *testing.T) {
+		sc := oneCentre(1, 1, 60, Dist{Kind: "none"}, 1e-13)
+		if err := sc.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "hours: must be at least one minute") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a million shifts are refused", func(t *testing.T) {
+		sc := oneCentre(1000, 1, 60, Dist{Kind: "none"}, MaxHours)
+		var shifts []Shift
+		for m := 0; m < 1440; m += 2 {
+			shifts = append(shifts, Shift{From: fmt.Sprintf("%02d:%02d", m/60, m%60), To: fmt.Sprintf("%02d:%02d", (m+1)/60, (m+1)%60)})
+		}
+		sc.Centres[0].Volunteers[0].Shifts = shifts
+		if err := sc.Validate(); !errors.Is(err, ErrTooLarge) || !strings.Contains(err.Error(), "shifts worked in all") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("a run is stopped by its context", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel()
+		if _, err := Run(ctx, ExampleScenario(), Options{}); !errors.Is(err, context.Canceled) {
+			t.Fatalf("err = %v, want context.Canceled", err)
 		}
 	})
 }

@@ -209,7 +209,12 @@
       row.querySelector('.phone-free').textContent = a ? fmtCounts((phone && phone.free) || {}) : '–';
       row.querySelector('.queue').textContent = chat ? String(chat.queue_length || 0) : '–';
       var ow = row.querySelector('.oldest-wait');
-      if (chat && chat.oldest_wait_millis) { var d = fmtSeconds(chat.oldest_wait_millis / 1000); say(ow, d.key, d.vars); } else { plain(ow, '–'); }
+      // A centre publishes when its desk changes, not as a wait grows: the
+      // oldest wait is the published one plus the time since.
+      if (chat && chat.queue_length > 0) {
+        var waited = (chat.oldest_wait_millis || 0) / 1000 + (isNaN(c.availability_age_seconds) ? 0 : c.availability_age_seconds);
+        var d = fmtSeconds(waited); say(ow, d.key, d.vars);
+      } else { plain(ow, '–'); }
       var seenCell = row.querySelector('.seen');
       if (a && !isNaN(c.availability_age_seconds)) {
         var ago = fmtSeconds(c.availability_age_seconds);
