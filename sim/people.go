@@ -20,6 +20,10 @@ type volunteer struct {
 	console *switchboard.Console
 	onShift bool
 	talking map[string]switchboard.Timer
+	// ringing is the offer each contact rings with now: an answer meant
+	// for an offer since withdrawn must not take a later one.
+	ringing map[string]uint64
+	rings   uint64
 }
 
 var _ switchboard.ConsoleSink = (*volunteer)(nil)
@@ -81,11 +85,21 @@ func (v *volunteer) Offer(o switchboard.Offer) {
 	wait, _ := r.draw(r.sc.Behaviour.AnswerSeconds)
 	x := r.float()
 	b := r.sc.Behaviour
+	v.mu.Lock()
+	v.rings++
+	ring := v.rings
+	if v.ringing == nil {
+		v.ringing = map[string]uint64{}
+	}
+	v.ringing[o.Contact] = ring
+	v.mu.Unlock()
 	r.after(wait, func() {
 		v.mu.Lock()
 		con := v.console
+		current := v.ringing[o.Contact] == ring
+		delete(v.ringing, o.Contact)
 		v.mu.Unlock()
-		if con == nil {
+		if con == nil || !current {
 			return
 		}
 		switch {
@@ -103,6 +117,9 @@ func (v *volunteer) Offer(o switchboard.Offer) {
 }
 
 func (v *volunteer) OfferWithdrawn(contact, _ string) {
+	v.mu.Lock()
+	delete(v.ringing, contact)
+	v.mu.Unlock()
 	v.c.r.after(0, func() { v.c.decided(contact) })
 }
 
