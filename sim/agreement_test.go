@@ -30,18 +30,25 @@ import (
 // where a chat takes tens of minutes, overflow_after 2 s. Every time that
 // decides an outcome (talk, patience, overflow_after, ring) is a second or
 // more, far above the tens of milliseconds a loaded machine adds to the real
-// run. The staffing (24 volunteers, 700 contacts) is what makes one run of
-// each side close enough to compare: with 6 volunteers and 140 contacts, the
+// run.
+//
+// One run of each side must be close enough to compare, and a queue's
+// figures vary from run to run of one trace with who happens to be
+// answered. Hence 24 volunteers and 700 contacts (with 6 and 140, the
 // simulator's own runs of one trace spread over 5 points of answer rate and
-// 25% of speed to answer, wider than the bars.
+// 25% of speed to answer, wider than the bars), and talk times and patience
+// drawn uniformly: with exponential talk times (mean 4 s) the answered count
+// varied with the talk times of those answered, by 0.5 points (one standard
+// deviation) from one simulator run to the next and more between real runs;
+// uniform, by 0.3 points, and the speed to answer by 3%.
 const (
 	agreeLanguage      = "nb"
 	agreeOverflowAfter = 2 // seconds, as the roster's policy holds it
 	agreeRing          = 5 * time.Second
 	agreeSeconds       = 100.0 // the span of arrivals
 	agreePerSecond     = 7.2
-	agreeMeanTalk      = 4.0  // seconds, exponential, clipped to 1..15
-	agreeMeanPatience  = 10.0 // seconds, exponential, clipped to 2..30
+	agreeTalk          = 3.0 // seconds, to 5
+	agreePatience      = 2.0 // seconds, to 18
 	// agreeLead is where the trace starts: after the volunteers' signing
 	// in has reached every centre in the simulator.
 	agreeLead = 1.0
@@ -93,8 +100,8 @@ func agreementTrace() []sim.Contact {
 		}
 		out = append(out, sim.Contact{
 			AtSeconds: ms(at), Centre: c, Channel: "chat", Language: agreeLanguage,
-			TalkSeconds:     ms(min(max(r.ExpFloat64()*agreeMeanTalk, 1), 15)),
-			PatienceSeconds: ms(min(max(r.ExpFloat64()*agreeMeanPatience, 2), 30)),
+			TalkSeconds:     ms(agreeTalk + 2*r.Float64()),
+			PatienceSeconds: ms(agreePatience + 16*r.Float64()),
 		})
 	}
 }
@@ -174,6 +181,13 @@ func TestSimulatorAgreesWithRealCentres(t *testing.T) {
 	if d := math.Abs(real.answerRate - simulated.answerRate); d > 0.02 {
 		t.Errorf("answer rate: real %.1f%%, simulated %.1f%%: %.1f points apart, at most 2", 100*real.answerRate, 100*simulated.answerRate, 100*d)
 	}
+	// Known: the real speed to answer has come out 4-11% below the
+	// simulator's. When a volunteer frees at another centre, twenty or so
+	// contacts waiting at c1 offer to them at once and the first offer to
+	// arrive wins; on real centres the winners sit on average 0.68 of the
+	// way from the oldest waiting to the youngest, in the simulator 0.37,
+	// so there the oldest get more of the overflow (and wait longer for
+	// it) and c1's own volunteers fewer.
 	if d := math.Abs(real.asa - simulated.asa); d > 0.15*real.asa {
 		t.Errorf("speed to answer: real %.2f s, simulated %.2f s: %.0f%% apart, at most 15%%", real.asa, simulated.asa, 100*d/real.asa)
 	}
@@ -228,7 +242,7 @@ func agreementScenario(trace []sim.Contact, n network) *sim.Scenario {
 		},
 		Network: sim.Network{DelayMillis: millis(n.delay), GossipMillis: millis(n.gossip)},
 		Behaviour: sim.Behaviour{
-			TalkTime:      sim.Dist{Kind: "fixed", Mean: agreeMeanTalk}, // the trace's own apply
+			TalkTime:      sim.Dist{Kind: "fixed", Mean: agreeTalk}, // the trace's own apply
 			AnswerSeconds: sim.Dist{Kind: "fixed", Mean: 0},
 		},
 		Trace: trace,
@@ -288,7 +302,7 @@ func runRealCentres(t *testing.T, trace []sim.Contact) (agreement, network) {
 		time.Sleep(time.Until(start.Add(seconds(tc.AtSeconds))))
 		out[i] = reg.start(centres[tc.Centre].Node().Switchboard(), tc)
 	}
-	// Everyone is answered or leaves within their patience (at most 30 s);
+	// Everyone is answered or leaves within their patience (at most 18 s);
 	// the bound is generous for a loaded machine.
 	fedtest.Eventually(t, 2*time.Minute, "every visitor answered or gone", func() bool {
 		for _, c := range out {
