@@ -51,10 +51,21 @@ func (c *centre) publish() {
 	c.version++
 	a.Version = c.version
 	c.mu.Unlock()
+	// Gossip reaches the others at about the same moment (one memberlist
+	// round sends to all), in no set order. The clock runs the events of
+	// one instant in the order they were scheduled, and a centre's offers
+	// are scheduled as it hears the news: in the run's fixed order, the
+	// first centre won every race for the volunteer the news freed.
+	to := make([]*centre, 0, len(c.r.order)-1)
 	for _, o := range c.r.order {
-		if o == c {
-			continue
+		if o != c {
+			to = append(to, o)
 		}
+	}
+	c.r.rngMu.Lock()
+	c.r.rng.Shuffle(len(to), func(i, j int) { to[i], to[j] = to[j], to[i] })
+	c.r.rngMu.Unlock()
+	for _, o := range to {
 		c.r.after(c.r.gossip, func() {
 			o.mu.Lock()
 			if cur, ok := o.view[c.id]; !ok || cur.Availability.Version < a.Version {
