@@ -172,7 +172,7 @@ func (c *centre) decided(contact string) {
 	if po == nil {
 		return
 	}
-	alias, err, ok := po.res.Decided()
+	alias, ok, err := po.res.Decided()
 	if !ok {
 		return
 	}

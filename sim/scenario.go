@@ -23,7 +23,9 @@ type Scenario struct {
 	Start string `json:"start,omitempty"`
 	// Hours simulated.
 	Hours float64 `json:"hours"`
-	// Seed makes a run repeatable in its arrivals, talk times and choices.
+	// Seed fixes the visitors: their arrivals, talk times and patience.
+	// Volunteers' choices at one instant may interleave differently from
+	// run to run, so figures can differ a little between runs of one seed.
 	Seed      uint64    `json:"seed"`
 	Policy    Policy    `json:"policy"`
 	Network   Network   `json:"network"`

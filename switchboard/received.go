@@ -129,13 +129,13 @@ func (res *Reservation) Wait(ctx context.Context) (alias string, err error) {
 // Decided is Wait without waiting: ok is false while the offer still rings.
 // The capacity simulator (sim/) asks it, since its virtual clock cannot see
 // a goroutine blocked in Wait.
-func (res *Reservation) Decided() (alias string, err error, ok bool) {
+func (res *Reservation) Decided() (alias string, ok bool, err error) {
 	select {
 	case err := <-res.r.decided:
 		alias, err = res.decided(err)
-		return alias, err, true
+		return alias, true, err
 	default:
-		return "", nil, false
+		return "", false, nil
 	}
 }
 
