@@ -222,8 +222,8 @@ func (sc *Scenario) Validate() error {
 			bad("start", "not an RFC 3339 time (2026-12-04T18:00:00Z)")
 		}
 	}
-	if !(sc.Hours >= 1.0/60) {
-		bad("hours", "must be at least one minute (1/60)")
+	if !(sc.Hours >= 1.0/3600) {
+		bad("hours", "must be at least one second (1/3600)")
 	} else {
 		number("hours", sc.Hours, 0, MaxHours)
 	}

@@ -140,7 +140,7 @@ func TestScenarioLimitsThatOnceRanAway(t *testing.T) {
 	})
 	t.Run("a run of no length is refused", func(t *testing.T) {
 		sc := oneCentre(1, 1, 60, Dist{Kind: "none"}, 1e-13)
-		if err := sc.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "hours: must be at least one minute") {
+		if err := sc.Validate(); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "hours: must be at least one second") {
 			t.Fatalf("err = %v", err)
 		}
 	})
