@@ -103,15 +103,27 @@ func (g *vpVolunteer) awaitOffer(t *testing.T) switchboard.Offer {
 
 func (g *vpVolunteer) awaitMessage(t *testing.T, text string) {
 	t.Helper()
+	g.awaitMessageOr(t, text, nil)
+}
+
+// awaitMessageOr is awaitMessage that, before failing, runs why (to log
+// what the page shows) and lists the events the volunteer did get.
+func (g *vpVolunteer) awaitMessageOr(t *testing.T, text string, why func()) {
+	t.Helper()
 	deadline := time.After(20 * time.Second)
+	var got []string
 	for {
 		select {
 		case e := <-g.events:
 			if e.Kind == switchboard.EventMessage && e.Text == text {
 				return
 			}
+			got = append(got, string(e.Kind))
 		case <-deadline:
-			t.Fatalf("the volunteer never got %q", text)
+			if why != nil {
+				why()
+			}
+			t.Fatalf("the volunteer never got %q (got events %v)", text, got)
 		}
 	}
 }

@@ -241,7 +241,19 @@ func testEntryFailover(t *testing.T, refuse func(*pageFederation, *pageCentre)) 
 		chromedp.Click("#send", chromedp.ByID))
 	contact := vol.accept(t, con)
 	vpWaitPhase(t, ctx, "connected")
-	vol.awaitMessage(t, "hello from the queue")
+	vol.awaitMessageOr(t, "hello from the queue", func() {
+		// Flaked twice in CI (2026-11-29, 2026-11-30) with nothing to go
+		// on: say what the page held and where the chat went.
+		var page string
+		vpEval(t, ctx, `JSON.stringify({phase: document.body.getAttribute('data-phase'), box: document.getElementById('message').value,
+			messages: [...document.querySelectorAll('#messages .msg')].map(m => m.className + ': ' + m.innerText)})`, &page)
+		t.Logf("the page: %s", page)
+		for _, id := range []string{"c1", "c2", "c3"} {
+			if pc, ok := fed.Running(id); ok {
+				t.Logf("%s's tally: %+v", id, pc.node.Switchboard().Stats().Total())
+			}
+		}
+	})
 	// The chat entered at c2 and was answered there, not at c1 and
 	// overflowed (c1 has no volunteer, so that would also reach Bea).
 	if st := c2.node.Switchboard().Stats().Total(); contact == "" || st.Offered != 1 || st.InProgress != 1 {

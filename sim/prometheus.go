@@ -83,7 +83,7 @@ var (
 // with range queries and builds:
 //
 //   - Start and Hours: the window itself, so the scenario replays it. Hours
-//     of the day are UTC, as everywhere in a scenario.
+//     of the day are UTC (Start is written in UTC).
 //   - Centres: every centre label of helpmesh_contacts_offered_total
 //     (exported_centre if a target label renamed it).
 //   - Arrivals: per centre and language, the chat contacts of
